@@ -1,0 +1,341 @@
+//! Harness for tracer's privileged integration tests: real network
+//! namespaces, bridges, veth and vxlan (unique names per test, removed on
+//! drop), sockets opened inside a namespace, and the real `tracer` binary
+//! whose NDJSON output is collected and searched.
+//!
+//! Tests run serially (`--test-threads=1`, see `cargo xtask test`): they
+//! share the kernel's tracepoints, not namespaces or addresses.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    os::{fd::AsFd, unix::fs::MetadataExt},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A short unique tag for names and addresses: never shared between tests or
+/// concurrent runs (pid + counter).
+pub fn unique_tag() -> (String, u8) {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let pid = std::process::id();
+    (format!("{:x}{:x}", pid % 0xfff, n % 0xff), ((pid + n * 7) % 250) as u8 + 1)
+}
+
+/// Runs a command, panicking with its stderr when it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Like [`sh`] but ignores failure (cleanup).
+pub fn sh_quiet(args: &[&str]) {
+    let _ = Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Self {
+        sh_quiet(&["ip", "netns", "del", name]);
+        sh(&["ip", "netns", "add", name]);
+        let ns = Self { name: name.into() };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/var/run/netns/{}", self.name))
+    }
+
+    /// Inode that tracer reports as tracer.netns.inode.
+    pub fn inode(&self) -> u64 {
+        fs::metadata(self.path()).expect("netns handle").ino()
+    }
+
+    /// `ip -n <ns> ARGS`
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut a = vec!["ip", "-n", &self.name];
+        a.extend_from_slice(args);
+        sh(&a)
+    }
+
+    /// Runs `f` on a thread inside this namespace (sockets it creates stay
+    /// in the namespace).
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let file = fs::File::open(self.path()).expect("open netns");
+        std::thread::spawn(move || {
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    }
+
+    pub fn mac(&self, dev: &str) -> String {
+        let out = self.ip(&["-j", "link", "show", dev]);
+        let v: Value = serde_json::from_str(&out).expect("ip -j");
+        v[0]["address"].as_str().expect("address").to_string()
+    }
+
+    pub fn ifindex(&self, dev: &str) -> u64 {
+        let out = self.ip(&["-j", "link", "show", dev]);
+        let v: Value = serde_json::from_str(&out).expect("ip -j");
+        v[0]["ifindex"].as_u64().expect("ifindex")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        sh_quiet(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+/// `aa:bb:...` (ip's format) to ECS `AA-BB-...` (tracer's format).
+pub fn ecs_mac(mac: &str) -> String {
+    mac.replace(':', "-").to_ascii_uppercase()
+}
+
+/// Two "containers" (A, B) with veths on a bridge that lives in its own
+/// namespace (like a Docker overlay namespace), plus addresses in a subnet
+/// unique to this topology.
+pub struct BridgeTopo {
+    pub tag: String,
+    pub br_ns: Netns,
+    pub a: Netns,
+    pub b: Netns,
+    pub bridge: String,
+    /// Bridge-side ports of A and B.
+    pub port_a: String,
+    pub port_b: String,
+    /// Container-side interface names.
+    pub dev_a: String,
+    pub dev_b: String,
+    pub ip_a: String,
+    pub ip_b: String,
+}
+
+impl BridgeTopo {
+    pub fn new() -> Self {
+        let (tag, octet) = unique_tag();
+        let br_ns = Netns::new(&format!("tb{tag}"));
+        let a = Netns::new(&format!("ta{tag}"));
+        let b = Netns::new(&format!("tc{tag}"));
+        let bridge = format!("br{tag}");
+        let (port_a, port_b) = (format!("pa{tag}"), format!("pb{tag}"));
+        let (dev_a, dev_b) = (format!("ea{tag}"), format!("eb{tag}"));
+        br_ns.ip(&["link", "add", &bridge, "type", "bridge"]);
+        br_ns.ip(&["link", "set", &bridge, "up"]);
+        for (ns, port, dev) in [(&a, &port_a, &dev_a), (&b, &port_b, &dev_b)] {
+            br_ns.ip(&[
+                "link", "add", port, "type", "veth", "peer", "name", dev, "netns", &ns.name,
+            ]);
+            br_ns.ip(&["link", "set", port, "master", &bridge]);
+            br_ns.ip(&["link", "set", port, "up"]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        let ip_a = format!("10.{octet}.{}.1", 100 + (octet % 100));
+        let ip_b = format!("10.{octet}.{}.2", 100 + (octet % 100));
+        a.ip(&["addr", "add", &format!("{ip_a}/24"), "dev", &dev_a]);
+        b.ip(&["addr", "add", &format!("{ip_b}/24"), "dev", &dev_b]);
+        Self {
+            tag,
+            br_ns,
+            a,
+            b,
+            bridge,
+            port_a,
+            port_b,
+            dev_a,
+            dev_b,
+            ip_a,
+            ip_b,
+        }
+    }
+
+    /// A locally administered MAC unique to this topology and call.
+    pub fn fresh_mac(&self) -> String {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        format!(
+            "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            (pid >> 8) & 0xff,
+            pid & 0xff,
+            (n >> 8) & 0xff,
+            n & 0xff,
+            0x5a
+        )
+    }
+
+    /// One ping from A to B (ARP request from A, reply from B).
+    pub fn ping_a_to_b(&self) {
+        sh(&["ip", "netns", "exec", &self.a.name, "ping", "-c", "1", "-W", "2", &self.ip_b]);
+    }
+}
+
+impl Default for BridgeTopo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Path of the tracer binary under test (set by `cargo xtask test`).
+pub fn tracer_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("TRACER_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.join("target/debug/tracer")
+}
+
+/// A running `tracer run` with its stdout collected line by line.
+pub struct Tracer {
+    child: Option<Child>,
+    lines: Arc<Mutex<Vec<Value>>>,
+    raw: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Tracer {
+    /// Starts `tracer run ARGS` and waits until every probe reported its status.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(tracer_bin())
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tracer_bin().display()));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let (l2, r2) = (lines.clone(), raw.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("tracer printed a non-JSON line {line:?}: {e}"));
+                r2.lock().unwrap().push(line);
+                l2.lock().unwrap().push(v);
+            }
+        });
+        let err = child.stderr.take().expect("stderr");
+        let e2 = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("[tracer stderr] {line}");
+                let mut s = e2.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let t = Self {
+            child: Some(child),
+            lines,
+            raw,
+            stderr,
+        };
+        t.wait_for(Duration::from_secs(60), |v| {
+            v["event"]["action"] == "probe_status" && v["tracer"]["probe"]["name"] == "kfree_skb"
+        })
+        .unwrap_or_else(|| panic!("tracer did not report its probes; stderr: {}", t.stderr()));
+        t
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Lines printed so far.
+    pub fn lines(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until a line matches `pred`.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.lines.lock().unwrap().iter().find(|v| pred(v)) {
+                return Some(v.clone());
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGINT, wait for a clean exit (code 0), return every line printed.
+    pub fn stop(mut self) -> (Vec<Value>, Vec<String>) {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+        let end = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < end, "tracer did not exit after SIGINT");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // Let the reader threads see EOF.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            status.success(),
+            "tracer exited with {status}; stderr: {}",
+            self.stderr()
+        );
+        (self.lines(), self.raw.lock().unwrap().clone())
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Lines with the given action.
+pub fn with_action<'a>(lines: &'a [Value], action: &str) -> Vec<&'a Value> {
+    lines
+        .iter()
+        .filter(|v| v["event"]["action"] == action)
+        .collect()
+}
+
+/// Is the test running with the privileges the integration tests need?
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "integration tests need root (run `cargo xtask test` as root)"
+    );
+}

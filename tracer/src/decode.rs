@@ -1,0 +1,516 @@
+//! Ring-buffer records → typed kernel records → [`EcsEvent`]s.
+//!
+//! Parsing never trusts the input: short, unknown or oversized records are
+//! errors, not panics (captures replayed from disk go through here too).
+
+use std::{collections::HashMap, mem::size_of, net::IpAddr};
+
+use thiserror::Error;
+use tracer_ebpf::{
+    kind, ArpEvent, DropEvent, EventHeader, FdbEvent, NeighEvent, TcpEvent, IFNAMSIZ,
+};
+
+use crate::{
+    btf::DropReasons,
+    event::{
+        cstr, ip_from_wire, transport_name, EcsEvent, Endpoint, Interface, Kind, Mac, Neigh,
+        Netns, Network, Tcp,
+    },
+};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than the {need}-byte {what}")]
+    Short {
+        what: &'static str,
+        len: usize,
+        need: usize,
+    },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+}
+
+/// One kernel record, copied out of the ring buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    FdbUpdate(FdbEvent),
+    FdbDelete(FdbEvent),
+    ArpReply(ArpEvent),
+    Neigh(NeighEvent),
+    Tcp(TcpEvent),
+    Drop(DropEvent),
+}
+
+impl Record {
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            Record::FdbUpdate(e) | Record::FdbDelete(e) => &e.hdr,
+            Record::ArpReply(e) => &e.hdr,
+            Record::Neigh(e) => &e.hdr,
+            Record::Tcp(e) => &e.hdr,
+            Record::Drop(e) => &e.hdr,
+        }
+    }
+}
+
+/// Copies a `T` out of the front of `bytes` after checking the length.
+fn read_pod<T: aya::Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            what,
+            len: bytes.len(),
+            need,
+        });
+    }
+    // SAFETY: length checked above; T is a Pod (#[repr(C)], fixed-width
+    // integers and byte arrays only) so every bit pattern is a valid T;
+    // read_unaligned copes with any alignment of the ring-buffer slice.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Parses one ring-buffer record.
+pub fn parse(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let hdr: EventHeader = read_pod(bytes, "event header")?;
+    Ok(match hdr.kind {
+        kind::FDB_UPDATE => Record::FdbUpdate(read_pod(bytes, "fdb event")?),
+        kind::FDB_DELETE => Record::FdbDelete(read_pod(bytes, "fdb event")?),
+        kind::ARP_REPLY => Record::ArpReply(read_pod(bytes, "arp event")?),
+        kind::NEIGH_UPDATE => Record::Neigh(read_pod(bytes, "neigh event")?),
+        kind::TCP_RETRANSMIT | kind::TCP_SEND_RESET | kind::TCP_RECEIVE_RESET => {
+            Record::Tcp(read_pod(bytes, "tcp event")?)
+        }
+        kind::SKB_DROP => Record::Drop(read_pod(bytes, "drop event")?),
+        k => return Err(DecodeError::UnknownKind(k)),
+    })
+}
+
+/// Name of a probe by record kind (loss reports, status lines).
+pub fn kind_name(k: u32) -> &'static str {
+    match k {
+        kind::FDB_UPDATE => "br_fdb_update",
+        kind::FDB_DELETE => "fdb_delete",
+        kind::ARP_REPLY => "netif_receive_skb",
+        kind::NEIGH_UPDATE => "neigh_update",
+        kind::TCP_RETRANSMIT => "tcp_retransmit_skb",
+        kind::TCP_SEND_RESET => "tcp_send_reset",
+        kind::TCP_RECEIVE_RESET => "tcp_receive_reset",
+        kind::SKB_DROP => "kfree_skb",
+        _ => "unknown",
+    }
+}
+
+/// Kernel code addresses to `symbol+0xoff`, cached: the live run resolves
+/// from /proc/kallsyms, a replay from the table recorded in the capture.
+#[derive(Default)]
+pub struct Locations {
+    cache: HashMap<u64, String>,
+    source: Option<crate::kallsyms::Symbols>,
+    /// Addresses resolved since the last [`Locations::take_new`] (for captures).
+    new: Vec<(u64, String)>,
+}
+
+impl Locations {
+    pub fn live(symbols: crate::kallsyms::Symbols) -> Self {
+        Self {
+            source: Some(symbols),
+            ..Self::default()
+        }
+    }
+
+    /// A table of already-resolved addresses (replay).
+    pub fn from_table(entries: impl IntoIterator<Item = (u64, String)>) -> Self {
+        Self {
+            cache: entries.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    pub fn format(&mut self, addr: u64) -> String {
+        if let Some(s) = self.cache.get(&addr) {
+            return s.clone();
+        }
+        let s = match &self.source {
+            Some(sym) => sym.format(addr),
+            None => format!("{addr:#x}"),
+        };
+        self.cache.insert(addr, s.clone());
+        self.new.push((addr, s.clone()));
+        s
+    }
+
+    /// Resolutions made since the last call, to be recorded with the capture.
+    pub fn take_new(&mut self) -> Vec<(u64, String)> {
+        std::mem::take(&mut self.new)
+    }
+}
+
+/// What decoding needs beyond the record: names and the clock offset.
+pub struct Tables {
+    pub drop_reasons: DropReasons,
+    pub locations: Locations,
+    /// Wall clock minus boot clock, ns.
+    pub boot_to_wall_ns: i128,
+}
+
+impl Tables {
+    pub fn wall(&self, boot_ns: u64) -> i128 {
+        boot_ns as i128 + self.boot_to_wall_ns
+    }
+}
+
+fn netns_iface(e: &mut EcsEvent, h: &EventHeader) {
+    if h.netns != 0 {
+        e.tracer.netns = Some(Netns {
+            inode: h.netns,
+            ..Netns::default()
+        });
+    }
+    if h.ifindex != 0 || h.ifname[0] != 0 {
+        e.tracer.interface = Some(Interface {
+            name: cstr(&h.ifname),
+            index: h.ifindex,
+        });
+    }
+    e.tracer.cpu = Some(h.cpu);
+}
+
+/// Bridge port name from an FDB record (empty: entry without a port, e.g. the
+/// bridge's own address).
+pub fn port_name(e: &FdbEvent) -> String {
+    cstr(&e.hdr.ifname[..IFNAMSIZ])
+}
+
+/// An FDB record as an event. `previous_port` (from [`crate::fdb`]) turns
+/// an update into a move.
+pub fn fdb_event(
+    t: &Tables,
+    e: &FdbEvent,
+    delete: bool,
+    previous_port: Option<String>,
+) -> EcsEvent {
+    let action = match (delete, &previous_port) {
+        (true, _) => "fdb_delete",
+        (false, Some(_)) => "fdb_move",
+        (false, None) => "fdb_learn",
+    };
+    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, action);
+    netns_iface(&mut ev, &e.hdr);
+    ev.source.mac = Some(Mac(e.mac));
+    ev.tracer.bridge = Some(cstr(&e.br_name));
+    ev.tracer.port = Some(port_name(e));
+    ev.tracer.previous_port = previous_port;
+    ev.tracer.vlan = Some(e.vid);
+    ev
+}
+
+pub fn arp_event(t: &Tables, e: &ArpEvent) -> EcsEvent {
+    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, "arp_reply");
+    netns_iface(&mut ev, &e.hdr);
+    ev.source = Endpoint {
+        ip: Some(IpAddr::from(e.sender_ip)),
+        port: None,
+        mac: Some(Mac(e.sender_mac)),
+        container: None,
+    };
+    ev.destination = Endpoint {
+        ip: Some(IpAddr::from(e.target_ip)),
+        port: None,
+        mac: Some(Mac(e.target_mac)),
+        container: None,
+    };
+    ev.network.type_ = Some("arp");
+    ev
+}
+
+/// `NUD_*` states (uapi/linux/neighbour.h, a stable user-space ABI).
+pub fn nud_state_name(s: u8) -> String {
+    const NAMES: [(u8, &str); 8] = [
+        (0x01, "INCOMPLETE"),
+        (0x02, "REACHABLE"),
+        (0x04, "STALE"),
+        (0x08, "DELAY"),
+        (0x10, "PROBE"),
+        (0x20, "FAILED"),
+        (0x40, "NOARP"),
+        (0x80, "PERMANENT"),
+    ];
+    if s == 0 {
+        return "NONE".into();
+    }
+    let parts: Vec<&str> = NAMES
+        .iter()
+        .filter(|(bit, _)| s & bit != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    parts.join("|")
+}
+
+pub fn neigh_event(t: &Tables, e: &NeighEvent) -> EcsEvent {
+    const AF_INET6: u16 = 10;
+    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, "neigh_update");
+    netns_iface(&mut ev, &e.hdr);
+    let v6 = e.family == AF_INET6;
+    let ip = ip_from_wire(&e.key, v6);
+    let mac_of = |b: &[u8; 8]| {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&b[..6]);
+        Mac(m)
+    };
+    let old = mac_of(&e.old_lladdr);
+    let new = if e.has_new_lladdr != 0 {
+        mac_of(&e.new_lladdr)
+    } else {
+        old
+    };
+    ev.destination = Endpoint {
+        ip: Some(ip),
+        port: None,
+        mac: (!new.is_zero()).then_some(new),
+        container: None,
+    };
+    ev.network.type_ = Some(if v6 { "ipv6" } else { "ipv4" });
+    ev.tracer.neigh = Some(Neigh {
+        family: if v6 { "ipv6" } else { "ipv4" },
+        old_state: nud_state_name(e.old_state),
+        new_state: nud_state_name(e.new_state),
+        old_mac: (!old.is_zero()).then_some(old),
+        flags: e.update_flags,
+    });
+    ev
+}
+
+/// `TCP_*` socket states (include/net/tcp_states.h, exposed to user space
+/// through /proc/net/tcp and sock_diag, so stable).
+pub fn tcp_state_name(s: u8) -> &'static str {
+    match s {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        13 => "BOUND_INACTIVE",
+        _ => "UNKNOWN",
+    }
+}
+
+pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
+    const AF_INET6: u16 = 10;
+    let (action, direction) = match e.hdr.kind {
+        kind::TCP_RETRANSMIT => ("tcp_retransmit", None),
+        kind::TCP_SEND_RESET => ("tcp_reset", Some("sent")),
+        _ => ("tcp_reset", Some("received")),
+    };
+    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, action);
+    netns_iface(&mut ev, &e.hdr);
+    let v6 = e.family == AF_INET6;
+    let local = Endpoint {
+        ip: Some(ip_from_wire(&e.saddr, v6)),
+        port: Some(e.sport),
+        mac: None,
+        container: None,
+    };
+    let remote = Endpoint {
+        ip: Some(ip_from_wire(&e.daddr, v6)),
+        port: Some(e.dport),
+        mac: None,
+        container: None,
+    };
+    // ECS source is the sender of the segment the event is about: the local
+    // end for retransmits and sent resets, the peer for received resets.
+    if direction == Some("received") {
+        ev.source = remote;
+        ev.destination = local;
+    } else {
+        ev.source = local;
+        ev.destination = remote;
+    }
+    let is_v4 = matches!(ev.source.ip, Some(IpAddr::V4(_)));
+    ev.network = Network {
+        type_: Some(if is_v4 { "ipv4" } else { "ipv6" }),
+        transport: Some("tcp".into()),
+    };
+    let retrans = e.hdr.kind == kind::TCP_RETRANSMIT;
+    ev.tracer.tcp = Some(Tcp {
+        state: (e.has_sk != 0).then(|| tcp_state_name(e.state)),
+        direction,
+        snd_una: retrans.then_some(e.snd_una),
+        retransmits: retrans.then_some(e.retransmits),
+    });
+    ev
+}
+
+pub fn drop_event(t: &mut Tables, e: &DropEvent) -> EcsEvent {
+    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, "skb_drop");
+    netns_iface(&mut ev, &e.hdr);
+    if e.ip_version == 4 || e.ip_version == 6 {
+        let v6 = e.ip_version == 6;
+        let has_ports = matches!(e.l4proto, 6 | 17 | 132);
+        ev.source.ip = Some(ip_from_wire(&e.saddr, v6));
+        ev.destination.ip = Some(ip_from_wire(&e.daddr, v6));
+        if has_ports {
+            ev.source.port = Some(e.sport);
+            ev.destination.port = Some(e.dport);
+        }
+        ev.network = Network {
+            type_: Some(if v6 { "ipv6" } else { "ipv4" }),
+            transport: Some(transport_name(e.l4proto)),
+        };
+    } else if e.eth_proto == 0x0806 {
+        ev.network.type_ = Some("arp");
+    }
+    ev.tracer.reason = Some(t.drop_reasons.name(e.reason).into_owned());
+    ev.tracer.reason_raw = Some(e.reason);
+    ev.tracer.location = Some(t.locations.format(e.location));
+    ev
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of<T: aya::Pod>(v: &T) -> Vec<u8> {
+        // SAFETY: T is Pod; reading its bytes is always valid.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
+    }
+
+    fn tables() -> Tables {
+        Tables {
+            drop_reasons: DropReasons::from_pairs([(2, "NOT_SPECIFIED".to_string()), (3, "NO_SOCKET".to_string())]),
+            locations: Locations::from_table([(0xffff_ffff_8100_0010, "__udp4_lib_rcv+0x10".to_string())]),
+            boot_to_wall_ns: 1_000_000_000_000_000_000,
+        }
+    }
+
+    fn hdr(k: u32) -> EventHeader {
+        let mut h = EventHeader {
+            ts_ns: 5,
+            kind: k,
+            netns: 4026531840,
+            ifindex: 7,
+            cpu: 1,
+            ifname: [0; 16],
+        };
+        h.ifname[..5].copy_from_slice(b"veth1");
+        h
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_errors() {
+        assert!(matches!(parse(&[]), Err(DecodeError::Short { .. })));
+        let h = hdr(kind::SKB_DROP);
+        assert!(matches!(parse(&bytes_of(&h)), Err(DecodeError::Short { need: 96, .. })));
+        let h = hdr(999);
+        assert_eq!(parse(&bytes_of(&h)), Err(DecodeError::UnknownKind(999)));
+    }
+
+    #[test]
+    fn drop_record_decodes_udp_tuple_reason_and_location() {
+        let mut d = DropEvent {
+            hdr: hdr(kind::SKB_DROP),
+            location: 0xffff_ffff_8100_0010,
+            reason: 3,
+            sport: 40000,
+            dport: 9,
+            eth_proto: 0x0800,
+            l4proto: 17,
+            ip_version: 4,
+            ..Default::default()
+        };
+        d.saddr[..4].copy_from_slice(&[10, 1, 0, 1]);
+        d.daddr[..4].copy_from_slice(&[10, 1, 0, 2]);
+        let rec = parse(&bytes_of(&d)).unwrap();
+        let Record::Drop(d2) = rec else { panic!("wrong kind {rec:?}") };
+        let ev = drop_event(&mut tables(), &d2);
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["event"]["action"], "skb_drop");
+        assert_eq!(v["source"]["ip"], "10.1.0.1");
+        assert_eq!(v["source"]["port"], 40000);
+        assert_eq!(v["destination"]["ip"], "10.1.0.2");
+        assert_eq!(v["destination"]["port"], 9);
+        assert_eq!(v["network"]["transport"], "udp");
+        assert_eq!(v["tracer"]["reason"], "NO_SOCKET");
+        assert_eq!(v["tracer"]["reason_raw"], 3);
+        assert_eq!(v["tracer"]["location"], "__udp4_lib_rcv+0x10");
+        assert_eq!(v["tracer"]["interface"]["name"], "veth1");
+        assert_eq!(v["tracer"]["netns"]["inode"], 4026531840u32);
+        assert_eq!(v["@timestamp"], "2001-09-09T01:46:40.000000005Z");
+    }
+
+    #[test]
+    fn arp_reply_decodes_both_ends() {
+        let a = ArpEvent {
+            hdr: hdr(kind::ARP_REPLY),
+            oper: 2,
+            hw_type: 1,
+            sender_mac: [2, 0x42, 10, 0, 0, 3],
+            target_mac: [2, 0x42, 10, 0, 0, 2],
+            sender_ip: [10, 0, 0, 3],
+            target_ip: [10, 0, 0, 2],
+        };
+        let Record::ArpReply(a) = parse(&bytes_of(&a)).unwrap() else { panic!() };
+        let v = serde_json::to_value(arp_event(&tables(), &a)).unwrap();
+        assert_eq!(v["source"]["ip"], "10.0.0.3");
+        assert_eq!(v["source"]["mac"], "02-42-0A-00-00-03");
+        assert_eq!(v["destination"]["mac"], "02-42-0A-00-00-02");
+        assert_eq!(v["network"]["type"], "arp");
+    }
+
+    #[test]
+    fn received_reset_puts_peer_in_source() {
+        let mut t = TcpEvent {
+            hdr: hdr(kind::TCP_RECEIVE_RESET),
+            sport: 5555,
+            dport: 80,
+            family: 2,
+            state: 1,
+            has_sk: 1,
+            ..Default::default()
+        };
+        t.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        t.daddr[..4].copy_from_slice(&[10, 0, 0, 9]);
+        let Record::Tcp(t) = parse(&bytes_of(&t)).unwrap() else { panic!() };
+        let v = serde_json::to_value(tcp_event(&tables(), &t)).unwrap();
+        assert_eq!(v["event"]["action"], "tcp_reset");
+        assert_eq!(v["source"]["ip"], "10.0.0.9");
+        assert_eq!(v["source"]["port"], 80);
+        assert_eq!(v["destination"]["port"], 5555);
+        assert_eq!(v["tracer"]["tcp"]["direction"], "received");
+        assert_eq!(v["tracer"]["tcp"]["state"], "ESTABLISHED");
+    }
+
+    #[test]
+    fn neigh_update_without_new_lladdr_keeps_old() {
+        let mut n = NeighEvent {
+            hdr: hdr(kind::NEIGH_UPDATE),
+            family: 2,
+            old_state: 0x02,
+            new_state: 0x04,
+            lladdr_len: 6,
+            ..Default::default()
+        };
+        n.key[..4].copy_from_slice(&[10, 0, 0, 3]);
+        n.old_lladdr[..6].copy_from_slice(&[2, 0x42, 10, 0, 0, 3]);
+        let Record::Neigh(n) = parse(&bytes_of(&n)).unwrap() else { panic!() };
+        let v = serde_json::to_value(neigh_event(&tables(), &n)).unwrap();
+        assert_eq!(v["destination"]["ip"], "10.0.0.3");
+        assert_eq!(v["destination"]["mac"], "02-42-0A-00-00-03");
+        assert_eq!(v["tracer"]["neigh"]["old_state"], "REACHABLE");
+        assert_eq!(v["tracer"]["neigh"]["new_state"], "STALE");
+    }
+
+    #[test]
+    fn nud_names() {
+        assert_eq!(nud_state_name(0), "NONE");
+        assert_eq!(nud_state_name(0x80), "PERMANENT");
+        assert_eq!(nud_state_name(0x0c), "STALE|DELAY");
+    }
+}

@@ -1,0 +1,464 @@
+//! Event schema v1: one ECS-style JSON object per line.
+//!
+//! ECS field sets used: `@timestamp`, `event.*`, `source.*`, `destination.*`,
+//! `network.*`, `message`; everything tracer-specific lives under `tracer.*`.
+//! Field order is fixed by these structs, so the same inputs always
+//! serialise to the same bytes (replay relies on it).
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use serde::{Serialize, Serializer};
+
+/// Version of this schema, carried by `probe_status`/state lines.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `event.kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Event,
+    Alert,
+    Metric,
+    State,
+}
+
+/// A MAC address, serialised the ECS way: upper-case hex octets separated by
+/// hyphens (RFC 7042), e.g. `02-42-0A-00-00-03`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 6]
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02X}-{:02X}-{:02X}-{:02X}-{:02X}-{:02X}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// `event.*`
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventMeta {
+    pub kind: Kind,
+    pub action: &'static str,
+    /// ECS `event.category`.
+    pub category: &'static str,
+    /// ECS `event.type`.
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    /// ECS `event.outcome` for probe status (`success`/`failure`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+}
+
+/// `container.image`
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Image {
+    pub name: String,
+}
+
+/// Swarm-mode service and task of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Swarm {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+}
+
+/// Compose project and service of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Compose {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+/// ECS `container.*` (plus swarm/compose identity), used for the event's
+/// own container and for `source.container` / `destination.container`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ContainerRef {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+    /// `docker`, `containerd`, `cri-o`, `podman`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<Swarm>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose: Option<Compose>,
+}
+
+impl ContainerRef {
+    /// The most human name available: swarm task, name, or short id.
+    pub fn display_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        self.id.chars().take(12).collect()
+    }
+}
+
+/// What sits behind a bridge port (or any interface).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    /// `container` (veth to a container), `vxlan` (overlay tunnel),
+    /// `uplink`, `bridge`, `namespace` (veth to a non-container namespace),
+    /// `unknown`.
+    pub kind: &'static str,
+    /// Interface name the peer is reached through (the port).
+    pub interface: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRef>,
+    /// Docker network (overlay/bridge network name) behind a vxlan or bridge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Named namespace on the other end of a veth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+}
+
+/// `source.*` / `destination.*`
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Endpoint {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<Mac>,
+    /// The container that owns this address, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRef>,
+}
+
+impl Endpoint {
+    pub fn is_empty(&self) -> bool {
+        self.ip.is_none() && self.port.is_none() && self.mac.is_none() && self.container.is_none()
+    }
+}
+
+/// `network.*`
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Network {
+    /// `ipv4`, `ipv6`, `arp`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<&'static str>,
+    /// `tcp`, `udp`, `sctp`, `icmp`, or the protocol number as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+}
+
+impl Network {
+    pub fn is_empty(&self) -> bool {
+        self.type_.is_none() && self.transport.is_none()
+    }
+}
+
+/// `tracer.netns`
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Netns {
+    pub inode: u32,
+    /// `ip netns` name, Docker sandbox/overlay namespace name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Docker network whose namespace this is (overlay namespaces).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+/// `tracer.interface`
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Interface {
+    pub name: String,
+    pub index: u32,
+}
+
+/// `tracer.neigh`: neighbour-table details.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Neigh {
+    pub family: &'static str,
+    pub old_state: String,
+    pub new_state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_mac: Option<Mac>,
+    /// `NEIGH_UPDATE_F_*` flags as raw bits.
+    pub flags: u32,
+}
+
+/// `tracer.tcp`: socket details.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Tcp {
+    /// `ESTABLISHED`, `SYN_SENT`, ...; absent when the event had no socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'static str>,
+    /// `sent` or `received` for resets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<&'static str>,
+    /// First unacknowledged sequence number (retransmits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snd_una: Option<u32>,
+    /// Consecutive RTO retransmits of the socket (retransmits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retransmits: Option<u8>,
+}
+
+/// `tracer.probe`: status of one kernel probe.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProbeInfo {
+    pub name: String,
+    pub tracepoint: String,
+    /// `attached`, `failed`, `disabled`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `tracer.*`
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TracerFields {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Netns>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<Interface>,
+    /// Bridge name (FDB events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+    /// Bridge port the MAC is on now (FDB events; empty for a local entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Port the MAC was on before a move.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_port: Option<String>,
+    /// What is behind `port` (FDB events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_peer: Option<Peer>,
+    /// What is behind `previous_port` (FDB moves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_port_peer: Option<Peer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// Drop reason name from the kernel's `enum skb_drop_reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_raw: Option<u32>,
+    /// Kernel symbol of the drop location.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub neigh: Option<Neigh>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<Tcp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeInfo>,
+    /// Records the kernel could not deliver (ring buffer full), since the last report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
+    /// Same, since start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_total: Option<u64>,
+    /// Per probe breakdown of `lost` (only non-zero entries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_by_probe: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Drops not sent by the kernel because their reason is filtered, by reason, since the last report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filtered: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Number of occurrences this line stands for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// CPU the probe ran on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
+    /// Detector verdict (`event.kind: alert`), see [`crate::detect`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<serde_json::Value>,
+    /// Incident lifecycle (`event.action: incident`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<serde_json::Value>,
+    /// Enrichment state (`event.action: enrichment_status`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<serde_json::Value>,
+}
+
+/// One output line.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EcsEvent {
+    #[serde(rename = "@timestamp", serialize_with = "crate::clock::serialize_ts")]
+    pub timestamp: i128,
+    pub event: EventMeta,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// ECS `container.*`: the container whose namespace the event happened in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRef>,
+    #[serde(skip_serializing_if = "Endpoint::is_empty")]
+    pub source: Endpoint,
+    #[serde(skip_serializing_if = "Endpoint::is_empty")]
+    pub destination: Endpoint,
+    #[serde(skip_serializing_if = "Network::is_empty")]
+    pub network: Network,
+    pub tracer: TracerFields,
+}
+
+impl EcsEvent {
+    /// An event with only the ECS envelope set. `timestamp` is Unix ns.
+    pub fn new(timestamp: i128, kind: Kind, action: &'static str) -> Self {
+        let (category, type_) = category_of(action);
+        Self {
+            timestamp,
+            event: EventMeta {
+                kind,
+                action,
+                category,
+                type_,
+                outcome: None,
+            },
+            message: None,
+            container: None,
+            source: Endpoint::default(),
+            destination: Endpoint::default(),
+            network: Network::default(),
+            tracer: TracerFields::default(),
+        }
+    }
+
+    /// Serialises as one JSON line (with the trailing newline) into `out`.
+    pub fn write_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        out.push(b'\n');
+        Ok(())
+    }
+
+    /// Network namespace inode of the event, if it has one.
+    pub fn netns(&self) -> Option<u32> {
+        self.tracer.netns.as_ref().map(|n| n.inode)
+    }
+}
+
+/// ECS `event.category` / `event.type` for each action.
+fn category_of(action: &str) -> (&'static str, &'static str) {
+    match action {
+        "fdb_learn" => ("network", "creation"),
+        "fdb_move" => ("network", "change"),
+        "fdb_delete" => ("network", "deletion"),
+        "neigh_update" => ("network", "change"),
+        "probe_status" => ("host", "info"),
+        "loss_report" => ("host", "info"),
+        "skb_drop" => ("network", "denied"),
+        _ => ("network", "info"),
+    }
+}
+
+/// 16 wire bytes to an IP address of the given version (4 or 6).
+pub fn ip_from_wire(bytes: &[u8; 16], v6: bool) -> IpAddr {
+    if v6 {
+        let a = Ipv6Addr::from(*bytes);
+        // A v4-mapped address on a dual-stack socket is an IPv4 peer.
+        match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(a),
+        }
+    } else {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    }
+}
+
+/// Transport protocol name for an IPPROTO number.
+pub fn transport_name(proto: u8) -> String {
+    match proto {
+        0 => "ipv6-hopopt".into(),
+        1 => "icmp".into(),
+        4 => "ipip".into(),
+        41 => "ipv6".into(),
+        43 => "ipv6-route".into(),
+        44 => "ipv6-frag".into(),
+        60 => "ipv6-opts".into(),
+        112 => "vrrp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "ipv6-icmp".into(),
+        132 => "sctp".into(),
+        2 => "igmp".into(),
+        47 => "gre".into(),
+        50 => "esp".into(),
+        n => n.to_string(),
+    }
+}
+
+/// NUL-padded kernel name to a String (lossy: names are bytes).
+pub fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_is_ecs_formatted() {
+        assert_eq!(
+            Mac([0x02, 0x42, 0x0a, 0, 0, 3]).to_string(),
+            "02-42-0A-00-00-03"
+        );
+    }
+
+    #[test]
+    fn v4_mapped_is_v4() {
+        let mut b = [0u8; 16];
+        b[10] = 0xff;
+        b[11] = 0xff;
+        b[12..].copy_from_slice(&[10, 0, 0, 3]);
+        assert_eq!(ip_from_wire(&b, true), "10.0.0.3".parse::<IpAddr>().unwrap());
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[192, 168, 1, 2]);
+        assert_eq!(ip_from_wire(&v4, false).to_string(), "192.168.1.2");
+    }
+
+    #[test]
+    fn cstr_stops_at_nul_and_survives_garbage() {
+        assert_eq!(cstr(b"eth0\0\0\0\0"), "eth0");
+        assert_eq!(cstr(b"abc"), "abc");
+        assert_eq!(cstr(&[0xff, b'x', 0]), "\u{fffd}x");
+    }
+
+    #[test]
+    fn empty_sections_are_omitted_and_order_is_fixed() {
+        let mut e = EcsEvent::new(1_700_000_000_123_456_789, Kind::Event, "arp_reply");
+        e.tracer.netns = Some(Netns {
+            inode: 42,
+            ..Netns::default()
+        });
+        let mut out = Vec::new();
+        e.write_line(&mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(
+            s,
+            "{\"@timestamp\":\"2023-11-14T22:13:20.123456789Z\",\"event\":{\"kind\":\"event\",\"action\":\"arp_reply\",\"category\":\"network\",\"type\":\"info\"},\"tracer\":{\"netns\":{\"inode\":42}}}\n"
+        );
+    }
+}

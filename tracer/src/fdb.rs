@@ -1,0 +1,227 @@
+//! Where each MAC sits on each bridge, so an FDB update can be told apart as
+//! a first learn or a move, and a move can name the port the MAC left.
+//!
+//! The kernel tracepoint fires after the entry already points at the new
+//! port, so the previous port has to be remembered here. At start the table
+//! is seeded from every bridge's FDB over netlink (in every namespace), so the
+//! first move after start is recognised.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{netlink, netns};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    netns: u32,
+    bridge: u32,
+    mac: [u8; 6],
+    vlan: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Port {
+    index: u32,
+    name: String,
+}
+
+/// One FDB entry found at start-up (recorded in captures too).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedEntry {
+    pub netns: u32,
+    pub bridge: u32,
+    pub port: u32,
+    pub port_name: String,
+    pub mac: [u8; 6],
+    pub vlan: u16,
+}
+
+/// Bounded map (netns, bridge, MAC, VLAN) → port.
+pub struct FdbTable {
+    map: HashMap<Key, Port>,
+    capacity: usize,
+    /// Entries dropped because the table was full.
+    pub evicted: u64,
+}
+
+impl Default for FdbTable {
+    fn default() -> Self {
+        Self::with_capacity(1 << 20)
+    }
+}
+
+impl FdbTable {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            capacity: capacity.max(1),
+            evicted: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn seed(&mut self, entries: &[SeedEntry]) {
+        for e in entries {
+            self.insert(
+                Key {
+                    netns: e.netns,
+                    bridge: e.bridge,
+                    mac: e.mac,
+                    vlan: e.vlan,
+                },
+                Port {
+                    index: e.port,
+                    name: e.port_name.clone(),
+                },
+            );
+        }
+    }
+
+    fn insert(&mut self, k: Key, p: Port) -> Option<Port> {
+        if self.map.len() >= self.capacity && !self.map.contains_key(&k) {
+            // Full: forget an arbitrary entry (its next update reads as a learn).
+            if let Some(victim) = self.map.keys().next().copied() {
+                self.map.remove(&victim);
+                self.evicted += 1;
+            }
+        }
+        self.map.insert(k, p)
+    }
+
+    /// Records that `mac` is now on `port`; returns the previous port's name
+    /// when the MAC moved from another port of the same bridge.
+    pub fn update(
+        &mut self,
+        netns: u32,
+        bridge: u32,
+        mac: [u8; 6],
+        vlan: u16,
+        port: u32,
+        port_name: &str,
+    ) -> Option<String> {
+        let k = Key {
+            netns,
+            bridge,
+            mac,
+            vlan,
+        };
+        let prev = self.insert(
+            k,
+            Port {
+                index: port,
+                name: port_name.to_string(),
+            },
+        )?;
+        (prev.index != port).then_some(prev.name)
+    }
+
+    pub fn delete(&mut self, netns: u32, bridge: u32, mac: [u8; 6], vlan: u16) {
+        self.map.remove(&Key {
+            netns,
+            bridge,
+            mac,
+            vlan,
+        });
+    }
+}
+
+/// Reads the FDB of every bridge in every namespace. Namespaces that cannot
+/// be read are reported in the second list, not fatal.
+pub fn collect_seed() -> (Vec<SeedEntry>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for ns in netns::list() {
+        let inode = ns.inode;
+        let res = netns::run_in(&ns.path, move || -> Result<Vec<SeedEntry>, netlink::NetlinkError> {
+            let links = netlink::links()?;
+            if !links.iter().any(|l| l.kind.as_deref() == Some("bridge")) {
+                return Ok(Vec::new());
+            }
+            let names: HashMap<u32, String> =
+                links.into_iter().map(|l| (l.index, l.name)).collect();
+            Ok(netlink::fdb()?
+                .into_iter()
+                .map(|e| SeedEntry {
+                    netns: inode,
+                    bridge: e.bridge,
+                    port: e.port,
+                    port_name: names.get(&e.port).cloned().unwrap_or_default(),
+                    mac: e.mac,
+                    vlan: e.vlan,
+                })
+                .collect())
+        });
+        match res {
+            Ok(Ok(mut v)) => out.append(&mut v),
+            Ok(Err(e)) => errors.push(format!("netns {inode} ({}): {e}", ns.path.display())),
+            Err(e) => errors.push(format!("netns {inode}: {e}")),
+        }
+    }
+    (out, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: [u8; 6] = [2, 0x42, 10, 0, 0, 3];
+
+    #[test]
+    fn learn_then_move_then_back() {
+        let mut t = FdbTable::default();
+        assert_eq!(t.update(1, 10, M, 0, 5, "veth1"), None);
+        // Same port again (flags refresh): not a move.
+        assert_eq!(t.update(1, 10, M, 0, 5, "veth1"), None);
+        assert_eq!(t.update(1, 10, M, 0, 6, "vxlan0").as_deref(), Some("veth1"));
+        assert_eq!(t.update(1, 10, M, 0, 5, "veth1").as_deref(), Some("vxlan0"));
+    }
+
+    #[test]
+    fn keys_separate_namespaces_bridges_and_vlans() {
+        let mut t = FdbTable::default();
+        t.update(1, 10, M, 0, 5, "a");
+        assert_eq!(t.update(2, 10, M, 0, 6, "b"), None, "other netns");
+        assert_eq!(t.update(1, 11, M, 0, 6, "b"), None, "other bridge");
+        assert_eq!(t.update(1, 10, M, 7, 6, "b"), None, "other vlan");
+    }
+
+    #[test]
+    fn delete_makes_next_update_a_learn() {
+        let mut t = FdbTable::default();
+        t.update(1, 10, M, 0, 5, "a");
+        t.delete(1, 10, M, 0);
+        assert_eq!(t.update(1, 10, M, 0, 6, "b"), None);
+    }
+
+    #[test]
+    fn seed_makes_first_update_a_move() {
+        let mut t = FdbTable::default();
+        t.seed(&[SeedEntry {
+            netns: 1,
+            bridge: 10,
+            port: 5,
+            port_name: "veth7b2".into(),
+            mac: M,
+            vlan: 0,
+        }]);
+        assert_eq!(t.update(1, 10, M, 0, 6, "vxlan0").as_deref(), Some("veth7b2"));
+    }
+
+    #[test]
+    fn capacity_is_bounded_and_evictions_counted() {
+        let mut t = FdbTable::with_capacity(2);
+        for i in 0..5u8 {
+            t.update(1, 10, [0, 0, 0, 0, 0, i], 0, 5, "a");
+        }
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.evicted, 3);
+    }
+}

@@ -1,0 +1,341 @@
+//! The deterministic heart of tracer: [`Input`]s in, [`EcsEvent`]s out.
+//!
+//! A live run and a replay feed the same inputs in the same order through a
+//! `Pipeline` and so print the same lines. Nothing here reads a clock, the
+//! kernel or the network: time comes with the inputs.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+use tracer_ebpf::kind;
+
+use crate::{
+    decode::{self, DecodeError, Record, Tables},
+    event::{EcsEvent, Kind, ProbeInfo, SCHEMA_VERSION},
+    fdb::{FdbTable, SeedEntry},
+};
+
+/// Everything that can change what tracer prints.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// One ring-buffer record, as the kernel wrote it.
+    Kernel(Vec<u8>),
+    /// Loss counters since the previous report (boot-clock time of the read).
+    Loss {
+        boot_ns: u64,
+        lost: Vec<(u32, u64)>,
+        filtered: Vec<(u32, u64)>,
+        lost_total: u64,
+    },
+    /// The outcome of attaching one probe.
+    ProbeStatus {
+        boot_ns: u64,
+        name: String,
+        tracepoint: String,
+        status: String,
+        error: Option<String>,
+    },
+    /// FDB entries present at start.
+    FdbSeed(Vec<SeedEntry>),
+}
+
+/// Output filters (the same live and in replay). Empty = everything.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub netns: BTreeSet<u32>,
+    pub actions: BTreeSet<String>,
+    pub interfaces: BTreeSet<String>,
+}
+
+impl Filter {
+    /// Tracer status lines (state/metric) always pass: they describe the run.
+    pub fn matches(&self, e: &EcsEvent) -> bool {
+        if matches!(e.event.kind, Kind::State | Kind::Metric) {
+            return true;
+        }
+        if !self.actions.is_empty() && !self.actions.contains(e.event.action) {
+            return false;
+        }
+        if !self.netns.is_empty() && !e.netns().is_some_and(|n| self.netns.contains(&n)) {
+            return false;
+        }
+        if !self.interfaces.is_empty() {
+            let names = [
+                e.tracer.interface.as_ref().map(|i| i.name.as_str()),
+                e.tracer.bridge.as_deref(),
+                e.tracer.port.as_deref(),
+                e.tracer.previous_port.as_deref(),
+            ];
+            if !names
+                .iter()
+                .flatten()
+                .any(|n| self.interfaces.contains(*n))
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+pub struct Pipeline {
+    pub tables: Tables,
+    pub fdb: FdbTable,
+    pub filter: Filter,
+    /// Records that could not be decoded (never expected; reported).
+    pub decode_errors: u64,
+}
+
+impl Pipeline {
+    pub fn new(tables: Tables, filter: Filter) -> Self {
+        Self {
+            tables,
+            fdb: FdbTable::default(),
+            filter,
+            decode_errors: 0,
+        }
+    }
+
+    /// Processes one input, appending the lines it produces to `out`.
+    pub fn process(&mut self, input: &Input, out: &mut Vec<EcsEvent>) {
+        let start = out.len();
+        match input {
+            Input::Kernel(bytes) => match decode::parse(bytes) {
+                Ok(rec) => out.push(self.record(&rec)),
+                Err(e) => out.push(self.decode_error(bytes, e)),
+            },
+            Input::Loss {
+                boot_ns,
+                lost,
+                filtered,
+                lost_total,
+            } => out.push(self.loss(*boot_ns, lost, filtered, *lost_total)),
+            Input::ProbeStatus {
+                boot_ns,
+                name,
+                tracepoint,
+                status,
+                error,
+            } => {
+                let ok = status == "attached";
+                let mut e = EcsEvent::new(self.tables.wall(*boot_ns), Kind::State, "probe_status");
+                e.event.outcome = Some(if ok { "success" } else { "failure" });
+                e.message = Some(match (status.as_str(), error) {
+                    ("attached", _) => format!("probe {name} attached to {tracepoint}"),
+                    (s, Some(err)) => format!("probe {name} {s}: {err}"),
+                    (s, None) => format!("probe {name} {s}"),
+                });
+                e.tracer.probe = Some(ProbeInfo {
+                    name: name.clone(),
+                    tracepoint: tracepoint.clone(),
+                    status: match status.as_str() {
+                        "attached" => "attached",
+                        "disabled" => "disabled",
+                        _ => "failed",
+                    },
+                    error: error.clone(),
+                });
+                e.tracer.schema_version = Some(SCHEMA_VERSION);
+                out.push(e);
+            }
+            Input::FdbSeed(entries) => self.fdb.seed(entries),
+        }
+        // Filters apply to what was produced by this input only.
+        let mut i = start;
+        while i < out.len() {
+            if self.filter.matches(&out[i]) {
+                i += 1;
+            } else {
+                out.remove(i);
+            }
+        }
+    }
+
+    fn record(&mut self, rec: &Record) -> EcsEvent {
+        match rec {
+            Record::FdbUpdate(e) => {
+                let port = decode::port_name(e);
+                let prev = self.fdb.update(
+                    e.hdr.netns,
+                    e.br_ifindex,
+                    e.mac,
+                    e.vid,
+                    e.hdr.ifindex,
+                    &port,
+                );
+                decode::fdb_event(&self.tables, e, false, prev)
+            }
+            Record::FdbDelete(e) => {
+                self.fdb.delete(e.hdr.netns, e.br_ifindex, e.mac, e.vid);
+                decode::fdb_event(&self.tables, e, true, None)
+            }
+            Record::ArpReply(e) => decode::arp_event(&self.tables, e),
+            Record::Neigh(e) => decode::neigh_event(&self.tables, e),
+            Record::Tcp(e) => decode::tcp_event(&self.tables, e),
+            Record::Drop(e) => decode::drop_event(&mut self.tables, e),
+        }
+    }
+
+    fn decode_error(&mut self, bytes: &[u8], err: DecodeError) -> EcsEvent {
+        self.decode_errors += 1;
+        let ts = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0);
+        let mut e = EcsEvent::new(self.tables.wall(ts), Kind::State, "decode_error");
+        e.message = Some(format!(
+            "undecodable kernel record ({} bytes): {err}; tracer and its eBPF object disagree",
+            bytes.len()
+        ));
+        e.tracer.count = Some(self.decode_errors);
+        e
+    }
+
+    fn loss(
+        &mut self,
+        boot_ns: u64,
+        lost: &[(u32, u64)],
+        filtered: &[(u32, u64)],
+        lost_total: u64,
+    ) -> EcsEvent {
+        let mut e = EcsEvent::new(self.tables.wall(boot_ns), Kind::Metric, "loss_report");
+        let n: u64 = lost.iter().map(|(_, n)| n).sum();
+        let by: Map<String, Value> = lost
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (decode::kind_name(*k).to_string(), Value::from(*n)))
+            .collect();
+        let filt: Map<String, Value> = filtered
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (self.tables.drop_reasons.name(*r).into_owned(), Value::from(*n)))
+            .collect();
+        e.tracer.lost = Some(n);
+        e.tracer.lost_total = Some(lost_total);
+        if !by.is_empty() {
+            e.tracer.lost_by_probe = Some(by);
+        }
+        if !filt.is_empty() {
+            e.tracer.filtered = Some(filt);
+        }
+        e.message = Some(if n == 0 {
+            "no kernel records lost".to_string()
+        } else {
+            format!("{n} kernel records lost: ring buffer full (raise --ring-buffer-size or narrow --probes)")
+        });
+        e
+    }
+}
+
+/// Per-kind loss deltas between two counter snapshots.
+pub fn loss_delta(
+    prev: &[u64; kind::MAX as usize],
+    now: &[u64; kind::MAX as usize],
+) -> Vec<(u32, u64)> {
+    (0..kind::MAX as usize)
+        .filter(|&k| now[k] > prev[k])
+        .map(|k| (k as u32, now[k] - prev[k]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_ebpf::{EventHeader, FdbEvent};
+
+    use super::*;
+    use crate::{btf::DropReasons, decode::Locations};
+
+    fn pipeline() -> Pipeline {
+        Pipeline::new(
+            Tables {
+                drop_reasons: DropReasons::from_pairs([(2, "NOT_SPECIFIED".to_string())]),
+                locations: Locations::default(),
+                boot_to_wall_ns: 0,
+            },
+            Filter::default(),
+        )
+    }
+
+    fn fdb_bytes(port: u32, name: &[u8], k: u32) -> Vec<u8> {
+        let mut h = EventHeader {
+            kind: k,
+            netns: 77,
+            ifindex: port,
+            ..Default::default()
+        };
+        h.ifname[..name.len()].copy_from_slice(name);
+        let mut e = FdbEvent {
+            hdr: h,
+            br_ifindex: 3,
+            mac: [2, 0, 0, 0, 0, 9],
+            ..Default::default()
+        };
+        e.br_name[..3].copy_from_slice(b"br0");
+        // SAFETY: FdbEvent is Pod.
+        unsafe {
+            std::slice::from_raw_parts(
+                (&e as *const FdbEvent).cast::<u8>(),
+                std::mem::size_of::<FdbEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn fdb_learn_move_delete_sequence() {
+        let mut p = pipeline();
+        let mut out = Vec::new();
+        p.process(&Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)), &mut out);
+        p.process(&Input::Kernel(fdb_bytes(6, b"vxlan0", kind::FDB_UPDATE)), &mut out);
+        p.process(&Input::Kernel(fdb_bytes(6, b"vxlan0", kind::FDB_DELETE)), &mut out);
+        p.process(&Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)), &mut out);
+        let actions: Vec<_> = out.iter().map(|e| e.event.action).collect();
+        assert_eq!(actions, ["fdb_learn", "fdb_move", "fdb_delete", "fdb_learn"]);
+        assert_eq!(out[1].tracer.previous_port.as_deref(), Some("veth1"));
+        assert_eq!(out[1].tracer.port.as_deref(), Some("vxlan0"));
+        assert_eq!(out[1].tracer.bridge.as_deref(), Some("br0"));
+    }
+
+    #[test]
+    fn garbage_record_is_reported_not_fatal() {
+        let mut p = pipeline();
+        let mut out = Vec::new();
+        p.process(&Input::Kernel(vec![1, 2, 3]), &mut out);
+        assert_eq!(out[0].event.action, "decode_error");
+        assert_eq!(p.decode_errors, 1);
+    }
+
+    #[test]
+    fn filters_keep_status_lines() {
+        let mut p = pipeline();
+        p.filter.netns.insert(1);
+        let mut out = Vec::new();
+        p.process(&Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)), &mut out);
+        assert!(out.is_empty(), "netns 77 filtered out");
+        p.process(
+            &Input::Loss {
+                boot_ns: 1,
+                lost: vec![(kind::SKB_DROP, 4)],
+                filtered: vec![(2, 10)],
+                lost_total: 4,
+            },
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        let v = serde_json::to_value(&out[0]).unwrap();
+        assert_eq!(v["tracer"]["lost"], 4);
+        assert_eq!(v["tracer"]["lost_by_probe"]["kfree_skb"], 4);
+        assert_eq!(v["tracer"]["filtered"]["NOT_SPECIFIED"], 10);
+    }
+
+    #[test]
+    fn loss_delta_only_reports_growth() {
+        let mut a = [0u64; kind::MAX as usize];
+        let mut b = a;
+        b[kind::SKB_DROP as usize] = 5;
+        assert_eq!(loss_delta(&a, &b), vec![(kind::SKB_DROP, 5)]);
+        a = b;
+        assert!(loss_delta(&a, &b).is_empty());
+    }
+}

@@ -1,0 +1,142 @@
+//! `cargo xtask`: installs what the tracer needs on a fresh Debian machine
+//! (idempotently) and builds, runs and tests it.
+
+mod apt;
+mod bench;
+mod cmd;
+mod docker;
+mod setup;
+mod tasks;
+mod ws;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::{apt::Set, ws::Workspace};
+
+/// Development tasks for the tracer workspace.
+///
+/// Every task first installs whatever is missing (rust-src for the nightly
+/// toolchain, bpf-linker built against the nightly's libLLVM under
+/// target/tools, Debian packages, tracefs/bpffs mounts) and says what it does
+/// on stderr; when everything is there it is quiet and fast. Commands run on
+/// your behalf are printed as `+ cmd args`.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install everything the build and the tests need (safe to re-run).
+    ///
+    /// 1. rust-src for the nightly toolchain (`-Z build-std=core`).
+    /// 2. bpf-linker 0.13.0 linked against the nightly's own libLLVM, in
+    ///    target/tools/bpf-linker (rebuilt when the nightly's LLVM changes).
+    /// 3. Missing Debian packages: gcc libc6-dev, and for the tests iproute2
+    ///    iputils-ping busybox-static tcpdump procps (needs root and apt-get).
+    /// 4. tracefs at /sys/kernel/tracing and bpffs at /sys/fs/bpf.
+    #[command(verbatim_doc_comment)]
+    Setup {
+        /// Also the benchmark packages: iperf3 bpftrace tcpdump (and linux-perf if available).
+        #[arg(long)]
+        bench: bool,
+        /// Also Docker: docker.io, a running dockerd, the local busybox test
+        /// image and a single-node swarm.
+        #[arg(long)]
+        docker: bool,
+    },
+    /// Build the tracer (`cargo build -p tracer`).
+    ///
+    /// The eBPF programs are built by tracer/build.rs and embedded: the
+    /// release binary target/release/tracer is self-contained.
+    Build {
+        /// Optimised build (target/release/tracer).
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build (release) and run `tracer run ARGS...` as root: NDJSON on stdout.
+    ///
+    /// Example: `sudo -E cargo xtask run -- --duration 10s`.
+    Run {
+        /// Use a debug build instead of the release one.
+        #[arg(long)]
+        debug: bool,
+        /// Arguments for `tracer run` (after `--`).
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Run the unit tests, then the privileged integration tests (root, serially).
+    ///
+    /// Builds target/debug/tracer, runs `cargo test -p tracer`, then
+    /// `cargo test -p tracer-tests -- --test-threads=1 [FILTER]` with
+    /// TRACER_BIN pointing at the binary. When tests/tests/identity*.rs exist
+    /// (container tests), Docker is prepared first unless TRACER_TESTS_DOCKER=0.
+    Test {
+        /// Only the unit tests (no root needed).
+        #[arg(long)]
+        unit_only: bool,
+        /// Test-name filter and libtest flags for the integration tests (after `--`).
+        #[arg(last = true, value_name = "FILTER")]
+        filter: Vec<String>,
+    },
+    /// Run the benchmarks (installs iperf3, bpftrace, tcpdump, linux-perf first).
+    Bench,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Printed here rather than by anyhow: no backtrace noise in CI logs.
+            eprintln!("xtask: error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let ws = Workspace::locate()?;
+    match cli.command {
+        Command::Setup { bench, docker } => {
+            cmd::set_verbose(true);
+            let mut sets = vec![Set::Test];
+            if bench {
+                sets.push(Set::Bench);
+            }
+            if docker {
+                sets.push(Set::Docker);
+            }
+            setup::run(&ws, &sets)?;
+            if docker {
+                docker::ensure_all(&ws)?;
+            }
+        }
+        Command::Build { release } => {
+            setup::run(&ws, &[])?;
+            let bin = tasks::build(&ws, release)?;
+            if release {
+                cmd::say(format!(
+                    "built {} (self-contained: the eBPF programs are embedded)",
+                    bin.display()
+                ));
+                println!("{}", bin.display());
+            }
+        }
+        Command::Run { debug, args } => tasks::run(&ws, debug, &args)?,
+        Command::Test { unit_only, filter } => tasks::test(&ws, unit_only, &filter)?,
+        Command::Bench => {
+            setup::run(&ws, &[Set::Bench])?;
+            bench::run(&ws)?;
+        }
+    }
+    Ok(())
+}
