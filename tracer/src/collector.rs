@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub loss_interval: Duration,
     pub seed_fdb: bool,
     pub btf_path: PathBuf,
+    /// None: detectors off.
+    pub detect: Option<crate::detect::DetectConfig>,
 }
 
 /// What start-up resolved from the kernel: BTF, names, symbols.
@@ -104,6 +106,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             boot_to_wall_ns,
         },
         opts.filter.clone(),
+        opts.detect.clone(),
     );
     let mut batch = Vec::new();
     let mut feed = |p: &mut Pipeline, input: Input, out: &mut Output| {
@@ -215,6 +218,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 if let Some(input) = losses.poll(false) {
                     feed(&mut pipeline, input, &mut out);
                 }
+                feed(&mut pipeline, Input::Tick { boot_ns: clock::boot_now_ns() }, &mut out);
                 out.flush();
             }
             _ = sigint.recv() => break,
@@ -234,6 +238,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if let Some(input) = losses.poll(true) {
         feed(&mut pipeline, input, &mut out);
     }
+    feed(
+        &mut pipeline,
+        Input::Finish {
+            boot_ns: clock::boot_now_ns(),
+        },
+        &mut out,
+    );
     let lines = out.lines;
     match out.finish() {
         Ok(_) => {}

@@ -7,6 +7,7 @@
 pub mod btf;
 pub mod clock;
 pub mod decode;
+pub mod detect;
 pub mod event;
 pub mod kallsyms;
 pub mod tracefs;

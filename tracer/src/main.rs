@@ -77,6 +77,85 @@ struct RunArgs {
 
     #[command(flatten)]
     kernel: KernelArgs,
+
+    #[command(flatten)]
+    detect: DetectArgs,
+}
+
+/// Detector thresholds and windows (same flags live and in replay).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Detectors")]
+struct DetectArgs {
+    /// Turn detectors off: raw events only, every drop printed.
+    #[arg(long)]
+    no_detect: bool,
+
+    /// fdb_flap: moves of one MAC between ports of one bridge...
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    flap_threshold: u32,
+
+    /// ...within this window.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    flap_window: Duration,
+
+    /// arp_duplicate_reply: replies for one IP with the same MAC to one requester...
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    arp_duplicate_threshold: u32,
+
+    /// ...within this window.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    arp_duplicate_window: Duration,
+
+    /// ip_conflict: two MACs answering for one IP in one namespace within this window.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    ip_conflict_window: Duration,
+
+    /// retransmit_burst: retransmits of one flow without forward progress...
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    retransmit_threshold: u32,
+
+    /// ...within this window.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    retransmit_window: Duration,
+
+    /// Individual skb_drop lines per second; the rest are counted in drop_summary lines.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    drop_lines_per_sec: u64,
+
+    /// How often drop_summary lines (per namespace/container, reason, location) are printed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    drop_summary_interval: Duration,
+
+    /// Alerts touching the same container/IP/MAC within this window join one incident;
+    /// an incident quiet for this long is resolved.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    incident_window: Duration,
+
+    /// Most keys (MACs, flows, drop keys...) each detector tracks; older ones are evicted and counted.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    detect_max_keys: usize,
+}
+
+impl DetectArgs {
+    fn config(&self) -> Option<tracer::detect::DetectConfig> {
+        if self.no_detect {
+            return None;
+        }
+        Some(tracer::detect::DetectConfig {
+            fdb_flap_threshold: self.flap_threshold.max(1),
+            fdb_flap_window: self.flap_window,
+            arp_duplicate_threshold: self.arp_duplicate_threshold.max(2),
+            arp_duplicate_window: self.arp_duplicate_window,
+            ip_conflict_window: self.ip_conflict_window,
+            retransmit_threshold: self.retransmit_threshold.max(1),
+            retransmit_window: self.retransmit_window,
+            drop_lines_per_sec: self.drop_lines_per_sec,
+            drop_summary_interval: self.drop_summary_interval.max(Duration::from_millis(100)),
+            incident_window: self.incident_window,
+            max_keys: self.detect_max_keys.max(16),
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +255,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         loss_interval: a.loss_interval.max(Duration::from_millis(10)),
         seed_fdb: !a.no_fdb_seed,
         btf_path: a.kernel.btf,
+        detect: a.detect.config(),
     };
     collector::run(opts).await?;
     Ok(ExitCode::SUCCESS)

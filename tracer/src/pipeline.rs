@@ -11,12 +11,14 @@ use tracer_ebpf::kind;
 
 use crate::{
     decode::{self, DecodeError, Record, Tables},
+    detect::{DetectConfig, Detectors},
     event::{EcsEvent, Kind, ProbeInfo, SCHEMA_VERSION},
     fdb::{FdbTable, SeedEntry},
 };
 
-/// Everything that can change what tracer prints.
-#[derive(Clone, Debug, PartialEq)]
+/// Everything that can change what tracer prints. Captures record these
+/// (kernel records as raw bytes, the rest serialised), replays feed them back.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Input {
     /// One ring-buffer record, as the kernel wrote it.
     Kernel(Vec<u8>),
@@ -37,6 +39,11 @@ pub enum Input {
     },
     /// FDB entries present at start.
     FdbSeed(Vec<SeedEntry>),
+    /// Time passes without events (boot clock): lets interval summaries and
+    /// incident resolution happen during quiet periods.
+    Tick { boot_ns: u64 },
+    /// End of the run: flush pending summaries.
+    Finish { boot_ns: u64 },
 }
 
 /// Output filters (the same live and in replay). Empty = everything.
@@ -48,18 +55,25 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Tracer status lines (state/metric) always pass: they describe the run.
+    /// Tracer status lines (state) always pass: they describe the run.
+    /// Alerts and summaries pass the namespace filter when they concern a
+    /// listed namespace or no single one (incidents span several).
     pub fn matches(&self, e: &EcsEvent) -> bool {
-        if matches!(e.event.kind, Kind::State | Kind::Metric) {
+        if e.event.kind == Kind::State || e.event.action == "loss_report" {
             return true;
         }
         if !self.actions.is_empty() && !self.actions.contains(e.event.action) {
             return false;
         }
-        if !self.netns.is_empty() && !e.netns().is_some_and(|n| self.netns.contains(&n)) {
-            return false;
+        let is_event = e.event.kind == Kind::Event;
+        if !self.netns.is_empty() {
+            match e.netns() {
+                Some(n) if !self.netns.contains(&n) => return false,
+                None if is_event => return false,
+                _ => {}
+            }
         }
-        if !self.interfaces.is_empty() {
+        if !self.interfaces.is_empty() && is_event {
             let names = [
                 e.tracer.interface.as_ref().map(|i| i.name.as_str()),
                 e.tracer.bridge.as_deref(),
@@ -82,17 +96,48 @@ pub struct Pipeline {
     pub tables: Tables,
     pub fdb: FdbTable,
     pub filter: Filter,
+    /// None: `--no-detect`.
+    pub detect: Option<Detectors>,
     /// Records that could not be decoded (never expected; reported).
     pub decode_errors: u64,
+    alerts: Vec<EcsEvent>,
 }
 
 impl Pipeline {
-    pub fn new(tables: Tables, filter: Filter) -> Self {
+    pub fn new(tables: Tables, filter: Filter, detect: Option<DetectConfig>) -> Self {
         Self {
             tables,
             fdb: FdbTable::default(),
             filter,
+            detect: detect.map(Detectors::new),
             decode_errors: 0,
+            alerts: Vec::new(),
+        }
+    }
+
+    /// An event through the detectors: lines due by its time first, then
+    /// the event (unless rate-limited), then what it triggered.
+    fn emit(&mut self, ev: EcsEvent, out: &mut Vec<EcsEvent>) {
+        let Some(d) = self.detect.as_mut() else {
+            out.push(ev);
+            return;
+        };
+        d.advance(ev.timestamp, out);
+        self.alerts.clear();
+        if d.observe(&ev, &mut self.alerts) {
+            out.push(ev);
+        }
+        out.append(&mut self.alerts);
+    }
+
+    fn apply_filter(&self, start: usize, out: &mut Vec<EcsEvent>) {
+        let mut i = start;
+        while i < out.len() {
+            if self.filter.matches(&out[i]) {
+                i += 1;
+            } else {
+                out.remove(i);
+            }
         }
     }
 
@@ -101,7 +146,10 @@ impl Pipeline {
         let start = out.len();
         match input {
             Input::Kernel(bytes) => match decode::parse(bytes) {
-                Ok(rec) => out.push(self.record(&rec)),
+                Ok(rec) => {
+                    let ev = self.record(&rec);
+                    self.emit(ev, out);
+                }
                 Err(e) => out.push(self.decode_error(bytes, e)),
             },
             Input::Loss {
@@ -139,16 +187,20 @@ impl Pipeline {
                 out.push(e);
             }
             Input::FdbSeed(entries) => self.fdb.seed(entries),
-        }
-        // Filters apply to what was produced by this input only.
-        let mut i = start;
-        while i < out.len() {
-            if self.filter.matches(&out[i]) {
-                i += 1;
-            } else {
-                out.remove(i);
+            Input::Finish { boot_ns } => {
+                if let Some(d) = self.detect.as_mut() {
+                    d.finish(self.tables.wall(*boot_ns), out);
+                }
+            }
+            Input::Tick { boot_ns } => {
+                let now = self.tables.wall(*boot_ns);
+                if let Some(d) = self.detect.as_mut() {
+                    d.advance(now, out);
+                }
             }
         }
+        // Filters apply to what was produced by this input only.
+        self.apply_filter(start, out);
     }
 
     fn record(&mut self, rec: &Record) -> EcsEvent {
@@ -254,6 +306,7 @@ mod tests {
                 boot_to_wall_ns: 0,
             },
             Filter::default(),
+            None,
         )
     }
 

@@ -1,0 +1,323 @@
+//! Drop accounting: rate-limited per-drop lines and interval summaries.
+//!
+//! The contract, exactly: every `skb_drop` line that is printed stands for
+//! one drop; every `drop_summary` line (`event.kind: "metric"`) carries in
+//! `tracer.count` the drops of its key in its interval that were NOT printed
+//! individually. So
+//!
+//! `#skb_drop lines + Σ drop_summary tracer.count = drops observed`
+//!
+//! at any interval boundary and after [`super::Detectors::finish`]. The rate
+//! limit counts printed lines per second of event time (not wall clock), so
+//! a replay prints the same lines. Keys are (netns, container, reason,
+//! location); when the key table is full, new keys are counted under one
+//! "(other)" key so that nothing goes unaccounted.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use serde::Serialize;
+
+use super::{
+    table::{Interner, OVERFLOW},
+    text, Cfg, Facts, Sink, Symptom, NS_PER_S,
+};
+use crate::{
+    clock::format_ts,
+    event::{ContainerRef, EcsEvent, Kind, Netns},
+};
+
+/// Destination IPs remembered per key and interval (for incidents).
+const SAMPLE_IPS: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct DropKey {
+    netns: u32,
+    container: u32,
+    reason: u32,
+    location: u32,
+}
+
+const OVERFLOW_KEY: DropKey = DropKey {
+    netns: 0,
+    container: OVERFLOW,
+    reason: OVERFLOW,
+    location: OVERFLOW,
+};
+
+struct DropEntry {
+    total: u64,
+    printed: u64,
+    reason_raw: Option<u32>,
+    netns: Option<Netns>,
+    first: i128,
+    last: i128,
+    dst: [Option<IpAddr>; SAMPLE_IPS],
+}
+
+pub(crate) struct Drops {
+    limit: u64,
+    interval: i128,
+    incident_threshold: u64,
+    max_keys: usize,
+    table: HashMap<DropKey, DropEntry>,
+    containers: Interner<ContainerRef>,
+    reasons: Interner<()>,
+    locations: Interner<()>,
+    sec: i128,
+    printed_this_sec: u64,
+    epoch: i64,
+    epoch_start: i128,
+    pub(crate) seen: u64,
+    pub(crate) printed: u64,
+    pub(crate) summarised: u64,
+    pub(crate) overflow: u64,
+}
+
+#[derive(Serialize)]
+struct DropSummary<'a> {
+    #[serde(rename = "type")]
+    type_: &'static str,
+    /// Drops of this key in the interval.
+    total: u64,
+    /// Of which printed as individual `skb_drop` lines.
+    printed: u64,
+    /// Of which only counted here (= `tracer.count`).
+    suppressed: u64,
+    interval_s: f64,
+    reason: &'a str,
+    location: &'a str,
+    meaning: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<String>,
+    first_seen: String,
+    last_seen: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    destination_ips: Vec<IpAddr>,
+}
+
+impl Drops {
+    pub(crate) fn new(c: &Cfg) -> Self {
+        Self {
+            limit: c.drop_lines_per_sec,
+            interval: c.drop_interval,
+            incident_threshold: c.drop_incident_threshold,
+            max_keys: c.max_keys,
+            table: HashMap::new(),
+            containers: Interner::new(c.max_keys),
+            reasons: Interner::new(c.max_keys),
+            locations: Interner::new(c.max_keys),
+            sec: i128::MIN,
+            printed_this_sec: 0,
+            epoch: 0,
+            epoch_start: 0,
+            seen: 0,
+            printed: 0,
+            summarised: 0,
+            overflow: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(crate) fn start(&mut self, now: i128) {
+        self.epoch = epoch_of(now, self.interval);
+        self.epoch_start = i128::from(self.epoch) * self.interval;
+    }
+
+    /// Counts one drop; true when its line is to be printed.
+    pub(crate) fn observe(&mut self, ev: &EcsEvent, t: i128) -> bool {
+        let container = match &ev.container {
+            Some(c) => self.containers.intern(&c.id, || c.clone()),
+            None => 0,
+        };
+        let reason = self
+            .reasons
+            .intern(ev.tracer.reason.as_deref().unwrap_or("UNKNOWN"), || ());
+        let location = self
+            .locations
+            .intern(ev.tracer.location.as_deref().unwrap_or("?"), || ());
+        let mut key = DropKey {
+            netns: ev.netns().unwrap_or(0),
+            container,
+            reason,
+            location,
+        };
+        if key.container == OVERFLOW || key.reason == OVERFLOW || key.location == OVERFLOW {
+            key = OVERFLOW_KEY;
+        }
+        if key != OVERFLOW_KEY
+            && self.table.len() >= self.max_keys
+            && !self.table.contains_key(&key)
+        {
+            key = OVERFLOW_KEY;
+        }
+        if key == OVERFLOW_KEY {
+            self.overflow += 1;
+        }
+        let sec = t.div_euclid(NS_PER_S);
+        if sec != self.sec {
+            self.sec = sec;
+            self.printed_this_sec = 0;
+        }
+        let print = self.printed_this_sec < self.limit;
+        if print {
+            self.printed_this_sec += 1;
+            self.printed += 1;
+        }
+        self.seen += 1;
+        let e = self.table.entry(key).or_insert_with(|| DropEntry {
+            total: 0,
+            printed: 0,
+            reason_raw: if key == OVERFLOW_KEY {
+                None
+            } else {
+                ev.tracer.reason_raw
+            },
+            netns: if key == OVERFLOW_KEY {
+                None
+            } else {
+                ev.tracer.netns.clone()
+            },
+            first: t,
+            last: t,
+            dst: [None; SAMPLE_IPS],
+        });
+        e.total += 1;
+        if print {
+            e.printed += 1;
+        }
+        e.last = t;
+        if let Some(ip) = ev.destination.ip {
+            if !e.dst.contains(&Some(ip)) {
+                if let Some(slot) = e.dst.iter_mut().find(|s| s.is_none()) {
+                    *slot = Some(ip);
+                }
+            }
+        }
+        print
+    }
+
+    /// Summaries of every finished interval up to `now`.
+    pub(crate) fn advance(&mut self, now: i128, sink: &mut Sink) {
+        let e = epoch_of(now, self.interval);
+        if e <= self.epoch {
+            return;
+        }
+        let end = (i128::from(self.epoch) + 1) * self.interval;
+        self.emit(end, self.interval, sink);
+        self.epoch = e;
+        self.epoch_start = i128::from(e) * self.interval;
+    }
+
+    /// Summaries of the current, unfinished interval (end of run).
+    pub(crate) fn flush(&mut self, now: i128, sink: &mut Sink) {
+        let span = (now - self.epoch_start).max(0);
+        self.emit(now, span, sink);
+    }
+
+    fn emit(&mut self, ts: i128, span: i128, sink: &mut Sink) {
+        if self.table.is_empty() {
+            return;
+        }
+        let mut keys: Vec<DropKey> = self.table.keys().copied().collect();
+        let name = |id: u32| -> String {
+            self.containers
+                .value(id)
+                .map(ContainerRef::display_name)
+                .unwrap_or_default()
+        };
+        keys.sort_by(|a, b| {
+            (
+                a.netns,
+                name(a.container),
+                self.reasons.name(a.reason),
+                self.locations.name(a.location),
+                *a,
+            )
+                .cmp(&(
+                    b.netns,
+                    name(b.container),
+                    self.reasons.name(b.reason),
+                    self.locations.name(b.location),
+                    *b,
+                ))
+        });
+        for k in keys {
+            let Some(e) = self.table.get(&k) else {
+                continue;
+            };
+            let container = self.containers.value(k.container).cloned();
+            let reason = self.reasons.name(k.reason);
+            let location = self.locations.name(k.location);
+            let suppressed = e.total - e.printed;
+            self.summarised += suppressed;
+            let netns = e.netns.clone().or_else(|| {
+                (k.netns != 0).then(|| Netns {
+                    inode: k.netns,
+                    ..Netns::default()
+                })
+            });
+            let place = match &container {
+                Some(c) => c.display_name(),
+                None if k == OVERFLOW_KEY => "other namespaces (drop table full)".to_string(),
+                None => text::ns_label(netns.as_ref()),
+            };
+            let meaning = text::drop_reason_meaning(reason);
+            let message = format!(
+                "{} drops in {place} ({reason} at {location}) in the last {}: {} printed, {suppressed} counted here only; {meaning}",
+                e.total,
+                text::dur(span),
+                e.printed,
+            );
+            let ips: Vec<IpAddr> = e.dst.iter().flatten().copied().collect();
+            let payload = DropSummary {
+                type_: "drop_summary",
+                total: e.total,
+                printed: e.printed,
+                suppressed,
+                interval_s: text::secs(span),
+                reason,
+                location,
+                meaning,
+                container: text::container_name(container.as_ref()),
+                first_seen: format_ts(e.first),
+                last_seen: format_ts(e.last),
+                destination_ips: ips.clone(),
+            };
+            let mut line = EcsEvent::new(ts, Kind::Metric, "drop_summary");
+            line.message = Some(message);
+            line.container = container.clone();
+            line.tracer.netns = netns;
+            line.tracer.reason = Some(reason.to_string());
+            line.tracer.reason_raw = e.reason_raw;
+            line.tracer.location = Some(location.to_string());
+            line.tracer.count = Some(suppressed);
+            line.tracer.alert = serde_json::to_value(&payload).ok();
+            let sym =
+                (self.incident_threshold > 0 && e.total >= self.incident_threshold).then(|| {
+                    Symptom {
+                        kind: "drop_summary",
+                        count: e.total,
+                        containers: container.into_iter().collect(),
+                        ips,
+                        macs: Vec::new(),
+                        facts: Facts::Drops {
+                            reason: reason.to_string(),
+                            location: location.to_string(),
+                            total: e.total,
+                            place,
+                        },
+                    }
+                });
+            sink.lines.push((line, sym));
+        }
+        // `clear` keeps the allocation: the next interval reuses it.
+        self.table.clear();
+    }
+}
+
+fn epoch_of(t: i128, interval: i128) -> i64 {
+    i64::try_from(t.div_euclid(interval)).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,525 @@
+//! Detectors: the event stream in, verdicts out.
+//!
+//! The same code runs live and in replay, on event time only (no wall
+//! clock), so the same events always give the same lines. Each detector
+//! keeps a little bounded state per key and speaks once when its threshold
+//! is crossed, then at most once per window while the condition lasts:
+//!
+//! - [`fdb_flap`]: a MAC moving between ports of one bridge (the vxlan
+//!   proxy-ARP outage when one of the ports is a vxlan);
+//! - [`arp`]: duplicate ARP replies (something answers on another's behalf)
+//!   and IP conflicts (one IP, two MACs);
+//! - [`retransmit`]: TCP flows retransmitting without forward progress, with a
+//!   per-container roll-up;
+//! - [`drops`]: per-drop lines rate-limited on event time, every drop
+//!   accounted for in interval summaries;
+//! - [`incident`]: alerts sharing a container, IP or MAC within a window
+//!   joined into one incident with a lifecycle and an explanation.
+//!
+//! Alert lines: `event.kind: "alert"`, `event.action` = detector name,
+//! `message` = one sentence, `tracer.alert` = the structured facts.
+
+mod arp;
+mod drops;
+mod fdb_flap;
+mod incident;
+mod retransmit;
+mod table;
+#[cfg(test)]
+mod tests;
+mod text;
+
+use std::{net::IpAddr, time::Duration};
+
+use serde::Serialize;
+
+use crate::event::{ContainerRef, EcsEvent, Kind, Mac};
+
+const NS_PER_S: i128 = 1_000_000_000;
+
+/// Every threshold and window of the detectors. `Default` gives the
+/// documented defaults; windows are event time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetectConfig {
+    /// `fdb_flap`: moves of one MAC between ports of one bridge...
+    pub fdb_flap_threshold: u32,
+    /// ...within this window (edges included).
+    pub fdb_flap_window: Duration,
+    /// `arp_duplicate_reply`: replies for one IP, with one MAC, to one
+    /// requester, counted per receiving (netns, interface)...
+    pub arp_duplicate_threshold: u32,
+    /// ...within this window.
+    pub arp_duplicate_window: Duration,
+    /// `ip_conflict`: two MACs answering for one IP in one namespace within
+    /// this window.
+    pub ip_conflict_window: Duration,
+    /// Least time between two alerts for the same ARP key
+    /// (`arp_duplicate_reply`, `ip_conflict`).
+    pub arp_realert_interval: Duration,
+    /// `retransmit_burst`: retransmits of one flow without forward progress
+    /// (`snd_una` unchanged)...
+    pub retransmit_threshold: u32,
+    /// ...within this window.
+    pub retransmit_window: Duration,
+    /// `retransmit_rollup`: one line per container per interval with affected flows.
+    pub retransmit_rollup_interval: Duration,
+    /// Least number of affected flows for a container roll-up line.
+    pub retransmit_rollup_min_flows: u32,
+    /// `drop_summary` interval.
+    pub drop_summary_interval: Duration,
+    /// Individual `skb_drop` lines printed per second of event time; the
+    /// rest are only counted in `drop_summary`. `u64::MAX`: no limit; 0: no
+    /// individual lines.
+    pub drop_lines_per_sec: u64,
+    /// Drops of one key in one interval from which the summary also counts
+    /// as a symptom for incidents (0: drops never open incidents).
+    pub drop_incident_threshold: u64,
+    /// Alerts sharing a container/IP/MAC within this window join one
+    /// incident; an incident with no symptom for this long is resolved.
+    pub incident_window: Duration,
+    /// Most keys per table (MACs, ARP keys, flows, drop keys, incidents);
+    /// the least recently seen are evicted beyond that.
+    pub max_keys: usize,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            fdb_flap_threshold: 3,
+            fdb_flap_window: Duration::from_secs(10),
+            arp_duplicate_threshold: 2,
+            arp_duplicate_window: Duration::from_secs(1),
+            ip_conflict_window: Duration::from_secs(10),
+            arp_realert_interval: Duration::from_secs(10),
+            retransmit_threshold: 3,
+            retransmit_window: Duration::from_secs(10),
+            retransmit_rollup_interval: Duration::from_secs(10),
+            retransmit_rollup_min_flows: 1,
+            drop_summary_interval: Duration::from_secs(10),
+            drop_lines_per_sec: 1000,
+            drop_incident_threshold: 100,
+            incident_window: Duration::from_secs(30),
+            max_keys: 100_000,
+        }
+    }
+}
+
+/// Windows in ns, thresholds clamped to sane minimums.
+#[derive(Clone, Debug)]
+pub(crate) struct Cfg {
+    pub(crate) flap_threshold: u32,
+    pub(crate) flap_window: i128,
+    pub(crate) dup_threshold: u32,
+    pub(crate) dup_window: i128,
+    pub(crate) conflict_window: i128,
+    pub(crate) arp_realert: i128,
+    pub(crate) rtx_threshold: u32,
+    pub(crate) rtx_window: i128,
+    pub(crate) rollup_interval: i128,
+    pub(crate) rollup_min_flows: u32,
+    pub(crate) drop_interval: i128,
+    pub(crate) drop_lines_per_sec: u64,
+    pub(crate) drop_incident_threshold: u64,
+    pub(crate) incident_window: i128,
+    pub(crate) max_keys: usize,
+}
+
+fn ns(d: Duration) -> i128 {
+    i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)
+}
+
+impl Cfg {
+    fn from(c: &DetectConfig) -> Self {
+        Self {
+            flap_threshold: c.fdb_flap_threshold.max(1),
+            flap_window: ns(c.fdb_flap_window),
+            dup_threshold: c.arp_duplicate_threshold.max(2),
+            dup_window: ns(c.arp_duplicate_window),
+            conflict_window: ns(c.ip_conflict_window),
+            arp_realert: ns(c.arp_realert_interval),
+            rtx_threshold: c.retransmit_threshold.max(1),
+            rtx_window: ns(c.retransmit_window),
+            // Intervals are clamped to 1 ms so time always moves forward.
+            rollup_interval: ns(c.retransmit_rollup_interval).max(1_000_000),
+            rollup_min_flows: c.retransmit_rollup_min_flows.max(1),
+            drop_interval: ns(c.drop_summary_interval).max(1_000_000),
+            drop_lines_per_sec: c.drop_lines_per_sec,
+            drop_incident_threshold: c.drop_incident_threshold,
+            incident_window: ns(c.incident_window),
+            max_keys: c.max_keys.max(16),
+        }
+    }
+}
+
+/// Table sizes and what was dropped to keep them bounded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DetectStats {
+    /// Keys held in all tables together.
+    pub tracked_keys: usize,
+    /// Entries evicted because a table was full (least recently seen first).
+    pub evictions: u64,
+    /// Entries forgotten because they were idle for longer than their window.
+    pub expired: u64,
+    pub fdb_macs: usize,
+    pub arp_keys: usize,
+    pub flows: usize,
+    pub drop_keys: usize,
+    pub open_incidents: usize,
+    /// Drops counted under the "(other)" key because the drop table was full.
+    pub drop_overflow: u64,
+    /// Alert lines emitted (detectors and roll-ups, not incidents).
+    pub alerts: u64,
+    /// Incidents opened.
+    pub incidents: u64,
+    pub drops_seen: u64,
+    pub drops_printed: u64,
+    pub drops_summarised: u64,
+}
+
+/// What an alert touches, for joining alerts into incidents.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Member {
+    Container(String),
+    Ip(IpAddr),
+    Mac(Mac),
+}
+
+/// The facts an incident explanation is written from, per alert type.
+#[derive(Clone, Debug)]
+pub(crate) enum Facts {
+    Flap {
+        mac: Mac,
+        ip: Option<IpAddr>,
+        owner: Option<String>,
+        ports: Vec<String>,
+        vxlan: Option<String>,
+        bridge_ns: String,
+        ns: text::NsRef,
+    },
+    ArpDup {
+        ip: IpAddr,
+        mac: Mac,
+        owner: Option<String>,
+        requester: String,
+        replies: u64,
+        vxlan: Option<String>,
+        vxlan_ns: text::NsRef,
+        interfaces: Vec<String>,
+    },
+    Conflict {
+        ip: IpAddr,
+        macs: Vec<(Mac, Option<String>)>,
+        ns: text::NsRef,
+    },
+    Retransmit {
+        flow: String,
+        src: String,
+        dst: String,
+        dst_ip: IpAddr,
+        src_ns: text::NsRef,
+    },
+    Drops {
+        reason: String,
+        location: String,
+        total: u64,
+        place: String,
+    },
+}
+
+/// An alert as the incident correlator sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct Symptom {
+    pub(crate) kind: &'static str,
+    pub(crate) count: u64,
+    pub(crate) containers: Vec<ContainerRef>,
+    pub(crate) ips: Vec<IpAddr>,
+    pub(crate) macs: Vec<Mac>,
+    pub(crate) facts: Facts,
+}
+
+/// Where detectors put what they produce during one call; drained by
+/// [`Detectors`] right after (the buffers are reused, no allocation when
+/// nothing happens).
+#[derive(Default)]
+pub(crate) struct Sink {
+    pub(crate) lines: Vec<(EcsEvent, Option<Symptom>)>,
+    /// Symptoms of already-alerted conditions that keep incidents alive.
+    pub(crate) touches: Vec<Touch>,
+}
+
+/// An alerted condition goes on without a new alert line: keeps its
+/// incident open and its count current.
+pub(crate) struct Touch {
+    pub(crate) member: Member,
+    /// Alert type whose count this updates (`""`: none).
+    pub(crate) kind: &'static str,
+    pub(crate) count: u64,
+}
+
+impl Sink {
+    pub(crate) fn touch(&mut self, member: Member, kind: &'static str, count: u64) {
+        self.touches.push(Touch {
+            member,
+            kind,
+            count,
+        });
+    }
+
+    pub(crate) fn alert(&mut self, line: EcsEvent, sym: Symptom) {
+        self.lines.push((line, Some(sym)));
+    }
+}
+
+/// A fresh alert line.
+pub(crate) fn alert_line(
+    ts: i128,
+    action: &'static str,
+    message: String,
+    payload: &impl Serialize,
+) -> EcsEvent {
+    let mut e = EcsEvent::new(ts, Kind::Alert, action);
+    e.message = Some(message);
+    e.tracer.alert = serde_json::to_value(payload).ok();
+    e
+}
+
+/// What is known about a MAC from any event: its IP (ARP replies,
+/// neighbour updates) and its owner (any event naming the MAC's container),
+/// so every alert can name both.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MacInfo {
+    pub(crate) ip: Option<IpAddr>,
+    pub(crate) owner: Option<ContainerRef>,
+    pub(crate) last: i128,
+}
+
+impl MacInfo {
+    fn learn(&mut self, ip: Option<IpAddr>, owner: Option<&ContainerRef>, t: i128) {
+        if ip.is_some() {
+            self.ip = ip;
+        }
+        if let Some(c) = owner {
+            if self.owner.as_ref().is_none_or(|o| o.id != c.id) {
+                self.owner = Some(c.clone());
+            }
+        }
+        self.last = t;
+    }
+}
+
+pub(crate) type Macs = table::Bounded<Mac, MacInfo>;
+
+impl table::Stamped for MacInfo {
+    fn last_seen(&self) -> i128 {
+        self.last
+    }
+}
+
+/// How long a MAC → IP association is remembered without being seen again.
+const MAC_IP_TTL: i128 = 600 * NS_PER_S;
+/// How often idle state is swept out (event time).
+const SWEEP_EVERY: i128 = NS_PER_S;
+
+/// All detectors and the incident correlator.
+pub struct Detectors {
+    now: i128,
+    started: bool,
+    next_sweep: i128,
+    fdb: fdb_flap::FdbFlap,
+    arp: arp::Arp,
+    tcp: retransmit::Retransmit,
+    drops: drops::Drops,
+    incidents: incident::Incidents,
+    macs: Macs,
+    sink: Sink,
+    alerts: u64,
+}
+
+impl Detectors {
+    pub fn new(cfg: DetectConfig) -> Self {
+        let c = Cfg::from(&cfg);
+        Self {
+            fdb: fdb_flap::FdbFlap::new(&c),
+            arp: arp::Arp::new(&c),
+            tcp: retransmit::Retransmit::new(&c),
+            drops: drops::Drops::new(&c),
+            incidents: incident::Incidents::new(&c),
+            macs: table::Bounded::new(c.max_keys),
+            now: 0,
+            started: false,
+            next_sweep: 0,
+            sink: Sink::default(),
+            alerts: 0,
+        }
+    }
+
+    /// Every event in order. Returns false when the event line itself must
+    /// not be printed (rate-limited drop). Appends alert / summary /
+    /// incident lines to `out`.
+    pub fn observe(&mut self, ev: &EcsEvent, out: &mut Vec<EcsEvent>) -> bool {
+        if ev.event.kind != Kind::Event {
+            // Our own lines or status lines fed back: nothing to detect.
+            return true;
+        }
+        self.advance(ev.timestamp, out);
+        // Event time never goes backwards for the detectors: a record a
+        // little out of order (per-CPU timestamps) counts at "now".
+        let t = self.now;
+        let print = match ev.event.action {
+            "skb_drop" => self.drops.observe(ev, t),
+            "tcp_retransmit" => {
+                self.tcp.retransmit(ev, t, &mut self.sink);
+                true
+            }
+            "tcp_reset" => {
+                self.tcp.reset(ev);
+                true
+            }
+            "fdb_move" => {
+                self.learn_mac(&ev.source, None, t);
+                self.fdb.moved(ev, t, &self.macs, &mut self.sink);
+                true
+            }
+            "fdb_learn" => {
+                self.learn_mac(&ev.source, None, t);
+                self.fdb.learned(ev, t, &self.macs, &mut self.sink);
+                true
+            }
+            "arp_reply" => {
+                self.learn_mac(&ev.source, ev.source.ip, t);
+                self.arp.reply(ev, t, &self.macs, &mut self.sink);
+                true
+            }
+            "neigh_update" => {
+                if let Some(ip) = ev.destination.ip {
+                    self.learn_mac(&ev.destination, Some(ip), t);
+                    // A neighbour update for an IP under investigation (e.g.
+                    // FAILED resolutions) means the symptom goes on.
+                    self.sink.touch(Member::Ip(ip), "", 0);
+                }
+                true
+            }
+            // fdb_delete: a delete followed by a learn on another port is
+            // caught by `fdb_learn` (the flap state remembers the port).
+            _ => true,
+        };
+        self.drain(t, out);
+        print
+    }
+
+    /// Moves detector time to `now` (Unix ns, event time): due drop
+    /// summaries, roll-ups, resolved incidents.
+    pub fn advance(&mut self, now: i128, out: &mut Vec<EcsEvent>) {
+        if !self.started {
+            self.started = true;
+            self.now = now;
+            self.next_sweep = now + SWEEP_EVERY;
+            self.drops.start(now);
+            self.tcp.start(now);
+            return;
+        }
+        if now <= self.now {
+            return;
+        }
+        self.now = now;
+        let start = out.len();
+        self.drops.advance(now, &mut self.sink);
+        self.tcp.advance(now, &mut self.sink);
+        self.drain(now, out);
+        self.incidents.advance(now, out);
+        if now >= self.next_sweep {
+            self.sweep(now);
+            self.next_sweep = now + SWEEP_EVERY;
+        }
+        // Lines of different sources due in one step, in time order.
+        out[start..].sort_by_key(|e| e.timestamp);
+    }
+
+    /// End of run: flushes pending drop summaries (and roll-ups) so every
+    /// drop is accounted for. Open incidents stay open.
+    pub fn finish(&mut self, now: i128, out: &mut Vec<EcsEvent>) {
+        self.advance(now, out);
+        let now = self.now.max(now);
+        let start = out.len();
+        self.drops.flush(now, &mut self.sink);
+        self.tcp.flush(now, &mut self.sink);
+        self.drain(now, out);
+        out[start..].sort_by_key(|e| e.timestamp);
+    }
+
+    pub fn stats(&self) -> DetectStats {
+        let fdb_macs = self.fdb.len();
+        let arp_keys = self.arp.len();
+        let flows = self.tcp.len();
+        let drop_keys = self.drops.len();
+        let open_incidents = self.incidents.len();
+        DetectStats {
+            tracked_keys: fdb_macs
+                + arp_keys
+                + flows
+                + drop_keys
+                + open_incidents
+                + self.macs.len(),
+            evictions: self.fdb.evicted()
+                + self.arp.evicted()
+                + self.tcp.evicted()
+                + self.incidents.evicted
+                + self.macs.evicted,
+            expired: self.fdb.expired()
+                + self.arp.expired()
+                + self.tcp.expired()
+                + self.macs.expired,
+            fdb_macs,
+            arp_keys,
+            flows,
+            drop_keys,
+            open_incidents,
+            drop_overflow: self.drops.overflow,
+            alerts: self.alerts,
+            incidents: self.incidents.opened,
+            drops_seen: self.drops.seen,
+            drops_printed: self.drops.printed,
+            drops_summarised: self.drops.summarised,
+        }
+    }
+
+    fn drain(&mut self, t: i128, out: &mut Vec<EcsEvent>) {
+        for (line, sym) in self.sink.lines.drain(..) {
+            let ts = line.timestamp;
+            if line.event.kind == Kind::Alert {
+                self.alerts += 1;
+            }
+            out.push(line);
+            if let Some(sym) = sym {
+                self.incidents.on_alert(&sym, ts, out);
+            }
+        }
+        for m in self.sink.touches.drain(..) {
+            self.incidents.touch(&m, t);
+        }
+    }
+
+    /// Remembers the IP / owner of the endpoint's MAC (an entry is only
+    /// made when there is something to remember).
+    fn learn_mac(&mut self, e: &crate::event::Endpoint, ip: Option<IpAddr>, t: i128) {
+        let Some(mac) = e.mac.filter(|m| !m.is_zero()) else {
+            return;
+        };
+        if ip.is_none() && e.container.is_none() {
+            if let Some(m) = self.macs.get_mut(&mac) {
+                m.last = t;
+            }
+            return;
+        }
+        self.macs
+            .entry(mac, MacInfo::default)
+            .learn(ip, e.container.as_ref(), t);
+    }
+
+    fn sweep(&mut self, now: i128) {
+        self.fdb.expire(now);
+        self.arp.expire(now);
+        self.tcp.expire(now);
+        self.macs.expire(|m| now - m.last <= MAC_IP_TTL);
+    }
+}
