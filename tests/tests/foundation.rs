@@ -289,3 +289,38 @@ fn udp_to_closed_port_is_dropped_with_reason_no_socket() {
     let loc = d["tracer"]["location"].as_str().unwrap_or_default();
     assert!(loc.contains("udp"), "drop location {loc:?} is not in the UDP receive path");
 }
+
+#[test]
+fn filtered_drop_reasons_are_counted_not_hidden() {
+    require_root();
+    let topo = BridgeTopo::new();
+    let b_inode = topo.b.inode();
+    let args = [
+        "--netns".to_string(),
+        b_inode.to_string(),
+        "--ignore-drop-reason".to_string(),
+        "NO_SOCKET".to_string(),
+    ];
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let t = Tracer::start(&a);
+    let (ip_a, ip_b) = (topo.ip_a.clone(), topo.ip_b.clone());
+    topo.a.run(move || {
+        let s = UdpSocket::bind((ip_a.as_str(), 0)).unwrap();
+        for _ in 0..25 {
+            s.send_to(b"x", (ip_b.as_str(), 9)).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (lines, _) = t.stop();
+    let shown = with_action(&lines, "skb_drop")
+        .into_iter()
+        .filter(|v| v["tracer"]["reason"] == "NO_SOCKET")
+        .count();
+    assert_eq!(shown, 0, "filtered reason still printed");
+    let filtered: u64 = with_action(&lines, "loss_report")
+        .into_iter()
+        .filter_map(|v| v["tracer"]["filtered"]["NO_SOCKET"].as_u64())
+        .sum();
+    // Host-wide count (the kernel filter is not per namespace): at least ours.
+    assert!(filtered >= 25, "filtered NO_SOCKET drops reported: {filtered}");
+}

@@ -56,6 +56,9 @@ pub(crate) struct Incidents {
     open: BTreeMap<u64, Incident>,
     index: HashMap<Member, u64>,
     next_id: u64,
+    /// No incident can be due before this (a lower bound: touches only
+    /// push incidents later), so advancing time is O(1) most of the time.
+    next_due: i128,
     pub(crate) opened: u64,
     pub(crate) evicted: u64,
 }
@@ -100,6 +103,7 @@ impl Incidents {
             open: BTreeMap::new(),
             index: HashMap::new(),
             next_id: 0,
+            next_due: i128::MAX,
             opened: 0,
             evicted: 0,
         }
@@ -127,6 +131,9 @@ impl Incidents {
 
     /// Resolves incidents without symptoms for a window.
     pub(crate) fn advance(&mut self, now: i128, out: &mut Vec<EcsEvent>) {
+        if now < self.next_due {
+            return;
+        }
         let w = self.window;
         let mut due: Vec<(i128, u64)> = self
             .open
@@ -134,15 +141,18 @@ impl Incidents {
             .filter(|i| i.last_seen + w <= now)
             .map(|i| (i.last_seen + w, i.id))
             .collect();
-        if due.is_empty() {
-            return;
-        }
         due.sort_unstable();
         for (ts, id) in due {
             if let Some(mut inc) = self.close(id) {
                 out.push(line(&mut inc, "resolved", ts, None, Some("quiet"), w));
             }
         }
+        self.next_due = self
+            .open
+            .values()
+            .map(|i| i.last_seen + w)
+            .min()
+            .unwrap_or(i128::MAX);
     }
 
     fn close(&mut self, id: u64) -> Option<Incident> {
@@ -240,6 +250,7 @@ impl Incidents {
             self.index.insert(m.clone(), id);
         }
         out.push(line(&mut inc, "open", ts, None, None, self.window));
+        self.next_due = self.next_due.min(inc.last_seen + self.window);
         self.open.insert(id, inc);
     }
 }

@@ -393,9 +393,17 @@ impl Detectors {
             "neigh_update" => {
                 if let Some(ip) = ev.destination.ip {
                     self.learn_mac(&ev.destination, Some(ip), t);
-                    // A neighbour update for an IP under investigation (e.g.
-                    // FAILED resolutions) means the symptom goes on.
-                    self.sink.touch(Member::Ip(ip), "", 0);
+                    // A failed resolution of an IP under investigation means
+                    // the symptom goes on (ordinary REACHABLE/STALE churn
+                    // does not keep an incident open).
+                    let failed = ev
+                        .tracer
+                        .neigh
+                        .as_ref()
+                        .is_some_and(|n| n.new_state.contains("FAILED"));
+                    if failed {
+                        self.sink.touch(Member::Ip(ip), "", 0);
+                    }
                 }
                 true
             }

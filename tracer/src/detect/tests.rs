@@ -1204,32 +1204,57 @@ fn throughput() {
     }
     let mut d = det();
     let mut out = Vec::with_capacity(1 << 16);
-    let start = std::time::Instant::now();
     let mut printed = 0u64;
+    let len = evs.len();
+    let start = std::time::Instant::now();
     for k in 0..n {
-        let base = &evs[k % evs.len()];
-        // Time moves forward 1 µs per event (1 M events/s of event time).
+        // Time moves forward 1 µs per event (1 M events/s of event time);
+        // the events are reused in place, so only the detectors are timed.
         let t = T0 + k as i128 * 1000;
-        let mut e = base.clone();
+        let e = &mut evs[k % len];
         e.timestamp = t;
         d.advance(t, &mut out);
-        printed += u64::from(d.observe(&e, &mut out));
+        printed += u64::from(d.observe(e, &mut out));
         out.clear();
     }
+    d.finish(T0 + n as i128 * 1000, &mut out);
     let el = start.elapsed();
-    // The clone above is the pipeline's cost, not ours; measure it alone.
-    let start2 = std::time::Instant::now();
-    let mut sink = 0usize;
-    for k in 0..n {
-        let e = evs[k % evs.len()].clone();
-        sink += e.event.action.len();
-    }
-    let clone_cost = start2.elapsed();
-    let det_only = el.saturating_sub(clone_cost);
     println!(
-        "{n} events in {el:?} ({:.0} events/s incl. clone; {:.0} events/s detectors only), printed {printed}, {sink}",
+        "{n} events in {el:?}: {:.0} events/s (detectors + correlation, one core); {printed} drop lines printed",
         n as f64 / el.as_secs_f64(),
-        n as f64 / det_only.as_secs_f64().max(1e-9),
     );
     println!("{:?}", d.stats());
+}
+
+#[test]
+fn failed_neighbour_resolution_keeps_an_incident_open_but_churn_does_not() {
+    use crate::event::Neigh;
+    let neigh = |t: i128, state: &str| {
+        let mut e = EcsEvent::new(t, Kind::Event, "neigh_update");
+        e.destination.ip = Some(ip("10.0.0.3"));
+        e.tracer.netns = Some(ns(WEB_NS));
+        e.tracer.neigh = Some(Neigh {
+            family: "ipv4",
+            old_state: "REACHABLE".into(),
+            new_state: state.into(),
+            ..Neigh::default()
+        });
+        e
+    };
+    for (state, resolved_at) in [
+        ("STALE", ms(3_600) + 30 * NS_PER_S),
+        ("FAILED", ms(25_000) + 30 * NS_PER_S),
+    ] {
+        let mut d = det();
+        let mut evs = outage();
+        evs.push(neigh(ms(25_000), state));
+        let (mut out, _) = run(&mut d, &evs);
+        d.advance(ms(120_000), &mut out);
+        let r: Vec<i128> = of(&out, "incident")
+            .iter()
+            .filter(|e| payload(e)["state"] == "resolved")
+            .map(|e| e.timestamp)
+            .collect();
+        assert_eq!(r, vec![resolved_at], "{state}");
+    }
 }
