@@ -32,6 +32,50 @@ pub struct RunOptions {
     pub btf_path: PathBuf,
     /// None: detectors off.
     pub detect: Option<crate::detect::DetectConfig>,
+    /// `--record FILE`.
+    pub record: Option<PathBuf>,
+    /// Start a new capture part after this many bytes.
+    pub record_rotate: Option<u64>,
+    /// Container identity sources (None: `--no-identity`).
+    pub identity: Option<crate::identity::SourceConfig>,
+    /// Command line, recorded in the capture header.
+    pub args: Vec<String>,
+}
+
+/// The live sink: every input goes through the pipeline, into the capture
+/// (when recording) and out as NDJSON.
+struct Live {
+    pipeline: Pipeline,
+    out: Output,
+    batch: Vec<crate::event::EcsEvent>,
+    capture: Option<crate::capture::CaptureWriter>,
+}
+
+impl Live {
+    fn feed(&mut self, input: Input) {
+        self.batch.clear();
+        self.pipeline.process(&input, &mut self.batch);
+        self.record(&input);
+        for e in &self.batch {
+            self.out.push(e);
+        }
+    }
+
+    /// Records what was just processed: symbols it resolved first, then the
+    /// input itself, so a replay sees them in the order it needs them.
+    fn record(&mut self, input: &Input) {
+        let Some(w) = self.capture.as_mut() else { return };
+        let syms = self.pipeline.tables.locations.take_new();
+        let mut res = w.write_symbols(&syms).and_then(|()| w.write_input(input));
+        if res.is_ok() && w.rotation_due() {
+            res = w.rotate(&self.pipeline.state_snapshot());
+        }
+        if let Err(e) = res {
+            // Live output goes on; the capture stops here (disk full...).
+            eprintln!("tracer: error: recording stopped: {e}; live output continues");
+            self.capture = None;
+        }
+    }
 }
 
 /// What start-up resolved from the kernel: BTF, names, symbols.
@@ -95,27 +139,60 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let drop_filter = resolve_reasons(&info.drop_reasons, &opts.ignore_drop_reasons)?;
     let boot_to_wall_ns = clock::boot_to_wall_offset_ns();
 
-    let mut out = Output::new(std::io::stdout());
-    let mut pipeline = Pipeline::new(
-        Tables {
-            drop_reasons: info.drop_reasons.clone(),
-            locations: match info.symbols {
-                Some(s) => Locations::live(s),
-                None => Locations::default(),
-            },
-            boot_to_wall_ns,
-        },
-        opts.filter.clone(),
-        opts.detect.clone(),
-    );
-    let mut batch = Vec::new();
-    let mut feed = |p: &mut Pipeline, input: Input, out: &mut Output| {
-        batch.clear();
-        p.process(&input, &mut batch);
-        for e in &batch {
-            out.push(e);
-        }
+    let capture = match &opts.record {
+        Some(path) => Some(
+            crate::capture::CaptureWriter::create(
+                path,
+                crate::capture::Header::this_host(opts.args.clone(), boot_to_wall_ns),
+                &info.drop_reasons,
+                opts.record_rotate,
+            )
+            .with_context(|| format!("cannot record to {}", path.display()))?,
+        ),
+        None => None,
     };
+    let mut live = Live {
+        pipeline: Pipeline::new(
+            Tables {
+                drop_reasons: info.drop_reasons.clone(),
+                locations: match info.symbols {
+                    Some(s) => Locations::live(s),
+                    None => Locations::default(),
+                },
+                boot_to_wall_ns,
+            },
+            opts.filter.clone(),
+            opts.detect.clone(),
+        ),
+        out: Output::new(std::io::stdout()),
+        batch: Vec::new(),
+        capture,
+    };
+
+    // Identity sources start first; their initial scan is awaited briefly so
+    // the first events already carry names (never longer than 3 s).
+    let (mut id_rx, hints) = match opts.identity.clone() {
+        Some(cfg) => {
+            let (rx, hints) = crate::identity::spawn(cfg);
+            (Some(rx), hints)
+        }
+        None => (None, crate::identity::IdentityHints::disconnected()),
+    };
+    if let Some(rx) = id_rx.as_mut() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(u)) => {
+                    let synced = matches!(u, crate::identity::IdentityUpdate::Synced { .. });
+                    live.feed(Input::Identity(u));
+                    if synced {
+                        break;
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
 
     // Seed FDB state before attaching, so the first move is recognised.
     let fdb_selected = opts.groups.is_empty()
@@ -130,7 +207,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         for e in errors {
             eprintln!("tracer: warning: FDB seed: {e}");
         }
-        feed(&mut pipeline, Input::FdbSeed(seed), &mut out);
+        live.feed(Input::FdbSeed(seed));
     }
 
     let load_opts = LoadOptions {
@@ -138,14 +215,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         ring_bytes: opts.ring_bytes,
         drop_filter: drop_filter.clone(),
     };
-    let loaded = probes::load(&info.btf, &load_opts)?;
     let probes::Loaded {
         ebpf,
         events,
         lost,
         filtered,
         status,
-    } = loaded;
+    } = probes::load(&info.btf, &load_opts)?;
     let now = clock::boot_now_ns();
     let mut attached = 0;
     for s in &status {
@@ -159,22 +235,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 s.error.as_deref().unwrap_or("unknown error")
             );
         }
-        feed(
-            &mut pipeline,
-            Input::ProbeStatus {
-                boot_ns: now,
-                name: s.name.to_string(),
-                tracepoint: s.tracepoint.clone(),
-                status: s.status.to_string(),
-                error: s.error.clone(),
-            },
-            &mut out,
-        );
+        live.feed(Input::ProbeStatus {
+            boot_ns: now,
+            name: s.name.to_string(),
+            tracepoint: s.tracepoint.clone(),
+            status: s.status.to_string(),
+            error: s.error.clone(),
+        });
     }
-    out.flush();
+    live.out.flush();
     if attached == 0 {
         drop(ebpf);
-        let _ = out.finish();
+        let _ = live.out.finish();
         bail!("no probe could be attached (see the probe_status lines above, or run `tracer check`)");
     }
 
@@ -191,8 +263,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     };
     tokio::pin!(deadline);
-    let mut loss_tick = tokio::time::interval(opts.loss_interval);
-    loss_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = tokio::time::interval(opts.loss_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut losses = LossCounters {
         lost,
         filtered,
@@ -200,6 +272,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         prev_lost: [0u64; kind::MAX as usize],
         prev_filtered: Default::default(),
     };
+    let mut last_hint = 0u32;
 
     loop {
         tokio::select! {
@@ -209,17 +282,39 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 while let Some(item) = rb.next() {
                     let bytes = item.to_vec();
                     drop(item);
-                    feed(&mut pipeline, Input::Kernel(bytes), &mut out);
+                    // An event from a namespace identity does not know yet:
+                    // ask the sources to look (never blocks).
+                    if let Some(ns) = bytes.get(12..16).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes) {
+                        if ns != 0 && ns != last_hint && !live.pipeline.identity.knows_netns(ns) {
+                            hints.hint_netns(ns);
+                            last_hint = ns;
+                        }
+                    }
+                    live.feed(Input::Kernel(bytes));
                 }
                 guard.clear_ready();
-                out.flush();
+                live.out.flush();
             }
-            _ = loss_tick.tick() => {
-                if let Some(input) = losses.poll(false) {
-                    feed(&mut pipeline, input, &mut out);
+            Some(u) = async {
+                match id_rx.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
                 }
-                feed(&mut pipeline, Input::Tick { boot_ns: clock::boot_now_ns() }, &mut out);
-                out.flush();
+            } => {
+                live.feed(Input::Identity(u));
+            }
+            _ = tick.tick() => {
+                if let Some(input) = losses.poll(false) {
+                    live.feed(input);
+                }
+                live.feed(Input::Tick { boot_ns: clock::boot_now_ns() });
+                live.out.flush();
+                if let Some(w) = live.capture.as_mut() {
+                    if let Err(e) = w.flush() {
+                        eprintln!("tracer: error: recording stopped: {e}; live output continues");
+                        live.capture = None;
+                    }
+                }
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -233,20 +328,22 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     while let Some(item) = rb.next() {
         let bytes = item.to_vec();
         drop(item);
-        feed(&mut pipeline, Input::Kernel(bytes), &mut out);
+        live.feed(Input::Kernel(bytes));
     }
     if let Some(input) = losses.poll(true) {
-        feed(&mut pipeline, input, &mut out);
+        live.feed(input);
     }
-    feed(
-        &mut pipeline,
-        Input::Finish {
-            boot_ns: clock::boot_now_ns(),
-        },
-        &mut out,
-    );
-    let lines = out.lines;
-    match out.finish() {
+    live.feed(Input::Finish {
+        boot_ns: clock::boot_now_ns(),
+    });
+    if let Some(w) = live.capture.take() {
+        match w.finish() {
+            Ok(stats) => log::debug!("capture: {stats:?}"),
+            Err(e) => eprintln!("tracer: error: finishing the capture: {e}"),
+        }
+    }
+    let lines = live.out.lines;
+    match live.out.finish() {
         Ok(_) => {}
         // A closed pipe (tracer run | head) is the reader's choice, not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}

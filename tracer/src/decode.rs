@@ -139,6 +139,11 @@ impl Locations {
         s
     }
 
+    /// Adds recorded resolutions (replay).
+    pub fn extend(&mut self, entries: impl IntoIterator<Item = (u64, String)>) {
+        self.cache.extend(entries);
+    }
+
     /// Resolutions made since the last call, to be recorded with the capture.
     pub fn take_new(&mut self) -> Vec<(u64, String)> {
         std::mem::take(&mut self.new)

@@ -123,6 +123,24 @@ impl FdbTable {
         (prev.index != port).then_some(prev.name)
     }
 
+    /// Current entries, sorted (deterministic snapshot for captures).
+    pub fn entries(&self) -> Vec<SeedEntry> {
+        let mut v: Vec<SeedEntry> = self
+            .map
+            .iter()
+            .map(|(k, p)| SeedEntry {
+                netns: k.netns,
+                bridge: k.bridge,
+                port: p.index,
+                port_name: p.name.clone(),
+                mac: k.mac,
+                vlan: k.vlan,
+            })
+            .collect();
+        v.sort_by_key(|e| (e.netns, e.bridge, e.mac, e.vlan));
+        v
+    }
+
     pub fn delete(&mut self, netns: u32, bridge: u32, mac: [u8; 6], vlan: u16) {
         self.map.remove(&Key {
             netns,

@@ -5,6 +5,7 @@
 //! deterministic part shared by live runs and replays.
 
 pub mod btf;
+pub mod capture;
 pub mod clock;
 pub mod decode;
 pub mod detect;
@@ -14,9 +15,11 @@ pub mod tracefs;
 pub mod check;
 pub mod collector;
 pub mod fdb;
+pub mod identity;
 pub mod netlink;
 pub mod netns;
 pub mod output;
 pub mod pipeline;
 pub mod privileges;
 pub mod probes;
+pub mod replay;

@@ -29,6 +29,58 @@ enum Command {
     /// Print, for each probe, whether it can attach on this kernel and why not.
     /// Exits 0 when at least one probe works.
     Check(CheckArgs),
+    /// Replay a capture made with `tracer run --record FILE`: prints the same
+    /// NDJSON the live run printed (same enrichment, same alerts). Needs no
+    /// privileges, no eBPF, no containers: works on any machine.
+    ///
+    /// Continues into FILE.1, FILE.2 ... (rotated parts) when they exist. A
+    /// capture cut short (host died, disk full, kill -9) replays every
+    /// complete record, then warns with the byte offset where it stopped.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// Capture file (the first part).
+    file: PathBuf,
+
+    /// Pace the replay: 1 = real time, 10 = ten times faster. Default: as fast as possible.
+    #[arg(long, default_value_t = 0.0, value_name = "FACTOR")]
+    speed: f64,
+
+    #[command(flatten)]
+    filters: FilterArgs,
+
+    #[command(flatten)]
+    detect: DetectArgs,
+}
+
+/// Output filters (the same live and in replay).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Filters")]
+struct FilterArgs {
+    /// Only print events from this network namespace (inode, as in
+    /// `ls -Li /proc/<pid>/ns/net`). Repeatable.
+    #[arg(long = "netns", value_name = "INODE")]
+    netns: Vec<u32>,
+
+    /// Only print events with this event.action (fdb_move, skb_drop, fdb_flap ...). Repeatable.
+    #[arg(long = "action", value_name = "ACTION", value_delimiter = ',')]
+    actions: Vec<String>,
+
+    /// Only print events involving this interface (interface, bridge or port name). Repeatable.
+    #[arg(long = "interface", value_name = "NAME")]
+    interfaces: Vec<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Filter {
+        Filter {
+            netns: self.netns.iter().copied().collect(),
+            actions: self.actions.iter().cloned().collect(),
+            interfaces: self.interfaces.iter().cloned().collect(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -53,20 +105,31 @@ struct RunArgs {
     #[arg(long, default_value = "8M", value_parser = parse_ring_size)]
     ring_buffer_size: u32,
 
-    /// Only print events from this network namespace (inode, as in
-    /// `ls -Li /proc/<pid>/ns/net`). Repeatable.
-    #[arg(long = "netns", value_name = "INODE")]
-    netns: Vec<u32>,
+    #[command(flatten)]
+    filters: FilterArgs,
 
-    /// Only print events with this event.action (fdb_move, skb_drop, ...). Repeatable.
-    #[arg(long = "action", value_name = "ACTION", value_delimiter = ',')]
-    actions: Vec<String>,
+    /// Record a capture to FILE (created 0600) next to the live output;
+    /// `tracer replay FILE` prints the same lines later, on any machine.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
 
-    /// Only print events involving this interface (interface, bridge or port name). Repeatable.
-    #[arg(long = "interface", value_name = "NAME")]
-    interfaces: Vec<String>,
+    /// Start a new capture part (FILE.1, FILE.2 ...) after this size (e.g. 512M, 2G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "record")]
+    record_rotate: Option<u64>,
 
-    /// How often loss counters are read; a loss_report line is printed whenever
+    /// Do not name containers (no Docker API, no /proc scan): namespace-level identity only.
+    #[arg(long)]
+    no_identity: bool,
+
+    /// Do not ask the Docker Engine API (identity from /proc and namespaces only).
+    #[arg(long)]
+    no_docker: bool,
+
+    /// Docker Engine API socket.
+    #[arg(long, default_value = "/var/run/docker.sock", value_name = "PATH")]
+    docker_socket: PathBuf,
+
+    /// How often loss loss counters are read; a loss_report line is printed whenever
     /// something was lost, and always once at exit.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     loss_interval: Duration,
@@ -179,7 +242,7 @@ struct CheckArgs {
     kernel: KernelArgs,
 }
 
-fn parse_ring_size(s: &str) -> Result<u32, String> {
+fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => {
@@ -195,7 +258,11 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
         None => (t, 1),
     };
     let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    let bytes = n.checked_mul(mult).ok_or("size too large")?;
+    n.checked_mul(mult).ok_or_else(|| "size too large".to_string())
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let bytes = parse_bytes(s)?;
     if !bytes.is_power_of_two() || bytes < 4096 || bytes > 1 << 30 {
         return Err(format!(
             "{s}: the ring buffer must be a power of two between 4K and 1G"
@@ -222,6 +289,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(a) => run(a).await,
             Command::Check(a) => check(a),
+            Command::Replay(a) => replay(a),
         }
     });
     match res {
@@ -242,23 +310,79 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if let Some(p) = &a.record {
+        if p.exists() {
+            anyhow::bail!(
+                "{} already exists: choose a new capture file (tracer never overwrites a capture)",
+                p.display()
+            );
+        }
+    }
     let opts = collector::RunOptions {
         duration: a.duration,
         groups: a.probes,
         ignore_drop_reasons: a.ignore_drop_reasons,
         ring_bytes: a.ring_buffer_size,
-        filter: Filter {
-            netns: a.netns.into_iter().collect(),
-            actions: a.actions.into_iter().collect(),
-            interfaces: a.interfaces.into_iter().collect(),
-        },
+        filter: a.filters.filter(),
         loss_interval: a.loss_interval.max(Duration::from_millis(10)),
         seed_fdb: !a.no_fdb_seed,
         btf_path: a.kernel.btf,
         detect: a.detect.config(),
+        record: a.record,
+        record_rotate: a.record_rotate,
+        identity: (!a.no_identity).then(|| tracer::identity::SourceConfig {
+            docker_socket: a.docker_socket,
+            enable_docker: !a.no_docker,
+            ..Default::default()
+        }),
+        args: std::env::args().collect(),
     };
     collector::run(opts).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
+    if !(a.speed >= 0.0 && a.speed.is_finite()) {
+        anyhow::bail!("--speed must be 0 (as fast as possible) or a positive factor");
+    }
+    let opts = tracer::replay::ReplayOptions {
+        path: a.file,
+        speed: a.speed,
+        filter: a.filters.filter(),
+        detect: a.detect.config(),
+    };
+    let stdout = std::io::stdout().lock();
+    match tracer::replay::replay(&opts, stdout) {
+        Ok(summary) => {
+            if let Some(w) = &summary.warning {
+                eprintln!("tracer: warning: {w}");
+            }
+            if summary.skipped_unknown > 0 {
+                eprintln!(
+                    "tracer: note: skipped {} records of kinds this tracer does not know (written by a newer tracer)",
+                    summary.skipped_unknown
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let v = parse_bytes(s)?;
+    if v < 1 << 20 {
+        return Err(format!("{s}: rotate at 1M or more"));
+    }
+    Ok(v)
 }
 
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {

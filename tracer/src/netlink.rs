@@ -168,6 +168,44 @@ pub fn fdb() -> Result<Vec<FdbEntry>, NetlinkError> {
     Ok(out)
 }
 
+/// One interface address (RTM_GETADDR), used by [`crate::identity`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Addr {
+    /// Ifindex of the interface the address is on.
+    pub index: u32,
+    pub ip: std::net::IpAddr,
+    pub prefix_len: u8,
+}
+
+/// All IPv4 and IPv6 addresses of the current namespace.
+pub fn addresses() -> Result<Vec<Addr>, NetlinkError> {
+    use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+    let msgs = dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+    let mut out = Vec::new();
+    for m in msgs {
+        let RouteNetlinkMessage::NewAddress(a) = m else { continue };
+        // IFA_LOCAL is the interface's own address on point-to-point links
+        // (IFA_ADDRESS is then the peer); otherwise both are the same.
+        let mut local = None;
+        let mut address = None;
+        for attr in &a.attributes {
+            match attr {
+                AddressAttribute::Local(ip) => local = Some(*ip),
+                AddressAttribute::Address(ip) => address = Some(*ip),
+                _ => {}
+            }
+        }
+        if let Some(ip) = local.or(address) {
+            out.push(Addr {
+                index: a.header.index,
+                ip,
+                prefix_len: a.header.prefix_len,
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use tracer_ebpf::kind;
 use crate::{
     decode::{self, DecodeError, Record, Tables},
     detect::{DetectConfig, Detectors},
+    identity::{IdentityIndex, IdentityUpdate},
     event::{EcsEvent, Kind, ProbeInfo, SCHEMA_VERSION},
     fdb::{FdbTable, SeedEntry},
 };
@@ -44,6 +45,8 @@ pub enum Input {
     Tick { boot_ns: u64 },
     /// End of the run: flush pending summaries.
     Finish { boot_ns: u64 },
+    /// A change in what is known about containers, namespaces, networks.
+    Identity(IdentityUpdate),
 }
 
 /// Output filters (the same live and in replay). Empty = everything.
@@ -95,6 +98,7 @@ impl Filter {
 pub struct Pipeline {
     pub tables: Tables,
     pub fdb: FdbTable,
+    pub identity: IdentityIndex,
     pub filter: Filter,
     /// None: `--no-detect`.
     pub detect: Option<Detectors>,
@@ -108,11 +112,32 @@ impl Pipeline {
         Self {
             tables,
             fdb: FdbTable::default(),
+            identity: IdentityIndex::new(IDENTITY_GRACE),
             filter,
             detect: detect.map(Detectors::new),
             decode_errors: 0,
             alerts: Vec::new(),
         }
+    }
+
+    /// Inputs that bring a fresh pipeline to this one's FDB state (the
+    /// first thing of every rotated capture part).
+    pub fn state_snapshot(&self) -> Vec<Input> {
+        vec![Input::FdbSeed(self.fdb.entries())]
+    }
+
+    /// One raw kernel record (the hot path: no Input allocation needed).
+    pub fn process_kernel(&mut self, bytes: &[u8], out: &mut Vec<EcsEvent>) {
+        let start = out.len();
+        match decode::parse(bytes) {
+            Ok(rec) => {
+                let mut ev = self.record(&rec);
+                self.identity.enrich(&mut ev);
+                self.emit(ev, out);
+            }
+            Err(e) => out.push(self.decode_error(bytes, e)),
+        }
+        self.apply_filter(start, out);
     }
 
     /// An event through the detectors: lines due by its time first, then
@@ -143,15 +168,18 @@ impl Pipeline {
 
     /// Processes one input, appending the lines it produces to `out`.
     pub fn process(&mut self, input: &Input, out: &mut Vec<EcsEvent>) {
+        if let Input::Kernel(bytes) = input {
+            return self.process_kernel(bytes, out);
+        }
         let start = out.len();
         match input {
-            Input::Kernel(bytes) => match decode::parse(bytes) {
-                Ok(rec) => {
-                    let ev = self.record(&rec);
-                    self.emit(ev, out);
+            Input::Kernel(_) => {}
+            Input::Identity(u) => {
+                self.identity.apply(u);
+                if let Some(e) = u.status_event() {
+                    out.push(e);
                 }
-                Err(e) => out.push(self.decode_error(bytes, e)),
-            },
+            }
             Input::Loss {
                 boot_ns,
                 lost,
@@ -279,6 +307,9 @@ impl Pipeline {
         e
     }
 }
+
+/// How long an exited container or namespace keeps its identity for late events.
+pub const IDENTITY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Per-kind loss deltas between two counter snapshots.
 pub fn loss_delta(

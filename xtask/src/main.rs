@@ -5,6 +5,7 @@ mod apt;
 mod bench;
 mod cmd;
 mod docker;
+mod fuzz;
 mod setup;
 mod tasks;
 mod ws;
@@ -84,8 +85,38 @@ enum Command {
         #[arg(last = true, value_name = "FILTER")]
         filter: Vec<String>,
     },
-    /// Run the benchmarks (installs iperf3, bpftrace, tcpdump, linux-perf first).
-    Bench,
+    /// Run the benchmarks and write BENCHMARKS.md (root; installs iperf3, bpftrace, tcpdump, linux-perf first).
+    ///
+    /// Builds target/release/tracer, then in one run: start-up time, iperf3
+    /// throughput with tracer / bpftrace attached vs without (interleaved
+    /// runs), a UDP drop storm checked against the kernel's own counter,
+    /// per-probe kernel cost (bpf_stats), and `tracer replay` speed. The
+    /// namespaces it creates are removed at the end, also on error or Ctrl-C.
+    /// A benchmark that cannot run is reported as "not measured: <reason>".
+    Bench {
+        /// Fewer, shorter runs (a smoke test). Writes target/bench/BENCHMARKS.md
+        /// unless --output is given.
+        #[arg(long)]
+        quick: bool,
+        /// Run only these benchmarks (comma separated or repeated). Writes
+        /// target/bench/BENCHMARKS.md unless --output is given.
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "NAME")]
+        only: Vec<bench::Name>,
+        /// Where to write the report (default: BENCHMARKS.md for a full run).
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Fuzz the capture reader for a bounded time (cargo-fuzz, nightly).
+    ///
+    /// Installs cargo-fuzz into target/tools/cargo-fuzz when missing, then runs
+    /// `cargo +nightly fuzz run capture_reader` from the seeds in
+    /// fuzz/corpus/capture_reader (new inputs go to target/fuzz-corpus/).
+    /// A crash fails the task and leaves its input in fuzz/artifacts/.
+    Fuzz {
+        /// How long to fuzz.
+        #[arg(long, default_value_t = 60, value_name = "N")]
+        seconds: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -133,9 +164,21 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Run { debug, args } => tasks::run(&ws, debug, &args)?,
         Command::Test { unit_only, filter } => tasks::test(&ws, unit_only, &filter)?,
-        Command::Bench => {
+        Command::Fuzz { seconds } => fuzz::run(&ws, seconds)?,
+        Command::Bench {
+            quick,
+            only,
+            output,
+        } => {
             setup::run(&ws, &[Set::Bench])?;
-            bench::run(&ws)?;
+            bench::run(
+                &ws,
+                bench::Opts {
+                    quick,
+                    only,
+                    output,
+                },
+            )?;
         }
     }
     Ok(())

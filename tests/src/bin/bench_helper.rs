@@ -1,0 +1,259 @@
+//! Small tools for `cargo xtask bench` (xtask itself has no JSON parser and
+//! no socket code). Every subcommand prints `key=value` lines on stdout.
+//!
+//! ```text
+//! bench_helper udp-flood IP:PORT COUNT [PAYLOAD_BYTES]
+//!     Sends exactly COUNT UDP datagrams (unconnected socket, so ICMP port
+//!     unreachable replies are not reported back as errors). A send that
+//!     fails (ENOBUFS, EAGAIN...) is retried and not counted.
+//! bench_helper iperf3 FILE
+//!     Receiver throughput of an `iperf3 -J` result.
+//! bench_helper tracer-drops FILE NETNS_INODE REASON
+//!     Counts a tracer NDJSON output: skb_drop lines of that netns and
+//!     reason, tracer.count of the matching drop_summary lines, and
+//!     tracer.lost_total of the last loss_report.
+//! bench_helper bpftrace-drops FILE REASON_RAW [NETNS_INODE]
+//!     Counts `bpftrace -f json` printf lines whose first word is REASON_RAW
+//!     (and whose second word is NETNS_INODE, when given), and bpftrace's own
+//!     lost-event reports.
+//! ```
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader},
+    net::{SocketAddr, UdpSocket},
+    time::Instant,
+};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(err) = run(&args) {
+        eprintln!("bench_helper: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["udp-flood", dst, count] => udp_flood(dst, count, "16"),
+        ["udp-flood", dst, count, payload] => udp_flood(dst, count, payload),
+        ["iperf3", file] => iperf3(file),
+        ["tracer-drops", file, netns, reason] => tracer_drops(file, netns, reason),
+        ["bpftrace-drops", file, reason_raw] => bpftrace_drops(file, reason_raw, None),
+        ["bpftrace-drops", file, reason_raw, netns] => bpftrace_drops(file, reason_raw, Some(netns)),
+        _ => bail!(
+            "usage: bench_helper udp-flood IP:PORT COUNT [PAYLOAD] | iperf3 FILE | \
+             tracer-drops FILE NETNS_INODE REASON | bpftrace-drops FILE REASON_RAW [NETNS_INODE]"
+        ),
+    }
+}
+
+fn udp_flood(dst: &str, count: &str, payload: &str) -> Result<()> {
+    let dst: SocketAddr = dst.parse().with_context(|| format!("bad address {dst:?}"))?;
+    let count: u64 = count.parse().with_context(|| format!("bad count {count:?}"))?;
+    let payload: usize = payload
+        .parse()
+        .with_context(|| format!("bad payload size {payload:?}"))?;
+    let bind: SocketAddr = if dst.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    let sock = UdpSocket::bind(bind).context("cannot bind a UDP socket")?;
+    let buf = vec![0x5au8; payload];
+    let start = Instant::now();
+    let (mut sent, mut errors) = (0u64, 0u64);
+    let mut last_error = None;
+    while sent < count {
+        match sock.send_to(&buf, dst) {
+            Ok(_) => sent += 1,
+            Err(e) => {
+                errors += 1;
+                last_error = Some(e.to_string());
+                if errors > count.max(1000) * 10 {
+                    bail!("giving up after {errors} failed sends ({sent} sent): {e}");
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("sent={sent}");
+    println!("send_errors={errors}");
+    println!("seconds={secs:.6}");
+    if let Some(e) = last_error {
+        println!("last_error={e}");
+    }
+    Ok(())
+}
+
+fn read_json(file: &str) -> Result<Value> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
+    serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))
+}
+
+fn iperf3(file: &str) -> Result<()> {
+    let v = read_json(file)?;
+    if let Some(err) = v.get("error").and_then(Value::as_str) {
+        bail!("iperf3 reported: {err}");
+    }
+    let end = &v["end"];
+    let recv = end["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("no end.sum_received.bits_per_second in the iperf3 result")?;
+    println!("bits_per_second={recv}");
+    if let Some(sent) = end["sum_sent"]["bits_per_second"].as_f64() {
+        println!("sender_bits_per_second={sent}");
+    }
+    if let Some(r) = end["sum_sent"]["retransmits"].as_u64() {
+        println!("retransmits={r}");
+    }
+    if let Some(cpu) = end["cpu_utilization_percent"]["host_total"].as_f64() {
+        println!("client_cpu_percent={cpu}");
+    }
+    if let Some(cpu) = end["cpu_utilization_percent"]["remote_total"].as_f64() {
+        println!("server_cpu_percent={cpu}");
+    }
+    Ok(())
+}
+
+fn lines(file: &str) -> Result<impl Iterator<Item = std::io::Result<String>>> {
+    let f = File::open(file).with_context(|| format!("cannot open {file}"))?;
+    Ok(BufReader::with_capacity(1 << 20, f).lines())
+}
+
+#[derive(Default)]
+struct TracerCounts {
+    lines: u64,
+    not_json: u64,
+    probe_status: u64,
+    probe_attached: u64,
+    skb_drop_total: u64,
+    skb_drop_match: u64,
+    skb_drop_lines_match: u64,
+    summary_lines_match: u64,
+    summary_count_match: u64,
+    summary_count_total: u64,
+    loss_reports: u64,
+    lost_sum: u64,
+    last_lost_total: u64,
+    decode_errors: u64,
+}
+
+fn tracer_drops(file: &str, netns: &str, reason: &str) -> Result<()> {
+    let netns: u64 = netns.parse().with_context(|| format!("bad inode {netns:?}"))?;
+    let mut c = TracerCounts::default();
+    for line in lines(file)? {
+        let line = line?;
+        c.lines += 1;
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            c.not_json += 1;
+            continue;
+        };
+        let t = &v["tracer"];
+        let ours = t["netns"]["inode"].as_u64() == Some(netns)
+            && t["reason"].as_str() == Some(reason);
+        match v["event"]["action"].as_str().unwrap_or("") {
+            "probe_status" => {
+                c.probe_status += 1;
+                if t["probe"]["status"].as_str() == Some("attached") {
+                    c.probe_attached += 1;
+                }
+            }
+            "skb_drop" => {
+                // One line stands for one drop unless it says otherwise.
+                let n = t["count"].as_u64().unwrap_or(1);
+                c.skb_drop_total += n;
+                if ours {
+                    c.skb_drop_lines_match += 1;
+                    c.skb_drop_match += n;
+                }
+            }
+            "drop_summary" => {
+                let n = t["count"].as_u64().unwrap_or(0);
+                c.summary_count_total += n;
+                if ours {
+                    c.summary_lines_match += 1;
+                    c.summary_count_match += n;
+                }
+            }
+            "loss_report" => {
+                c.loss_reports += 1;
+                c.lost_sum += t["lost"].as_u64().unwrap_or(0);
+                c.last_lost_total = t["lost_total"].as_u64().unwrap_or(c.last_lost_total);
+            }
+            "decode_error" => c.decode_errors += 1,
+            _ => {}
+        }
+    }
+    println!("lines={}", c.lines);
+    println!("not_json={}", c.not_json);
+    println!("probe_status={}", c.probe_status);
+    println!("probe_attached={}", c.probe_attached);
+    println!("skb_drop_total={}", c.skb_drop_total);
+    println!("skb_drop_match={}", c.skb_drop_match);
+    println!("skb_drop_lines_match={}", c.skb_drop_lines_match);
+    println!("summary_lines_match={}", c.summary_lines_match);
+    println!("summary_count_match={}", c.summary_count_match);
+    println!("summary_count_total={}", c.summary_count_total);
+    println!("loss_reports={}", c.loss_reports);
+    println!("lost_sum={}", c.lost_sum);
+    println!("lost_total={}", c.last_lost_total);
+    println!("decode_errors={}", c.decode_errors);
+    Ok(())
+}
+
+fn bpftrace_drops(file: &str, reason_raw: &str, netns: Option<&str>) -> Result<()> {
+    let want: i64 = reason_raw
+        .parse()
+        .with_context(|| format!("bad reason value {reason_raw:?}"))?;
+    let netns: Option<u64> = netns
+        .map(|n| n.parse().with_context(|| format!("bad inode {n:?}")))
+        .transpose()?;
+    let (mut lines_n, mut printf, mut matching, mut matching_reason) = (0u64, 0u64, 0u64, 0u64);
+    let (mut lost, mut lost_reports) = (0u64, 0u64);
+    for line in lines(file)? {
+        let line = line?;
+        lines_n += 1;
+        // Text mode: "Lost 123 events".
+        if let Some(rest) = line.trim().strip_prefix("Lost ") {
+            if let Some(n) = rest.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()) {
+                lost += n;
+                lost_reports += 1;
+            }
+            continue;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        match v["type"].as_str().unwrap_or("") {
+            "printf" => {
+                printf += 1;
+                let mut words = v["data"].as_str().unwrap_or("").split_whitespace();
+                if words.next().and_then(|w| w.parse::<i64>().ok()) == Some(want) {
+                    matching_reason += 1;
+                    let ns = words.next().and_then(|w| w.parse::<u64>().ok());
+                    if netns.is_none() || ns == netns {
+                        matching += 1;
+                    }
+                }
+            }
+            "lost_events" => {
+                lost += v["data"]["events"].as_u64().unwrap_or(0);
+                lost_reports += 1;
+            }
+            _ => {}
+        }
+    }
+    println!("lines={lines_n}");
+    println!("printf={printf}");
+    println!("matching={matching}");
+    println!("matching_reason={matching_reason}");
+    println!("lost={lost}");
+    println!("lost_reports={lost_reports}");
+    Ok(())
+}

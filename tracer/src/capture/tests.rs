@@ -1,0 +1,949 @@
+use std::{
+    fs,
+    io::Cursor,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+};
+
+use tracer_ebpf::{kind, DropEvent, EventHeader};
+
+use super::*;
+use crate::{
+    decode::{Locations, Tables},
+    fdb::SeedEntry,
+    kallsyms,
+    pipeline::{Filter, Pipeline},
+};
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tracer-capture-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn header() -> Header {
+    Header {
+        format_version: FORMAT_VERSION,
+        tracer_version: "0.1.0".into(),
+        hostname: "node-7".into(),
+        kernel_release: "6.12.0-test".into(),
+        boot_to_wall_ns: 1_700_000_000_000_000_000,
+        started_unix_ns: 1_700_000_123_000_000_000,
+        args: vec!["tracer".into(), "run".into(), "--record".into(), "x".into()],
+        part: 0,
+    }
+}
+
+fn reasons() -> DropReasons {
+    DropReasons::from_pairs([(2, "NOT_SPECIFIED"), (3, "NO_SOCKET"), (5, "TCP_CSUM")])
+}
+
+fn bytes_of<T: aya::Pod>(v: &T) -> Vec<u8> {
+    // SAFETY: T is Pod; reading its bytes is always valid.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+        .to_vec()
+}
+
+const UDP_RCV: u64 = 0xffff_ffff_8100_0000;
+const TCP_RCV: u64 = 0xffff_ffff_8100_1000;
+
+fn drop_record(ts_ns: u64, location: u64, reason: u32) -> Vec<u8> {
+    let mut hdr = EventHeader {
+        ts_ns,
+        kind: kind::SKB_DROP,
+        netns: 4026531840,
+        ifindex: 7,
+        cpu: 1,
+        ..Default::default()
+    };
+    hdr.ifname[..4].copy_from_slice(b"eth0");
+    bytes_of(&DropEvent {
+        hdr,
+        location,
+        saddr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        daddr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        reason,
+        sport: 4242,
+        dport: 53,
+        eth_proto: 0x0800,
+        l4proto: 17,
+        ip_version: 4,
+        ..Default::default()
+    })
+}
+
+fn seed() -> Input {
+    Input::FdbSeed(vec![SeedEntry {
+        netns: 4026531840,
+        bridge: 3,
+        port: 5,
+        port_name: "veth1".into(),
+        mac: [2, 0, 0, 0, 0, 9],
+        vlan: 0,
+    }])
+}
+
+/// One input of every kind.
+fn every_input() -> Vec<Input> {
+    vec![
+        seed(),
+        Input::ProbeStatus {
+            boot_ns: 10,
+            name: "kfree_skb".into(),
+            tracepoint: "skb/kfree_skb".into(),
+            status: "attached".into(),
+            error: None,
+        },
+        Input::ProbeStatus {
+            boot_ns: 10,
+            name: "fdb_delete".into(),
+            tracepoint: "bridge/fdb_delete".into(),
+            status: "failed".into(),
+            error: Some("no such tracepoint \"é\"".into()),
+        },
+        Input::Kernel(drop_record(1_000, UDP_RCV + 0x10, 2)),
+        Input::Kernel(vec![1, 2, 3]),
+        Input::Kernel(Vec::new()),
+        Input::Loss {
+            boot_ns: 2_000,
+            lost: vec![(kind::SKB_DROP, 4)],
+            filtered: vec![(3, 10)],
+            lost_total: 4,
+        },
+        Input::Tick { boot_ns: 3_000 },
+        Input::Kernel(drop_record(4_000, TCP_RCV + 0x20, 3)),
+        Input::Finish { boot_ns: 5_000 },
+    ]
+}
+
+fn symbols() -> Vec<(u64, String)> {
+    vec![
+        (UDP_RCV + 0x10, "__udp4_lib_rcv+0x10".into()),
+        (u64::MAX, "top".into()),
+    ]
+}
+
+/// The records of a small capture of every kind, as written.
+fn write_every_kind(path: &Path) -> Vec<Record> {
+    let mut w = CaptureWriter::create(path, header(), &reasons(), None).unwrap();
+    let mut expected = vec![Record::Header(header()), Record::DropReasons(reasons())];
+    for (i, input) in every_input().into_iter().enumerate() {
+        if i == 3 {
+            w.write_symbols(&symbols()).unwrap();
+            expected.push(Record::Symbols(symbols()));
+        }
+        w.write_symbols(&[]).unwrap(); // nothing new: nothing written
+        w.write_input(&input).unwrap();
+        expected.push(Record::Input(input));
+    }
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.parts, vec![path.to_path_buf()]);
+    assert_eq!(stats.inputs, every_input().len() as u64);
+    assert_eq!(stats.kernel_records, 4);
+    assert_eq!(stats.bytes, fs::metadata(path).unwrap().len());
+    expected
+}
+
+fn read_all(r: &mut CaptureReader) -> Result<Vec<Record>, CaptureError> {
+    let mut out = Vec::new();
+    while let Some(rec) = r.next_record()? {
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// Inputs only (what a replay feeds the pipeline).
+fn inputs_of(records: &[Record]) -> Vec<Input> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Input(i) => Some(i.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A small valid capture as bytes.
+fn small_capture() -> Vec<u8> {
+    let dir = TempDir::new("small");
+    let path = dir.file("c");
+    write_every_kind(&path);
+    fs::read(&path).unwrap()
+}
+
+fn from_bytes(bytes: &[u8]) -> Result<CaptureReader, CaptureError> {
+    CaptureReader::from_reader(Cursor::new(bytes.to_vec()), "mem")
+}
+
+/// Offsets where each record of a capture ends, after the header and tables.
+fn record_ends(bytes: &[u8]) -> (u64, Vec<u64>) {
+    let mut r = from_bytes(bytes).unwrap();
+    // Header and drop reasons are consumed by the constructor.
+    let tables_end = r.position().1;
+    let mut ends = Vec::new();
+    r.next_record().unwrap();
+    r.next_record().unwrap();
+    while r.next_record().unwrap().is_some() {
+        ends.push(r.position().1);
+    }
+    (tables_end, ends)
+}
+
+#[test]
+fn round_trip_every_record_kind() {
+    let dir = TempDir::new("round-trip");
+    let path = dir.file("c");
+    let expected = write_every_kind(&path);
+    let mut r = CaptureReader::open(&path).unwrap();
+    assert_eq!(r.header(), &header());
+    assert_eq!(r.drop_reasons(), &reasons());
+    assert_eq!(read_all(&mut r).unwrap(), expected);
+    assert_eq!(r.truncated(), None);
+    assert_eq!(r.warning(), None);
+    assert_eq!(r.skipped_unknown(), 0);
+    // Reading on after the end stays at the end.
+    assert!(r.next_record().unwrap().is_none());
+
+    // The borrowing API yields the same.
+    let mut r = CaptureReader::open(&path).unwrap();
+    let mut got = Vec::new();
+    while let Some(rec) = r.next_ref().unwrap() {
+        got.push(match rec {
+            RecordRef::Kernel(b) => Record::Input(Input::Kernel(b.to_vec())),
+            RecordRef::Other(o) => o,
+        });
+    }
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn header_for_this_host_is_filled_in() {
+    let h = Header::this_host(vec!["tracer".into()], 42);
+    assert_eq!(h.format_version, FORMAT_VERSION);
+    assert_eq!(h.tracer_version, env!("CARGO_PKG_VERSION"));
+    assert!(!h.hostname.is_empty() && !h.kernel_release.is_empty());
+    assert!(h.started_unix_ns > 1_600_000_000_000_000_000);
+}
+
+#[test]
+fn truncation_at_every_byte_replays_the_complete_records() {
+    let bytes = small_capture();
+    let full = read_all(&mut from_bytes(&bytes).unwrap()).unwrap();
+    let (tables_end, ends) = record_ends(&bytes);
+    let end_marker_start = *ends.last().unwrap();
+    assert_eq!(ends.len() + 2, full.len());
+    for len in 0..=bytes.len() {
+        let cut = &bytes[..len];
+        let r = from_bytes(cut);
+        if (len as u64) < tables_end {
+            match r {
+                Err(CaptureError::Empty { .. }) => assert_eq!(len, 0),
+                Err(CaptureError::TruncatedHeader { offset, .. }) => assert!(offset <= len as u64),
+                Err(e) => panic!("{len}: unexpected error {e}"),
+                Ok(_) => panic!("{len}: opened a capture without its tables"),
+            }
+            continue;
+        }
+        let mut r = r.unwrap_or_else(|e| panic!("{len}: {e}"));
+        let got = read_all(&mut r).unwrap_or_else(|e| panic!("{len}: {e}"));
+        let complete = ends.iter().filter(|e| **e <= len as u64).count();
+        assert_eq!(got[..], full[..complete + 2], "prefix of {len} bytes");
+        if len == bytes.len() {
+            assert_eq!(r.truncated(), None);
+        } else {
+            let last_end = ends
+                .iter()
+                .copied()
+                .filter(|e| *e <= len as u64)
+                .max()
+                .unwrap_or(tables_end);
+            assert_eq!(r.truncated(), Some((PathBuf::from("mem"), last_end)), "prefix of {len} bytes");
+            let w = r.warning().unwrap();
+            assert!(w.contains(&format!("byte {last_end}")), "{w}");
+            assert!(w.contains("cut short"), "{w}");
+            // Stays at the end.
+            assert!(r.next_record().unwrap().is_none());
+        }
+    }
+    // Cut exactly before the end marker: every input, but no end marker.
+    let mut r = from_bytes(&bytes[..end_marker_start as usize]).unwrap();
+    assert_eq!(inputs_of(&read_all(&mut r).unwrap()), every_input());
+    assert!(r.warning().unwrap().contains("without an end marker"));
+}
+
+#[test]
+fn truncated_file_reports_its_path_and_offset() {
+    let dir = TempDir::new("truncated-file");
+    let path = dir.file("c");
+    write_every_kind(&path);
+    let bytes = fs::read(&path).unwrap();
+    let (_, ends) = record_ends(&bytes);
+    fs::write(&path, &bytes[..ends[3] as usize + 5]).unwrap();
+    let mut r = CaptureReader::open(&path).unwrap();
+    assert_eq!(read_all(&mut r).unwrap().len(), 2 + 4);
+    assert_eq!(r.truncated(), Some((path.clone(), ends[3])));
+    assert!(r.warning().unwrap().contains(&path.display().to_string()));
+}
+
+#[test]
+fn zero_filled_tail_is_a_cut_not_corruption() {
+    let bytes = small_capture();
+    let (_, ends) = record_ends(&bytes);
+    for (cut_at, zeros) in [(ends[2] as usize, 100), (ends[2] as usize + 7, 4096), (ends[2] as usize + 20, 3)] {
+        let mut b = bytes[..cut_at].to_vec();
+        b.resize(cut_at + zeros, 0);
+        let mut r = from_bytes(&b).unwrap();
+        assert_eq!(read_all(&mut r).unwrap().len(), 2 + 3, "cut at {cut_at} + {zeros} zeros");
+        assert_eq!(r.truncated().map(|t| t.1), Some(ends[2]));
+    }
+}
+
+#[test]
+fn corrupted_checksum_is_an_error_naming_the_offset() {
+    let bytes = small_capture();
+    let (_, ends) = record_ends(&bytes);
+    // A payload byte of the 5th record.
+    let start = ends[3];
+    let mut b = bytes.clone();
+    b[start as usize + FRAME_LEN + 2] ^= 0x40;
+    let mut r = from_bytes(&b).unwrap();
+    let err = read_all(&mut r).unwrap_err();
+    assert!(matches!(err, CaptureError::Corrupt { offset, .. } if offset == start), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("corrupt record at byte {start} in mem: checksum mismatch")
+    );
+    // The length field of the same record.
+    let mut b = bytes.clone();
+    b[start as usize] ^= 0x01;
+    let err = read_all(&mut from_bytes(&b).unwrap()).unwrap_err();
+    assert!(err.to_string().contains(&format!("byte {start}")), "{err}");
+    assert!(err.to_string().contains("frame checksum mismatch"), "{err}");
+    // The file header.
+    let mut b = bytes.clone();
+    b[9] ^= 1;
+    let err = from_bytes(&b).err().unwrap();
+    assert!(err.to_string().contains("file header checksum mismatch"), "{err}");
+}
+
+#[test]
+fn wrong_magic_is_not_a_capture() {
+    let dir = TempDir::new("magic");
+    let path = dir.file("notes.txt");
+    fs::write(&path, b"hello, this is a text file and not a capture\n").unwrap();
+    let err = CaptureReader::open(&path).err().unwrap();
+    assert!(matches!(err, CaptureError::NotACapture { .. }));
+    assert_eq!(
+        err.to_string(),
+        format!("{} is not a tracer capture (bad magic)", path.display())
+    );
+    // Even a short file that starts like the magic and then differs.
+    let err = from_bytes(b"\x89TRX").err().unwrap();
+    assert!(matches!(err, CaptureError::NotACapture { .. }), "{err}");
+    // A short file that is a prefix of the magic is a cut capture.
+    let err = from_bytes(b"\x89TRA").err().unwrap();
+    assert!(matches!(err, CaptureError::TruncatedHeader { offset: 4, .. }), "{err}");
+}
+
+#[test]
+fn empty_file_is_a_clear_error() {
+    let dir = TempDir::new("empty");
+    let path = dir.file("empty");
+    fs::write(&path, b"").unwrap();
+    let err = CaptureReader::open(&path).err().unwrap();
+    assert!(matches!(err, CaptureError::Empty { .. }));
+    assert!(err.to_string().contains("is empty"), "{err}");
+    let err = CaptureReader::open(&dir.file("missing")).err().unwrap();
+    assert!(err.to_string().starts_with("cannot open "), "{err}");
+}
+
+#[test]
+fn a_file_of_another_kind_is_not_a_capture() {
+    let elf = fs::read("/bin/sh").unwrap_or_else(|_| b"\x7fELF\x02\x01\x01\0rest of an elf file".to_vec());
+    let err = from_bytes(&elf).err().unwrap();
+    assert!(matches!(err, CaptureError::NotACapture { .. }), "{err}");
+    let err = from_bytes(br#"{"@timestamp":"2026-01-01T00:00:00Z"}"#).err().unwrap();
+    assert!(matches!(err, CaptureError::NotACapture { .. }), "{err}");
+}
+
+#[test]
+fn future_version_asks_for_an_upgrade() {
+    let mut b = small_capture();
+    b[..PREFIX_LEN].copy_from_slice(&prefix_bytes(7));
+    let err = from_bytes(&b).err().unwrap();
+    assert!(matches!(err, CaptureError::TooNew { found: 7, supported: 1, .. }));
+    assert_eq!(
+        err.to_string(),
+        "mem: capture format version 7 is newer than this tracer understands (1): upgrade tracer"
+    );
+}
+
+/// Bytes of one raw record.
+fn raw_record(rtype: u16, flags: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = frame_bytes(rtype, flags, payload).unwrap().to_vec();
+    v.extend_from_slice(payload);
+    v
+}
+
+/// `bytes` with `extra` inserted after the record ending at `at`.
+fn insert_at(bytes: &[u8], at: u64, extra: &[u8]) -> Vec<u8> {
+    let mut b = bytes[..at as usize].to_vec();
+    b.extend_from_slice(extra);
+    b.extend_from_slice(&bytes[at as usize..]);
+    b
+}
+
+#[test]
+fn unknown_record_types_are_skipped_and_counted() {
+    let bytes = small_capture();
+    let (tables_end, ends) = record_ends(&bytes);
+    let full = read_all(&mut from_bytes(&bytes).unwrap()).unwrap();
+    // The header record ends where the drop-reason frame starts.
+    let header_len = u32::from_le_bytes(bytes[PREFIX_LEN..PREFIX_LEN + 4].try_into().unwrap());
+    let after_header = (PREFIX_LEN + FRAME_LEN) as u64 + u64::from(header_len);
+    assert!(after_header < tables_end);
+    // Inserted from the back so the earlier offsets stay valid.
+    let mut b = insert_at(&bytes, ends[4], &raw_record(0x7777, 0, b"something from the future"));
+    // An input of a kind this tracer does not know (valid JSON).
+    let future_input = br#"{"FromTheFuture":{"x":1}}"#;
+    b = insert_at(&b, ends[1], &raw_record(record_type::INPUT, flags::CRITICAL, future_input));
+    // Between the header and the drop-reason table.
+    b = insert_at(&b, after_header, &raw_record(0x7778, 0, b""));
+    let mut r = from_bytes(&b).unwrap();
+    assert_eq!(read_all(&mut r).unwrap(), full);
+    assert_eq!(r.skipped_unknown(), 3);
+    assert_eq!(r.truncated(), None);
+}
+
+#[test]
+fn unknown_critical_record_stops_with_upgrade_hint() {
+    let bytes = small_capture();
+    let (_, ends) = record_ends(&bytes);
+    let b = insert_at(&bytes, ends[2], &raw_record(0x7777, flags::CRITICAL, b"{}"));
+    let mut r = from_bytes(&b).unwrap();
+    let err = read_all(&mut r).unwrap_err();
+    assert!(
+        matches!(err, CaptureError::UnknownCritical { record_type: 0x7777, offset, .. } if offset == ends[2]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade tracer"), "{err}");
+}
+
+#[test]
+fn invalid_json_with_a_valid_checksum_is_corrupt() {
+    let bytes = small_capture();
+    let (_, ends) = record_ends(&bytes);
+    let b = insert_at(&bytes, ends[2], &raw_record(record_type::INPUT, flags::CRITICAL, b"{not json"));
+    let err = read_all(&mut from_bytes(&b).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("invalid input record"), "{err}");
+    assert!(err.to_string().contains(&format!("byte {}", ends[2])), "{err}");
+}
+
+#[test]
+fn huge_declared_length_does_not_allocate() {
+    let bytes = small_capture();
+    let (tables_end, _) = record_ends(&bytes);
+    let head = &bytes[..tables_end as usize];
+
+    // Over the limit: refused from the frame alone.
+    let mut f = [0u8; FRAME_LEN];
+    f[0..4].copy_from_slice(&(MAX_RECORD_LEN + 1).to_le_bytes());
+    f[4..6].copy_from_slice(&record_type::KERNEL.to_le_bytes());
+    let hcrc = crc32fast::hash(&f[..12]);
+    f[12..16].copy_from_slice(&hcrc.to_le_bytes());
+    let mut b = head.to_vec();
+    b.extend_from_slice(&f);
+    let mut r = from_bytes(&b).unwrap();
+    let err = read_all(&mut r).unwrap_err();
+    assert!(err.to_string().contains("exceeds the 67108864-byte limit"), "{err}");
+    assert!(r.scratch.capacity() < 1 << 16);
+
+    // At the limit but the bytes are not there: a cut, and the buffer grew
+    // by one chunk at most.
+    f[0..4].copy_from_slice(&MAX_RECORD_LEN.to_le_bytes());
+    let hcrc = crc32fast::hash(&f[..12]);
+    f[12..16].copy_from_slice(&hcrc.to_le_bytes());
+    let mut b = head.to_vec();
+    b.extend_from_slice(&f);
+    b.extend_from_slice(&[7u8; 100]);
+    let mut r = from_bytes(&b).unwrap();
+    read_all(&mut r).unwrap();
+    assert_eq!(r.truncated().map(|t| t.1), Some(tables_end));
+    assert!(r.scratch.capacity() <= super::reader::CHUNK, "{}", r.scratch.capacity());
+
+    // The writer refuses to write what the reader would refuse.
+    let dir = TempDir::new("huge");
+    let mut w = CaptureWriter::create(&dir.file("c"), header(), &reasons(), None).unwrap();
+    let err = w
+        .write_input(&Input::Kernel(vec![0; MAX_RECORD_LEN as usize + 1]))
+        .unwrap_err();
+    assert!(matches!(err, CaptureError::TooLarge { .. }), "{err}");
+}
+
+#[test]
+fn files_are_created_0600() {
+    let dir = TempDir::new("mode");
+    let path = dir.file("c");
+    fs::write(&path, b"old contents, world readable").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut w = CaptureWriter::create(&path, header(), &reasons(), Some(200)).unwrap();
+    for i in 0..20 {
+        w.write_input(&Input::Kernel(drop_record(i, UDP_RCV, 2))).unwrap();
+    }
+    let stats = w.finish().unwrap();
+    assert!(stats.parts.len() > 2, "{stats:?}");
+    for p in &stats.parts {
+        let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
+}
+
+/// Writes `n` kernel records with symbols and losses mixed in, rotating at
+/// `rotate` bytes; returns the inputs in order.
+fn write_rotating(path: &Path, n: u64, rotate: u64) -> (Vec<Input>, CaptureStats) {
+    let mut w = CaptureWriter::create(path, header(), &reasons(), Some(rotate)).unwrap();
+    let mut inputs = vec![seed()];
+    w.write_input(&inputs[0]).unwrap();
+    w.set_rotation_state(vec![seed()]);
+    for i in 0..n {
+        if i % 7 == 3 {
+            w.write_symbols(&[(UDP_RCV + i, format!("__udp4_lib_rcv+{i:#x}"))]).unwrap();
+        }
+        let input = if i % 10 == 9 {
+            Input::Loss {
+                boot_ns: i,
+                lost: vec![],
+                filtered: vec![(2, i)],
+                lost_total: 0,
+            }
+        } else {
+            Input::Kernel(drop_record(i, UDP_RCV + i, 2))
+        };
+        w.write_input(&input).unwrap();
+        inputs.push(input);
+    }
+    (inputs, w.finish().unwrap())
+}
+
+#[test]
+fn rotation_makes_self_describing_parts_read_in_order() {
+    let dir = TempDir::new("rotation");
+    let path = dir.file("c");
+    // A stale part of an earlier, longer capture goes away...
+    let stale = part_path(&path, 9);
+    fs::write(part_path(&path, 1), prefix_bytes(1)).unwrap();
+    fs::write(&stale, prefix_bytes(1)).unwrap();
+    // ...but a file that is not a capture is left alone.
+    fs::write(part_path(&path, 2), b"").unwrap();
+    let (inputs, stats) = write_rotating(&path, 100, 1500);
+    assert!(stats.parts.len() >= 4, "{stats:?}");
+    for (n, p) in stats.parts.iter().enumerate() {
+        assert_eq!(p, &part_path(&path, n as u32));
+        assert!(fs::metadata(p).unwrap().len() < 1500 + 200, "{}", p.display());
+    }
+    assert!(stale.exists(), "FILE.9 was not a continuation (FILE.2 was not a capture)");
+
+    // FILE reads on through every part; the re-stated state is skipped.
+    let mut r = CaptureReader::open(&path).unwrap();
+    let all = read_all(&mut r).unwrap();
+    assert_eq!(inputs_of(&all), inputs);
+    assert_eq!(r.truncated(), None);
+    let headers: Vec<u32> = all
+        .iter()
+        .filter_map(|r| match r {
+            Record::Header(h) => Some(h.part),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(headers, (0..stats.parts.len() as u32).collect::<Vec<_>>());
+    let syms: Vec<(u64, String)> = all
+        .iter()
+        .filter_map(|r| match r {
+            Record::Symbols(s) => Some(s.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(syms.len(), (0..100).filter(|i| i % 7 == 3).count(), "each symbol once");
+
+    // Each part on its own: header, tables, the symbols so far, the state.
+    for (n, p) in stats.parts.iter().enumerate().skip(1) {
+        let mut r = CaptureReader::open(p).unwrap();
+        assert_eq!(r.header().part, n as u32);
+        assert_eq!(r.drop_reasons(), &reasons());
+        let recs = read_all(&mut r).unwrap();
+        assert!(matches!(recs[0], Record::Header(_)));
+        assert!(matches!(recs[1], Record::DropReasons(_)));
+        assert!(matches!(recs[2], Record::Symbols(_)));
+        assert_eq!(recs[3], Record::Input(seed()));
+        // Opened at part n, it goes on to the last part.
+        assert_eq!(r.truncated(), None);
+        let tail = inputs_of(&recs);
+        assert_eq!(tail[1..], inputs[inputs.len() - (tail.len() - 1)..]);
+    }
+}
+
+#[test]
+fn rotation_with_a_fresh_state_snapshot() {
+    let dir = TempDir::new("rotate-explicit");
+    let path = dir.file("c");
+    let mut w = CaptureWriter::create(&path, header(), &reasons(), Some(300)).unwrap();
+    let mut rotations = 0;
+    for i in 0..10 {
+        if w.rotation_due() {
+            rotations += 1;
+            w.rotate(&[Input::Tick { boot_ns: 1000 + i }]).unwrap();
+        }
+        w.write_input(&Input::Kernel(drop_record(i, UDP_RCV, 2))).unwrap();
+        w.flush().unwrap();
+    }
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.parts.len(), rotations + 1);
+    assert!(rotations > 1);
+    let mut r = CaptureReader::open(&part_path(&path, 1)).unwrap();
+    let recs = read_all(&mut r).unwrap();
+    assert!(matches!(recs[2], Record::Input(Input::Tick { .. })), "{:?}", recs[2]);
+    let mut r = CaptureReader::open(&path).unwrap();
+    assert_eq!(inputs_of(&read_all(&mut r).unwrap()).len(), 10);
+}
+
+#[test]
+fn missing_or_foreign_next_part() {
+    let dir = TempDir::new("chain");
+    let path = dir.file("c");
+    let (inputs, stats) = write_rotating(&path, 60, 1500);
+    assert!(stats.parts.len() >= 3);
+
+    // The last part is gone: everything before it, then a warning.
+    let last = stats.parts.last().unwrap();
+    let saved = fs::read(last).unwrap();
+    fs::remove_file(last).unwrap();
+    let mut r = CaptureReader::open(&path).unwrap();
+    let got = inputs_of(&read_all(&mut r).unwrap());
+    assert_eq!(got[..], inputs[..got.len()]);
+    assert_eq!(r.truncated(), Some((last.clone(), 0)));
+    assert!(r.warning().unwrap().contains("which is missing"), "{:?}", r.warning());
+
+    // A part of another recording in its place: a clear error.
+    let other = dir.file("other");
+    let mut h = header();
+    h.started_unix_ns += 1;
+    let mut w = CaptureWriter::create(&other, h, &reasons(), Some(200)).unwrap();
+    for i in 0..30 {
+        w.write_input(&Input::Kernel(drop_record(i, UDP_RCV, 2))).unwrap();
+    }
+    let ostats = w.finish().unwrap();
+    fs::copy(&ostats.parts[stats.parts.len() - 1], last).unwrap();
+    let mut r = CaptureReader::open(&path).unwrap();
+    let err = read_all(&mut r).unwrap_err();
+    assert!(matches!(err, CaptureError::BrokenChain { .. }), "{err}");
+    assert!(err.to_string().contains("does not continue"), "{err}");
+    fs::write(last, saved).unwrap();
+
+    // A stream cannot go on into the next part: it says so.
+    let mut r = CaptureReader::from_reader(Cursor::new(fs::read(&path).unwrap()), "stdin").unwrap();
+    read_all(&mut r).unwrap();
+    assert!(r.warning().unwrap().contains("continues in a part"), "{:?}", r.warning());
+}
+
+#[test]
+fn part_paths() {
+    let base = Path::new("/tmp/run.capture");
+    assert_eq!(part_path(base, 0), base);
+    assert_eq!(part_path(base, 12), Path::new("/tmp/run.capture.12"));
+    assert_eq!(base_of(Path::new("/tmp/run.capture.12"), 12).unwrap(), base);
+    assert_eq!(base_of(Path::new("/tmp/run.capture.3"), 12), None);
+}
+
+/// NDJSON of what `inputs` make a pipeline print.
+fn ndjson(p: &mut Pipeline, input: &Input, out: &mut Vec<u8>) {
+    let mut batch = Vec::new();
+    p.process(input, &mut batch);
+    for e in &batch {
+        e.write_line(out).unwrap();
+    }
+}
+
+fn pipeline(tables: Tables) -> Pipeline {
+    Pipeline::new(tables, Filter::default(), Some(Default::default()))
+}
+
+/// The requirement: a live run recorded and replayed prints the same bytes.
+#[test]
+fn replay_prints_what_the_live_run_printed() {
+    let dir = TempDir::new("replay");
+    let path = dir.file("c");
+    let kallsyms = format!(
+        "{UDP_RCV:016x} T __udp4_lib_rcv\n{TCP_RCV:016x} T tcp_v4_rcv\nffffffff81002000 T other\n"
+    );
+    let live_tables = Tables {
+        drop_reasons: reasons(),
+        locations: Locations::live(kallsyms::Symbols::parse(&kallsyms).unwrap()),
+        boot_to_wall_ns: header().boot_to_wall_ns,
+    };
+    let mut live = pipeline(live_tables);
+    let mut w = CaptureWriter::create(&path, header(), &reasons(), Some(4096)).unwrap();
+    let mut live_out = Vec::new();
+    let mut inputs = vec![seed()];
+    for i in 0..300u64 {
+        let loc = [UDP_RCV + 0x10, TCP_RCV + 0x20, UDP_RCV + 0x10 + i % 5][(i % 3) as usize];
+        inputs.push(Input::Kernel(drop_record(1_000_000 * i, loc, 2 + (i % 2) as u32)));
+        if i % 50 == 49 {
+            inputs.push(Input::Tick { boot_ns: 1_000_000 * i + 1 });
+        }
+    }
+    inputs.push(Input::Finish { boot_ns: 400_000_000 });
+    for input in &inputs {
+        // Live: process, then record the symbols it resolved, then the input.
+        ndjson(&mut live, input, &mut live_out);
+        w.write_symbols(&live.tables.locations.take_new()).unwrap();
+        w.write_input(input).unwrap();
+    }
+    let stats = w.finish().unwrap();
+    assert!(stats.parts.len() > 2);
+    assert!(String::from_utf8_lossy(&live_out).contains("tcp_v4_rcv+0x20"));
+
+    // Replay: tables from the capture, symbols as they come.
+    let mut r = CaptureReader::open(&path).unwrap();
+    let mut p = pipeline(Tables {
+        drop_reasons: r.drop_reasons().clone(),
+        locations: Locations::default(),
+        boot_to_wall_ns: r.header().boot_to_wall_ns,
+    });
+    let mut known: Vec<(u64, String)> = Vec::new();
+    let mut kernel = Input::Kernel(Vec::new());
+    let mut replay_out = Vec::new();
+    while let Some(rec) = r.next_ref().unwrap() {
+        match rec {
+            RecordRef::Kernel(bytes) => {
+                if let Input::Kernel(v) = &mut kernel {
+                    v.clear();
+                    v.extend_from_slice(bytes);
+                }
+                ndjson(&mut p, &kernel, &mut replay_out);
+            }
+            RecordRef::Other(Record::Input(input)) => ndjson(&mut p, &input, &mut replay_out),
+            RecordRef::Other(Record::Symbols(syms)) => {
+                known.extend(syms);
+                p.tables.locations = Locations::from_table(known.iter().cloned());
+            }
+            RecordRef::Other(Record::Header(_) | Record::DropReasons(_)) => {}
+        }
+    }
+    assert_eq!(r.truncated(), None);
+    assert_eq!(
+        String::from_utf8(replay_out).unwrap(),
+        String::from_utf8(live_out).unwrap()
+    );
+}
+
+/// Every file of the fuzz corpus and every regression input goes through
+/// the reader without a panic.
+#[test]
+fn fuzz_corpus_and_regressions_never_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut n = 0;
+    for dir in ["corpus/capture_reader", "regressions/capture_reader"] {
+        let Ok(entries) = fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for e in entries {
+            let bytes = fs::read(e.unwrap().path()).unwrap();
+            if let Ok(mut r) = from_bytes(&bytes) {
+                while let Ok(Some(_)) = r.next_record() {}
+            }
+            n += 1;
+        }
+    }
+    eprintln!("{n} fuzz inputs read");
+}
+
+/// Writes the fuzz seed corpus (`cargo test -p tracer write_fuzz_seeds -- --ignored`).
+#[test]
+#[ignore = "writes fuzz/corpus/capture_reader"]
+fn write_fuzz_seeds() {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/capture_reader");
+    fs::create_dir_all(&out).unwrap();
+    let bytes = small_capture();
+    let (tables_end, ends) = record_ends(&bytes);
+    let mut seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("valid-every-kind", bytes.clone()),
+        ("cut-in-header", bytes[..tables_end as usize - 9].to_vec()),
+        ("cut-in-record", bytes[..ends[3] as usize + 11].to_vec()),
+        ("no-end-marker", bytes[..*ends.last().unwrap() as usize].to_vec()),
+        ("unknown-record", insert_at(&bytes, ends[1], &raw_record(0x7777, 0, b"future"))),
+        ("prefix-only", prefix_bytes(1).to_vec()),
+    ];
+    let mut corrupt = bytes.clone();
+    corrupt[ends[2] as usize + FRAME_LEN + 1] ^= 0x10;
+    seeds.push(("bad-checksum", corrupt));
+    let dir = TempDir::new("seeds");
+    let path = dir.file("c");
+    let (_, stats) = write_rotating(&path, 12, 600);
+    seeds.push(("rotated-part-0", fs::read(&stats.parts[0]).unwrap()));
+    seeds.push(("rotated-part-1", fs::read(&stats.parts[1]).unwrap()));
+    for (name, data) in seeds {
+        fs::write(out.join(name), data).unwrap();
+    }
+}
+
+/// Throughput of recording and replaying (`TRACER_BENCH_EVENTS`, default
+/// 10 million): `cargo test -p tracer --release --lib capture::tests::bench -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: writes a large capture"]
+fn bench_record_and_replay() {
+    use std::time::Instant;
+    let n: u64 = std::env::var("TRACER_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let dir = TempDir::new("bench");
+    let path = dir.file("c");
+    let locs = [UDP_RCV + 0x10, TCP_RCV + 0x20, UDP_RCV + 0x30, TCP_RCV + 0x40];
+    let records: Vec<Input> = (0..1024u64)
+        .map(|i| Input::Kernel(drop_record(i * 1000, locs[(i % 4) as usize], 2 + (i % 2) as u32)))
+        .collect();
+    let kallsyms = format!("{UDP_RCV:016x} T __udp4_lib_rcv\n{TCP_RCV:016x} T tcp_v4_rcv\n");
+    let live_tables = || Tables {
+        drop_reasons: reasons(),
+        locations: Locations::live(kallsyms::Symbols::parse(&kallsyms).unwrap()),
+        boot_to_wall_ns: header().boot_to_wall_ns,
+    };
+    let per_s = |n: u64, t: Instant| n as f64 / t.elapsed().as_secs_f64();
+    let mut batch = Vec::new();
+    let mut line = Vec::with_capacity(1 << 16);
+
+    // The live path (decode, enrich, serialise) without and with
+    // recording, alternated, best of three.
+    let m = n.min(2_000_000);
+    let (mut live, mut recorded) = (0f64, 0f64);
+    for _ in 0..3 {
+        for record in [false, true] {
+            let mut p = Pipeline::new(live_tables(), Filter::default(), None);
+            let mut w = record.then(|| CaptureWriter::create(&path, header(), &reasons(), None).unwrap());
+            let t = Instant::now();
+            for i in 0..m {
+                let input = &records[(i % 1024) as usize];
+                batch.clear();
+                p.process(input, &mut batch);
+                line.clear();
+                for e in &batch {
+                    e.write_line(&mut line).unwrap();
+                }
+                if let Some(w) = w.as_mut() {
+                    w.write_symbols(&p.tables.locations.take_new()).unwrap();
+                    w.write_input(input).unwrap();
+                }
+            }
+            if let Some(w) = w {
+                w.finish().unwrap();
+            }
+            let r = per_s(m, t);
+            if record {
+                recorded = recorded.max(r);
+            } else {
+                live = live.max(r);
+            }
+        }
+    }
+    eprintln!(
+        "live path {:.0} ev/s, with recording {:.0} ev/s: recording costs {:.1}%",
+        live,
+        recorded,
+        (1.0 - recorded / live) * 100.0
+    );
+
+    // Writing alone, n events.
+    let mut w = CaptureWriter::create(&path, header(), &reasons(), None).unwrap();
+    w.write_symbols(&[(UDP_RCV + 0x10, "__udp4_lib_rcv+0x10".into()), (TCP_RCV + 0x20, "tcp_v4_rcv+0x20".into())]).unwrap();
+    w.write_symbols(&[(UDP_RCV + 0x30, "__udp4_lib_rcv+0x30".into()), (TCP_RCV + 0x40, "tcp_v4_rcv+0x40".into())]).unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        w.write_input(&records[(i % 1024) as usize]).unwrap();
+    }
+    let stats = w.finish().unwrap();
+    eprintln!(
+        "write: {n} records, {} MB, {:.0} rec/s",
+        stats.bytes >> 20,
+        per_s(n, t)
+    );
+
+    // Reading alone: borrowed, then owned.
+    let mut r = CaptureReader::open(&path).unwrap();
+    let t = Instant::now();
+    let mut k = 0u64;
+    while let Some(rec) = r.next_ref().unwrap() {
+        if let RecordRef::Kernel(b) = rec {
+            k += b.len() as u64 & 1;
+        }
+    }
+    eprintln!("read (next_ref): {:.0} rec/s ({k})", per_s(n, t));
+    let mut r = CaptureReader::open(&path).unwrap();
+    let t = Instant::now();
+    while r.next_record().unwrap().is_some() {}
+    eprintln!("read (next_record): {:.0} rec/s", per_s(n, t));
+
+    // Replay end to end: read, decode, enrich, serialise (every event a line).
+    for detect in [false, true] {
+        let mut r = CaptureReader::open(&path).unwrap();
+        let mut p = Pipeline::new(
+            Tables {
+                drop_reasons: r.drop_reasons().clone(),
+                locations: Locations::default(),
+                boot_to_wall_ns: r.header().boot_to_wall_ns,
+            },
+            Filter::default(),
+            detect.then(Default::default),
+        );
+        let mut known = Vec::new();
+        let mut kernel = Input::Kernel(Vec::new());
+        let mut lines = 0u64;
+        let t = Instant::now();
+        while let Some(rec) = r.next_ref().unwrap() {
+            batch.clear();
+            match rec {
+                RecordRef::Kernel(bytes) => {
+                    if let Input::Kernel(v) = &mut kernel {
+                        v.clear();
+                        v.extend_from_slice(bytes);
+                    }
+                    p.process(&kernel, &mut batch);
+                }
+                RecordRef::Other(Record::Input(input)) => p.process(&input, &mut batch),
+                RecordRef::Other(Record::Symbols(s)) => {
+                    known.extend(s);
+                    p.tables.locations = Locations::from_table(known.iter().cloned());
+                }
+                RecordRef::Other(_) => {}
+            }
+            for e in &batch {
+                e.write_line(&mut line).unwrap();
+                lines += 1;
+            }
+            if line.len() > 1 << 16 {
+                line.clear();
+            }
+        }
+        eprintln!(
+            "replay end to end (detectors {}): {:.0} ev/s, {lines} lines",
+            if detect { "on" } else { "off" },
+            per_s(n, t)
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! [`CaptureWriter`]: buffered, checksummed, rotating.
+
+use std::{
+    collections::BTreeMap,
+    fs::{self, File, OpenOptions, Permissions},
+    io::{self, BufWriter, Read as _, Write as _},
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
+
+use super::{
+    flags, frame_bytes, part_path, prefix_bytes, record_type, CaptureError, End, Header,
+    BUFFER_BYTES, FORMAT_VERSION, FRAME_LEN, MAGIC, PREFIX_LEN,
+};
+use crate::{btf::DropReasons, pipeline::Input};
+
+/// What [`CaptureWriter::finish`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// `FILE`, `FILE.1` … in order.
+    pub parts: Vec<PathBuf>,
+    /// Inputs written (state re-stated at rotations not included).
+    pub inputs: u64,
+    /// Of which kernel records.
+    pub kernel_records: u64,
+    /// Bytes written over all parts.
+    pub bytes: u64,
+}
+
+/// Writes a capture. Records go through a 1 MiB buffer: call
+/// [`CaptureWriter::flush`] periodically (each loss-report tick) so a
+/// crash loses little, and [`CaptureWriter::finish`] at the end (a capture
+/// dropped without `finish` reads back as cut short, which it was).
+pub struct CaptureWriter {
+    base: PathBuf,
+    path: PathBuf,
+    out: BufWriter<File>,
+    header: Header,
+    drop_reasons: DropReasons,
+    rotate_bytes: Option<u64>,
+    part: u32,
+    part_bytes: u64,
+    /// Records in this part after its preamble (rotation needs at least one).
+    part_records: u64,
+    /// Every symbol written so far, re-stated in each new part.
+    symbols: BTreeMap<u64, String>,
+    /// Inputs re-stated at the start of each new part.
+    state: Vec<Input>,
+    json: Vec<u8>,
+    stats: CaptureStats,
+}
+
+impl CaptureWriter {
+    /// Creates `path` (mode 0600, truncated if it exists) and writes the
+    /// header and the drop-reason table. With `rotate_bytes`, a part that
+    /// has reached that size is closed and the capture goes on in
+    /// `path.1`, `path.2` … Stale parts of an earlier capture at the same
+    /// path (`path.N` files that are tracer captures) are removed.
+    pub fn create(
+        path: &Path,
+        header: Header,
+        drop_reasons: &DropReasons,
+        rotate_bytes: Option<u64>,
+    ) -> Result<Self, CaptureError> {
+        remove_stale_parts(path)?;
+        let out = create_part(path)?;
+        let mut w = Self {
+            base: path.to_path_buf(),
+            path: path.to_path_buf(),
+            out,
+            header: Header {
+                format_version: FORMAT_VERSION,
+                part: 0,
+                ..header
+            },
+            drop_reasons: drop_reasons.clone(),
+            rotate_bytes,
+            part: 0,
+            part_bytes: 0,
+            part_records: 0,
+            symbols: BTreeMap::new(),
+            state: Vec::new(),
+            json: Vec::with_capacity(4096),
+            stats: CaptureStats::default(),
+        };
+        w.stats.parts.push(path.to_path_buf());
+        w.write_preamble()?;
+        Ok(w)
+    }
+
+    /// The part being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Kernel symbols resolved since the last call
+    /// ([`crate::decode::Locations::take_new`]). Write them before the
+    /// kernel record whose processing resolved them.
+    pub fn write_symbols(&mut self, syms: &[(u64, String)]) -> Result<(), CaptureError> {
+        if syms.is_empty() {
+            return Ok(());
+        }
+        self.rotate_if_due()?;
+        self.symbols.extend(syms.iter().cloned());
+        self.json.clear();
+        serde_json::to_writer(&mut self.json, syms)?;
+        let json = std::mem::take(&mut self.json);
+        let res = self.write_record(record_type::SYMBOLS, flags::CRITICAL, &json);
+        self.json = json;
+        res?;
+        self.part_records += 1;
+        Ok(())
+    }
+
+    /// One pipeline input, in the order the pipeline processed it.
+    pub fn write_input(&mut self, input: &Input) -> Result<(), CaptureError> {
+        self.rotate_if_due()?;
+        self.write_input_flags(input, flags::CRITICAL)?;
+        self.part_records += 1;
+        self.stats.inputs += 1;
+        if matches!(input, Input::Kernel(_)) {
+            self.stats.kernel_records += 1;
+        }
+        Ok(())
+    }
+
+    /// Inputs that bring a fresh pipeline to the current state (FDB seed,
+    /// identity snapshot); re-stated at the start of every later part so it
+    /// replays on its own. Replace it whenever convenient; or call
+    /// [`CaptureWriter::rotate`] yourself with a fresh snapshot when
+    /// [`CaptureWriter::rotation_due`] says so.
+    pub fn set_rotation_state(&mut self, state: Vec<Input>) {
+        self.state = state;
+    }
+
+    /// The current part has reached the rotation size: the next write
+    /// starts a new part (with the state from [`Self::set_rotation_state`]),
+    /// unless [`Self::rotate`] is called first with a fresher one.
+    pub fn rotation_due(&self) -> bool {
+        self.rotate_bytes
+            .is_some_and(|limit| self.part_bytes >= limit && self.part_records > 0)
+    }
+
+    /// Closes this part and starts the next: header, tables, every symbol
+    /// so far and `state`, all flagged as state.
+    pub fn rotate(&mut self, state: &[Input]) -> Result<(), CaptureError> {
+        self.write_end(true)?;
+        self.flush()?;
+        self.out
+            .get_ref()
+            .sync_data()
+            .map_err(|e| CaptureError::io("sync", &self.path, e))?;
+        self.part += 1;
+        let path = part_path(&self.base, self.part);
+        let out = create_part(&path)?;
+        // The old part's buffer is empty (flushed above).
+        self.out = out;
+        self.path = path.clone();
+        self.stats.parts.push(path);
+        self.part_bytes = 0;
+        self.part_records = 0;
+        self.header.part = self.part;
+        self.write_preamble()?;
+        for input in state {
+            self.write_input_flags(input, flags::CRITICAL | flags::STATE)?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), CaptureError> {
+        self.out
+            .flush()
+            .map_err(|e| CaptureError::io("write", &self.path, e))
+    }
+
+    /// Writes the end marker, flushes and syncs.
+    pub fn finish(mut self) -> Result<CaptureStats, CaptureError> {
+        self.write_end(false)?;
+        self.flush()?;
+        self.out
+            .get_ref()
+            .sync_all()
+            .map_err(|e| CaptureError::io("sync", &self.path, e))?;
+        Ok(std::mem::take(&mut self.stats))
+    }
+
+    fn rotate_if_due(&mut self) -> Result<(), CaptureError> {
+        if self.rotation_due() {
+            let state = std::mem::take(&mut self.state);
+            let res = self.rotate(&state);
+            self.state = state;
+            res?;
+        }
+        Ok(())
+    }
+
+    /// Prefix, header, drop reasons; in later parts also the symbols so far.
+    fn write_preamble(&mut self) -> Result<(), CaptureError> {
+        let prefix = prefix_bytes(FORMAT_VERSION);
+        self.out
+            .write_all(&prefix)
+            .map_err(|e| CaptureError::io("write", &self.path, e))?;
+        self.part_bytes += PREFIX_LEN as u64;
+        self.stats.bytes += PREFIX_LEN as u64;
+        let state = if self.part == 0 { 0 } else { flags::STATE };
+        let header = serde_json::to_vec(&self.header)?;
+        self.write_record(record_type::HEADER, flags::CRITICAL, &header)?;
+        let reasons = serde_json::to_vec(&self.drop_reasons)?;
+        self.write_record(record_type::DROP_REASONS, flags::CRITICAL | state, &reasons)?;
+        if self.part > 0 && !self.symbols.is_empty() {
+            let all: Vec<(&u64, &String)> = self.symbols.iter().collect();
+            let syms = serde_json::to_vec(&all)?;
+            self.write_record(record_type::SYMBOLS, flags::CRITICAL | flags::STATE, &syms)?;
+        }
+        Ok(())
+    }
+
+    fn write_input_flags(&mut self, input: &Input, flags: u16) -> Result<(), CaptureError> {
+        match input {
+            Input::Kernel(bytes) => self.write_record(record_type::KERNEL, flags, bytes),
+            other => {
+                self.json.clear();
+                serde_json::to_writer(&mut self.json, other)?;
+                let json = std::mem::take(&mut self.json);
+                let res = self.write_record(record_type::INPUT, flags, &json);
+                self.json = json;
+                res
+            }
+        }
+    }
+
+    fn write_end(&mut self, rotated: bool) -> Result<(), CaptureError> {
+        let end = serde_json::to_vec(&End { rotated })?;
+        self.write_record(record_type::END, 0, &end)
+    }
+
+    fn write_record(&mut self, rtype: u16, flags: u16, payload: &[u8]) -> Result<(), CaptureError> {
+        let frame = frame_bytes(rtype, flags, payload)?;
+        self.out
+            .write_all(&frame)
+            .and_then(|()| self.out.write_all(payload))
+            .map_err(|e| CaptureError::io("write", &self.path, e))?;
+        let n = (FRAME_LEN + payload.len()) as u64;
+        self.part_bytes += n;
+        self.stats.bytes += n;
+        Ok(())
+    }
+}
+
+/// A new part file: created or truncated, mode 0600 even if it existed.
+fn create_part(path: &Path) -> Result<BufWriter<File>, CaptureError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| CaptureError::io("create", path, e))?;
+    file.set_permissions(Permissions::from_mode(0o600))
+        .map_err(|e| CaptureError::io("set the mode of", path, e))?;
+    Ok(BufWriter::with_capacity(BUFFER_BYTES, file))
+}
+
+/// Removes `path.1`, `path.2` … while they exist and are tracer captures
+/// (never anything else, such as logrotate's `path.1`).
+fn remove_stale_parts(path: &Path) -> Result<(), CaptureError> {
+    for part in 1.. {
+        let p = part_path(path, part);
+        let mut magic = [0u8; MAGIC.len()];
+        let is_capture = match File::open(&p) {
+            Ok(mut f) => f.read_exact(&mut magic).is_ok() && magic == MAGIC,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(CaptureError::io("open", &p, e)),
+        };
+        if !is_capture {
+            break;
+        }
+        fs::remove_file(&p).map_err(|e| CaptureError::io("remove stale capture part", &p, e))?;
+    }
+    Ok(())
+}

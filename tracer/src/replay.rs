@@ -1,0 +1,159 @@
+//! `tracer replay FILE`: a capture back through the same [`Pipeline`],
+//! offline, unprivileged, on any machine. The same inputs in the same order
+//! print the same bytes the live run printed.
+
+use std::{
+    io::{self, Write},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    capture::{CaptureReader, Record, RecordRef},
+    decode::{Locations, Tables},
+    detect::DetectConfig,
+    event::EcsEvent,
+    pipeline::{Filter, Input, Pipeline},
+};
+
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    pub path: PathBuf,
+    /// 0: as fast as possible; 1: real time; 10: ten times faster.
+    pub speed: f64,
+    pub filter: Filter,
+    pub detect: Option<DetectConfig>,
+}
+
+/// What a replay read, for the caller's exit status and messages.
+#[derive(Debug, Default)]
+pub struct ReplaySummary {
+    pub inputs: u64,
+    pub lines: u64,
+    /// Warning for a capture cut short (path and byte offset).
+    pub warning: Option<String>,
+    pub skipped_unknown: u64,
+}
+
+/// Boot-clock time of an input (for pacing), when it has one.
+fn input_boot_ns(input: &Input, boot_to_wall_ns: i128) -> Option<u64> {
+    match input {
+        Input::Kernel(b) => kernel_ts(b),
+        Input::Loss { boot_ns, .. }
+        | Input::ProbeStatus { boot_ns, .. }
+        | Input::Tick { boot_ns }
+        | Input::Finish { boot_ns } => Some(*boot_ns),
+        Input::Identity(u) => u64::try_from(u.ts() - boot_to_wall_ns).ok(),
+        Input::FdbSeed(_) => None,
+    }
+}
+
+fn kernel_ts(b: &[u8]) -> Option<u64> {
+    b.get(..8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_le_bytes)
+}
+
+struct Pacer {
+    speed: f64,
+    start: Option<(u64, Instant)>,
+}
+
+impl Pacer {
+    fn wait(&mut self, ts: Option<u64>) {
+        if self.speed <= 0.0 {
+            return;
+        }
+        let Some(ts) = ts else { return };
+        let (t0, i0) = *self.start.get_or_insert((ts, Instant::now()));
+        let due = Duration::from_secs_f64(ts.saturating_sub(t0) as f64 / 1e9 / self.speed);
+        let elapsed = i0.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+    }
+}
+
+/// Replays into `w`. Errors after some output (a corrupt record) still
+/// flush what was printed before them.
+pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySummary> {
+    let mut reader = CaptureReader::open(&opts.path)?;
+    let header = reader.header().clone();
+    let mut pipeline = Pipeline::new(
+        Tables {
+            drop_reasons: reader.drop_reasons().clone(),
+            locations: Locations::default(),
+            boot_to_wall_ns: header.boot_to_wall_ns,
+        },
+        opts.filter.clone(),
+        opts.detect.clone(),
+    );
+    let mut out = io::BufWriter::with_capacity(1 << 20, w);
+    let mut batch: Vec<EcsEvent> = Vec::new();
+    let mut line = Vec::with_capacity(4096);
+    let mut pacer = Pacer {
+        speed: opts.speed,
+        start: None,
+    };
+    let mut summary = ReplaySummary::default();
+    let mut last_boot_ns = 0u64;
+    let mut finished = false;
+
+    let mut write_batch = |batch: &mut Vec<EcsEvent>, out: &mut io::BufWriter<W>, n: &mut u64| -> io::Result<()> {
+        for e in batch.drain(..) {
+            line.clear();
+            e.write_line(&mut line).map_err(io::Error::other)?;
+            out.write_all(&line)?;
+            *n += 1;
+        }
+        Ok(())
+    };
+
+    let res: anyhow::Result<()> = (|| {
+        loop {
+            let rec = reader.next_ref()?;
+            match rec {
+                None => break,
+                Some(RecordRef::Kernel(b)) => {
+                    let ts = kernel_ts(b);
+                    pacer.wait(ts);
+                    if let Some(t) = ts {
+                        last_boot_ns = last_boot_ns.max(t);
+                    }
+                    pipeline.process_kernel(b, &mut batch);
+                    summary.inputs += 1;
+                }
+                Some(RecordRef::Other(Record::Symbols(v))) => pipeline.tables.locations.extend(v),
+                Some(RecordRef::Other(Record::Input(input))) => {
+                    let ts = input_boot_ns(&input, header.boot_to_wall_ns);
+                    pacer.wait(ts);
+                    if let Some(t) = ts {
+                        last_boot_ns = last_boot_ns.max(t);
+                    }
+                    finished |= matches!(input, Input::Finish { .. });
+                    pipeline.process(&input, &mut batch);
+                    summary.inputs += 1;
+                }
+                // Later parts restate header and tables: nothing new for us.
+                Some(RecordRef::Other(_)) => {}
+            }
+            write_batch(&mut batch, &mut out, &mut summary.lines)
+                .context("writing NDJSON")?;
+        }
+        Ok(())
+    })();
+
+    // A capture cut short never recorded its end: flush the detectors'
+    // pending summaries as the live run would have at exit.
+    if res.is_ok() && !finished {
+        pipeline.process(&Input::Finish { boot_ns: last_boot_ns }, &mut batch);
+        write_batch(&mut batch, &mut out, &mut summary.lines).context("writing NDJSON")?;
+    }
+    out.flush().context("writing NDJSON")?;
+    res?;
+    summary.warning = reader.warning().map(str::to_string);
+    summary.skipped_unknown = reader.skipped_unknown();
+    Ok(summary)
+}

@@ -1,0 +1,115 @@
+//! `cargo xtask fuzz`: cargo-fuzz (installed under target/tools on first
+//! use) runs the capture reader's fuzz target for a bounded time.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+
+use crate::{
+    cmd::{self, note, say},
+    setup,
+    ws::Workspace,
+};
+
+/// The cargo-fuzz release this was written against (`--locked` install).
+const CARGO_FUZZ_VERSION: &str = "0.13";
+
+/// The one target there is.
+pub const TARGET: &str = "capture_reader";
+
+/// `cargo install --root` of cargo-fuzz.
+fn cargo_fuzz_root(ws: &Workspace) -> PathBuf {
+    ws.tools.join("cargo-fuzz")
+}
+
+/// cargo-fuzz under target/tools/cargo-fuzz, installed when missing or
+/// when it does not run.
+pub fn ensure_cargo_fuzz(ws: &Workspace) -> Result<PathBuf> {
+    let root = cargo_fuzz_root(ws);
+    let bin = root.join("bin").join("cargo-fuzz");
+    if bin.exists() {
+        // `cargo-fuzz --version` prints "cargo-fuzz 0.13.2".
+        match cmd::probe_stdout(Command::new(&bin).arg("--version")) {
+            Some(v) if v.split_whitespace().nth(1).is_some_and(|n| n.starts_with(CARGO_FUZZ_VERSION)) => {
+                note(format!("{v} present: {}", bin.display()));
+                return Ok(bin);
+            }
+            Some(v) => say(format!("{} reports {v:?}, want {CARGO_FUZZ_VERSION}.x: reinstalling", bin.display())),
+            None => say(format!("{} does not run: reinstalling", bin.display())),
+        }
+    }
+    say(format!("installing cargo-fuzz {CARGO_FUZZ_VERSION}.x into {} (about a minute)", root.display()));
+    let mut install = ws.cargo()?;
+    install
+        .args(["install", &format!("cargo-fuzz@~{CARGO_FUZZ_VERSION}"), "--locked", "--root"])
+        .arg(&root);
+    if root.join(".crates.toml").exists() {
+        install.arg("--force");
+    }
+    cmd::run(&mut install)?;
+    let version = cmd::probe_stdout(Command::new(&bin).arg("--version"))
+        .ok_or_else(|| anyhow!("{} was installed but does not run", bin.display()))?;
+    say(format!("installed {version}: {}", bin.display()));
+    Ok(bin)
+}
+
+/// `cargo +nightly fuzz run capture_reader WORK SEEDS -- -max_total_time=N`.
+///
+/// New inputs go to target/fuzz-corpus/capture_reader (not committed); the
+/// seeds in fuzz/corpus/capture_reader are only read. A crash leaves its
+/// input in fuzz/artifacts/capture_reader/ and fails the task.
+pub fn run(ws: &Workspace, seconds: u64) -> Result<()> {
+    if seconds == 0 {
+        bail!("--seconds must be at least 1");
+    }
+    // The nightly (cargo-fuzz needs it) and bpf-linker (tracer's build.rs builds the eBPF programs).
+    setup::run(ws, &[])?;
+    let bin = ensure_cargo_fuzz(ws)?;
+    let fuzz_dir = ws.root.join("fuzz");
+    let seeds = fuzz_dir.join("corpus").join(TARGET);
+    if !seeds.is_dir() {
+        bail!(
+            "the seed corpus {} is missing: `cargo test -p tracer write_fuzz_seeds -- --ignored` writes it",
+            seeds.display()
+        );
+    }
+    let work = ws.target_dir().join("fuzz-corpus").join(TARGET);
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+
+    let mut path = vec![bin
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent directory", bin.display()))?
+        .to_path_buf()];
+    path.extend(std::env::split_paths(&ws.path_with_tools()?));
+    // The rustup proxy, so that `+nightly` selects the toolchain (not $CARGO,
+    // the stable cargo running xtask).
+    let mut fuzz = Command::new("cargo");
+    fuzz.current_dir(&ws.root)
+        .env("PATH", std::env::join_paths(path).context("cannot build PATH")?)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTDOC")
+        .args(["+nightly", "fuzz", "run", TARGET])
+        .arg(&work)
+        .arg(&seeds)
+        .args([
+            "--",
+            &format!("-max_total_time={seconds}"),
+            // No input of these sizes needs more: a reader that allocates
+            // from a declared length instead of the bytes read fails here.
+            "-rss_limit_mb=1024",
+            "-malloc_limit_mb=256",
+            "-print_final_stats=1",
+        ]);
+    let status = cmd::run_status(&mut fuzz)?;
+    if !status.success() {
+        bail!(
+            "the fuzzer found a crash ({status}): its input is in {}; add it to \
+             fuzz/regressions/{TARGET}/ and a unit test in tracer/src/capture/tests.rs",
+            fuzz_dir.join("artifacts").join(TARGET).display()
+        );
+    }
+    say(format!("fuzzed {TARGET} for {seconds} s: no crash"));
+    Ok(())
+}
