@@ -180,16 +180,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     if let Some(rx) = id_rx.as_mut() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        loop {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(u)) => {
-                    let synced = matches!(u, crate::identity::IdentityUpdate::Synced { .. });
-                    live.feed(Input::Identity(u));
-                    if synced {
-                        break;
-                    }
-                }
-                Ok(None) | Err(_) => break,
+        while let Ok(Some(u)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            let synced = matches!(u, crate::identity::IdentityUpdate::Synced { .. });
+            live.feed(Input::Identity(u));
+            if synced {
+                break;
             }
         }
     }

@@ -263,7 +263,7 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
     let bytes = parse_bytes(s)?;
-    if !bytes.is_power_of_two() || bytes < 4096 || bytes > 1 << 30 {
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
         return Err(format!(
             "{s}: the ring buffer must be a power of two between 4K and 1G"
         ));

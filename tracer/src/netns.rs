@@ -93,8 +93,10 @@ pub fn list() -> Vec<NetnsInfo> {
 
 fn is_nsfs(path: &Path) -> bool {
     const NSFS_MAGIC: i64 = 0x6e73_6673;
+    // f_type is i64 on x86_64 but narrower on some architectures.
+    #[allow(clippy::useless_conversion)]
     match nix::sys::statfs::statfs(path) {
-        Ok(s) => s.filesystem_type().0 as i64 == NSFS_MAGIC,
+        Ok(s) => i64::from(s.filesystem_type().0) == NSFS_MAGIC,
         Err(_) => false,
     }
 }

@@ -213,7 +213,9 @@ pub enum CaptureError {
         previous: PathBuf,
         why: String,
     },
-    #[error("a {len}-byte record is larger than the capture format allows ({MAX_RECORD_LEN} bytes)")]
+    #[error(
+        "a {len}-byte record is larger than the capture format allows ({MAX_RECORD_LEN} bytes)"
+    )]
     TooLarge { len: usize },
     #[error("cannot encode a capture record: {0}")]
     Encode(#[from] serde_json::Error),
@@ -245,7 +247,10 @@ fn base_of(path: &Path, part: u32) -> Option<PathBuf> {
         return Some(path.to_path_buf());
     }
     let suffix = format!(".{part}");
-    let stem = path.as_os_str().as_bytes().strip_suffix(suffix.as_bytes())?;
+    let stem = path
+        .as_os_str()
+        .as_bytes()
+        .strip_suffix(suffix.as_bytes())?;
     (!stem.is_empty()).then(|| PathBuf::from(OsStr::from_bytes(stem)))
 }
 
@@ -258,7 +263,11 @@ fn prefix_bytes(version: u32) -> [u8; PREFIX_LEN] {
     p
 }
 
-fn frame_bytes(record_type: u16, flags: u16, payload: &[u8]) -> Result<[u8; FRAME_LEN], CaptureError> {
+fn frame_bytes(
+    record_type: u16,
+    flags: u16,
+    payload: &[u8],
+) -> Result<[u8; FRAME_LEN], CaptureError> {
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|l| *l <= MAX_RECORD_LEN)
