@@ -54,8 +54,48 @@ pub fn format_ts(unix_ns: i128) -> String {
     }
 }
 
+/// `@timestamp` of every line: the date and second are formatted once per
+/// second (events come in bursts within the same second), the nanoseconds
+/// every time, into a stack buffer. Same output as [`format_ts`].
 pub fn serialize_ts<S: Serializer>(ts: &i128, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_ts(*ts))
+    use std::cell::RefCell;
+    thread_local! {
+        // (second, "YYYY-MM-DDTHH:MM:SS." as 20 bytes)
+        static PREFIX: RefCell<(i128, [u8; 20])> = const { RefCell::new((i128::MIN, [0; 20])) };
+    }
+    let secs = ts.div_euclid(1_000_000_000);
+    let nanos = ts.rem_euclid(1_000_000_000) as u32;
+    let mut buf = [0u8; 30];
+    let ok = PREFIX.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.0 != secs {
+            let Some(t) = i64::try_from(secs)
+                .ok()
+                .and_then(|s| DateTime::from_timestamp(s, 0))
+            else {
+                return false; // out of range: slow path (and its fallback)
+            };
+            let full = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+            if full.len() != 30 {
+                return false; // years outside 0000-9999
+            }
+            p.1.copy_from_slice(&full.as_bytes()[..20]);
+            p.0 = secs;
+        }
+        buf[..20].copy_from_slice(&p.1);
+        true
+    });
+    if !ok {
+        return s.serialize_str(&format_ts(*ts));
+    }
+    let mut n = nanos;
+    for i in (20..29).rev() {
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    buf[29] = b'Z';
+    // ASCII digits and punctuation only.
+    s.serialize_str(std::str::from_utf8(&buf).unwrap_or("1970-01-01T00:00:00.000000000Z"))
 }
 
 #[cfg(test)]
@@ -72,6 +112,24 @@ mod tests {
         // Out of range never panics.
         assert_eq!(format_ts(i128::MAX), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(format_ts(-1), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn cached_serializer_matches_format_ts() {
+        #[derive(serde::Serialize)]
+        struct T(#[serde(serialize_with = "serialize_ts")] i128);
+        for ts in [
+            0i128,
+            1_795_809_019_000_000_001,
+            1_795_809_019_999_999_999,
+            1_795_809_020_000_000_000,
+            1_795_809_019_000_000_002,
+            -1,
+            i128::MAX,
+        ] {
+            let json = serde_json::to_string(&T(ts)).unwrap();
+            assert_eq!(json, format!("\"{}\"", format_ts(ts)), "ts {ts}");
+        }
     }
 
     #[test]

@@ -92,7 +92,6 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
     );
     let mut out = io::BufWriter::with_capacity(1 << 20, w);
     let mut batch: Vec<EcsEvent> = Vec::new();
-    let mut line = Vec::with_capacity(4096);
     let mut pacer = Pacer {
         speed: opts.speed,
         start: None,
@@ -103,9 +102,8 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
 
     let mut write_batch = |batch: &mut Vec<EcsEvent>, out: &mut io::BufWriter<W>, n: &mut u64| -> io::Result<()> {
         for e in batch.drain(..) {
-            line.clear();
-            e.write_line(&mut line).map_err(io::Error::other)?;
-            out.write_all(&line)?;
+            serde_json::to_writer(&mut *out, &e).map_err(io::Error::other)?;
+            out.write_all(b"\n")?;
             *n += 1;
         }
         Ok(())
