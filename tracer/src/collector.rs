@@ -180,10 +180,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     if let Some(rx) = id_rx.as_mut() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        use crate::identity::IdentityUpdate as U;
+        let docker = opts.identity.as_ref().is_some_and(|c| c.enable_docker);
+        let (mut netns_ready, mut docker_ready) = (false, !docker);
         while let Ok(Some(u)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-            let synced = matches!(u, crate::identity::IdentityUpdate::Synced { .. });
+            match &u {
+                U::Synced { source, .. } if source == "docker" => docker_ready = true,
+                U::Status { source, .. } if source == "docker" => docker_ready = true,
+                U::Synced { .. } => netns_ready = true,
+                _ => {}
+            }
             live.feed(Input::Identity(u));
-            if synced {
+            if netns_ready && docker_ready {
                 break;
             }
         }

@@ -94,8 +94,45 @@ pub struct Compose {
 
 /// ECS `container.*` (plus swarm/compose identity), used for the event's
 /// own container and for `source.container` / `destination.container`.
+///
+/// A shared handle: the identity index builds one per container and every
+/// event naming it clones the `Arc`, not six strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerRef(std::sync::Arc<ContainerData>);
+
+impl Serialize for ContainerRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl ContainerRef {
+    pub fn new(data: ContainerData) -> Self {
+        Self(std::sync::Arc::new(data))
+    }
+
+    /// The most human name available: name, or short id.
+    pub fn display_name(&self) -> String {
+        self.0.display_name()
+    }
+}
+
+impl From<ContainerData> for ContainerRef {
+    fn from(d: ContainerData) -> Self {
+        Self::new(d)
+    }
+}
+
+impl std::ops::Deref for ContainerRef {
+    type Target = ContainerData;
+    fn deref(&self) -> &ContainerData {
+        &self.0
+    }
+}
+
+/// The fields behind a [`ContainerRef`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ContainerRef {
+pub struct ContainerData {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -110,8 +147,8 @@ pub struct ContainerRef {
     pub compose: Option<Compose>,
 }
 
-impl ContainerRef {
-    /// The most human name available: swarm task, name, or short id.
+impl ContainerData {
+    /// The most human name available: name, or short id.
     pub fn display_name(&self) -> String {
         if let Some(n) = &self.name {
             return n.clone();
@@ -182,10 +219,10 @@ pub struct Netns {
     pub inode: u32,
     /// `ip netns` name, Docker sandbox/overlay namespace name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<std::sync::Arc<str>>,
     /// Docker network whose namespace this is (overlay namespaces).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
+    pub network: Option<std::sync::Arc<str>>,
 }
 
 /// `tracer.interface`

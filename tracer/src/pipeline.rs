@@ -58,25 +58,15 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Tracer status lines (state) always pass: they describe the run.
-    /// Alerts and summaries pass the namespace filter when they concern a
-    /// listed namespace or no single one (incidents span several).
-    pub fn matches(&self, e: &EcsEvent) -> bool {
-        if e.event.kind == Kind::State || e.event.action == "loss_report" {
-            return true;
-        }
-        if !self.actions.is_empty() && !self.actions.contains(e.event.action) {
+    /// Is this kernel event inside the namespaces/interfaces selected?
+    /// Applied before the detectors: what is out of scope is not looked at
+    /// (it still updates FDB state), so alerts, rate limits and drop
+    /// accounting are those of the selected scope.
+    pub fn in_scope(&self, e: &EcsEvent) -> bool {
+        if !self.netns.is_empty() && !e.netns().is_some_and(|n| self.netns.contains(&n)) {
             return false;
         }
-        let is_event = e.event.kind == Kind::Event;
-        if !self.netns.is_empty() {
-            match e.netns() {
-                Some(n) if !self.netns.contains(&n) => return false,
-                None if is_event => return false,
-                _ => {}
-            }
-        }
-        if !self.interfaces.is_empty() && is_event {
+        if !self.interfaces.is_empty() {
             let names = [
                 e.tracer.interface.as_ref().map(|i| i.name.as_str()),
                 e.tracer.bridge.as_deref(),
@@ -92,6 +82,15 @@ impl Filter {
             }
         }
         true
+    }
+
+    /// Output filter: `--action` on events, alerts and summaries; tracer
+    /// status lines (state, loss reports) always pass.
+    pub fn matches(&self, e: &EcsEvent) -> bool {
+        if e.event.kind == Kind::State || e.event.action == "loss_report" {
+            return true;
+        }
+        self.actions.is_empty() || self.actions.contains(e.event.action)
     }
 }
 
@@ -132,6 +131,9 @@ impl Pipeline {
         match decode::parse(bytes) {
             Ok(rec) => {
                 let mut ev = self.record(&rec);
+                if !self.filter.in_scope(&ev) {
+                    return;
+                }
                 self.identity.enrich(&mut ev);
                 self.emit(ev, out);
             }

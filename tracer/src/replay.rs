@@ -100,7 +100,7 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
     let mut last_boot_ns = 0u64;
     let mut finished = false;
 
-    let mut write_batch = |batch: &mut Vec<EcsEvent>, out: &mut io::BufWriter<W>, n: &mut u64| -> io::Result<()> {
+    let write_batch = |batch: &mut Vec<EcsEvent>, out: &mut io::BufWriter<W>, n: &mut u64| -> io::Result<()> {
         for e in batch.drain(..) {
             serde_json::to_writer(&mut *out, &e).map_err(io::Error::other)?;
             out.write_all(b"\n")?;

@@ -24,11 +24,11 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn container(name: &str) -> ContainerRef {
-    ContainerRef {
+    ContainerRef::new(crate::event::ContainerData {
         id: format!("{name}-0123456789abcdef"),
         name: Some(name.to_string()),
-        ..ContainerRef::default()
-    }
+        ..Default::default()
+    })
 }
 
 fn overlay_ns() -> Netns {

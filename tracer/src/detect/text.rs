@@ -260,11 +260,11 @@ mod tests {
         assert_eq!(named.cmd("ip neigh show"), "ip -n 1-abc neigh show");
         assert_eq!(named.cmd("bridge fdb show"), "bridge -n 1-abc fdb show");
         assert_eq!(named.cmd("ping x"), "ip netns exec 1-abc ping x");
-        let c = ContainerRef {
+        let c = ContainerRef::new(crate::event::ContainerData {
             id: "abc".into(),
             name: Some("web.1".into()),
-            ..ContainerRef::default()
-        };
+            ..Default::default()
+        });
         let by_container = NsRef::new(
             Some(&Netns {
                 inode: 2,

@@ -31,7 +31,9 @@ const PREFIXES: &[(&str, &str)] = &[
 ];
 
 fn is_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// The container a cgroup path belongs to, if any.
@@ -52,7 +54,7 @@ pub fn parse_cgroup_path(path: &str) -> Option<CgroupContainer> {
         }
         if is_id(seg) {
             let parents = &segs[..i];
-            let runtime = if parents.iter().any(|p| *p == "docker") {
+            let runtime = if parents.contains(&"docker") {
                 Some("docker")
             } else if parents.iter().any(|p| p.starts_with("libpod")) {
                 Some("podman")
@@ -98,7 +100,10 @@ mod tests {
 
     #[test]
     fn docker_v1_and_v2() {
-        assert_eq!(p(&format!("/docker/{ID}")), Some((ID.into(), Some("docker"))));
+        assert_eq!(
+            p(&format!("/docker/{ID}")),
+            Some((ID.into(), Some("docker")))
+        );
         assert_eq!(
             p(&format!("/system.slice/docker-{ID}.scope")),
             Some((ID.into(), Some("docker")))
@@ -119,7 +124,9 @@ mod tests {
             Some((ID.into(), Some("containerd")))
         );
         assert_eq!(
-            p(&format!("/kubepods/burstable/pod0b5a6d1e-aaaa-bbbb-cccc-0123456789ab/{ID}")),
+            p(&format!(
+                "/kubepods/burstable/pod0b5a6d1e-aaaa-bbbb-cccc-0123456789ab/{ID}"
+            )),
             Some((ID.into(), Some("containerd")))
         );
         assert_eq!(
@@ -137,11 +144,18 @@ mod tests {
     #[test]
     fn crio() {
         assert_eq!(
-            p(&format!("/kubepods.slice/kubepods-pod1.slice/crio-{ID}.scope")),
+            p(&format!(
+                "/kubepods.slice/kubepods-pod1.slice/crio-{ID}.scope"
+            )),
             Some((ID.into(), Some("cri-o")))
         );
         // The monitor is not the container.
-        assert_eq!(p(&format!("/kubepods.slice/kubepods-pod1.slice/crio-conmon-{ID}.scope")), None);
+        assert_eq!(
+            p(&format!(
+                "/kubepods.slice/kubepods-pod1.slice/crio-conmon-{ID}.scope"
+            )),
+            None
+        );
     }
 
     #[test]
@@ -186,9 +200,7 @@ mod tests {
 
     #[test]
     fn whole_file_prefers_the_v2_line() {
-        let v1 = format!(
-            "12:memory:/docker/{ID}\n1:name=systemd:/docker/{ID}\n0::/docker/{ID2}\n"
-        );
+        let v1 = format!("12:memory:/docker/{ID}\n1:name=systemd:/docker/{ID}\n0::/docker/{ID2}\n");
         assert_eq!(parse_cgroup_file(&v1).map(|c| c.id), Some(ID2.into()));
         let v1_only = format!("3:cpu,cpuacct:/\n2:pids:/system.slice/docker-{ID}.scope\n");
         assert_eq!(parse_cgroup_file(&v1_only).map(|c| c.id), Some(ID.into()));

@@ -67,11 +67,17 @@ pub(crate) enum DockerMsg {
         containers: Vec<DockerContainer>,
     },
     /// One container started or changed (at the event's time).
-    Container { ts: i128, container: DockerContainer },
+    Container {
+        ts: i128,
+        container: DockerContainer,
+    },
     /// One container stopped (at the event's time).
     Removed { ts: i128, id: String },
     /// The networks changed.
-    Networks { ts: i128, networks: Vec<NetworkInfo> },
+    Networks {
+        ts: i128,
+        networks: Vec<NetworkInfo>,
+    },
 }
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -94,22 +100,35 @@ fn endpoints(networks: Option<&HashMap<String, EndpointSettings>>) -> Vec<Endpoi
         .map(|(name, ep)| EndpointInfo {
             network_id: ep.network_id.clone().unwrap_or_default(),
             network: Some(name.clone()),
-            ips: [parse_ip(ep.ip_address.as_ref()), parse_ip(ep.global_ipv6_address.as_ref())]
-                .into_iter()
-                .flatten()
-                .collect(),
+            ips: [
+                parse_ip(ep.ip_address.as_ref()),
+                parse_ip(ep.global_ipv6_address.as_ref()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             mac: ep.mac_address.as_deref().and_then(parse_mac),
         })
         .collect();
-    out.sort_by(|a, b| a.network_id.cmp(&b.network_id).then(a.network.cmp(&b.network)));
+    out.sort_by(|a, b| {
+        a.network_id
+            .cmp(&b.network_id)
+            .then(a.network.cmp(&b.network))
+    });
     out
 }
 
 fn label(labels: Option<&HashMap<String, String>>, key: &str) -> Option<String> {
-    labels.and_then(|l| l.get(key)).filter(|v| !v.is_empty()).cloned()
+    labels
+        .and_then(|l| l.get(key))
+        .filter(|v| !v.is_empty())
+        .cloned()
 }
 
-fn with_labels(mut c: DockerContainer, labels: Option<&HashMap<String, String>>) -> DockerContainer {
+fn with_labels(
+    mut c: DockerContainer,
+    labels: Option<&HashMap<String, String>>,
+) -> DockerContainer {
     c.swarm_service = label(labels, LABEL_SWARM_SERVICE);
     c.swarm_task = label(labels, LABEL_SWARM_TASK);
     c.compose_project = label(labels, LABEL_COMPOSE_PROJECT);
@@ -125,9 +144,17 @@ pub(crate) fn from_summary(s: &ContainerSummary) -> Option<DockerContainer> {
     let id = s.id.clone().filter(|i| !i.is_empty())?;
     let c = DockerContainer {
         id,
-        name: s.names.as_ref().and_then(|n| n.first()).map(|n| trim_name(n)),
+        name: s
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| trim_name(n)),
         image: s.image.clone().filter(|i| !i.is_empty()),
-        endpoints: endpoints(s.network_settings.as_ref().and_then(|n| n.networks.as_ref())),
+        endpoints: endpoints(
+            s.network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref()),
+        ),
         network_mode: s.host_config.as_ref().and_then(|h| h.network_mode.clone()),
         running: true,
         ..Default::default()
@@ -150,8 +177,14 @@ pub(crate) fn from_inspect(r: &ContainerInspectResponse) -> Option<DockerContain
     let c = DockerContainer {
         id,
         name: r.name.as_deref().map(trim_name),
-        image: config.and_then(|c| c.image.clone()).filter(|i| !i.is_empty()),
-        endpoints: endpoints(r.network_settings.as_ref().and_then(|n| n.networks.as_ref())),
+        image: config
+            .and_then(|c| c.image.clone())
+            .filter(|i| !i.is_empty()),
+        endpoints: endpoints(
+            r.network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref()),
+        ),
         network_mode: r.host_config.as_ref().and_then(|h| h.network_mode.clone()),
         netns: if running {
             r.state.as_ref().and_then(|s| s.pid).and_then(netns_of_pid)
@@ -174,7 +207,8 @@ pub(crate) fn from_network(n: &Network) -> Option<NetworkInfo> {
         .filter(|b| !b.is_empty())
         .cloned()
         .or_else(|| {
-            (driver.as_deref() == Some("bridge") && id.len() >= 12).then(|| format!("br-{}", &id[..12]))
+            (driver.as_deref() == Some("bridge") && id.len() >= 12)
+                .then(|| format!("br-{}", &id[..12]))
         });
     Some(NetworkInfo {
         name: n.name.clone().unwrap_or_else(|| id.clone()),
@@ -201,7 +235,13 @@ async fn call<T>(
 }
 
 fn is_not_found(e: &BollardError) -> bool {
-    matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 async fn list_networks(docker: &Docker) -> Result<Vec<NetworkInfo>, String> {
@@ -241,9 +281,10 @@ async fn inspect(docker: &Docker, id: &str) -> Result<Option<DockerContainer>, S
     match tokio::time::timeout(API_TIMEOUT, docker.inspect_container(id, None)).await {
         Ok(Ok(r)) => Ok(from_inspect(&r)),
         Ok(Err(e)) if is_not_found(&e) => Ok(None),
-        Ok(Err(BollardError::RequestTimeoutError)) | Err(_) => {
-            Err(format!("{what}: no answer within {} s", API_TIMEOUT.as_secs()))
-        }
+        Ok(Err(BollardError::RequestTimeoutError)) | Err(_) => Err(format!(
+            "{what}: no answer within {} s",
+            API_TIMEOUT.as_secs()
+        )),
         Ok(Err(e)) => Err(format!("{what}: {e}")),
     }
 }
@@ -266,7 +307,9 @@ async fn handle_event(
     let actor = m.actor.as_ref();
     match m.typ {
         Some(EventMessageTypeEnum::CONTAINER) => {
-            let Some(id) = actor.and_then(|a| a.id.clone()) else { return Ok(()) };
+            let Some(id) = actor.and_then(|a| a.id.clone()) else {
+                return Ok(());
+            };
             match action {
                 "start" | "restart" | "unpause" | "rename" | "update" => {
                     // Not running any more by the time of the inspect: its
@@ -430,7 +473,10 @@ mod tests {
         assert!(!c.running);
         assert_eq!(c.endpoints.len(), 1);
         assert_eq!(c.endpoints[0].network.as_deref(), Some("backend"));
-        assert_eq!(c.endpoints[0].ips, vec!["10.0.1.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            c.endpoints[0].ips,
+            vec!["10.0.1.2".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(c.endpoints[0].mac, Some([2, 0x42, 10, 0, 1, 2]));
 
         let net: Network = serde_json::from_value(serde_json::json!({
@@ -445,7 +491,10 @@ mod tests {
             "Driver": "bridge", "Options": {"com.docker.network.bridge.name": "docker0"}
         }))
         .unwrap();
-        assert_eq!(from_network(&net).unwrap().bridge.as_deref(), Some("docker0"));
+        assert_eq!(
+            from_network(&net).unwrap().bridge.as_deref(),
+            Some("docker0")
+        );
         let net: Network = serde_json::from_value(serde_json::json!({
             "Name": "ingress", "Id": "qc7yx7w7ysr3kovyvln2wy8gr", "Driver": "overlay", "Ingress": true
         }))
@@ -457,11 +506,16 @@ mod tests {
     #[tokio::test]
     async fn absent_socket_is_degraded_with_the_path_in_the_reason() {
         let (tx, mut rx) = mpsc::channel(8);
-        let path = std::env::temp_dir().join(format!("tracer-no-docker-{}.sock", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("tracer-no-docker-{}.sock", std::process::id()));
         let task = tokio::spawn(run(path.clone(), Duration::from_secs(10), tx));
         let m = rx.recv().await.unwrap();
         task.abort();
-        let DockerMsg::Status { error: Some(reason), .. } = m else {
+        let DockerMsg::Status {
+            error: Some(reason),
+            ..
+        } = m
+        else {
             panic!("expected a failure status, got {m:?}")
         };
         assert!(reason.contains(&*path.to_string_lossy()), "{reason}");
@@ -470,7 +524,8 @@ mod tests {
     #[tokio::test]
     async fn a_hung_engine_times_out_instead_of_blocking() {
         // A socket that accepts connections and never answers.
-        let path = std::env::temp_dir().join(format!("tracer-hung-docker-{}.sock", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("tracer-hung-docker-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         let hold = tokio::spawn(async move {
@@ -489,7 +544,11 @@ mod tests {
         task.abort();
         hold.abort();
         let _ = std::fs::remove_file(&path);
-        let DockerMsg::Status { error: Some(reason), .. } = m else {
+        let DockerMsg::Status {
+            error: Some(reason),
+            ..
+        } = m
+        else {
             panic!("expected a failure status, got {m:?}")
         };
         assert!(reason.contains("no answer within"), "{reason}");

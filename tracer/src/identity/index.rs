@@ -4,8 +4,11 @@
 //! Everything a look-up needs is a hash-map hit: namespace inode → entry
 //! (names, Docker network, containers, interfaces by name), IP or MAC →
 //! owners (a container directly, from the runtime API, or a namespace, from
-//! its interfaces). `ContainerRef`s are built once per upsert, so enrichment
-//! only clones them.
+//! its interfaces). The answer of each look-up is computed when an update
+//! changes it ([`Cached`]), so the common case is one probe; only answers
+//! that depend on the event's time (several candidates, or one in its grace
+//! period) are resolved in full. `ContainerRef`s are built once per upsert,
+//! so enrichment only clones them.
 //!
 //! Time: an exited container or a vanished namespace stays resolvable for
 //! events up to `grace` after its removal (event time); it is pruned when an
@@ -21,15 +24,15 @@ use std::{
 
 use serde::Serialize;
 
-/// Hash maps of the index: foldhash (randomly seeded, much faster than
-/// SipHash on these small keys). Iteration order never reaches the output.
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
 use super::{
     names::{parse_netns_name, NetnsName},
     ContainerInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo, SourceState,
 };
 use crate::event::{Compose, ContainerRef, EcsEvent, Endpoint, Image, Peer, Swarm};
+
+/// Hash maps of the index: foldhash (randomly seeded, much faster than
+/// SipHash on these small keys). Iteration order never reaches the output.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Sizes of the index (for metrics and benchmarks).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -148,8 +151,10 @@ fn remove_owner<K: std::hash::Hash + Eq>(map: &mut Map<K, AddrEntry>, k: &K, o: 
 /// Addresses worth indexing: unicast, not loopback or unspecified (those
 /// exist in every namespace and name nobody).
 fn indexable_ip(ip: &IpAddr) -> bool {
-    !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast())
-        && !matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()))
 }
 
 fn indexable_mac(mac: &[u8; 6]) -> bool {
@@ -196,11 +201,11 @@ struct NetnsEntry {
     known: bool,
     host: bool,
     /// `tracer.netns.name`.
-    name: Option<String>,
+    name: Option<std::sync::Arc<str>>,
     /// Network id prefix (overlay / lb names) or ingress, for resolution.
     network_key: Option<NetworkKey>,
     /// `tracer.netns.network`, resolved from `network_key`.
-    network: Option<String>,
+    network: Option<std::sync::Arc<str>>,
     /// Slots of containers in this namespace.
     containers: Vec<u32>,
     /// Which of them names the namespace (see [`Cached`]).
@@ -312,7 +317,9 @@ impl IdentityIndex {
             self.now = ts;
         }
         match u {
-            IdentityUpdate::ContainerUpsert { ts, container } => self.upsert_container(*ts, container),
+            IdentityUpdate::ContainerUpsert { ts, container } => {
+                self.upsert_container(*ts, container)
+            }
             IdentityUpdate::ContainerRemove { ts, id } => self.remove_container(*ts, id),
             IdentityUpdate::NetnsUpsert { netns, .. } => self.upsert_netns(netns),
             IdentityUpdate::NetnsInterfaces {
@@ -341,9 +348,13 @@ impl IdentityIndex {
         let mut before = Touched::default();
         let (slot, first_seen) = match self.by_id.get(&info.id) {
             Some(&s) => {
-                let first = self.slots[s as usize]
-                    .as_ref()
-                    .map_or(ts, |c| if c.removed_at.is_some() { ts } else { c.first_seen });
+                let first = self.slots[s as usize].as_ref().map_or(ts, |c| {
+                    if c.removed_at.is_some() {
+                        ts
+                    } else {
+                        c.first_seen
+                    }
+                });
                 before = self.touched_by(s);
                 self.detach_container(s);
                 (s, first)
@@ -361,7 +372,10 @@ impl IdentityIndex {
             }
         };
         let mut info = info.clone();
-        if info.netns.is_some_and(|n| self.netns.get(&n).is_some_and(|e| e.host)) {
+        if info
+            .netns
+            .is_some_and(|n| self.netns.get(&n).is_some_and(|e| e.host))
+        {
             info.netns = None;
         }
         let cref = container_ref(&info);
@@ -405,7 +419,9 @@ impl IdentityIndex {
     }
 
     fn refresh_netns(&mut self, inode: u32) {
-        let Some(e) = self.netns.get(&inode) else { return };
+        let Some(e) = self.netns.get(&inode) else {
+            return;
+        };
         let primary = self.compute_primary(e);
         let (ips, macs) = (e.ips.clone(), e.macs.clone());
         if let Some(e) = self.netns.get_mut(&inode) {
@@ -494,7 +510,9 @@ impl IdentityIndex {
     }
 
     fn attach_container(&mut self, slot: u32) {
-        let Some(c) = self.slots[slot as usize].as_ref() else { return };
+        let Some(c) = self.slots[slot as usize].as_ref() else {
+            return;
+        };
         let o = Owner::Container(slot);
         for ep in &c.info.endpoints {
             for ip in ep.ips.iter().filter(|ip| indexable_ip(ip)) {
@@ -513,7 +531,9 @@ impl IdentityIndex {
     }
 
     fn detach_container(&mut self, slot: u32) {
-        let Some(c) = self.slots[slot as usize].as_ref() else { return };
+        let Some(c) = self.slots[slot as usize].as_ref() else {
+            return;
+        };
         let o = Owner::Container(slot);
         for ep in &c.info.endpoints {
             for ip in &ep.ips {
@@ -535,8 +555,12 @@ impl IdentityIndex {
     }
 
     fn remove_container(&mut self, ts: i128, id: &str) {
-        let Some(&slot) = self.by_id.get(id) else { return };
-        let Some(c) = self.slots[slot as usize].as_mut() else { return };
+        let Some(&slot) = self.by_id.get(id) else {
+            return;
+        };
+        let Some(c) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
         if c.removed_at.is_some() {
             return;
         }
@@ -553,15 +577,25 @@ impl IdentityIndex {
         e.known = true;
         e.removed_at = None;
         e.host = info.host;
-        e.name = info.names.first().or(info.docker_names.first()).cloned();
-        e.network_key = info.docker_names.iter().find_map(|n| match parse_netns_name(n) {
-            NetnsName::Ingress => Some(NetworkKey::Ingress),
-            other => other.network_prefix().map(|p| NetworkKey::Prefix(p.to_string())),
-        });
+        e.name = info
+            .names
+            .first()
+            .or(info.docker_names.first())
+            .map(|n| std::sync::Arc::from(n.as_str()));
+        e.network_key = info
+            .docker_names
+            .iter()
+            .find_map(|n| match parse_netns_name(n) {
+                NetnsName::Ingress => Some(NetworkKey::Ingress),
+                other => other
+                    .network_prefix()
+                    .map(|p| NetworkKey::Prefix(p.to_string())),
+            });
         e.network = e
             .network_key
             .as_ref()
-            .and_then(|k| resolve_network(&self.networks, k));
+            .and_then(|k| resolve_network(&self.networks, k))
+            .map(std::sync::Arc::from);
         if info.host {
             // The host's namespace is nobody's container namespace.
             let slots = std::mem::take(&mut e.containers);
@@ -618,7 +652,9 @@ impl IdentityIndex {
     }
 
     fn remove_netns(&mut self, ts: i128, inode: u32) {
-        let Some(e) = self.netns.get_mut(&inode) else { return };
+        let Some(e) = self.netns.get_mut(&inode) else {
+            return;
+        };
         if e.removed_at.is_some() {
             return;
         }
@@ -635,7 +671,7 @@ impl IdentityIndex {
             .collect();
         for e in self.netns.values_mut() {
             if let Some(k) = &e.network_key {
-                e.network = resolve_network(&self.networks, k);
+                e.network = resolve_network(&self.networks, k).map(std::sync::Arc::from);
             }
         }
     }
@@ -644,8 +680,10 @@ impl IdentityIndex {
 
     fn schedule(&mut self, removed_at: i128, what: Expiry) {
         self.seq += 1;
-        self.expiries
-            .insert((removed_at.saturating_add(self.grace), self.seq), (what, removed_at));
+        self.expiries.insert(
+            (removed_at.saturating_add(self.grace), self.seq),
+            (what, removed_at),
+        );
     }
 
     fn prune(&mut self) {
@@ -708,7 +746,10 @@ impl IdentityIndex {
         let mut best: Option<(u32, (bool, bool, bool, i128))> = None;
         for s in candidates {
             let Some(r) = self.rank(s, ts) else { continue };
-            if best.as_ref().is_none_or(|(bs, br)| r > *br || (r == *br && s < *bs)) {
+            if best
+                .as_ref()
+                .is_none_or(|(bs, br)| r > *br || (r == *br && s < *bs))
+            {
                 best = Some((s, r));
             }
         }
@@ -778,7 +819,9 @@ impl IdentityIndex {
             return ns.network.as_deref();
         }
         if ns.host {
-            return bridge.and_then(|b| self.bridge_networks.get(b)).map(String::as_str);
+            return bridge
+                .and_then(|b| self.bridge_networks.get(b))
+                .map(String::as_str);
         }
         None
     }
@@ -792,7 +835,9 @@ impl IdentityIndex {
     ) -> PeerRef<'a> {
         let mut p = PeerRef::default();
         let Some((inode, ns)) = ns else { return p };
-        let Some(i) = ns.ifaces.get(port) else { return p };
+        let Some(i) = ns.ifaces.get(port) else {
+            return p;
+        };
         match i.kind {
             IfKind::Veth => match i.peer_netns {
                 Some(pn) if pn == inode => {
@@ -852,9 +897,8 @@ impl IdentityIndex {
         r.source = self.endpoint_owner(&ev.source, ts);
         r.destination = self.endpoint_owner(&ev.destination, ts);
         if matches!(ev.event.action, "fdb_learn" | "fdb_move" | "fdb_delete") {
-            let bridge_network = r
-                .ns
-                .and_then(|(_, e)| self.bridge_network(e, ev.tracer.bridge.as_deref()));
+            let bridge_network =
+                r.ns.and_then(|(_, e)| self.bridge_network(e, ev.tracer.bridge.as_deref()));
             let port = |p: &Option<String>, set: bool| {
                 p.as_deref()
                     .filter(|p| !p.is_empty() && !set)
@@ -958,7 +1002,10 @@ struct Resolved<'a> {
 
 fn resolve_network(networks: &BTreeMap<String, NetworkInfo>, key: &NetworkKey) -> Option<String> {
     match key {
-        NetworkKey::Ingress => networks.values().find(|n| n.ingress).map(|n| n.name.clone()),
+        NetworkKey::Ingress => networks
+            .values()
+            .find(|n| n.ingress)
+            .map(|n| n.name.clone()),
         NetworkKey::Prefix(p) => networks
             .range(p.clone()..)
             .take_while(|(id, _)| id.starts_with(p.as_str()))
@@ -976,14 +1023,14 @@ fn container_ref(c: &ContainerInfo) -> ContainerRef {
         project: c.compose_project.clone(),
         service: c.compose_service.clone(),
     });
-    ContainerRef {
+    ContainerRef::new(crate::event::ContainerData {
         id: c.id.clone(),
         name: c.name.clone(),
         image: c.image.clone().map(|name| Image { name }),
         runtime: c.runtime.clone(),
         swarm,
         compose,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -13,10 +13,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetnsName<'a> {
     /// Overlay network namespace (holds `br0`, `vxlan0`, one veth per container).
-    Overlay {
-        epoch: u32,
-        network_prefix: &'a str,
-    },
+    Overlay { epoch: u32, network_prefix: &'a str },
     /// Load-balancer sandbox of a network.
     LoadBalancer { network_prefix: &'a str },
     /// The swarm ingress network's sandbox.
@@ -40,7 +37,9 @@ impl<'a> NetnsName<'a> {
 }
 
 fn is_id_chars(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
 /// Parses one file name of `/var/run/docker/netns`.
@@ -56,7 +55,11 @@ pub fn parse_netns_name(name: &str) -> NetnsName<'_> {
         }
         return NetnsName::Other;
     }
-    if name.len() == 12 && name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if name.len() == 12
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         return NetnsName::Sandbox { key: name };
     }
     if let Some((epoch, prefix)) = name.split_once('-') {
@@ -110,7 +113,9 @@ mod tests {
     fn sandboxes_lb_and_ingress() {
         assert_eq!(
             parse_netns_name("e1ddbd169773"),
-            NetnsName::Sandbox { key: "e1ddbd169773" }
+            NetnsName::Sandbox {
+                key: "e1ddbd169773"
+            }
         );
         assert_eq!(parse_netns_name("ingress_sbox"), NetnsName::Ingress);
         assert_eq!(

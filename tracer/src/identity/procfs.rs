@@ -13,7 +13,7 @@ use super::cgroup::{parse_cgroup_file, CgroupContainer};
 /// What one walk of `/proc` found, per network namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcSnapshot {
-    /// Namespace of PID 1: the host's.
+    /// Namespace of PID 1 (else of tracer itself): the host's.
     pub host_netns: Option<u32>,
     pub netns: BTreeMap<u32, ProcNetns>,
     /// Processes whose namespace could not be read (exited, or no permission).
@@ -42,13 +42,18 @@ fn netns_of(proc_root: &Path, pid: &str) -> Option<u32> {
 /// are skipped. The cgroup file is read only for processes outside the
 /// host's namespace: host-network containers have no namespace to name.
 pub fn walk(proc_root: &Path) -> std::io::Result<ProcSnapshot> {
+    // PID 1's namespace is the host's; where PID 1 cannot be inspected
+    // (some sandboxes), tracer's own (it runs in the host's namespace).
     let mut snap = ProcSnapshot {
-        host_netns: netns_of(proc_root, "1"),
+        host_netns: netns_of(proc_root, "1").or_else(|| netns_of(proc_root, "self")),
         ..ProcSnapshot::default()
     };
     for ent in fs::read_dir(proc_root)?.flatten() {
         let name = ent.file_name();
-        let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
         };
         let Some(ns) = netns_of(proc_root, pid) else {

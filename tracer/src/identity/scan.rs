@@ -77,6 +77,8 @@ struct Scanner {
     dumped: HashSet<u32>,
 }
 
+/// The same check as `netns::list`: the handle is on nsfs, not a stale file.
+#[allow(clippy::unnecessary_cast)] // the field's type differs between libcs
 fn is_nsfs(path: &Path) -> bool {
     const NSFS_MAGIC: i64 = 0x6e73_6673;
     nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
@@ -108,7 +110,9 @@ impl Scanner {
             ents.sort_by_key(|e| e.file_name());
             for ent in ents {
                 let path = ent.path();
-                let Ok(md) = fs::metadata(&path) else { continue };
+                let Ok(md) = fs::metadata(&path) else {
+                    continue;
+                };
                 if !is_nsfs(&path) {
                     continue;
                 }
@@ -135,10 +139,9 @@ impl Scanner {
                     paths.entry(ino).or_insert(p.path);
                 }
             }
-            Err(e) => res.errors.push(format!(
-                "cannot read {}: {e}",
-                self.proc_root.display()
-            )),
+            Err(e) => res
+                .errors
+                .push(format!("cannot read {}: {e}", self.proc_root.display())),
         }
         self.dumped.retain(|i| res.namespaces.contains_key(i));
         for (ino, ns) in &res.namespaces {
@@ -155,7 +158,8 @@ impl Scanner {
                 // The process exited, or the handle was unmounted, meanwhile.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    res.errors.push(format!("cannot open {}: {e}", path.display()));
+                    res.errors
+                        .push(format!("cannot open {}: {e}", path.display()));
                     continue;
                 }
             };
@@ -318,7 +322,13 @@ mod tests {
         // Both containers' eth0 have ifindex 2 pointing back: only the
         // ifindex pairs tell them apart.
         let mut all = BTreeMap::new();
-        all.insert(10, vec![veth(16, "veth0", 15, Some(1)), veth(18, "veth1", 17, Some(2))]);
+        all.insert(
+            10,
+            vec![
+                veth(16, "veth0", 15, Some(1)),
+                veth(18, "veth1", 17, Some(2)),
+            ],
+        );
         all.insert(20, vec![veth(15, "eth0", 16, Some(0))]);
         all.insert(30, vec![veth(17, "eth0", 18, Some(0))]);
         let out = interfaces(&all);

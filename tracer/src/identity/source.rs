@@ -86,9 +86,13 @@ async fn run(
         }
     }
     let (docker_tx, mut docker_rx) = mpsc::channel::<DockerMsg>(256);
-    let docker_task = cfg
-        .enable_docker
-        .then(|| tokio::spawn(docker::run(cfg.docker_socket.clone(), cfg.refresh, docker_tx)));
+    let docker_task = cfg.enable_docker.then(|| {
+        tokio::spawn(docker::run(
+            cfg.docker_socket.clone(),
+            cfg.refresh,
+            docker_tx,
+        ))
+    });
     let mut refresh = tokio::time::interval(cfg.refresh.max(Duration::from_millis(100)));
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -192,7 +196,13 @@ impl Coordinator {
     }
 
     /// Emits a status update when the source's state changes.
-    async fn status(&mut self, ts: i128, source: &'static str, state: SourceState, reason: Option<String>) {
+    async fn status(
+        &mut self,
+        ts: i128,
+        source: &'static str,
+        state: SourceState,
+        reason: Option<String>,
+    ) {
         if self.sent_status.get(source) == Some(&state) {
             return;
         }
@@ -201,7 +211,11 @@ impl Coordinator {
             ts,
             source: source.to_string(),
             state,
-            reason: if state == SourceState::Ok { None } else { reason },
+            reason: if state == SourceState::Ok {
+                None
+            } else {
+                reason
+            },
         })
         .await;
     }
@@ -221,10 +235,15 @@ impl Coordinator {
             return;
         }
         let now = Instant::now();
-        if self.hinted.get(&inode).is_some_and(|t| now.duration_since(*t) < HINT_QUIET) {
+        if self
+            .hinted
+            .get(&inode)
+            .is_some_and(|t| now.duration_since(*t) < HINT_QUIET)
+        {
             return;
         }
-        self.hinted.retain(|_, t| now.duration_since(*t) < HINT_QUIET);
+        self.hinted
+            .retain(|_, t| now.duration_since(*t) < HINT_QUIET);
         self.hinted.insert(inode, now);
         self.request(ScanRequest {
             dump: [inode].into(),
@@ -253,7 +272,8 @@ impl Coordinator {
         self.links.retain(|ino, _| res.namespaces.contains_key(ino));
         self.links.extend(res.links);
         let now = Instant::now();
-        self.tombstones.retain(|_, t| now.duration_since(*t) < TOMBSTONE);
+        self.tombstones
+            .retain(|_, t| now.duration_since(*t) < TOMBSTONE);
         self.proc_containers = res
             .namespaces
             .iter()
@@ -402,7 +422,10 @@ impl Coordinator {
         }
         for (ino, n) in &self.ns {
             if self.sent_ns.get(ino) != Some(n) {
-                ups.push(IdentityUpdate::NetnsUpsert { ts, netns: n.clone() });
+                ups.push(IdentityUpdate::NetnsUpsert {
+                    ts,
+                    netns: n.clone(),
+                });
             }
         }
         let ifaces = scan::interfaces(&self.links);
@@ -424,13 +447,21 @@ impl Coordinator {
                 });
             }
         }
-        for id in self.sent_containers.keys().filter(|id| !desired.contains_key(*id)) {
+        for id in self
+            .sent_containers
+            .keys()
+            .filter(|id| !desired.contains_key(*id))
+        {
             ups.push(IdentityUpdate::ContainerRemove { ts, id: id.clone() });
         }
         for ino in self.sent_ns.keys().filter(|i| !self.ns.contains_key(i)) {
             ups.push(IdentityUpdate::NetnsRemove { ts, inode: *ino });
         }
-        for id in self.sent_networks.keys().filter(|i| !self.networks.contains_key(*i)) {
+        for id in self
+            .sent_networks
+            .keys()
+            .filter(|i| !self.networks.contains_key(*i))
+        {
             ups.push(IdentityUpdate::NetworkRemove { ts, id: id.clone() });
         }
         self.sent_networks = self.networks.clone();
@@ -481,19 +512,38 @@ mod tests {
         let (mut c, mut rx) = coordinator();
         c.on_scan(scan_with_container(10)).await;
         let ups = drain(&mut rx);
-        assert!(ups.iter().any(|u| matches!(u,
+        assert!(
+            ups.iter().any(|u| matches!(u,
             IdentityUpdate::ContainerUpsert { container, .. }
                 if container.id == ID && container.netns == Some(7) && container.name.is_none()
-                    && container.runtime.as_deref() == Some("docker"))), "{ups:?}");
-        assert!(ups.iter().any(|u| matches!(u, IdentityUpdate::Synced { source, .. } if source == "netns")));
-        assert!(!ups.iter().any(|u| matches!(u, IdentityUpdate::Status { .. })), "netns ok is silent");
+                    && container.runtime.as_deref() == Some("docker"))),
+            "{ups:?}"
+        );
+        assert!(ups
+            .iter()
+            .any(|u| matches!(u, IdentityUpdate::Synced { source, .. } if source == "netns")));
+        assert!(
+            !ups.iter()
+                .any(|u| matches!(u, IdentityUpdate::Status { .. })),
+            "netns ok is silent"
+        );
 
         for _ in 0..3 {
-            c.on_docker(DockerMsg::Status { ts: 11, error: Some("socket gone".into()) }).await;
+            c.on_docker(DockerMsg::Status {
+                ts: 11,
+                error: Some("socket gone".into()),
+            })
+            .await;
         }
         let ups = drain(&mut rx);
-        assert_eq!(ups.len(), 1, "one degraded line, not one per retry: {ups:?}");
-        assert!(matches!(&ups[0], IdentityUpdate::Status { state: SourceState::Degraded, reason: Some(r), .. } if r == "socket gone"));
+        assert_eq!(
+            ups.len(),
+            1,
+            "one degraded line, not one per retry: {ups:?}"
+        );
+        assert!(
+            matches!(&ups[0], IdentityUpdate::Status { state: SourceState::Degraded, reason: Some(r), .. } if r == "socket gone")
+        );
 
         c.on_docker(DockerMsg::Snapshot {
             ts: 12,
@@ -506,12 +556,25 @@ mod tests {
             }],
         })
         .await;
-        c.on_docker(DockerMsg::Status { ts: 12, error: None }).await;
+        c.on_docker(DockerMsg::Status {
+            ts: 12,
+            error: None,
+        })
+        .await;
         let ups = drain(&mut rx);
-        assert!(ups.iter().any(|u| matches!(u,
+        assert!(
+            ups.iter().any(|u| matches!(u,
             IdentityUpdate::ContainerUpsert { container, .. }
-                if container.name.as_deref() == Some("web") && container.netns == Some(7))), "{ups:?}");
-        assert!(ups.iter().any(|u| matches!(u, IdentityUpdate::Status { state: SourceState::Ok, .. })));
+                if container.name.as_deref() == Some("web") && container.netns == Some(7))),
+            "{ups:?}"
+        );
+        assert!(ups.iter().any(|u| matches!(
+            u,
+            IdentityUpdate::Status {
+                state: SourceState::Ok,
+                ..
+            }
+        )));
 
         // Nothing changed: nothing sent.
         c.on_scan(scan_with_container(13)).await;
@@ -523,13 +586,27 @@ mod tests {
         let (mut c, mut rx) = coordinator();
         c.on_scan(scan_with_container(10)).await;
         drain(&mut rx);
-        c.on_docker(DockerMsg::Removed { ts: 20, id: ID.into() }).await;
+        c.on_docker(DockerMsg::Removed {
+            ts: 20,
+            id: ID.into(),
+        })
+        .await;
         let ups = drain(&mut rx);
-        assert_eq!(ups, vec![IdentityUpdate::ContainerRemove { ts: 20, id: ID.into() }]);
+        assert_eq!(
+            ups,
+            vec![IdentityUpdate::ContainerRemove {
+                ts: 20,
+                id: ID.into()
+            }]
+        );
         // A scan that walked /proc before the processes were gone.
         c.on_scan(scan_with_container(21)).await;
         let ups = drain(&mut rx);
-        assert!(!ups.iter().any(|u| matches!(u, IdentityUpdate::ContainerUpsert { .. })), "{ups:?}");
+        assert!(
+            !ups.iter()
+                .any(|u| matches!(u, IdentityUpdate::ContainerUpsert { .. })),
+            "{ups:?}"
+        );
     }
 
     #[tokio::test]
@@ -545,8 +622,17 @@ mod tests {
         res.namespaces.insert(1, Default::default());
         c.on_scan(res).await;
         let ups = drain(&mut rx);
-        assert!(ups.contains(&IdentityUpdate::NetnsRemove { ts: 30, inode: 7 }), "{ups:?}");
-        assert!(ups.contains(&IdentityUpdate::ContainerRemove { ts: 30, id: ID.into() }), "{ups:?}");
+        assert!(
+            ups.contains(&IdentityUpdate::NetnsRemove { ts: 30, inode: 7 }),
+            "{ups:?}"
+        );
+        assert!(
+            ups.contains(&IdentityUpdate::ContainerRemove {
+                ts: 30,
+                id: ID.into()
+            }),
+            "{ups:?}"
+        );
     }
 
     #[tokio::test]

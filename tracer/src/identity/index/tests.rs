@@ -205,7 +205,15 @@ fn event(ts: i128, action: &'static str, netns: u32) -> EcsEvent {
     e
 }
 
-fn fdb(ts: i128, action: &'static str, netns: u32, bridge: &str, port: &str, prev: Option<&str>, mac: [u8; 6]) -> EcsEvent {
+fn fdb(
+    ts: i128,
+    action: &'static str,
+    netns: u32,
+    bridge: &str,
+    port: &str,
+    prev: Option<&str>,
+    mac: [u8; 6],
+) -> EcsEvent {
     let mut e = event(ts, action, netns);
     e.source.mac = Some(Mac(mac));
     e.tracer.bridge = Some(bridge.into());
@@ -221,25 +229,50 @@ fn name(c: &Option<ContainerRef>) -> Option<&str> {
 #[test]
 fn overlay_fdb_move_names_network_task_and_both_ports() {
     let ix = index();
-    let mut e = fdb(T0 + S, "fdb_move", NS_OV, "br0", "vxlan0", Some("veth0"), MAC_S);
+    let mut e = fdb(
+        T0 + S,
+        "fdb_move",
+        NS_OV,
+        "br0",
+        "vxlan0",
+        Some("veth0"),
+        MAC_S,
+    );
     ix.enrich(&mut e);
     let n = e.tracer.netns.as_ref().unwrap();
     assert_eq!(n.name.as_deref(), Some("1-4zd4qm3u2h"));
     assert_eq!(n.network.as_deref(), Some("backend"));
-    assert!(e.container.is_none(), "an overlay namespace is no container's");
+    assert!(
+        e.container.is_none(),
+        "an overlay namespace is no container's"
+    );
     let src = e.source.container.as_ref().expect("owner of the MAC");
-    assert_eq!(src.swarm.as_ref().and_then(|s| s.service.as_deref()), Some("web"));
+    assert_eq!(
+        src.swarm.as_ref().and_then(|s| s.service.as_deref()),
+        Some("web")
+    );
     assert_eq!(src.runtime.as_deref(), Some("docker"));
     let now = e.tracer.port_peer.as_ref().unwrap();
     assert_eq!((now.kind, now.interface.as_str()), ("vxlan", "vxlan0"));
     assert_eq!(now.network.as_deref(), Some("backend"));
     let before = e.tracer.previous_port_peer.as_ref().unwrap();
     assert_eq!(before.kind, "container");
-    assert_eq!(name(&before.container), Some("web.1.evo7mrblco9ck1y25uqdwlewa"));
+    assert_eq!(
+        name(&before.container),
+        Some("web.1.evo7mrblco9ck1y25uqdwlewa")
+    );
     assert_eq!(before.network.as_deref(), Some("backend"));
 
     // The lb sandbox is a namespace, not a container.
-    let mut e = fdb(T0 + S, "fdb_learn", NS_OV, "br0", "veth1", None, [2, 0, 0, 0, 0, 0x77]);
+    let mut e = fdb(
+        T0 + S,
+        "fdb_learn",
+        NS_OV,
+        "br0",
+        "veth1",
+        None,
+        [2, 0, 0, 0, 0, 0x77],
+    );
     ix.enrich(&mut e);
     let p = e.tracer.port_peer.as_ref().unwrap();
     assert_eq!(p.kind, "namespace");
@@ -251,7 +284,15 @@ fn overlay_fdb_move_names_network_task_and_both_ports() {
 #[test]
 fn host_bridge_fdb_names_the_container_behind_each_port() {
     let ix = index();
-    let mut e = fdb(T0 + S, "fdb_learn", HOST, "br-ecc1d7b96a6c", "vethA", None, MAC_A);
+    let mut e = fdb(
+        T0 + S,
+        "fdb_learn",
+        HOST,
+        "br-ecc1d7b96a6c",
+        "vethA",
+        None,
+        MAC_A,
+    );
     ix.enrich(&mut e);
     assert!(e.container.is_none(), "the host namespace is nobody's");
     assert_eq!(name(&e.source.container), Some("alpha"));
@@ -268,7 +309,15 @@ fn host_bridge_fdb_names_the_container_behind_each_port() {
         ("tap0", "unknown"),
         ("nosuch", "unknown"),
     ] {
-        let mut e = fdb(T0 + S, "fdb_delete", HOST, "br-ecc1d7b96a6c", port, None, MAC_B);
+        let mut e = fdb(
+            T0 + S,
+            "fdb_delete",
+            HOST,
+            "br-ecc1d7b96a6c",
+            port,
+            None,
+            MAC_B,
+        );
         ix.enrich(&mut e);
         let p = e.tracer.port_peer.as_ref().unwrap();
         assert_eq!(p.kind, kind, "{port}");
@@ -281,7 +330,15 @@ fn host_bridge_fdb_names_the_container_behind_each_port() {
         }
     }
     // A local entry (no port) gets no peer.
-    let mut e = fdb(T0 + S, "fdb_learn", HOST, "br-ecc1d7b96a6c", "", None, MAC_B);
+    let mut e = fdb(
+        T0 + S,
+        "fdb_learn",
+        HOST,
+        "br-ecc1d7b96a6c",
+        "",
+        None,
+        MAC_B,
+    );
     ix.enrich(&mut e);
     assert!(e.tracer.port_peer.is_none());
 }
@@ -301,7 +358,10 @@ fn arp_and_neigh_name_both_ends() {
     let n = e.tracer.netns.as_ref().unwrap();
     assert_eq!(n.name.as_deref(), Some("a0dba506778c"));
     assert!(n.network.is_none());
-    assert!(e.tracer.port_peer.is_none(), "only FDB events get port peers");
+    assert!(
+        e.tracer.port_peer.is_none(),
+        "only FDB events get port peers"
+    );
 
     // neigh_update: by IP alone (incomplete entry, no MAC yet).
     let mut e = event(T0 + S, "neigh_update", NS_A);
@@ -359,7 +419,10 @@ fn tcp_and_drops_name_local_and_remote_containers() {
     e.source.ip = Some(ip("10.0.1.2"));
     ix.enrich(&mut e);
     assert_eq!(
-        e.container.as_ref().and_then(|c| c.swarm.as_ref()).and_then(|s| s.task.as_deref()),
+        e.container
+            .as_ref()
+            .and_then(|c| c.swarm.as_ref())
+            .and_then(|s| s.task.as_deref()),
         Some("web.1.evo7mrblco9ck1y25uqdwlewa")
     );
     assert_eq!(name(&e.source.container), name(&e.container));
@@ -381,14 +444,17 @@ fn unknown_namespace_and_fields_already_set() {
     assert!(ix.knows_netns(NS_A));
 
     let mut e = event(T0 + S, "skb_drop", NS_A);
-    e.container = Some(ContainerRef {
+    e.container = Some(ContainerRef::new(crate::event::ContainerData {
         id: "given".into(),
         ..Default::default()
-    });
+    }));
     e.tracer.netns.as_mut().unwrap().name = Some("given".into());
     ix.enrich(&mut e);
     assert_eq!(e.container.as_ref().unwrap().id, "given");
-    assert_eq!(e.tracer.netns.as_ref().unwrap().name.as_deref(), Some("given"));
+    assert_eq!(
+        e.tracer.netns.as_ref().unwrap().name.as_deref(),
+        Some("given")
+    );
 
     // An event without a namespace still gets its endpoints.
     let mut e = EcsEvent::new(T0 + S, Kind::Event, "skb_drop");
@@ -440,7 +506,10 @@ fn exited_container_keeps_identity_for_the_grace_period_then_is_pruned() {
     let mut ix = index();
     let before = ix.stats();
     let gone = T0 + 100 * S;
-    ix.apply(&IdentityUpdate::ContainerRemove { ts: gone, id: id('b') });
+    ix.apply(&IdentityUpdate::ContainerRemove {
+        ts: gone,
+        id: id('b'),
+    });
     assert_eq!(ix.stats().containers_exited, 1);
     for (ts, named) in [
         (gone - S, true),       // before it stopped
@@ -451,11 +520,19 @@ fn exited_container_keeps_identity_for_the_grace_period_then_is_pruned() {
         let mut e = event(ts, "skb_drop", NS_B);
         e.source.ip = Some(ip("172.18.0.3"));
         ix.enrich(&mut e);
-        assert_eq!(name(&e.container).is_some(), named, "ts +{}", (ts - gone) / S);
+        assert_eq!(
+            name(&e.container).is_some(),
+            named,
+            "ts +{}",
+            (ts - gone) / S
+        );
         assert_eq!(name(&e.source.container).is_some(), named);
     }
     // Removal twice keeps the first time.
-    ix.apply(&IdentityUpdate::ContainerRemove { ts: gone + 20 * S, id: id('b') });
+    ix.apply(&IdentityUpdate::ContainerRemove {
+        ts: gone + 20 * S,
+        id: id('b'),
+    });
     let mut e = event(gone + 25 * S, "skb_drop", NS_B);
     ix.enrich(&mut e);
     assert_eq!(name(&e.container), Some("bravo"));
@@ -471,13 +548,19 @@ fn exited_container_keeps_identity_for_the_grace_period_then_is_pruned() {
     e.destination.mac = Some(Mac(MAC_B));
     ix.enrich(&mut e);
     assert!(e.container.is_none());
-    assert!(e.destination.container.is_none(), "pruned: even its time is forgotten");
+    assert!(
+        e.destination.container.is_none(),
+        "pruned: even its time is forgotten"
+    );
 }
 
 #[test]
 fn restarted_container_is_live_again_and_old_expiry_does_not_prune_it() {
     let mut ix = index();
-    ix.apply(&IdentityUpdate::ContainerRemove { ts: T0 + 10 * S, id: id('b') });
+    ix.apply(&IdentityUpdate::ContainerRemove {
+        ts: T0 + 10 * S,
+        id: id('b'),
+    });
     ix.apply(&IdentityUpdate::ContainerUpsert {
         ts: T0 + 12 * S,
         container: container('b', "bravo", NS_B, &["172.18.0.3"], Some(MAC_B)),
@@ -496,10 +579,19 @@ fn restarted_container_is_live_again_and_old_expiry_does_not_prune_it() {
 fn reused_ip_names_the_new_container_and_late_events_the_old_one() {
     let mut ix = index();
     let gone = T0 + 10 * S;
-    ix.apply(&IdentityUpdate::ContainerRemove { ts: gone, id: id('b') });
+    ix.apply(&IdentityUpdate::ContainerRemove {
+        ts: gone,
+        id: id('b'),
+    });
     ix.apply(&IdentityUpdate::ContainerUpsert {
         ts: gone + S,
-        container: container('c', "charlie", 80, &["172.18.0.3"], Some([2, 0x42, 0xac, 0x12, 0, 9])),
+        container: container(
+            'c',
+            "charlie",
+            80,
+            &["172.18.0.3"],
+            Some([2, 0x42, 0xac, 0x12, 0, 9]),
+        ),
     });
     let mut now = event(gone + 2 * S, "tcp_reset", NS_A);
     now.destination.ip = Some(ip("172.18.0.3"));
@@ -529,19 +621,37 @@ fn interfaces_replace_addresses_and_namespaces_vanish_after_grace() {
         ix.enrich(&mut e);
         e.destination.container.is_some()
     };
-    assert!(!lookup(&ix, "10.0.1.2", T0 + 2 * S), "old address forgotten");
+    assert!(
+        !lookup(&ix, "10.0.1.2", T0 + 2 * S),
+        "old address forgotten"
+    );
     assert!(lookup(&ix, "10.0.1.9", T0 + 2 * S));
 
-    ix.apply(&IdentityUpdate::NetnsRemove { ts: T0 + 5 * S, inode: NS_OV });
+    ix.apply(&IdentityUpdate::NetnsRemove {
+        ts: T0 + 5 * S,
+        inode: NS_OV,
+    });
     let mut e = fdb(T0 + 6 * S, "fdb_delete", NS_OV, "br0", "veth0", None, MAC_S);
     ix.enrich(&mut e);
-    assert_eq!(e.tracer.port_peer.as_ref().unwrap().kind, "container", "within grace");
+    assert_eq!(
+        e.tracer.port_peer.as_ref().unwrap().kind,
+        "container",
+        "within grace"
+    );
     ix.apply(&IdentityUpdate::Synced {
         ts: T0 + 60 * S,
         source: "netns".into(),
     });
     assert!(!ix.knows_netns(NS_OV));
-    let mut e = fdb(T0 + 60 * S, "fdb_delete", NS_OV, "br0", "veth0", None, MAC_S);
+    let mut e = fdb(
+        T0 + 60 * S,
+        "fdb_delete",
+        NS_OV,
+        "br0",
+        "veth0",
+        None,
+        MAC_S,
+    );
     ix.enrich(&mut e);
     assert_eq!(e.tracer.port_peer.as_ref().unwrap().kind, "unknown");
     assert!(e.tracer.netns.as_ref().unwrap().name.is_none());
@@ -604,11 +714,17 @@ fn container_known_before_its_namespace_is_named() {
         ts: T0,
         container: container('a', "alpha", NS_A, &["172.18.0.2"], Some(MAC_A)),
     });
-    assert!(!ix.knows_netns(NS_A), "a placeholder is not a scanned namespace");
+    assert!(
+        !ix.knows_netns(NS_A),
+        "a placeholder is not a scanned namespace"
+    );
     let mut e = event(T0, "skb_drop", NS_A);
     ix.enrich(&mut e);
     assert_eq!(name(&e.container), Some("alpha"));
-    ix.apply(&IdentityUpdate::ContainerRemove { ts: T0, id: id('a') });
+    ix.apply(&IdentityUpdate::ContainerRemove {
+        ts: T0,
+        id: id('a'),
+    });
     ix.apply(&IdentityUpdate::Synced {
         ts: T0 + 100 * S,
         source: "docker".into(),
@@ -627,13 +743,32 @@ fn replay_of_recorded_updates_gives_the_same_enrichment() {
     for u in &replayed {
         b.apply(u);
     }
-    let extra = IdentityUpdate::ContainerRemove { ts: T0 + 5 * S, id: id('a') };
+    let extra = IdentityUpdate::ContainerRemove {
+        ts: T0 + 5 * S,
+        id: id('a'),
+    };
     a.apply(&extra);
     b.apply(&extra);
     let events = || {
         vec![
-            fdb(T0 + 6 * S, "fdb_move", NS_OV, "br0", "vxlan0", Some("veth0"), MAC_S),
-            fdb(T0 + 6 * S, "fdb_learn", HOST, "br-ecc1d7b96a6c", "vethA", None, MAC_A),
+            fdb(
+                T0 + 6 * S,
+                "fdb_move",
+                NS_OV,
+                "br0",
+                "vxlan0",
+                Some("veth0"),
+                MAC_S,
+            ),
+            fdb(
+                T0 + 6 * S,
+                "fdb_learn",
+                HOST,
+                "br-ecc1d7b96a6c",
+                "vethA",
+                None,
+                MAC_A,
+            ),
             {
                 let mut e = event(T0 + 6 * S, "arp_reply", NS_A);
                 e.source.ip = Some(ip("172.18.0.3"));
@@ -726,7 +861,16 @@ fn bench_enrich_10k_containers_100k_addresses() {
         unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
         ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
     }
-    let mac_of = |i: u32| [2, 0x42, (i >> 24) as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+    let mac_of = |i: u32| {
+        [
+            2,
+            0x42,
+            (i >> 24) as u8,
+            (i >> 16) as u8,
+            (i >> 8) as u8,
+            i as u8,
+        ]
+    };
     let ip_of = |i: u32| IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
     let per = ADDRESSES / CONTAINERS / 2; // IPs and MACs per container
     let rss0 = rss_kib();
@@ -783,7 +927,10 @@ fn bench_enrich_10k_containers_100k_addresses() {
     let rss1 = rss_kib();
     let stats = ix.stats();
     assert_eq!(stats.containers, CONTAINERS as usize);
-    assert!(stats.addresses + stats.macs >= ADDRESSES as usize, "{stats:?}");
+    assert!(
+        stats.addresses + stats.macs >= ADDRESSES as usize,
+        "{stats:?}"
+    );
 
     // A mix of event kinds, all resolving (the expensive case).
     let mut rng = 0x2545_f491_4f6c_dd1du64;
@@ -800,7 +947,15 @@ fn bench_enrich_10k_containers_100k_addresses() {
         let c = a / per;
         let e = match i % 4 {
             0 => {
-                let mut e = fdb(T0 + S, "fdb_learn", HOST, "br0", &format!("veth{a:x}"), None, mac_of(a));
+                let mut e = fdb(
+                    T0 + S,
+                    "fdb_learn",
+                    HOST,
+                    "br0",
+                    &format!("veth{a:x}"),
+                    None,
+                    mac_of(a),
+                );
                 e.tracer.previous_port = Some(format!("veth{b:x}"));
                 e
             }
@@ -862,7 +1017,10 @@ fn bench_enrich_10k_containers_100k_addresses() {
     std::hint::black_box(resolved);
     let n = (rounds * events.len()) as f64;
     let per_event = ((total - clone_ns) / n).max(0.0);
-    assert!(named as f64 >= n * 0.99, "look-ups must resolve ({named} of {n})");
+    assert!(
+        named as f64 >= n * 0.99,
+        "look-ups must resolve ({named} of {n})"
+    );
     // ns_per_event: enrich as called (look-ups plus the strings it adds);
     // lookup_ns_per_event: the look-ups alone (what enrich costs once
     // ContainerRef clones are cheap).
@@ -905,7 +1063,11 @@ fn cached_answers_match_full_resolution_under_random_updates() {
                 ts: t,
                 container: ContainerInfo {
                     id: format!("{c:064x}"),
-                    netns: if next(5) == 0 { Some(HOST) } else { Some(netns) },
+                    netns: if next(5) == 0 {
+                        Some(HOST)
+                    } else {
+                        Some(netns)
+                    },
                     shares_netns: next(6) == 0,
                     endpoints: vec![EndpointInfo {
                         network_id: "n".into(),
@@ -929,7 +1091,10 @@ fn cached_answers_match_full_resolution_under_random_updates() {
                     ..iface(2, "eth0", Some("veth"))
                 }],
             },
-            4 => IdentityUpdate::NetnsRemove { ts: t, inode: netns },
+            4 => IdentityUpdate::NetnsRemove {
+                ts: t,
+                inode: netns,
+            },
             5 => ns(netns, &[], &[]),
             _ => IdentityUpdate::Synced {
                 ts: t,
@@ -937,17 +1102,27 @@ fn cached_answers_match_full_resolution_under_random_updates() {
             },
         };
         let u = match u {
-            IdentityUpdate::NetnsUpsert { netns, .. } => IdentityUpdate::NetnsUpsert { ts: t, netns },
+            IdentityUpdate::NetnsUpsert { netns, .. } => {
+                IdentityUpdate::NetnsUpsert { ts: t, netns }
+            }
             u => u,
         };
         ix.apply(&u);
         for dt in [-40, -10, 0, 1, 10, 29, 31, 60] {
             let at = t + dt * S;
             for (k, a) in &ix.ips {
-                assert_eq!(ix.owner_of(a, at), ix.owner_full(a, at), "step {step} ip {k} dt {dt}: {u:?}");
+                assert_eq!(
+                    ix.owner_of(a, at),
+                    ix.owner_full(a, at),
+                    "step {step} ip {k} dt {dt}: {u:?}"
+                );
             }
             for (k, a) in &ix.macs {
-                assert_eq!(ix.owner_of(a, at), ix.owner_full(a, at), "step {step} mac {k:?} dt {dt}: {u:?}");
+                assert_eq!(
+                    ix.owner_of(a, at),
+                    ix.owner_full(a, at),
+                    "step {step} mac {k:?} dt {dt}: {u:?}"
+                );
             }
             for (k, e) in &ix.netns {
                 assert_eq!(
