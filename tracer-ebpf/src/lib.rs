@@ -206,6 +206,10 @@ pub struct KernelConfig {
     pub tbl_family: u32,
     /// Number of entries in the `DROP_FILTER` map (reasons at or above are never filtered).
     pub drop_filter_len: u32,
+    /// Drop records (the storm-prone kind) do not wake user space until this
+    /// many bytes wait in the ring; user space also drains on a short timer.
+    /// 0: every record may wake (kernel default).
+    pub wakeup_bytes: u32,
 }
 
 impl KernelConfig {
@@ -248,6 +252,7 @@ impl KernelConfig {
             neigh_tbl: u,
             tbl_family: u,
             drop_filter_len: 0,
+            wakeup_bytes: 0,
         }
     }
 }
@@ -271,7 +276,7 @@ const _: () = assert!(core::mem::size_of::<ArpEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<TcpEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 96);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 35 * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -13,6 +13,7 @@ fn main() {}
 #[cfg(target_arch = "bpf")]
 mod programs {
     use aya_ebpf::{
+        bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
         helpers::{
             bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
             generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
@@ -478,7 +479,18 @@ mod programs {
                 }
             }
         }
-        e.submit(0);
+        // Drops come in storms: batch them. Wake user space only once enough
+        // is waiting (it also drains on a short timer), so a flood costs one
+        // wake-up per batch instead of one per packet.
+        let watermark = off!(wakeup_bytes) as u64;
+        let flags = if watermark == 0 {
+            0
+        } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= watermark {
+            BPF_RB_FORCE_WAKEUP as u64
+        } else {
+            BPF_RB_NO_WAKEUP as u64
+        };
+        e.submit(flags);
         0
     }
 

@@ -276,27 +276,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         prev_filtered: Default::default(),
     };
     let mut last_hint = 0u32;
+    let mut drain_tick = tokio::time::interval(probes::DRAIN_INTERVAL);
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("ring buffer readiness")?;
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    let bytes = item.to_vec();
-                    drop(item);
-                    // An event from a namespace identity does not know yet:
-                    // ask the sources to look (never blocks).
-                    if let Some(ns) = bytes.get(12..16).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes) {
-                        if ns != 0 && ns != last_hint && !live.pipeline.identity.knows_netns(ns) {
-                            hints.hint_netns(ns);
-                            last_hint = ns;
-                        }
-                    }
-                    live.feed(Input::Kernel(bytes));
-                }
+                drain(guard.get_inner_mut(), &mut live, &hints, &mut last_hint);
                 guard.clear_ready();
                 live.out.flush();
+            }
+            _ = drain_tick.tick() => {
+                if drain(ring.get_mut(), &mut live, &hints, &mut last_hint) > 0 {
+                    live.out.flush();
+                }
             }
             Some(u) = async {
                 match id_rx.as_mut() {
@@ -327,12 +321,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     // Detach first so nothing new arrives, then drain what is left.
     drop(ebpf);
-    let rb = ring.get_mut();
-    while let Some(item) = rb.next() {
-        let bytes = item.to_vec();
-        drop(item);
-        live.feed(Input::Kernel(bytes));
-    }
+    drain(ring.get_mut(), &mut live, &hints, &mut last_hint);
     if let Some(input) = losses.poll(true) {
         live.feed(input);
     }
@@ -354,6 +343,35 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     log::debug!("{lines} lines written");
     Ok(())
+}
+
+/// Feeds every record waiting in the ring buffer; returns how many.
+fn drain(
+    rb: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    live: &mut Live,
+    hints: &crate::identity::IdentityHints,
+    last_hint: &mut u32,
+) -> usize {
+    let mut n = 0;
+    while let Some(item) = rb.next() {
+        let bytes = item.to_vec();
+        drop(item);
+        // An event from a namespace identity does not know yet: ask the
+        // sources to look (never blocks).
+        if let Some(ns) = bytes
+            .get(12..16)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+        {
+            if ns != 0 && ns != *last_hint && !live.pipeline.identity.knows_netns(ns) {
+                hints.hint_netns(ns);
+                *last_hint = ns;
+            }
+        }
+        live.feed(Input::Kernel(bytes));
+        n += 1;
+    }
+    n
 }
 
 /// Kernel loss counters and what was last reported.

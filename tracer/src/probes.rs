@@ -126,6 +126,10 @@ pub const PROBES: &[ProbeSpec] = &[
     },
 ];
 
+/// How often the collector drains the ring buffer without being woken
+/// (drop records are batched; see `KernelConfig::wakeup_bytes`).
+pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Probe groups accepted by `--probes`.
 pub const GROUPS: &[&str] = &["fdb", "arp", "tcp", "drop"];
 
@@ -270,6 +274,9 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     } else {
         DROP_FILTER_SLOTS
     };
+    // Drop records wake user space at 1/16 of the ring (it drains every
+    // DRAIN_INTERVAL anyway), leaving room for a burst before anything is lost.
+    config.wakeup_bytes = opts.ring_bytes / 16;
 
     let mut ebpf = EbpfLoader::new()
         .override_global("CONFIG", &config, true)
