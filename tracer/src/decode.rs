@@ -203,7 +203,9 @@ pub fn fdb_event(
     netns_iface(&mut ev, &e.hdr);
     ev.source.mac = Some(Mac(e.mac));
     ev.tracer.bridge = Some(cstr(&e.br_name));
-    ev.tracer.port = Some(port_name(e));
+    // Entries of the bridge itself (local addresses) have no port.
+    let port = port_name(e);
+    ev.tracer.port = (!port.is_empty()).then_some(port);
     ev.tracer.previous_port = previous_port;
     ev.tracer.vlan = Some(e.vid);
     ev

@@ -18,6 +18,11 @@
 //! - `kernel-cost`: per-probe run_time_ns / run_cnt (bpf_stats) under the
 //!   iperf3 load and the flood.
 //! - `pipeline`: `tracer replay` of a synthetic 10M-event capture on one core.
+//!
+//! A full run writes BENCHMARKS.md; `--quick` or `--only` write
+//! target/bench/BENCHMARKS.md (or `--output FILE`). Scratch files go to
+//! target/bench/run-<pid>/ and are removed at the end unless
+//! XTASK_BENCH_KEEP is set.
 
 mod datapath;
 mod kcost;
@@ -93,7 +98,8 @@ impl Name {
     }
 
     fn needs_net(self) -> bool {
-        matches!(self, Name::Datapath | Name::DropStorm | Name::KernelCost)
+        // pipeline: to record a capture while no synthetic generator exists.
+        !matches!(self, Name::Startup)
     }
 
     fn needs_iperf(self) -> bool {
@@ -153,7 +159,12 @@ impl Section {
         }
     }
 
-    pub fn figure(&mut self, what: impl Into<String>, value: impl Into<String>, goal: impl Into<String>) {
+    pub fn figure(
+        &mut self,
+        what: impl Into<String>,
+        value: impl Into<String>,
+        goal: impl Into<String>,
+    ) {
         self.figures.push(Figure {
             what: what.into(),
             value: value.into(),
@@ -282,7 +293,10 @@ impl Net {
                     p.ensure_running(None)?;
                 }
                 if Instant::now() > end {
-                    bail!("the iperf3 server in {} is not listening after 15 s", net.topo.ns_b);
+                    bail!(
+                        "the iperf3 server in {} is not listening after 15 s",
+                        net.topo.ns_b
+                    );
                 }
                 sys::sleep(Duration::from_millis(50))?;
             }
@@ -302,6 +316,9 @@ pub struct Env {
     /// Scratch files of this run (removed at the end).
     pub dir: PathBuf,
     net: std::result::Result<Option<Net>, String>,
+    /// kernel-cost's share of the machine's CPU time spent in tracer's
+    /// programs during iperf3 (a noise-free bound for datapath's ratio).
+    pub iperf_bpf_share: std::cell::Cell<Option<f64>>,
 }
 
 impl Env {
@@ -367,7 +384,14 @@ fn count_probes(tracer: &Path) -> usize {
 
 fn build_helper(ws: &Workspace) -> Result<PathBuf> {
     let mut build = ws.cargo()?;
-    build.args(["build", "--release", "-p", "tracer-tests", "--bin", "bench_helper"]);
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "tracer-tests",
+        "--bin",
+        "bench_helper",
+    ]);
     cmd::run(&mut build)?;
     let bin = ws.target_dir().join("release").join("bench_helper");
     if !bin.is_file() {
@@ -392,6 +416,8 @@ pub fn run(ws: &Workspace, opts: Opts) -> Result<()> {
     }])?;
     let run_started = Instant::now();
     let date = report::now_utc();
+    // Read before the build: the revision (and dirty state) it is built from.
+    let machine = report::Machine::read(ws);
     let tracer = tasks::build(ws, true)?;
     let helper = build_helper(ws)?;
     sys::check()?;
@@ -416,7 +442,6 @@ pub fn run(ws: &Workspace, opts: Opts) -> Result<()> {
         .join(format!("run-{}", std::process::id()));
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
-    let machine = report::Machine::read(ws);
     let noise = noise::Noise::start();
     let mut setup_rec = Recorder::new(ws);
     let needs_net = names.iter().any(|n| n.needs_net());
@@ -442,6 +467,7 @@ pub fn run(ws: &Workspace, opts: Opts) -> Result<()> {
         bpftrace: cmd::which("bpftrace"),
         dir,
         net,
+        iperf_bpf_share: std::cell::Cell::new(None),
     };
 
     let mut sections = Vec::new();
@@ -472,6 +498,21 @@ pub fn run(ws: &Workspace, opts: Opts) -> Result<()> {
         sec.commands = rec.commands;
         sections.push(sec);
     }
+    if let (Some(share), Some(dp)) = (
+        env.iperf_bpf_share.get(),
+        sections
+            .iter_mut()
+            .find(|s| s.name == Name::Datapath && matches!(s.outcome, Outcome::Measured)),
+    ) {
+        dp.note(format!(
+            "the kernel's own accounting (kernel-cost below) puts tracer's programs at {:.2} % of \
+             the machine's CPU time during an iperf3 run; the datapath is CPU-bound here, so that \
+             is the throughput tracer can cost (ratio ≈ {:.3}). Ratios from runs whose baselines \
+             spread as much as these cannot resolve an effect that small.",
+            share * 100.0,
+            1.0 - share
+        ));
+    }
     let setup_commands = setup_rec.commands;
     drop(env);
     sys::check()?;
@@ -488,7 +529,8 @@ pub fn run(ws: &Workspace, opts: Opts) -> Result<()> {
     if let Some(parent) = report_path.parent() {
         fs::create_dir_all(parent)?;
     }
-    fs::write(&report_path, doc).with_context(|| format!("cannot write {}", report_path.display()))?;
+    fs::write(&report_path, doc)
+        .with_context(|| format!("cannot write {}", report_path.display()))?;
     say(format!("wrote {}", report_path.display()));
     for s in &sections {
         match &s.outcome {

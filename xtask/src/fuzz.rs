@@ -30,18 +30,33 @@ pub fn ensure_cargo_fuzz(ws: &Workspace) -> Result<PathBuf> {
     if bin.exists() {
         // `cargo-fuzz --version` prints "cargo-fuzz 0.13.2".
         match cmd::probe_stdout(Command::new(&bin).arg("--version")) {
-            Some(v) if v.split_whitespace().nth(1).is_some_and(|n| n.starts_with(CARGO_FUZZ_VERSION)) => {
+            Some(v)
+                if v.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|n| n.starts_with(CARGO_FUZZ_VERSION)) =>
+            {
                 note(format!("{v} present: {}", bin.display()));
                 return Ok(bin);
             }
-            Some(v) => say(format!("{} reports {v:?}, want {CARGO_FUZZ_VERSION}.x: reinstalling", bin.display())),
+            Some(v) => say(format!(
+                "{} reports {v:?}, want {CARGO_FUZZ_VERSION}.x: reinstalling",
+                bin.display()
+            )),
             None => say(format!("{} does not run: reinstalling", bin.display())),
         }
     }
-    say(format!("installing cargo-fuzz {CARGO_FUZZ_VERSION}.x into {} (about a minute)", root.display()));
+    say(format!(
+        "installing cargo-fuzz {CARGO_FUZZ_VERSION}.x into {} (about a minute)",
+        root.display()
+    ));
     let mut install = ws.cargo()?;
     install
-        .args(["install", &format!("cargo-fuzz@~{CARGO_FUZZ_VERSION}"), "--locked", "--root"])
+        .args([
+            "install",
+            &format!("cargo-fuzz@~{CARGO_FUZZ_VERSION}"),
+            "--locked",
+            "--root",
+        ])
         .arg(&root);
     if root.join(".crates.toml").exists() {
         install.arg("--force");
@@ -85,7 +100,10 @@ pub fn run(ws: &Workspace, seconds: u64) -> Result<()> {
     // the stable cargo running xtask).
     let mut fuzz = Command::new("cargo");
     fuzz.current_dir(&ws.root)
-        .env("PATH", std::env::join_paths(path).context("cannot build PATH")?)
+        .env(
+            "PATH",
+            std::env::join_paths(path).context("cannot build PATH")?,
+        )
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO")
         .env_remove("RUSTC")

@@ -11,7 +11,8 @@
 //! bench_helper tracer-drops FILE NETNS_INODE REASON
 //!     Counts a tracer NDJSON output: skb_drop lines of that netns and
 //!     reason, tracer.count of the matching drop_summary lines, and
-//!     tracer.lost_total of the last loss_report.
+//!     tracer.lost_total of the last loss_report; also `events`, the kernel
+//!     events the whole output stands for.
 //! bench_helper bpftrace-drops FILE REASON_RAW [NETNS_INODE]
 //!     Counts `bpftrace -f json` printf lines whose first word is REASON_RAW
 //!     (and whose second word is NETNS_INODE, when given), and bpftrace's own
@@ -44,7 +45,9 @@ fn run(args: &[String]) -> Result<()> {
         ["iperf3", file] => iperf3(file),
         ["tracer-drops", file, netns, reason] => tracer_drops(file, netns, reason),
         ["bpftrace-drops", file, reason_raw] => bpftrace_drops(file, reason_raw, None),
-        ["bpftrace-drops", file, reason_raw, netns] => bpftrace_drops(file, reason_raw, Some(netns)),
+        ["bpftrace-drops", file, reason_raw, netns] => {
+            bpftrace_drops(file, reason_raw, Some(netns))
+        }
         _ => bail!(
             "usage: bench_helper udp-flood IP:PORT COUNT [PAYLOAD] | iperf3 FILE | \
              tracer-drops FILE NETNS_INODE REASON | bpftrace-drops FILE REASON_RAW [NETNS_INODE]"
@@ -53,8 +56,12 @@ fn run(args: &[String]) -> Result<()> {
 }
 
 fn udp_flood(dst: &str, count: &str, payload: &str) -> Result<()> {
-    let dst: SocketAddr = dst.parse().with_context(|| format!("bad address {dst:?}"))?;
-    let count: u64 = count.parse().with_context(|| format!("bad count {count:?}"))?;
+    let dst: SocketAddr = dst
+        .parse()
+        .with_context(|| format!("bad address {dst:?}"))?;
+    let count: u64 = count
+        .parse()
+        .with_context(|| format!("bad count {count:?}"))?;
     let payload: usize = payload
         .parse()
         .with_context(|| format!("bad payload size {payload:?}"))?;
@@ -142,10 +149,15 @@ struct TracerCounts {
     lost_sum: u64,
     last_lost_total: u64,
     decode_errors: u64,
+    /// Kernel events the output stands for: `event.kind` "event" lines
+    /// (weighted by tracer.count) plus every drop_summary count.
+    events: u64,
 }
 
 fn tracer_drops(file: &str, netns: &str, reason: &str) -> Result<()> {
-    let netns: u64 = netns.parse().with_context(|| format!("bad inode {netns:?}"))?;
+    let netns: u64 = netns
+        .parse()
+        .with_context(|| format!("bad inode {netns:?}"))?;
     let mut c = TracerCounts::default();
     for line in lines(file)? {
         let line = line?;
@@ -155,8 +167,11 @@ fn tracer_drops(file: &str, netns: &str, reason: &str) -> Result<()> {
             continue;
         };
         let t = &v["tracer"];
-        let ours = t["netns"]["inode"].as_u64() == Some(netns)
-            && t["reason"].as_str() == Some(reason);
+        let ours =
+            t["netns"]["inode"].as_u64() == Some(netns) && t["reason"].as_str() == Some(reason);
+        if v["event"]["kind"].as_str() == Some("event") {
+            c.events += t["count"].as_u64().unwrap_or(1);
+        }
         match v["event"]["action"].as_str().unwrap_or("") {
             "probe_status" => {
                 c.probe_status += 1;
@@ -176,6 +191,7 @@ fn tracer_drops(file: &str, netns: &str, reason: &str) -> Result<()> {
             "drop_summary" => {
                 let n = t["count"].as_u64().unwrap_or(0);
                 c.summary_count_total += n;
+                c.events += n;
                 if ours {
                     c.summary_lines_match += 1;
                     c.summary_count_match += n;
@@ -204,6 +220,7 @@ fn tracer_drops(file: &str, netns: &str, reason: &str) -> Result<()> {
     println!("lost_sum={}", c.lost_sum);
     println!("lost_total={}", c.last_lost_total);
     println!("decode_errors={}", c.decode_errors);
+    println!("events={}", c.events);
     Ok(())
 }
 
@@ -221,7 +238,11 @@ fn bpftrace_drops(file: &str, reason_raw: &str, netns: Option<&str>) -> Result<(
         lines_n += 1;
         // Text mode: "Lost 123 events".
         if let Some(rest) = line.trim().strip_prefix("Lost ") {
-            if let Some(n) = rest.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(n) = rest
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 lost += n;
                 lost_reports += 1;
             }

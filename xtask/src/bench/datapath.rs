@@ -4,12 +4,7 @@
 //! baseline runs (B T B b B t B ...) and is compared with their mean, so a
 //! slow drift of the machine does not bias the ratio.
 
-use std::{
-    fmt::Write as _,
-    fs::File,
-    process::Stdio,
-    time::Duration,
-};
+use std::{fmt::Write as _, fs::File, process::Stdio, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 
@@ -107,10 +102,18 @@ fn iperf(env: &Env, rec: &mut Recorder, net: &Net, secs: u64) -> Result<(f64, Op
         let json = env.file("iperf.json");
         let err = env.file("iperf.stderr");
         let mut c = topo.exec(&topo.ns_a, "iperf3");
-        c.args(["-c", &topo.ip_b, "-p", &IPERF_PORT.to_string(), "-t", &secs.to_string(), "-J"])
-            .stdin(Stdio::null())
-            .stdout(File::create(&json)?)
-            .stderr(File::create(&err)?);
+        c.args([
+            "-c",
+            &topo.ip_b,
+            "-p",
+            &IPERF_PORT.to_string(),
+            "-t",
+            &secs.to_string(),
+            "-J",
+        ])
+        .stdin(Stdio::null())
+        .stdout(File::create(&json)?)
+        .stderr(File::create(&err)?);
         rec.record_cmd(&c, &Output::File(&json));
         let mut p = Proc::spawn("iperf3 client", &mut c)?;
         let exit = p.wait(Duration::from_secs(secs + 60))?;
@@ -132,11 +135,30 @@ fn iperf(env: &Env, rec: &mut Recorder, net: &Net, secs: u64) -> Result<(f64, Op
     bail!("iperf3 failed twice: {}", last_err.unwrap_or_default())
 }
 
-fn run_once(env: &Env, rec: &mut Recorder, net: &Net, cfg: &Config, ci: usize, secs: u64) -> Result<RunResult> {
+fn run_once(
+    env: &Env,
+    rec: &mut Recorder,
+    net: &Net,
+    cfg: &Config,
+    ci: usize,
+    secs: u64,
+) -> Result<RunResult> {
     let tool = match &cfg.tool {
         Tool::Baseline => None,
-        Tool::Tracer => Some(tools::start_tracer(env, rec, &[], Output::Discard, "tracer")?),
-        Tool::Bpftrace(s) => Some(tools::start_bpftrace(env, rec, s, Output::Discard, "bpftrace")?),
+        Tool::Tracer => Some(tools::start_tracer(
+            env,
+            rec,
+            &[],
+            Output::Discard,
+            "tracer",
+        )?),
+        Tool::Bpftrace(s) => Some(tools::start_bpftrace(
+            env,
+            rec,
+            s,
+            Output::Discard,
+            "bpftrace",
+        )?),
     };
     let Some(mut tool) = tool else {
         let (gbps, retransmits) = iperf(env, rec, net, secs)?;
@@ -151,7 +173,7 @@ fn run_once(env: &Env, rec: &mut Recorder, net: &Net, cfg: &Config, ci: usize, s
     let cpu0 = tool.proc.cpu_ticks()?;
     let measured = iperf(env, rec, net, secs);
     let cpu1 = tool.proc.cpu_ticks().unwrap_or(cpu0);
-    tool.proc.ensure_running(Some(&tool.stderr.clone()))?;
+    tool.proc.ensure_running(Some(&tool.stderr))?;
     let (_, lines) = tool.stop()?;
     let (gbps, retransmits) = measured?;
     Ok(RunResult {
@@ -178,7 +200,9 @@ fn bpftrace_probes(env: &Env, rec: &mut Recorder) -> Result<(Vec<usize>, Dropped
     match try_bpftrace(env, rec, &all, "bpftrace") {
         Ok(()) => return Ok((all, Vec::new())),
         Err(e) if sys::interrupted() => return Err(e),
-        Err(e) => crate::cmd::warn(format!("bpftrace rejects the 8-probe script ({e:#}); trying each probe alone")),
+        Err(e) => crate::cmd::warn(format!(
+            "bpftrace rejects the 8-probe script ({e:#}); trying each probe alone"
+        )),
     }
     let (mut kept, mut dropped) = (Vec::new(), Vec::new());
     for i in all {
@@ -210,7 +234,10 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     let mut dropped = Vec::new();
     if env.bpftrace.is_none() {
         let why = "bpftrace is not installed".to_owned();
-        for label in ["bpftrace, a line per hit", "bpftrace, ARP-only netif_receive_skb"] {
+        for label in [
+            "bpftrace, a line per hit",
+            "bpftrace, ARP-only netif_receive_skb",
+        ] {
             configs.push(Config {
                 label,
                 tool: Tool::Baseline,
@@ -220,7 +247,8 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     } else {
         let (kept, d) = bpftrace_probes(env, rec)?;
         dropped = d;
-        let why = (kept.is_empty()).then(|| "bpftrace attaches none of the tracepoints here".to_owned());
+        let why =
+            (kept.is_empty()).then(|| "bpftrace attaches none of the tracepoints here".to_owned());
         configs.push(Config {
             label: "bpftrace, a line per hit",
             tool: Tool::Bpftrace(script(&kept, false)),
@@ -267,7 +295,11 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
         let after = runs[k + 1..].iter().find(|r| r.config == 0)?;
         Some(runs[k].gbps / ((before.gbps + after.gbps) / 2.0))
     };
-    let base: Vec<f64> = runs.iter().filter(|r| r.config == 0).map(|r| r.gbps).collect();
+    let base: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.config == 0)
+        .map(|r| r.gbps)
+        .collect();
     let base_med = median(&base).context("no baseline run")?;
 
     let mut d = String::new();
@@ -307,15 +339,30 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
         let g: Vec<f64> = idxs.iter().map(|&k| runs[k].gbps).collect();
         let med = median(&g).unwrap_or(f64::NAN);
         if ci == 0 {
-            let _ = writeln!(d, "| {} | {} | {med:.2} | 1 | | 1 | | |", cfg.label, idxs.len());
+            let _ = writeln!(
+                d,
+                "| {} | {} | {med:.2} | 1 | | 1 | | |",
+                cfg.label,
+                idxs.len()
+            );
             continue;
         }
         let ratios: Vec<f64> = idxs.iter().filter_map(|&k| paired(k)).collect();
         let rmed = median(&ratios).unwrap_or(f64::NAN);
         let rmin = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         let rmax = ratios.iter().copied().fold(0.0, f64::max);
-        let cpu = median(&idxs.iter().filter_map(|&k| runs[k].tool_cpu).collect::<Vec<_>>());
-        let lines = median(&idxs.iter().filter_map(|&k| runs[k].lines.map(|l| l as f64)).collect::<Vec<_>>());
+        let cpu = median(
+            &idxs
+                .iter()
+                .filter_map(|&k| runs[k].tool_cpu)
+                .collect::<Vec<_>>(),
+        );
+        let lines = median(
+            &idxs
+                .iter()
+                .filter_map(|&k| runs[k].lines.map(|l| l as f64))
+                .collect::<Vec<_>>(),
+        );
         let _ = writeln!(
             d,
             "| {} | {} | {med:.2} | **{rmed:.3}** | {rmin:.3}–{rmax:.3} | {:.3} | {} | {} |",
@@ -334,12 +381,26 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     sec.figures.insert(
         0,
         super::Figure {
-            what: format!("iperf3 TCP A→B, nothing attached (median of {} × {secs} s)", base.len()),
+            what: format!(
+                "iperf3 TCP A→B, nothing attached (median of {} × {secs} s)",
+                base.len()
+            ),
             value: format!("{base_med:.2} Gbit/s"),
             goal: String::new(),
         },
     );
 
+    let (bmin, bmax) = (
+        base.iter().copied().fold(f64::INFINITY, f64::min),
+        base.iter().copied().fold(0.0, f64::max),
+    );
+    let _ = writeln!(
+        d,
+        "\nBaseline runs spread from {bmin:.2} to {bmax:.2} Gbit/s ({:+.0} % / {:+.0} % around \
+         their median): the run-to-run noise any single ratio carries.",
+        (bmin / base_med - 1.0) * 100.0,
+        (bmax / base_med - 1.0) * 100.0
+    );
     let _ = writeln!(d, "\nAll runs in the order they ran:\n");
     let _ = writeln!(d, "| # | configuration | Gbit/s | ratio to neighbours | retransmits | tool CPU s | tool lines |\n|---|---|---|---|---|---|---|");
     for (k, r) in runs.iter().enumerate() {
@@ -349,14 +410,21 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
             k + 1,
             configs[r.config].label,
             r.gbps,
-            if r.config == 0 { String::new() } else { paired(k).map(|x| format!("{x:.3}")).unwrap_or_default() },
+            if r.config == 0 {
+                String::new()
+            } else {
+                paired(k).map(|x| format!("{x:.3}")).unwrap_or_default()
+            },
             r.retransmits.map(|x| x.to_string()).unwrap_or_default(),
             r.tool_cpu.map(|x| format!("{x:.2}")).unwrap_or_default(),
             r.lines.map(|x| x.to_string()).unwrap_or_default(),
         );
     }
     if !dropped.is_empty() {
-        let list: Vec<String> = dropped.iter().map(|(tp, why)| format!("`{tp}` ({why})")).collect();
+        let list: Vec<String> = dropped
+            .iter()
+            .map(|(tp, why)| format!("`{tp}` ({why})"))
+            .collect();
         sec.note(format!(
             "bpftrace rejected these tracepoints on this kernel, so its scripts leave them out: {}",
             list.join("; ")
@@ -366,7 +434,10 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
         let _ = writeln!(d, "\nbpftrace script (a line per hit):\n\n```\n{}```", s);
     }
     if let Some(Tool::Bpftrace(s)) = configs.get(3).map(|c| &c.tool) {
-        let netif: Vec<&str> = s.lines().filter(|l| l.contains("netif_receive_skb")).collect();
+        let netif: Vec<&str> = s
+            .lines()
+            .filter(|l| l.contains("netif_receive_skb"))
+            .collect();
         let _ = writeln!(
             d,
             "\nThe ARP-only variant differs in one line (tracer's own probe also leaves non-ARP frames after one 2-byte read):\n\n```\n{}\n```",

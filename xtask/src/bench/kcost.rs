@@ -27,7 +27,9 @@ impl BpfStats {
             .with_context(|| format!("cannot read {SYSCTL}"))?
             .trim()
             .to_owned();
-        rec.note(format!("echo 1 > {SYSCTL}  # restored to {previous} afterwards"));
+        rec.note(format!(
+            "echo 1 > {SYSCTL}  # restored to {previous} afterwards"
+        ));
         eprintln!("+ echo 1 > {SYSCTL}");
         fs::write(SYSCTL, "1").with_context(|| format!("cannot write {SYSCTL}"))?;
         Ok(Self { previous })
@@ -66,7 +68,10 @@ fn snapshot(pid: u32) -> Result<Snapshot> {
         };
         if let Some(tp) = fdinfo_field(&text, "tp_name") {
             tp_of_prog.insert(prog_id, tp);
-        } else if let (Some(ns), Some(cnt)) = (fdinfo_field(&text, "run_time_ns"), fdinfo_field(&text, "run_cnt")) {
+        } else if let (Some(ns), Some(cnt)) = (
+            fdinfo_field(&text, "run_time_ns"),
+            fdinfo_field(&text, "run_cnt"),
+        ) {
             stats.insert(prog_id, (ns.parse().unwrap_or(0), cnt.parse().unwrap_or(0)));
         }
     }
@@ -78,6 +83,65 @@ fn snapshot(pid: u32) -> Result<Snapshot> {
         bail!("no attached BPF programs found in {dir}");
     }
     Ok(snap)
+}
+
+/// (run_time_ns, run_cnt) summed over every BPF program `pid` holds (the
+/// bpftrace one-liner has exactly one).
+fn prog_totals(pid: u32) -> Result<(u64, u64)> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let (mut ns, mut cnt, mut progs) = (0, 0, 0);
+    for e in fs::read_dir(&dir).with_context(|| format!("cannot list {dir}"))? {
+        let Ok(text) = fs::read_to_string(e?.path()) else {
+            continue;
+        };
+        if let (Some(a), Some(b)) = (
+            fdinfo_field(&text, "run_time_ns"),
+            fdinfo_field(&text, "run_cnt"),
+        ) {
+            ns += a.parse::<u64>().unwrap_or(0);
+            cnt += b.parse::<u64>().unwrap_or(0);
+            progs += 1;
+        }
+    }
+    if progs == 0 {
+        bail!("no BPF program fds found in {dir}");
+    }
+    Ok((ns, cnt))
+}
+
+/// The bpftrace drop one-liner (drop-storm's) under the same flood.
+fn bpftrace_reference(env: &Env, rec: &mut Recorder, count: u64) -> Result<(u64, u64)> {
+    let net = env.net()?;
+    let topo = &net.topo;
+    let (reason, _) = super::storm::read_reason("NO_SOCKET")?;
+    let inode = topo.inode(&topo.ns_b)?;
+    let out = env.file("kcost-bpftrace.json");
+    let t = tools::start_bpftrace(
+        env,
+        rec,
+        super::storm::bpftrace_script(),
+        Output::File(&out),
+        "bpftrace",
+    )?;
+    let pid = t.proc.pid();
+    let b0 = prog_totals(pid)?;
+    let k0 = topo.udp_noports(&topo.ns_b)?;
+    let mut fl = topo.exec(&topo.ns_a, &env.helper);
+    fl.args(["udp-flood", &format!("{}:9", topo.ip_b), &count.to_string()]);
+    rec.output(&mut fl)?;
+    let k1 = topo.udp_noports(&topo.ns_b)?;
+    super::storm::wait_lines(
+        &out,
+        &t.proc,
+        reason,
+        inode,
+        k1.saturating_sub(k0),
+        Duration::from_secs(300),
+    )?;
+    let b1 = prog_totals(pid)?;
+    t.stop()?;
+    let _ = fs::remove_file(&out);
+    Ok((b1.0.saturating_sub(b0.0), b1.1.saturating_sub(b0.1)))
 }
 
 fn delta(a: &Snapshot, b: &Snapshot) -> BTreeMap<String, (u64, u64)> {
@@ -92,21 +156,35 @@ fn delta(a: &Snapshot, b: &Snapshot) -> BTreeMap<String, (u64, u64)> {
 pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     let net = env.net()?;
     let topo = &net.topo;
-    let (secs, count) = if env.quick { (2u64, 100_000u64) } else { (5, 500_000) };
+    let (secs, count) = if env.quick {
+        (2u64, 100_000u64)
+    } else {
+        (5, 500_000)
+    };
     let _stats = BpfStats::enable(rec)?;
     let out = env.file("kcost-tracer.ndjson");
     let t = tools::start_tracer(env, rec, &[], Output::File(&out), "tracer")?;
     let pid = t.proc.pid();
-    rec.note(format!("cat /proc/{pid}/fdinfo/*  # run_time_ns, run_cnt per program; tp_name per link"));
+    rec.note(format!(
+        "cat /proc/{pid}/fdinfo/*  # run_time_ns, run_cnt per program; tp_name per link"
+    ));
 
     let s0 = snapshot(pid)?;
     let t0 = std::time::Instant::now();
     let json = env.file("iperf.json");
     let mut c = topo.exec(&topo.ns_a, "iperf3");
-    c.args(["-c", &topo.ip_b, "-p", &super::IPERF_PORT.to_string(), "-t", &secs.to_string(), "-J"])
-        .stdin(std::process::Stdio::null())
-        .stdout(fs::File::create(&json)?)
-        .stderr(std::process::Stdio::null());
+    c.args([
+        "-c",
+        &topo.ip_b,
+        "-p",
+        &super::IPERF_PORT.to_string(),
+        "-t",
+        &secs.to_string(),
+        "-J",
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(fs::File::create(&json)?)
+    .stderr(std::process::Stdio::null());
     rec.record_cmd(&c, &Output::File(&json));
     let mut p = proc::Proc::spawn("iperf3 client", &mut c)?;
     let exit = p.wait(Duration::from_secs(secs + 60))?;
@@ -127,10 +205,25 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     let t1 = std::time::Instant::now();
     rec.output(&mut fl)?;
     let flood_wall = t1.elapsed().as_secs_f64();
-    proc::wait_quiescent(&out, &t.proc, Duration::from_secs(1), Duration::from_secs(300))?;
+    proc::wait_quiescent(
+        &out,
+        &t.proc,
+        Duration::from_secs(1),
+        Duration::from_secs(300),
+    )?;
     let s2 = snapshot(pid)?;
     t.stop()?;
     let _ = fs::remove_file(&out);
+
+    let reference = if env.bpftrace.is_some() {
+        match bpftrace_reference(env, rec, count) {
+            Ok(r) => Ok(r),
+            Err(e) if sys::interrupted() => return Err(e),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    } else {
+        Err("bpftrace is not installed".to_owned())
+    };
 
     let load1 = delta(&s0, &s1);
     let load2 = delta(&s1, &s2);
@@ -139,7 +232,9 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
         d,
         "`kernel.bpf_stats_enabled=1` for the duration (restored afterwards). tracer attached \
          with all probes; load 1: one {secs} s iperf3 run A → B ({gbps} with stats on); load 2: \
-         {count} UDP datagrams A → closed port in B (flood took {flood_wall:.2} s). Counters are \
+         {count} UDP datagrams A → closed port in B (flood took {flood_wall:.2} s). Then, as a \
+         reference, drop-storm's bpftrace one-liner (a classic tracepoint program printing one line \
+         per drop through the perf buffer) under another flood of the same size. Counters are \
          per program, read from /proc/<pid>/fdinfo before and after each load. run_time_ns covers \
          the program body only (not the tracepoint's own dispatch), and bpf_stats itself adds two \
          clock reads per run.\n"
@@ -166,6 +261,17 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
             }
         }
     }
+    match &reference {
+        Ok((ns, n)) if *n > 0 => {
+            let _ = writeln!(
+                d,
+                "| *bpftrace drop one-liner (reference)* | | | {n} | {:.0} |",
+                *ns as f64 / *n as f64
+            );
+        }
+        Ok(_) => sec.note("the bpftrace reference program did not run during its flood"),
+        Err(why) => sec.note(format!("bpftrace reference not measured: {why}")),
+    }
     let total = |m: &BTreeMap<String, (u64, u64)>| m.values().map(|v| v.0).sum::<u64>() as f64;
     let (tot1, tot2) = (total(&load1), total(&load2));
     let _ = writeln!(
@@ -178,10 +284,33 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
         num_cpus(),
         tot2 / 1e6
     );
+    env.iperf_bpf_share
+        .set(Some(tot1 / 1e9 / (iperf_wall * num_cpus())));
+    sec.figure(
+        "time in tracer's programs during the iperf3 run (all probes)",
+        format!(
+            "{:.1} ms = {:.2} % of the machine's CPU time",
+            tot1 / 1e6,
+            tot1 / 1e9 / (iperf_wall * num_cpus()) * 100.0
+        ),
+        "",
+    );
+    sec.figure(
+        "time in tracer's programs per datagram of the flood (all probes)",
+        format!("{:.0} ns", tot2 / count as f64),
+        "",
+    );
     for (probe, load) in [("netif_receive_skb", &load1), ("kfree_skb", &load2)] {
         let (hits, ns) = cell(load, probe);
         sec.figure(
-            format!("{probe} ({}): ns per hit, hits", if probe == "kfree_skb" { "flood" } else { "iperf3" }),
+            format!(
+                "{probe} ({}): ns per hit, hits",
+                if probe == "kfree_skb" {
+                    "flood"
+                } else {
+                    "iperf3"
+                }
+            ),
             format!("{ns} ns × {hits}"),
             "",
         );
@@ -190,6 +319,13 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
         sec.figure(
             "costliest probe under iperf3 (total kernel time)",
             format!("{probe}: {:.1} ms over {n} hits", ns / 1e6),
+            "",
+        );
+    }
+    if let Ok((ns, n)) = reference.as_ref().map(|&(ns, n)| (ns, n.max(1))) {
+        sec.figure(
+            "reference: drop-storm's bpftrace one-liner on kfree_skb, same flood",
+            format!("{:.0} ns × {n}", ns as f64 / n as f64),
             "",
         );
     }
@@ -210,7 +346,8 @@ mod tests {
     #[test]
     fn reads_fdinfo_fields() {
         let prog = "pos:\t0\nprog_type:\t17\nprog_id:\t573\nrun_time_ns:\t1234\nrun_cnt:\t10\n";
-        let link = "link_type:\traw_tracepoint\nlink_id:\t386\nprog_id:\t573\ntp_name:\tkfree_skb\n";
+        let link =
+            "link_type:\traw_tracepoint\nlink_id:\t386\nprog_id:\t573\ntp_name:\tkfree_skb\n";
         assert_eq!(fdinfo_field(prog, "run_time_ns").as_deref(), Some("1234"));
         assert_eq!(fdinfo_field(link, "tp_name").as_deref(), Some("kfree_skb"));
         assert_eq!(fdinfo_field(prog, "tp_name"), None);

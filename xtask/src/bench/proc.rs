@@ -326,7 +326,12 @@ pub fn wait_file_matches(
 /// Waits until a growing output file and its writer's CPU time stop moving
 /// for `quiet` (the writer has drained what it was given). Returns how long
 /// that took, `quiet` excluded.
-pub fn wait_quiescent(path: &Path, proc: &Proc, quiet: Duration, timeout: Duration) -> Result<Duration> {
+pub fn wait_quiescent(
+    path: &Path,
+    proc: &Proc,
+    quiet: Duration,
+    timeout: Duration,
+) -> Result<Duration> {
     let start = Instant::now();
     let sample = || -> (u64, u64) {
         (

@@ -17,7 +17,11 @@ pub struct Machine {
 
 fn first_line(cmd: &mut Command) -> Option<String> {
     let out = cmd::probe(cmd).ok()?;
-    let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
     String::from_utf8_lossy(&text)
         .lines()
         .next()
@@ -27,7 +31,10 @@ fn first_line(cmd: &mut Command) -> Option<String> {
 impl Machine {
     pub fn read(ws: &Workspace) -> Self {
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cores = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
+        let cores = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
         let model = cpuinfo
             .lines()
             .find_map(|l| l.strip_prefix("model name"))
@@ -46,10 +53,18 @@ impl Machine {
             })
             .map(|kib| kib / 1048576.0)
             .unwrap_or(0.0);
-        let rev = first_line(Command::new("git").arg("-C").arg(&ws.root).args(["rev-parse", "--short", "HEAD"]))
-            .unwrap_or_else(|| "unknown".into());
-        let dirty = cmd::probe(Command::new("git").arg("-C").arg(&ws.root).args(["status", "--porcelain", "--untracked-files=no"]))
-            .is_ok_and(|o| !o.stdout.is_empty());
+        let rev = first_line(Command::new("git").arg("-C").arg(&ws.root).args([
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ]))
+        .unwrap_or_else(|| "unknown".into());
+        let dirty = cmd::probe(Command::new("git").arg("-C").arg(&ws.root).args([
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+        ]))
+        .is_ok_and(|o| !o.stdout.is_empty());
         let tracer_rev = if dirty {
             format!("{rev} with uncommitted changes")
         } else {
@@ -74,7 +89,8 @@ impl Machine {
 
 /// `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn now_utc() -> String {
-    first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M:%S UTC"])).unwrap_or_else(|| "unknown".into())
+    first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M:%S UTC"]))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 pub struct Report<'a> {
@@ -113,8 +129,8 @@ pub fn render(r: &Report<'_>) -> String {
     }
     let _ = writeln!(
         d,
-        "Produced by `{command}` (as root) on {}, in {:.0} s. Every figure below comes from that \
-         one run; the inner commands are listed with each benchmark (namespace names carry the \
+        "Produced by `{command}` (as root) on {}; the whole run took {:.0} s, build included. \
+         Every figure below comes from that one run; the inner commands are listed with each benchmark (namespace names carry the \
          xtask pid, scratch files live under target/bench/ and are removed afterwards). These are \
          measurements, not tests: nothing here fails on a threshold.\n",
         r.date, r.total_s
@@ -126,11 +142,20 @@ pub fn render(r: &Report<'_>) -> String {
     let _ = writeln!(d, "- CPU: {} × {}", m.cores, m.model);
     let _ = writeln!(d, "- Kernel: {}", m.kernel);
     let _ = writeln!(d, "- Memory: {:.1} GiB", m.mem_gib);
-    let _ = writeln!(d, "- tracer: `target/release/tracer` built by the run from {}", m.tracer_rev);
+    let _ = writeln!(
+        d,
+        "- tracer: `target/release/tracer` built by the run from {}",
+        m.tracer_rev
+    );
     for t in &m.tools {
         let _ = writeln!(d, "- {t}");
     }
-    let noisy: Vec<&str> = r.sections.iter().filter(|s| s.noisy).map(|s| s.name.slug()).collect();
+    let noisy: Vec<&str> = r
+        .sections
+        .iter()
+        .filter(|s| s.noisy)
+        .map(|s| s.name.slug())
+        .collect();
     if noisy.is_empty() {
         let _ = writeln!(d, "- Other load: none worth mentioning (other processes used < 0.1 core on average during every benchmark).");
     } else {
@@ -146,7 +171,10 @@ pub fn render(r: &Report<'_>) -> String {
     }
 
     let _ = writeln!(d, "\n## Summary\n");
-    let _ = writeln!(d, "| benchmark | figure | value | goal |\n|---|---|---|---|");
+    let _ = writeln!(
+        d,
+        "| benchmark | figure | value | goal |\n|---|---|---|---|"
+    );
     for s in r.sections {
         if let Some(t) = outcome_text(s) {
             let _ = writeln!(d, "| {} | | {} | |", s.name.title(), one_line(&t));
@@ -171,7 +199,11 @@ pub fn render(r: &Report<'_>) -> String {
         let _ = writeln!(
             d,
             "\nNot run this time (`--only`): {}.",
-            skipped.iter().map(|n| n.slug()).collect::<Vec<_>>().join(", ")
+            skipped
+                .iter()
+                .map(|n| n.slug())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
 
@@ -191,12 +223,22 @@ pub fn render(r: &Report<'_>) -> String {
     }
 
     for (i, s) in r.sections.iter().enumerate() {
-        let _ = writeln!(d, "\n## {}. {} (`--only {}`)\n", i + 1, s.name.title(), s.name.slug());
+        let _ = writeln!(
+            d,
+            "\n## {}. {} (`--only {}`)\n",
+            i + 1,
+            s.name.title(),
+            s.name.slug()
+        );
         if let Some(t) = outcome_text(s) {
             let _ = writeln!(d, "**{t}**\n");
         } else {
             for f in &s.figures {
-                let goal = if f.goal.is_empty() { String::new() } else { format!(" (goal: {})", f.goal) };
+                let goal = if f.goal.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (goal: {})", f.goal)
+                };
                 let _ = writeln!(d, "- {}: **{}**{goal}", f.what, f.value);
             }
             let _ = writeln!(d);

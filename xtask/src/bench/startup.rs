@@ -30,7 +30,10 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
         times.iter().copied().fold(0.0, f64::max),
     );
     sec.figure(
-        format!("launch → all {} probe_status lines (median of {runs})", env.probes),
+        format!(
+            "launch → all {} probe_status lines (median of {runs})",
+            env.probes
+        ),
         format!("{:.0} ms", med * 1e3),
         "",
     );
@@ -43,7 +46,12 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     ));
     d.push_str("| run | time to all probes | probes attached |\n|---|---|---|\n");
     for (i, (t, n)) in times.iter().zip(&attached).enumerate() {
-        d.push_str(&format!("| {} | {:.0} ms | {n} of {} |\n", i + 1, t * 1e3, env.probes));
+        d.push_str(&format!(
+            "| {} | {:.0} ms | {n} of {} |\n",
+            i + 1,
+            t * 1e3,
+            env.probes
+        ));
     }
     d.push_str(&format!(
         "\nMedian {:.0} ms (min {:.0} ms, max {:.0} ms).\n",

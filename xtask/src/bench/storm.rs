@@ -32,10 +32,15 @@ pub fn drop_reason_value(format: &str, name: &str) -> Option<u32> {
     let at = format.find(&needle)?;
     let before = &format[..at];
     let open = before.rfind('{')?;
-    before[open + 1..].trim().trim_end_matches(',').trim().parse().ok()
+    before[open + 1..]
+        .trim()
+        .trim_end_matches(',')
+        .trim()
+        .parse()
+        .ok()
 }
 
-fn read_reason(name: &str) -> Result<(u32, &'static str)> {
+pub(super) fn read_reason(name: &str) -> Result<(u32, &'static str)> {
     for f in FORMAT_FILES {
         if let Ok(text) = fs::read_to_string(f) {
             return drop_reason_value(&text, name)
@@ -58,10 +63,17 @@ struct Flood {
 
 fn flood(env: &Env, rec: &mut Recorder, net: &Net, count: u64) -> Result<Flood> {
     let topo = &net.topo;
-    rec.note(format!("ip netns exec {} cat /proc/net/snmp  # Udp: NoPorts, before and after", topo.ns_b));
+    rec.note(format!(
+        "ip netns exec {} cat /proc/net/snmp  # Udp: NoPorts, before and after",
+        topo.ns_b
+    ));
     let k0 = topo.udp_noports(&topo.ns_b)?;
     let mut c = topo.exec(&topo.ns_a, &env.helper);
-    c.args(["udp-flood", &format!("{}:{PORT}", topo.ip_b), &count.to_string()]);
+    c.args([
+        "udp-flood",
+        &format!("{}:{PORT}", topo.ip_b),
+        &count.to_string(),
+    ]);
     let kv = super::Kv::parse(&rec.output(&mut c)?);
     // Softirq processing is synchronous on veth, but let stragglers land.
     sys::sleep(Duration::from_millis(200))?;
@@ -113,26 +125,45 @@ enum Drain {
 }
 
 /// Runs the flood while `tool` is attached and writing to `out`.
-fn measure(env: &Env, rec: &mut Recorder, net: &Net, count: u64, tool: tools::Running, out: &Path, drain: Drain) -> Result<(Flood, f64, f64, tools::Running)> {
+fn measure(
+    env: &Env,
+    rec: &mut Recorder,
+    net: &Net,
+    count: u64,
+    tool: tools::Running,
+    out: &Path,
+    drain: Drain,
+) -> Result<(Flood, f64, f64, tools::Running)> {
     let cpu0 = tool.proc.cpu_ticks()?;
     let f = flood(env, rec, net, count)?;
     let timeout = Duration::from_secs(300);
     let drain = match drain {
         Drain::Quiet => proc::wait_quiescent(out, &tool.proc, Duration::from_secs(1), timeout)?,
-        Drain::Lines { reason, inode } => wait_lines(out, &tool.proc, reason, inode, f.kernel, timeout)?,
+        Drain::Lines { reason, inode } => {
+            wait_lines(out, &tool.proc, reason, inode, f.kernel, timeout)?
+        }
     };
     let cpu1 = tool.proc.cpu_ticks()?;
     Ok((f, (cpu1 - cpu0) as f64 / CLK_TCK, drain.as_secs_f64(), tool))
 }
 
-fn storm_tracer(env: &Env, rec: &mut Recorder, net: &Net, count: u64, inode_b: u64) -> Result<Measured> {
+fn storm_tracer(
+    env: &Env,
+    rec: &mut Recorder,
+    net: &Net,
+    count: u64,
+    inode_b: u64,
+) -> Result<Measured> {
     let out = env.file("storm-tracer.ndjson");
     let t = tools::start_tracer(env, rec, &[], Output::File(&out), "tracer")?;
     let (f, cpu_window_s, drain_s, t) = measure(env, rec, net, count, t, &out, Drain::Quiet)?;
     let (exit, _) = t.stop()?;
     let out_bytes = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let out_s = out.to_string_lossy().into_owned();
-    let kv = env.helper(rec, &["tracer-drops", &out_s, &inode_b.to_string(), "NO_SOCKET"])?;
+    let kv = env.helper(
+        rec,
+        &["tracer-drops", &out_s, &inode_b.to_string(), "NO_SOCKET"],
+    )?;
     let _ = fs::remove_file(&out);
     let lines = kv.u64("skb_drop_match")?;
     let summarised = kv.u64("summary_count_match")?;
@@ -152,7 +183,7 @@ fn storm_tracer(env: &Env, rec: &mut Recorder, net: &Net, count: u64, inode_b: u
 }
 
 /// One JSON line per drop: reason, netns inode of the device, location.
-fn bpftrace_script() -> &'static str {
+pub(super) fn bpftrace_script() -> &'static str {
     r#"tracepoint:skb:kfree_skb { printf("%d %u %p\n", args->reason, ((struct sk_buff *)args->skbaddr)->dev->nd_net.net->ns.inum, args->location); }"#
 }
 
@@ -184,7 +215,14 @@ fn bpftrace_line(line: &str) -> (Option<(u32, u64)>, u64) {
 
 /// Follows bpftrace's output file until it holds `expected` lines for
 /// (`reason`, `inode`) plus lost events, or stops moving for a second.
-fn wait_lines(path: &Path, proc: &proc::Proc, reason: u32, inode: u64, expected: u64, timeout: Duration) -> Result<Duration> {
+pub(super) fn wait_lines(
+    path: &Path,
+    proc: &proc::Proc,
+    reason: u32,
+    inode: u64,
+    expected: u64,
+    timeout: Duration,
+) -> Result<Duration> {
     use std::io::{Read as _, Seek as _, SeekFrom};
     let start = std::time::Instant::now();
     let (mut offset, mut pending) = (0u64, Vec::new());
@@ -220,13 +258,23 @@ fn wait_lines(path: &Path, proc: &proc::Proc, reason: u32, inode: u64, expected:
             return Ok(last_change - start);
         }
         if start.elapsed() >= timeout {
-            anyhow::bail!("bpftrace kept writing to {} for {timeout:?}", path.display());
+            anyhow::bail!(
+                "bpftrace kept writing to {} for {timeout:?}",
+                path.display()
+            );
         }
         sys::sleep(Duration::from_millis(100))?;
     }
 }
 
-fn storm_bpftrace(env: &Env, rec: &mut Recorder, net: &Net, count: u64, reason_raw: u32, inode_b: u64) -> Result<Measured> {
+fn storm_bpftrace(
+    env: &Env,
+    rec: &mut Recorder,
+    net: &Net,
+    count: u64,
+    reason_raw: u32,
+    inode_b: u64,
+) -> Result<Measured> {
     let out = env.file("storm-bpftrace.json");
     let t = tools::start_bpftrace(env, rec, bpftrace_script(), Output::File(&out), "bpftrace")?;
     let drain = Drain::Lines {
@@ -237,7 +285,15 @@ fn storm_bpftrace(env: &Env, rec: &mut Recorder, net: &Net, count: u64, reason_r
     let (exit, _) = t.stop()?;
     let out_bytes = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let out_s = out.to_string_lossy().into_owned();
-    let kv = env.helper(rec, &["bpftrace-drops", &out_s, &reason_raw.to_string(), &inode_b.to_string()])?;
+    let kv = env.helper(
+        rec,
+        &[
+            "bpftrace-drops",
+            &out_s,
+            &reason_raw.to_string(),
+            &inode_b.to_string(),
+        ],
+    )?;
     let _ = fs::remove_file(&out);
     let lines = kv.u64("matching")?;
     Ok(Measured {
@@ -262,12 +318,19 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     let net = env.net()?;
     let topo = &net.topo;
     let (reason_raw, format_file) = read_reason("NO_SOCKET")?;
-    let (rounds, count) = if env.quick { (1, 100_000u64) } else { (3, 500_000u64) };
+    let (rounds, count) = if env.quick {
+        (1, 100_000u64)
+    } else {
+        (3, 500_000u64)
+    };
     let inode_b = topo.inode(&topo.ns_b)?;
 
     let mut tr = Vec::new();
     let mut bt = Vec::new();
-    let mut bt_err = env.bpftrace.is_none().then(|| "bpftrace is not installed".to_owned());
+    let mut bt_err = env
+        .bpftrace
+        .is_none()
+        .then(|| "bpftrace is not installed".to_owned());
     for round in 0..rounds {
         sys::check()?;
         crate::cmd::say(format!("drop storm round {}/{rounds}: tracer", round + 1));
@@ -355,29 +418,42 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     let fr: Vec<f64> = tr.iter().map(Measured::fraction).collect();
     let min_fr = fr.iter().copied().fold(f64::INFINITY, f64::min);
     sec.figure(
-        format!("drops accounted by tracer / kernel NoPorts count ({} × {count})", tr.len()),
+        format!(
+            "drops accounted by tracer / kernel NoPorts count ({} × {count})",
+            tr.len()
+        ),
         format!(
             "{} (lowest {}; {})",
             pct(median(&fr).unwrap_or(0.0)),
             pct(min_fr),
             tr.iter()
-                .map(|m| format!("{}+{}+{}={} of {}", m.lines, m.summarised, m.lost, m.accounted, m.flood.kernel))
+                .map(|m| format!(
+                    "{}+{}+{}={} of {}",
+                    m.lines, m.summarised, m.lost, m.accounted, m.flood.kernel
+                ))
                 .collect::<Vec<_>>()
                 .join("; ")
         ),
         "100 %",
     );
-    let tcpu = median(&tr.iter().map(Measured::cpu_per_million).collect::<Vec<_>>()).unwrap_or(f64::NAN);
+    let tcpu =
+        median(&tr.iter().map(Measured::cpu_per_million).collect::<Vec<_>>()).unwrap_or(f64::NAN);
     sec.figure(
         "tracer CPU seconds per million drops (user space, window)",
         format!("{tcpu:.2} s"),
         "below bpftrace",
     );
     if let Some(why) = bt_err.as_ref().filter(|_| bt.is_empty()) {
-        sec.figure("bpftrace CPU seconds per million drops", format!("not measured: {why}"), "");
+        sec.figure(
+            "bpftrace CPU seconds per million drops",
+            format!("not measured: {why}"),
+            "",
+        );
     } else {
-        let bcpu = median(&bt.iter().map(Measured::cpu_per_million).collect::<Vec<_>>()).unwrap_or(f64::NAN);
-        let bfr = median(&bt.iter().map(Measured::fraction).collect::<Vec<_>>()).unwrap_or(f64::NAN);
+        let bcpu = median(&bt.iter().map(Measured::cpu_per_million).collect::<Vec<_>>())
+            .unwrap_or(f64::NAN);
+        let bfr =
+            median(&bt.iter().map(Measured::fraction).collect::<Vec<_>>()).unwrap_or(f64::NAN);
         let blost: u64 = bt.iter().map(|m| m.lost).sum();
         sec.figure(
             "bpftrace one-liner CPU seconds per million drops (window)",
@@ -391,7 +467,11 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
             sec.note(format!("bpftrace failed in a later round: {why}"));
         }
     }
-    let _ = writeln!(d, "\nbpftrace one-liner:\n\n```\nbpftrace -f json -o FILE -e '{}'\n```", bpftrace_script());
+    let _ = writeln!(
+        d,
+        "\nbpftrace one-liner:\n\n```\nbpftrace -f json -o FILE -e '{}'\n```",
+        bpftrace_script()
+    );
     sec.details = d;
     Ok(())
 }
@@ -414,7 +494,13 @@ mod tests {
             bpftrace_line(r#"{"type": "printf", "data": "3 4026532833 0xffffffff82046f4c\n"}"#),
             (Some((3, 4026532833)), 0)
         );
-        assert_eq!(bpftrace_line(r#"{"type": "lost_events", "data": {"events": 1234}}"#), (None, 1234));
-        assert_eq!(bpftrace_line(r#"{"type": "attached_probes", "data": {"probes": 1}}"#), (None, 0));
+        assert_eq!(
+            bpftrace_line(r#"{"type": "lost_events", "data": {"events": 1234}}"#),
+            (None, 1234)
+        );
+        assert_eq!(
+            bpftrace_line(r#"{"type": "attached_probes", "data": {"probes": 1}}"#),
+            (None, 0)
+        );
     }
 }

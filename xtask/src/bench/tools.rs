@@ -66,7 +66,8 @@ fn stdout_for(out: &Output<'_>, cmd: &mut Command) -> Result<()> {
             cmd.stdout(Stdio::piped());
         }
         Output::File(path) => {
-            let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let f =
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
             cmd.stdout(f);
         }
     }
@@ -75,7 +76,13 @@ fn stdout_for(out: &Output<'_>, cmd: &mut Command) -> Result<()> {
 
 /// `tracer run ARGS` in the host namespace, waited for until every probe
 /// printed its `probe_status` line.
-pub fn start_tracer(env: &Env, rec: &mut Recorder, args: &[&str], out: Output<'_>, label: &str) -> Result<Running> {
+pub fn start_tracer(
+    env: &Env,
+    rec: &mut Recorder,
+    args: &[&str],
+    out: Output<'_>,
+    label: &str,
+) -> Result<Running> {
     let stderr = env.dir.join(format!("{label}.stderr"));
     let mut cmd = Command::new(&env.tracer);
     cmd.arg("run").args(args).stdin(Stdio::null());
@@ -109,7 +116,8 @@ pub fn start_tracer(env: &Env, rec: &mut Recorder, args: &[&str], out: Output<'_
             })
         }
         Output::File(path) => {
-            let at = proc::wait_file_matches(path, is_probe_status, n, ATTACH_TIMEOUT, &mut p, &stderr)?;
+            let at =
+                proc::wait_file_matches(path, is_probe_status, n, ATTACH_TIMEOUT, &mut p, &stderr)?;
             let text = std::fs::read_to_string(path).unwrap_or_default();
             let attached = text
                 .lines()
@@ -129,11 +137,14 @@ pub fn start_tracer(env: &Env, rec: &mut Recorder, args: &[&str], out: Output<'_
 
 /// bpftrace running `script` (text output when discarded, `-f json -o FILE`
 /// when written to a file), waited for until it says its probes are attached.
-pub fn start_bpftrace(env: &Env, rec: &mut Recorder, script: &str, out: Output<'_>, label: &str) -> Result<Running> {
-    let bpftrace = env
-        .bpftrace
-        .as_ref()
-        .context("bpftrace is not installed")?;
+pub fn start_bpftrace(
+    env: &Env,
+    rec: &mut Recorder,
+    script: &str,
+    out: Output<'_>,
+    label: &str,
+) -> Result<Running> {
+    let bpftrace = env.bpftrace.as_ref().context("bpftrace is not installed")?;
     let stderr = env.dir.join(format!("{label}.stderr"));
     let mut cmd = Command::new(bpftrace);
     cmd.stdin(Stdio::null());
@@ -163,7 +174,14 @@ pub fn start_bpftrace(env: &Env, rec: &mut Recorder, script: &str, out: Output<'
         }
         Output::File(path) => (
             None,
-            proc::wait_file_matches(path, is_bpftrace_attached, 1, ATTACH_TIMEOUT, &mut p, &stderr)?,
+            proc::wait_file_matches(
+                path,
+                is_bpftrace_attached,
+                1,
+                ATTACH_TIMEOUT,
+                &mut p,
+                &stderr,
+            )?,
         ),
     };
     // Give a failing attach (reported after "Attaching N probes...") a moment to surface.

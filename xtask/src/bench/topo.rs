@@ -60,24 +60,55 @@ impl Topo {
             // No IPv6 autoconfiguration chatter (router solicitations, MLD)
             // in the measurements.
             let mut sysctl = Command::new("ip");
-            sysctl.args(["netns", "exec", &name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+            sysctl.args([
+                "netns",
+                "exec",
+                &name,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+            ]);
             let _ = rec.run_quiet(&mut sysctl);
             let mut sysctl = Command::new("ip");
-            sysctl.args(["netns", "exec", &name, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+            sysctl.args([
+                "netns",
+                "exec",
+                &name,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ]);
             let _ = rec.run_quiet(&mut sysctl);
         }
         let br = t.ns_br.clone();
-        ip(rec, &["-n", &br, "link", "add", &t.bridge, "type", "bridge"])?;
+        ip(
+            rec,
+            &["-n", &br, "link", "add", &t.bridge, "type", "bridge"],
+        )?;
         ip(rec, &["-n", &br, "link", "set", &t.bridge, "up"])?;
         for (side, ns, addr) in [("a", &t.ns_a, &t.ip_a), ("b", &t.ns_b, &t.ip_b)] {
             let port = format!("xp{side}{tag}");
             ip(
                 rec,
-                &["-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns],
+                &[
+                    "-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                    "netns", ns,
+                ],
             )?;
             ip(rec, &["-n", &br, "link", "set", &port, "master", &t.bridge])?;
             ip(rec, &["-n", &br, "link", "set", &port, "up"])?;
-            ip(rec, &["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+            ip(
+                rec,
+                &[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/24"),
+                    "dev",
+                    "eth0",
+                ],
+            )?;
             ip(rec, &["-n", ns, "link", "set", "eth0", "up"])?;
         }
         Ok(t)
@@ -181,7 +212,9 @@ fn sweep_stale() {
             continue;
         };
         if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
-            cmd::say(format!("removing namespace {name} left by an interrupted bench run"));
+            cmd::say(format!(
+                "removing namespace {name} left by an interrupted bench run"
+            ));
             delete_netns(&name);
         }
     }
