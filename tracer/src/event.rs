@@ -96,37 +96,70 @@ pub struct Compose {
 /// own container and for `source.container` / `destination.container`.
 ///
 /// A shared handle: the identity index builds one per container and every
-/// event naming it clones the `Arc`, not six strings.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ContainerRef(std::sync::Arc<ContainerData>);
+/// event naming it clones the `Arc`, not six strings. Its JSON is rendered
+/// once, at creation, and written as is into every line that names it.
+#[derive(Clone, Debug)]
+pub struct ContainerRef(std::sync::Arc<ContainerInner>);
 
-impl Serialize for ContainerRef {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
+#[derive(Debug)]
+struct ContainerInner {
+    data: ContainerData,
+    json: Box<serde_json::value::RawValue>,
 }
 
 impl ContainerRef {
     pub fn new(data: ContainerData) -> Self {
-        Self(std::sync::Arc::new(data))
+        // Serialising our own struct of strings cannot fail; fall back to
+        // an empty object rather than panic if it ever did.
+        let json = serde_json::value::to_raw_value(&data).unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("{}".into())
+                .unwrap_or_else(|_| unreachable_raw())
+        });
+        Self(std::sync::Arc::new(ContainerInner { data, json }))
     }
 
     /// The most human name available: name, or short id.
     pub fn display_name(&self) -> String {
-        self.0.display_name()
+        self.0.data.display_name()
     }
 }
 
-impl From<ContainerData> for ContainerRef {
-    fn from(d: ContainerData) -> Self {
-        Self::new(d)
+/// `{}` as a RawValue (never reached: "{}" is valid JSON).
+fn unreachable_raw() -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&serde_json::Map::new())
+        .unwrap_or_else(|_| unreachable!("an empty JSON object always serialises"))
+}
+
+impl Default for ContainerRef {
+    fn default() -> Self {
+        Self::new(ContainerData::default())
+    }
+}
+
+impl PartialEq for ContainerRef {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.data == other.0.data
+    }
+}
+
+impl Eq for ContainerRef {}
+
+impl Serialize for ContainerRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.json.serialize(s)
     }
 }
 
 impl std::ops::Deref for ContainerRef {
     type Target = ContainerData;
     fn deref(&self) -> &ContainerData {
-        &self.0
+        &self.0.data
+    }
+}
+
+impl From<ContainerData> for ContainerRef {
+    fn from(d: ContainerData) -> Self {
+        Self::new(d)
     }
 }
 

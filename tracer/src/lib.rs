@@ -23,3 +23,4 @@ pub mod pipeline;
 pub mod privileges;
 pub mod probes;
 pub mod replay;
+pub mod synth;

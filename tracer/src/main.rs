@@ -37,6 +37,23 @@ enum Command {
     /// capture cut short (host died, disk full, kill -9) replays every
     /// complete record, then warns with the byte offset where it stopped.
     Replay(ReplayArgs),
+    /// Write a synthetic capture (benchmarks): N kernel records of every kind
+    /// between containers on an overlay, with their identity.
+    #[command(hide = true)]
+    SynthCapture(SynthArgs),
+}
+
+#[derive(Args, Debug)]
+struct SynthArgs {
+    /// Kernel records to generate.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Containers on the synthetic overlay.
+    #[arg(long, default_value_t = 1000)]
+    containers: u32,
+    /// Capture file to write (must not exist).
+    #[arg(long)]
+    output: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -290,6 +307,7 @@ fn main() -> ExitCode {
             Command::Run(a) => run(a).await,
             Command::Check(a) => check(a),
             Command::Replay(a) => replay(a),
+            Command::SynthCapture(a) => synth(a),
         }
     });
     match res {
@@ -368,6 +386,27 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e),
     }
+}
+
+fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
+    if a.output.exists() {
+        anyhow::bail!("{} already exists", a.output.display());
+    }
+    // The running kernel's drop-reason names when readable, else the core ones.
+    let reasons = tracer::btf::KernelBtf::load(std::path::Path::new(tracer::btf::DEFAULT_VMLINUX))
+        .ok()
+        .and_then(|b| tracer::btf::DropReasons::from_btf(&b).ok())
+        .unwrap_or_else(|| {
+            tracer::btf::DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")])
+        });
+    let stats = tracer::synth::write(&a.output, a.events, a.containers, &reasons)?;
+    eprintln!(
+        "wrote {} kernel records ({} bytes) to {}",
+        stats.kernel_records,
+        stats.bytes,
+        a.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

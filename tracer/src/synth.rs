@@ -1,0 +1,367 @@
+//! A synthetic capture for the pipeline benchmark (`tracer synth-capture`):
+//! a swarm-like host with N containers on one overlay network, then a
+//! deterministic mix of every kernel record kind between them, with the
+//! identity updates that let enrichment name them. Replaying it exercises
+//! decode + enrich + detect + serialise like a real capture does.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
+
+use tracer_ebpf::{
+    kind, ArpEvent, DropEvent, EventHeader, FdbEvent, NeighEvent, TcpEvent,
+};
+
+use crate::{
+    btf::DropReasons,
+    capture::{CaptureError, CaptureStats, CaptureWriter, Header},
+    identity::{
+        ContainerInfo, EndpointInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo,
+        VethPeer,
+    },
+    pipeline::Input,
+};
+
+const OVERLAY_NS: u32 = 4_026_530_000;
+const NS_BASE: u32 = 4_026_540_000;
+const LOCATION: u64 = 0xffff_ffff_8123_4567;
+const BOOT_TO_WALL: i128 = 1_795_000_000_000_000_000;
+
+fn bytes_of<T: aya::Pod>(v: &T) -> Vec<u8> {
+    // SAFETY: T is Pod (#[repr(C)], integers and byte arrays only).
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+}
+
+fn name16(s: &str) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    let n = s.len().min(15);
+    b[..n].copy_from_slice(&s.as_bytes()[..n]);
+    b
+}
+
+fn ip_of(c: u32) -> [u8; 4] {
+    [10, 1, (c >> 8) as u8, (c & 0xff) as u8 + 1]
+}
+
+fn mac_of(c: u32) -> [u8; 6] {
+    [0x02, 0x42, 10, 1, (c >> 8) as u8, (c & 0xff) as u8 + 1]
+}
+
+fn hdr(ts: u64, k: u32, netns: u32, ifindex: u32, ifname: &str) -> EventHeader {
+    EventHeader {
+        ts_ns: ts,
+        kind: k,
+        netns,
+        ifindex,
+        cpu: 0,
+        ifname: name16(ifname),
+    }
+}
+
+/// Identity of the synthetic host: an overlay namespace with a bridge, a
+/// vxlan and one veth per container; each container's namespace.
+fn identity(containers: u32, ts: i128) -> Vec<IdentityUpdate> {
+    let mut out = vec![
+        IdentityUpdate::NetworkUpsert {
+            ts,
+            network: NetworkInfo {
+                id: "synthbackend0123456789".into(),
+                name: "backend".into(),
+                driver: Some("overlay".into()),
+                ..Default::default()
+            },
+        },
+        IdentityUpdate::NetnsUpsert {
+            ts,
+            netns: NetnsInfo {
+                inode: OVERLAY_NS,
+                docker_names: vec!["1-synthbacke".into()],
+                ..Default::default()
+            },
+        },
+    ];
+    let mut overlay = vec![
+        InterfaceInfo {
+            index: 2,
+            name: "br0".into(),
+            kind: Some("bridge".into()),
+            ..Default::default()
+        },
+        InterfaceInfo {
+            index: 3,
+            name: "vxlan0".into(),
+            kind: Some("vxlan".into()),
+            master: Some(2),
+            ..Default::default()
+        },
+    ];
+    for c in 0..containers {
+        let ns = NS_BASE + c;
+        let ip = IpAddr::V4(Ipv4Addr::from(ip_of(c)));
+        overlay.push(InterfaceInfo {
+            index: 100 + c,
+            name: format!("veth{c:x}"),
+            kind: Some("veth".into()),
+            master: Some(2),
+            peer: Some(VethPeer {
+                ifindex: 2,
+                netns: Some(ns),
+            }),
+            ..Default::default()
+        });
+        out.push(IdentityUpdate::NetnsUpsert {
+            ts,
+            netns: NetnsInfo {
+                inode: ns,
+                docker_names: vec![format!("{:012x}", 0xabc000 + c)],
+                ..Default::default()
+            },
+        });
+        out.push(IdentityUpdate::NetnsInterfaces {
+            ts,
+            inode: ns,
+            interfaces: vec![InterfaceInfo {
+                index: 2,
+                name: "eth0".into(),
+                mac: Some(mac_of(c)),
+                kind: Some("veth".into()),
+                peer: Some(VethPeer {
+                    ifindex: 100 + c,
+                    netns: Some(OVERLAY_NS),
+                }),
+                addrs: vec![ip],
+                ..Default::default()
+            }],
+        });
+        out.push(IdentityUpdate::ContainerUpsert {
+            ts,
+            container: ContainerInfo {
+                id: format!("{:064x}", 0x5eed_0000_u64 + c as u64),
+                name: Some(format!("svc{}.{}", c % 50, c / 50 + 1)),
+                image: Some("registry.example/app:1.2.3".into()),
+                runtime: Some("docker".into()),
+                swarm_service: Some(format!("svc{}", c % 50)),
+                swarm_task: Some(format!("svc{}.{}.synth{c:x}", c % 50, c / 50 + 1)),
+                netns: Some(ns),
+                endpoints: vec![EndpointInfo {
+                    network_id: "synthbackend0123456789".into(),
+                    network: Some("backend".into()),
+                    ips: vec![ip],
+                    mac: Some(mac_of(c)),
+                }],
+                ..Default::default()
+            },
+        });
+    }
+    out.push(IdentityUpdate::NetnsInterfaces {
+        ts,
+        inode: OVERLAY_NS,
+        interfaces: overlay,
+    });
+    out
+}
+
+/// xorshift: deterministic, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u32) -> u32 {
+        (self.next() % n.max(1) as u64) as u32
+    }
+}
+
+/// Per-run state of the mix.
+struct Mix {
+    rng: Rng,
+    containers: u32,
+    no_socket: u32,
+    /// Sequence numbers for ARP pairs (a pair repeats only every
+    /// containers² replies, as in a real cache) and FDB flaps.
+    arp_seq: u64,
+    fdb_seq: u64,
+}
+
+impl Mix {
+    /// One kernel record of the mix at time `ts` (boot ns).
+    fn record(&mut self, ts: u64) -> Vec<u8> {
+        let containers = self.containers;
+        let r = &mut self.rng;
+        let a = r.below(containers);
+        let b = (a + 1 + r.below(containers - 1)) % containers;
+        let (ns_a, ns_b) = (NS_BASE + a, NS_BASE + b);
+        match r.below(10) {
+            // Drops: UDP to closed ports between containers (rate limited).
+            0..=3 => {
+                let mut d = DropEvent {
+                    hdr: hdr(ts, kind::SKB_DROP, ns_b, 2, "eth0"),
+                    location: LOCATION,
+                    reason: self.no_socket,
+                    sport: 30000 + (a as u16 % 1000),
+                    dport: 9000 + (r.below(4) as u16),
+                    eth_proto: 0x0800,
+                    l4proto: 17,
+                    ip_version: 4,
+                    ..Default::default()
+                };
+                d.saddr[..4].copy_from_slice(&ip_of(a));
+                d.daddr[..4].copy_from_slice(&ip_of(b));
+                bytes_of(&d)
+            }
+            // Retransmits: one flow per container pair; flows from every
+            // 7th container make no progress.
+            4..=6 => {
+                let mut t = TcpEvent {
+                    hdr: hdr(ts, kind::TCP_RETRANSMIT, ns_a, 2, "eth0"),
+                    sport: 40000 + (b as u16 % 2000),
+                    dport: 8080,
+                    family: 2,
+                    state: 1,
+                    retransmits: 1,
+                    snd_una: if a % 7 == 0 { 1000 } else { r.next() as u32 },
+                    has_sk: 1,
+                    ..Default::default()
+                };
+                t.saddr[..4].copy_from_slice(&ip_of(a));
+                t.daddr[..4].copy_from_slice(&ip_of(b));
+                bytes_of(&t)
+            }
+            // ARP replies seen in the requester's namespace.
+            7 => {
+                let n = self.arp_seq;
+                self.arp_seq += 1;
+                let c = containers as u64;
+                let a = (n % c) as u32;
+                let b = ((a as u64 + 1 + (n / c) % (c - 1)) % c) as u32;
+                bytes_of(&ArpEvent {
+                    hdr: hdr(ts, kind::ARP_REPLY, NS_BASE + a, 2, "eth0"),
+                    oper: 2,
+                    hw_type: 1,
+                    sender_mac: mac_of(b),
+                    target_mac: mac_of(a),
+                    sender_ip: ip_of(b),
+                    target_ip: ip_of(a),
+                })
+            }
+            // FDB moves on the overlay bridge: the MACs of a few containers
+            // flip between their veth and the vxlan (the outage).
+            8 => {
+                let n = self.fdb_seq;
+                self.fdb_seq += 1;
+                let a = ((n / 2) % (containers as u64 / 11).max(1)) as u32 * 11;
+                let (idx, name) = if n % 2 == 0 {
+                    (3, "vxlan0".to_string())
+                } else {
+                    (100 + a, format!("veth{a:x}"))
+                };
+                bytes_of(&FdbEvent {
+                    hdr: hdr(ts, kind::FDB_UPDATE, OVERLAY_NS, idx, &name),
+                    br_name: name16("br0"),
+                    br_ifindex: 2,
+                    mac: mac_of(a),
+                    ..Default::default()
+                })
+            }
+            // Neighbour updates (REACHABLE -> STALE).
+            _ => {
+                let mut n = NeighEvent {
+                    hdr: hdr(ts, kind::NEIGH_UPDATE, ns_a, 2, "eth0"),
+                    family: 2,
+                    old_state: 0x02,
+                    new_state: 0x04,
+                    lladdr_len: 6,
+                    ..Default::default()
+                };
+                n.key[..4].copy_from_slice(&ip_of(b));
+                n.old_lladdr[..6].copy_from_slice(&mac_of(b));
+                bytes_of(&n)
+            }
+        }
+    }
+}
+
+/// Writes a capture of `events` kernel records (1 µs of kernel time apart)
+/// between `containers` containers.
+pub fn write(
+    path: &Path,
+    events: u64,
+    containers: u32,
+    drop_reasons: &DropReasons,
+) -> Result<CaptureStats, CaptureError> {
+    let containers = containers.max(2);
+    let no_socket = drop_reasons.value("NO_SOCKET").unwrap_or(3);
+    let header = Header::this_host(vec!["tracer".into(), "synth-capture".into()], BOOT_TO_WALL);
+    let mut w = CaptureWriter::create(path, header, drop_reasons, None)?;
+    w.write_symbols(&[(LOCATION, "__udp4_lib_rcv+0x9a4".to_string())])?;
+    let t0: u64 = 1_000_000_000_000;
+    for u in identity(containers, t0 as i128 + BOOT_TO_WALL) {
+        w.write_input(&Input::Identity(u))?;
+    }
+    let mut mix = Mix {
+        rng: Rng(0x2545_f491_4f6c_dd1d),
+        containers,
+        no_socket,
+        arp_seq: 0,
+        fdb_seq: 0,
+    };
+    let mut next_tick = t0 + 1_000_000_000;
+    for i in 0..events {
+        let ts = t0 + i * 1_000;
+        if ts >= next_tick {
+            w.write_input(&Input::Tick { boot_ns: ts })?;
+            next_tick += 1_000_000_000;
+        }
+        w.write_input(&Input::Kernel(mix.record(ts)))?;
+    }
+    w.write_input(&Input::Loss {
+        boot_ns: t0 + events * 1_000,
+        lost: Vec::new(),
+        filtered: Vec::new(),
+        lost_total: 0,
+    })?;
+    w.write_input(&Input::Finish {
+        boot_ns: t0 + events * 1_000,
+    })?;
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::{replay, ReplayOptions};
+
+    #[test]
+    fn synthetic_capture_replays_with_names_alerts_and_summaries() {
+        let dir = std::env::temp_dir().join(format!("tracer-synth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("synth.capture");
+        let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
+        let stats = write(&path, 20_000, 100, &reasons).unwrap();
+        assert!(stats.kernel_records == 20_000, "{stats:?}");
+        let mut out = Vec::new();
+        let s = replay(
+            &ReplayOptions {
+                path: path.clone(),
+                speed: 0.0,
+                filter: Default::default(),
+                detect: Some(Default::default()),
+            },
+            &mut out,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(s.lines > 10_000, "{}", s.lines);
+        assert!(text.contains("\"name\":\"svc"), "containers are named");
+        assert!(text.contains("\"action\":\"fdb_flap\""), "flapping MACs alert");
+        assert!(text.contains("\"action\":\"retransmit_burst\""));
+        assert!(text.contains("\"action\":\"drop_summary\""));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
