@@ -51,6 +51,10 @@ struct SynthArgs {
     /// Containers on the synthetic overlay.
     #[arg(long, default_value_t = 1000)]
     containers: u32,
+    /// Long-lived connections per container; 0: a random peer per record
+    /// (every container pair: flow churn beyond the detectors' key limit).
+    #[arg(long, default_value_t = 4)]
+    peers: u32,
     /// Capture file to write (must not exist).
     #[arg(long)]
     output: PathBuf,
@@ -399,7 +403,7 @@ fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| {
             tracer::btf::DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")])
         });
-    let stats = tracer::synth::write(&a.output, a.events, a.containers, &reasons)?;
+    let stats = tracer::synth::write(&a.output, a.events, a.containers, a.peers, &reasons)?;
     eprintln!(
         "wrote {} kernel records ({} bytes) to {}",
         stats.kernel_records,

@@ -181,6 +181,9 @@ impl Rng {
 struct Mix {
     rng: Rng,
     containers: u32,
+    /// Peers each container talks to (long-lived connections); 0: a random
+    /// peer for every record (flow churn: every pair of containers).
+    peers: u32,
     no_socket: u32,
     /// Sequence numbers for ARP pairs (a pair repeats only every
     /// containers² replies, as in a real cache) and FDB flaps.
@@ -194,7 +197,12 @@ impl Mix {
         let containers = self.containers;
         let r = &mut self.rng;
         let a = r.below(containers);
-        let b = (a + 1 + r.below(containers - 1)) % containers;
+        let b = if self.peers == 0 {
+            (a + 1 + r.below(containers - 1)) % containers
+        } else {
+            // The k-th peer of a: a fixed stride keeps pairs stable.
+            (a + 1 + (r.below(self.peers) * 37) % (containers - 1)) % containers
+        };
         let (ns_a, ns_b) = (NS_BASE + a, NS_BASE + b);
         match r.below(10) {
             // Drops: UDP to closed ports between containers (rate limited).
@@ -292,6 +300,7 @@ pub fn write(
     path: &Path,
     events: u64,
     containers: u32,
+    peers: u32,
     drop_reasons: &DropReasons,
 ) -> Result<CaptureStats, CaptureError> {
     let containers = containers.max(2);
@@ -306,6 +315,7 @@ pub fn write(
     let mut mix = Mix {
         rng: Rng(0x2545_f491_4f6c_dd1d),
         containers,
+        peers,
         no_socket,
         arp_seq: 0,
         fdb_seq: 0,
@@ -343,7 +353,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("synth.capture");
         let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
-        let stats = write(&path, 20_000, 100, &reasons).unwrap();
+        let stats = write(&path, 20_000, 100, 4, &reasons).unwrap();
         assert!(stats.kernel_records == 20_000, "{stats:?}");
         let mut out = Vec::new();
         let s = replay(
