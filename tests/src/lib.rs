@@ -192,6 +192,32 @@ impl BridgeTopo {
         )
     }
 
+    /// A TCP connection A → B that has exchanged data (client, server,
+    /// server port).
+    pub fn established_flow(&self) -> (std::net::TcpStream, std::net::TcpStream, u16) {
+        use std::io::{Read, Write};
+        let ip_b = self.ip_b.clone();
+        let listener = self
+            .b
+            .run(move || std::net::TcpListener::bind((ip_b.as_str(), 0)).expect("listen"));
+        let port = listener.local_addr().expect("local addr").port();
+        let target = format!("{}:{port}", self.ip_b);
+        let mut client = self
+            .a
+            .run(move || std::net::TcpStream::connect(target).expect("connect"));
+        let (mut server, _) = listener.accept().expect("accept");
+        client.write_all(b"hello").expect("write");
+        let mut buf = [0u8; 5];
+        server.read_exact(&mut buf).expect("read");
+        (client, server, port)
+    }
+
+    /// B can no longer answer A: A's data is never acknowledged.
+    pub fn blackhole_b_to_a(&self) {
+        self.b
+            .ip(&["route", "add", "blackhole", &format!("{}/32", self.ip_a)]);
+    }
+
     /// One ping from A to B (ARP request from A, reply from B).
     pub fn ping_a_to_b(&self) {
         sh(&["ip", "netns", "exec", &self.a.name, "ping", "-c", "1", "-W", "2", &self.ip_b]);

@@ -1,10 +1,6 @@
 //! Detectors and incidents, each condition reproduced for real.
 
-use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream, UdpSocket},
-    time::Duration,
-};
+use std::{io::Write, net::UdpSocket, time::Duration};
 
 use serde_json::Value;
 use tracer_tests::{ecs_mac, require_root, sh, with_action, BridgeTopo, Netns, Tracer};
@@ -143,17 +139,9 @@ fn blackholed_flow_is_a_retransmit_burst() {
     require_root();
     let topo = BridgeTopo::new();
     let (a_inode, b_inode) = (topo.a.inode(), topo.b.inode());
-    let ip_b = topo.ip_b.clone();
-    let listener = topo.b.run(move || TcpListener::bind((ip_b.as_str(), 0)).expect("listen"));
-    let port = listener.local_addr().unwrap().port();
-    let target = format!("{}:{port}", topo.ip_b);
-    let mut client = topo.a.run(move || TcpStream::connect(target).expect("connect"));
-    let (mut server, _) = listener.accept().expect("accept");
-    client.write_all(b"hi").unwrap();
-    let mut buf = [0u8; 2];
-    server.read_exact(&mut buf).unwrap();
+    let (mut client, server, port) = topo.established_flow();
     let t = start(&[a_inode, b_inode], &[]);
-    topo.b.ip(&["route", "add", "blackhole", &format!("{}/32", topo.ip_a)]);
+    topo.blackhole_b_to_a();
     client.write_all(b"lost in the void").unwrap();
     let burst = t.wait_for(Duration::from_secs(20), |v| {
         v["event"]["action"] == "retransmit_burst"

@@ -1,7 +1,7 @@
 //! Foundation: each kernel event caused for real, asserted field by field.
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     net::{TcpListener, TcpStream, UdpSocket},
     time::Duration,
 };
@@ -182,20 +182,11 @@ fn blackholed_tcp_connection_retransmits() {
     require_root();
     let topo = BridgeTopo::new();
     let (a_inode, b_inode) = (topo.a.inode(), topo.b.inode());
-    let ip_b = topo.ip_b.clone();
-    let listener = topo.b.run(move || TcpListener::bind((ip_b.as_str(), 0)).expect("listen"));
-    let port = listener.local_addr().unwrap().port();
-    let target = format!("{}:{port}", topo.ip_b);
-    let mut client = topo.a.run(move || TcpStream::connect(target).expect("connect"));
-    let (mut server, _) = listener.accept().expect("accept");
-    client.write_all(b"hello").unwrap();
-    let mut buf = [0u8; 5];
-    server.read_exact(&mut buf).unwrap();
+    let (mut client, server, port) = topo.established_flow();
     let local_port = client.local_addr().unwrap().port();
 
     let t = start(&[a_inode, b_inode]);
-    // B can no longer answer A: A's data is never acknowledged.
-    topo.b.ip(&["route", "add", "blackhole", &format!("{}/32", topo.ip_a)]);
+    topo.blackhole_b_to_a();
     client.write_all(b"are you there?").unwrap();
     let ip_a = topo.ip_a.clone();
     let got = t.wait_for(Duration::from_secs(15), |v| {

@@ -144,6 +144,18 @@ mod programs {
         eth_proto: u16,
     }
 
+    impl Tuple {
+        const EMPTY: Tuple = Tuple {
+            saddr: [0; 16],
+            daddr: [0; 16],
+            sport: 0,
+            dport: 0,
+            l4proto: 0,
+            version: 0,
+            eth_proto: 0,
+        };
+    }
+
     /// Parses IPv4/IPv6 + TCP/UDP/SCTP ports from an skb's network header.
     #[inline(always)]
     unsafe fn skb_tuple(skb: *const u8, t: &mut Tuple) {
@@ -390,15 +402,7 @@ mod programs {
                 fill_sock(p, sk);
             }
             if !skb.is_null() {
-                let mut t = Tuple {
-                    saddr: [0; 16],
-                    daddr: [0; 16],
-                    sport: 0,
-                    dport: 0,
-                    l4proto: 0,
-                    version: 0,
-                    eth_proto: 0,
-                };
+                let mut t = Tuple::EMPTY;
                 skb_tuple(skb, &mut t);
                 if t.l4proto == IPPROTO_TCP {
                     (*p).saddr = t.daddr;
@@ -453,15 +457,7 @@ mod programs {
         unsafe {
             (*p).location = location;
             (*p).reason = reason;
-            let mut t = Tuple {
-                saddr: [0; 16],
-                daddr: [0; 16],
-                sport: 0,
-                dport: 0,
-                l4proto: 0,
-                version: 0,
-                eth_proto: 0,
-            };
+            let mut t = Tuple::EMPTY;
             skb_tuple(skb, &mut t);
             (*p).saddr = t.saddr;
             (*p).daddr = t.daddr;
