@@ -19,7 +19,10 @@ pub struct Report {
 
 impl Report {
     pub fn attached(&self) -> usize {
-        self.probes.iter().filter(|p| p.status == "attached").count()
+        self.probes
+            .iter()
+            .filter(|p| p.status == "attached")
+            .count()
     }
 
     pub fn table(&self) -> String {
@@ -28,7 +31,11 @@ impl Report {
         for n in &self.notes {
             let _ = writeln!(s, "note: {n}");
         }
-        let _ = writeln!(s, "{:<20} {:<28} {:<9} WHY", "PROBE", "TRACEPOINT", "STATUS");
+        let _ = writeln!(
+            s,
+            "{:<20} {:<28} {:<9} WHY",
+            "PROBE", "TRACEPOINT", "STATUS"
+        );
         for p in &self.probes {
             let what = probes::PROBES
                 .iter()
@@ -39,8 +46,16 @@ impl Report {
                 Some(e) => e.clone(),
                 None => format!("ok: {what}"),
             };
-            let status = if p.status == "attached" { "ok" } else { p.status };
-            let _ = writeln!(s, "{:<20} {:<28} {:<9} {}", p.name, p.tracepoint, status, why);
+            let status = if p.status == "attached" {
+                "ok"
+            } else {
+                p.status
+            };
+            let _ = writeln!(
+                s,
+                "{:<20} {:<28} {:<9} {}",
+                p.name, p.tracepoint, status, why
+            );
         }
         let _ = writeln!(
             s,
@@ -67,12 +82,12 @@ impl Report {
             } else {
                 "failure"
             });
-            e.tracer.probe = Some(ProbeInfo {
+            e.tracer.probe = Some(Box::new(ProbeInfo {
                 name: p.name.to_string(),
                 tracepoint: p.tracepoint.clone(),
                 status: p.status,
                 error: p.error.clone(),
-            });
+            }));
             e.tracer.schema_version = Some(SCHEMA_VERSION);
             let _ = e.write_line(&mut buf);
         }
@@ -95,7 +110,9 @@ pub fn run(btf: &Path, list_reasons: bool) -> anyhow::Result<Report> {
     let mut notes = info.warnings.clone();
     match crate::tracefs::ensure_mounted() {
         Ok(p) => notes.push(format!("tracefs at {}", p.display())),
-        Err(e) => notes.push(format!("tracefs unavailable ({e}): tracepoint existence not pre-checked")),
+        Err(e) => notes.push(format!(
+            "tracefs unavailable ({e}): tracepoint existence not pre-checked"
+        )),
     }
     let loaded = probes::load(
         &info.btf,

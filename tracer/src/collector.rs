@@ -64,7 +64,9 @@ impl Live {
     /// Records what was just processed: symbols it resolved first, then the
     /// input itself, so a replay sees them in the order it needs them.
     fn record(&mut self, input: &Input) {
-        let Some(w) = self.capture.as_mut() else { return };
+        let Some(w) = self.capture.as_mut() else {
+            return;
+        };
         let syms = self.pipeline.tables.locations.take_new();
         let mut res = w.write_symbols(&syms).and_then(|()| w.write_input(input));
         if res.is_ok() && w.rotation_due() {
@@ -92,8 +94,9 @@ pub fn kernel_info(btf_path: &std::path::Path) -> anyhow::Result<KernelInfo> {
     let drop_reasons = match DropReasons::from_btf(&btf) {
         Ok(r) => r,
         Err(e) => {
-            let root = crate::tracefs::ensure_mounted()
-                .with_context(|| format!("drop reasons: not in BTF ({e}) and tracefs unavailable"))?;
+            let root = crate::tracefs::ensure_mounted().with_context(|| {
+                format!("drop reasons: not in BTF ({e}) and tracefs unavailable")
+            })?;
             warnings.push(format!("drop reasons from tracefs (BTF: {e})"));
             DropReasons::from_tracefs(&root)?
         }
@@ -147,6 +150,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 &info.drop_reasons,
                 opts.record_rotate,
             )
+            .map(|mut w| {
+                // Rotation happens in `Live::record`, with a fresh snapshot.
+                w.set_manual_rotation();
+                w
+            })
             .with_context(|| format!("cannot record to {}", path.display()))?,
         ),
         None => None,
@@ -160,6 +168,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     None => Locations::default(),
                 },
                 boot_to_wall_ns,
+                reason_cache: Default::default(),
             },
             opts.filter.clone(),
             opts.detect.clone(),
@@ -250,13 +259,22 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if attached == 0 {
         drop(ebpf);
         let _ = live.out.finish();
-        bail!("no probe could be attached (see the probe_status lines above, or run `tracer check`)");
+        bail!(
+            "no probe could be attached (see the probe_status lines above, or run `tracer check`)"
+        );
     }
 
     // SAFETY: the RingBuf owns its fd for as long as the AsyncFd owns the
     // RingBuf; nothing else closes or reuses it.
-    let mut ring = unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }
-        .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {}", e.into_parts().1))?;
+    let mut ring =
+        unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }.map_err(
+            |e| {
+                anyhow::anyhow!(
+                    "registering the ring buffer with tokio: {}",
+                    e.into_parts().1
+                )
+            },
+        )?;
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
     let deadline = async {
@@ -392,7 +410,12 @@ impl LossCounters {
         let filt_now = probes::read_filtered(&self.filtered, &self.reasons);
         let filt_delta: Vec<(u32, u64)> = filt_now
             .iter()
-            .map(|&(r, n)| (r, n.saturating_sub(*self.prev_filtered.get(&r).unwrap_or(&0))))
+            .map(|&(r, n)| {
+                (
+                    r,
+                    n.saturating_sub(*self.prev_filtered.get(&r).unwrap_or(&0)),
+                )
+            })
             .filter(|&(_, n)| n > 0)
             .collect();
         self.prev_lost = now_lost;

@@ -13,8 +13,8 @@ use tracer_ebpf::{
 use crate::{
     btf::DropReasons,
     event::{
-        cstr, ip_from_wire, transport_name, EcsEvent, Endpoint, Interface, Kind, Mac, Neigh,
-        Netns, Network, Tcp,
+        ifname, ip_from_wire, transport_name, EcsEvent, Endpoint, Interface, Kind, Mac, Neigh,
+        Netns, Network, SmolStr, Tcp,
     },
 };
 
@@ -104,7 +104,7 @@ pub fn kind_name(k: u32) -> &'static str {
 /// from /proc/kallsyms, a replay from the table recorded in the capture.
 #[derive(Default)]
 pub struct Locations {
-    cache: HashMap<u64, String>,
+    cache: HashMap<u64, SmolStr, foldhash::fast::RandomState>,
     source: Option<crate::kallsyms::Symbols>,
     /// Addresses resolved since the last [`Locations::take_new`] (for captures).
     new: Vec<(u64, String)>,
@@ -121,12 +121,15 @@ impl Locations {
     /// A table of already-resolved addresses (replay).
     pub fn from_table(entries: impl IntoIterator<Item = (u64, String)>) -> Self {
         Self {
-            cache: entries.into_iter().collect(),
+            cache: entries
+                .into_iter()
+                .map(|(a, s)| (a, SmolStr::new(s)))
+                .collect(),
             ..Self::default()
         }
     }
 
-    pub fn format(&mut self, addr: u64) -> String {
+    pub fn format(&mut self, addr: u64) -> SmolStr {
         if let Some(s) = self.cache.get(&addr) {
             return s.clone();
         }
@@ -134,14 +137,16 @@ impl Locations {
             Some(sym) => sym.format(addr),
             None => format!("{addr:#x}"),
         };
-        self.cache.insert(addr, s.clone());
-        self.new.push((addr, s.clone()));
-        s
+        let shared = SmolStr::new(&s);
+        self.cache.insert(addr, shared.clone());
+        self.new.push((addr, s));
+        shared
     }
 
     /// Adds recorded resolutions (replay).
     pub fn extend(&mut self, entries: impl IntoIterator<Item = (u64, String)>) {
-        self.cache.extend(entries);
+        self.cache
+            .extend(entries.into_iter().map(|(a, s)| (a, SmolStr::new(s))));
     }
 
     /// Resolutions made since the last call, to be recorded with the capture.
@@ -156,9 +161,24 @@ pub struct Tables {
     pub locations: Locations,
     /// Wall clock minus boot clock, ns.
     pub boot_to_wall_ns: i128,
+    /// Drop-reason names already looked up (shared, not re-allocated per drop).
+    pub reason_cache: HashMap<u32, SmolStr, foldhash::fast::RandomState>,
 }
 
 impl Tables {
+    /// Name of a raw drop reason (cached).
+    pub fn reason_name(&mut self, raw: u32) -> SmolStr {
+        if let Some(n) = self.reason_cache.get(&raw) {
+            return n.clone();
+        }
+        let n = SmolStr::new(self.drop_reasons.name(raw));
+        // Bounded: garbage reasons in a corrupt capture could be many.
+        if self.reason_cache.len() < 4096 {
+            self.reason_cache.insert(raw, n.clone());
+        }
+        n
+    }
+
     pub fn wall(&self, boot_ns: u64) -> i128 {
         boot_ns as i128 + self.boot_to_wall_ns
     }
@@ -173,7 +193,7 @@ fn netns_iface(e: &mut EcsEvent, h: &EventHeader) {
     }
     if h.ifindex != 0 || h.ifname[0] != 0 {
         e.tracer.interface = Some(Interface {
-            name: cstr(&h.ifname),
+            name: ifname(&h.ifname),
             index: h.ifindex,
         });
     }
@@ -182,8 +202,8 @@ fn netns_iface(e: &mut EcsEvent, h: &EventHeader) {
 
 /// Bridge port name from an FDB record (empty: entry without a port, e.g. the
 /// bridge's own address).
-pub fn port_name(e: &FdbEvent) -> String {
-    cstr(&e.hdr.ifname[..IFNAMSIZ])
+pub fn port_name(e: &FdbEvent) -> SmolStr {
+    ifname(&e.hdr.ifname[..IFNAMSIZ])
 }
 
 /// An FDB record as an event. `previous_port` (from [`crate::fdb`]) turns
@@ -192,7 +212,7 @@ pub fn fdb_event(
     t: &Tables,
     e: &FdbEvent,
     delete: bool,
-    previous_port: Option<String>,
+    previous_port: Option<SmolStr>,
 ) -> EcsEvent {
     let action = match (delete, &previous_port) {
         (true, _) => "fdb_delete",
@@ -202,7 +222,7 @@ pub fn fdb_event(
     let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, action);
     netns_iface(&mut ev, &e.hdr);
     ev.source.mac = Some(Mac(e.mac));
-    ev.tracer.bridge = Some(cstr(&e.br_name));
+    ev.tracer.bridge = Some(ifname(&e.br_name));
     // Entries of the bridge itself (local addresses) have no port.
     let port = port_name(e);
     ev.tracer.port = (!port.is_empty()).then_some(port);
@@ -231,7 +251,7 @@ pub fn arp_event(t: &Tables, e: &ArpEvent) -> EcsEvent {
 }
 
 /// `NUD_*` states (uapi/linux/neighbour.h, a stable user-space ABI).
-pub fn nud_state_name(s: u8) -> String {
+pub fn nud_state_name(s: u8) -> SmolStr {
     const NAMES: [(u8, &str); 8] = [
         (0x01, "INCOMPLETE"),
         (0x02, "REACHABLE"),
@@ -243,14 +263,14 @@ pub fn nud_state_name(s: u8) -> String {
         (0x80, "PERMANENT"),
     ];
     if s == 0 {
-        return "NONE".into();
+        return SmolStr::new_static("NONE");
     }
     let parts: Vec<&str> = NAMES
         .iter()
         .filter(|(bit, _)| s & bit != 0)
         .map(|(_, n)| *n)
         .collect();
-    parts.join("|")
+    SmolStr::new(parts.join("|"))
 }
 
 pub fn neigh_event(t: &Tables, e: &NeighEvent) -> EcsEvent {
@@ -373,7 +393,7 @@ pub fn drop_event(t: &mut Tables, e: &DropEvent) -> EcsEvent {
     } else if e.eth_proto == 0x0806 {
         ev.network.type_ = Some("arp");
     }
-    ev.tracer.reason = Some(t.drop_reasons.name(e.reason).into_owned());
+    ev.tracer.reason = Some(t.reason_name(e.reason));
     ev.tracer.reason_raw = Some(e.reason);
     ev.tracer.location = Some(t.locations.format(e.location));
     ev
@@ -385,15 +405,21 @@ mod tests {
 
     fn bytes_of<T: aya::Pod>(v: &T) -> Vec<u8> {
         // SAFETY: T is Pod; reading its bytes is always valid.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
-            .to_vec()
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
     }
 
     fn tables() -> Tables {
         Tables {
-            drop_reasons: DropReasons::from_pairs([(2, "NOT_SPECIFIED".to_string()), (3, "NO_SOCKET".to_string())]),
-            locations: Locations::from_table([(0xffff_ffff_8100_0010, "__udp4_lib_rcv+0x10".to_string())]),
+            drop_reasons: DropReasons::from_pairs([
+                (2, "NOT_SPECIFIED".to_string()),
+                (3, "NO_SOCKET".to_string()),
+            ]),
+            locations: Locations::from_table([(
+                0xffff_ffff_8100_0010,
+                "__udp4_lib_rcv+0x10".to_string(),
+            )]),
             boot_to_wall_ns: 1_000_000_000_000_000_000,
+            reason_cache: Default::default(),
         }
     }
 
@@ -414,7 +440,10 @@ mod tests {
     fn short_and_unknown_records_are_errors() {
         assert!(matches!(parse(&[]), Err(DecodeError::Short { .. })));
         let h = hdr(kind::SKB_DROP);
-        assert!(matches!(parse(&bytes_of(&h)), Err(DecodeError::Short { need: 96, .. })));
+        assert!(matches!(
+            parse(&bytes_of(&h)),
+            Err(DecodeError::Short { need: 96, .. })
+        ));
         let h = hdr(999);
         assert_eq!(parse(&bytes_of(&h)), Err(DecodeError::UnknownKind(999)));
     }
@@ -435,7 +464,9 @@ mod tests {
         d.saddr[..4].copy_from_slice(&[10, 1, 0, 1]);
         d.daddr[..4].copy_from_slice(&[10, 1, 0, 2]);
         let rec = parse(&bytes_of(&d)).unwrap();
-        let Record::Drop(d2) = rec else { panic!("wrong kind {rec:?}") };
+        let Record::Drop(d2) = rec else {
+            panic!("wrong kind {rec:?}")
+        };
         let ev = drop_event(&mut tables(), &d2);
         let v = serde_json::to_value(&ev).unwrap();
         assert_eq!(v["event"]["action"], "skb_drop");
@@ -463,7 +494,9 @@ mod tests {
             sender_ip: [10, 0, 0, 3],
             target_ip: [10, 0, 0, 2],
         };
-        let Record::ArpReply(a) = parse(&bytes_of(&a)).unwrap() else { panic!() };
+        let Record::ArpReply(a) = parse(&bytes_of(&a)).unwrap() else {
+            panic!()
+        };
         let v = serde_json::to_value(arp_event(&tables(), &a)).unwrap();
         assert_eq!(v["source"]["ip"], "10.0.0.3");
         assert_eq!(v["source"]["mac"], "02-42-0A-00-00-03");
@@ -484,7 +517,9 @@ mod tests {
         };
         t.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
         t.daddr[..4].copy_from_slice(&[10, 0, 0, 9]);
-        let Record::Tcp(t) = parse(&bytes_of(&t)).unwrap() else { panic!() };
+        let Record::Tcp(t) = parse(&bytes_of(&t)).unwrap() else {
+            panic!()
+        };
         let v = serde_json::to_value(tcp_event(&tables(), &t)).unwrap();
         assert_eq!(v["event"]["action"], "tcp_reset");
         assert_eq!(v["source"]["ip"], "10.0.0.9");
@@ -506,7 +541,9 @@ mod tests {
         };
         n.key[..4].copy_from_slice(&[10, 0, 0, 3]);
         n.old_lladdr[..6].copy_from_slice(&[2, 0x42, 10, 0, 0, 3]);
-        let Record::Neigh(n) = parse(&bytes_of(&n)).unwrap() else { panic!() };
+        let Record::Neigh(n) = parse(&bytes_of(&n)).unwrap() else {
+            panic!()
+        };
         let v = serde_json::to_value(neigh_event(&tables(), &n)).unwrap();
         assert_eq!(v["destination"]["ip"], "10.0.0.3");
         assert_eq!(v["destination"]["mac"], "02-42-0A-00-00-03");

@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde::{Serialize, Serializer};
+pub use smol_str::SmolStr;
 
 /// Version of this schema, carried by `probe_status`/state lines.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -122,6 +123,22 @@ impl ContainerRef {
     pub fn display_name(&self) -> String {
         self.0.data.display_name()
     }
+
+    /// Identity of this handle (not of the container: two handles may
+    /// name one container). Stable while the handle lives.
+    pub fn addr(&self) -> usize {
+        std::sync::Arc::as_ptr(&self.0) as usize
+    }
+
+    /// Same container (same handle, or same id).
+    pub fn same(&self, other: &ContainerRef) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.data.id == other.0.data.id
+    }
+
+    /// The pre-rendered JSON object (what `Serialize` writes).
+    pub fn raw_json(&self) -> &str {
+        self.0.json.get()
+    }
 }
 
 /// `{}` as a RawValue (never reached: "{}" is valid JSON).
@@ -198,15 +215,15 @@ pub struct Peer {
     /// `unknown`.
     pub kind: &'static str,
     /// Interface name the peer is reached through (the port).
-    pub interface: String,
+    pub interface: SmolStr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerRef>,
     /// Docker network (overlay/bridge network name) behind a vxlan or bridge.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
+    pub network: Option<SmolStr>,
     /// Named namespace on the other end of a veth.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub netns: Option<String>,
+    pub netns: Option<SmolStr>,
 }
 
 /// `source.*` / `destination.*`
@@ -237,7 +254,7 @@ pub struct Network {
     pub type_: Option<&'static str>,
     /// `tcp`, `udp`, `sctp`, `icmp`, or the protocol number as text.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub transport: Option<String>,
+    pub transport: Option<SmolStr>,
 }
 
 impl Network {
@@ -261,7 +278,7 @@ pub struct Netns {
 /// `tracer.interface`
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Interface {
-    pub name: String,
+    pub name: SmolStr,
     pub index: u32,
 }
 
@@ -269,8 +286,8 @@ pub struct Interface {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Neigh {
     pub family: &'static str,
-    pub old_state: String,
-    pub new_state: String,
+    pub old_state: SmolStr,
+    pub new_state: SmolStr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_mac: Option<Mac>,
     /// `NEIGH_UPDATE_F_*` flags as raw bits.
@@ -314,35 +331,35 @@ pub struct TracerFields {
     pub interface: Option<Interface>,
     /// Bridge name (FDB events).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bridge: Option<String>,
+    pub bridge: Option<SmolStr>,
     /// Bridge port the MAC is on now (FDB events; empty for a local entry).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<String>,
+    pub port: Option<SmolStr>,
     /// Port the MAC was on before a move.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous_port: Option<String>,
+    pub previous_port: Option<SmolStr>,
     /// What is behind `port` (FDB events).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub port_peer: Option<Peer>,
+    pub port_peer: Option<Box<Peer>>,
     /// What is behind `previous_port` (FDB moves).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous_port_peer: Option<Peer>,
+    pub previous_port_peer: Option<Box<Peer>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
     /// Drop reason name from the kernel's `enum skb_drop_reason`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<SmolStr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_raw: Option<u32>,
     /// Kernel symbol of the drop location.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
+    pub location: Option<SmolStr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub neigh: Option<Neigh>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp: Option<Tcp>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub probe: Option<ProbeInfo>,
+    pub probe: Option<Box<ProbeInfo>>,
     /// Records the kernel could not deliver (ring buffer full), since the last report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<u64>,
@@ -351,10 +368,10 @@ pub struct TracerFields {
     pub lost_total: Option<u64>,
     /// Per probe breakdown of `lost` (only non-zero entries).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub lost_by_probe: Option<serde_json::Map<String, serde_json::Value>>,
+    pub lost_by_probe: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// Drops not sent by the kernel because their reason is filtered, by reason, since the last report.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub filtered: Option<serde_json::Map<String, serde_json::Value>>,
+    pub filtered: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// Number of occurrences this line stands for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
@@ -365,13 +382,13 @@ pub struct TracerFields {
     pub schema_version: Option<u32>,
     /// Detector verdict (`event.kind: alert`), see [`crate::detect`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alert: Option<serde_json::Value>,
+    pub alert: Option<Box<serde_json::Value>>,
     /// Incident lifecycle (`event.action: incident`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub incident: Option<serde_json::Value>,
+    pub incident: Option<Box<serde_json::Value>>,
     /// Enrichment state (`event.action: enrichment_status`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub enrichment: Option<serde_json::Value>,
+    pub enrichment: Option<Box<serde_json::Value>>,
 }
 
 /// One output line.
@@ -417,10 +434,9 @@ impl EcsEvent {
     }
 
     /// Serialises as one JSON line (with the trailing newline) into `out`.
+    /// Same bytes as `serde_json::to_writer` + `\n`, faster: see [`crate::ndjson`].
     pub fn write_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        serde_json::to_writer(&mut *out, self)?;
-        out.push(b'\n');
-        Ok(())
+        crate::ndjson::write_line(self, out)
     }
 
     /// Network namespace inode of the event, if it has one.
@@ -458,24 +474,34 @@ pub fn ip_from_wire(bytes: &[u8; 16], v6: bool) -> IpAddr {
 }
 
 /// Transport protocol name for an IPPROTO number.
-pub fn transport_name(proto: u8) -> String {
-    match proto {
-        0 => "ipv6-hopopt".into(),
-        1 => "icmp".into(),
-        4 => "ipip".into(),
-        41 => "ipv6".into(),
-        43 => "ipv6-route".into(),
-        44 => "ipv6-frag".into(),
-        60 => "ipv6-opts".into(),
-        112 => "vrrp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        58 => "ipv6-icmp".into(),
-        132 => "sctp".into(),
-        2 => "igmp".into(),
-        47 => "gre".into(),
-        50 => "esp".into(),
-        n => n.to_string(),
+pub fn transport_name(proto: u8) -> SmolStr {
+    SmolStr::new_static(match proto {
+        0 => "ipv6-hopopt",
+        1 => "icmp",
+        4 => "ipip",
+        41 => "ipv6",
+        43 => "ipv6-route",
+        44 => "ipv6-frag",
+        60 => "ipv6-opts",
+        112 => "vrrp",
+        6 => "tcp",
+        17 => "udp",
+        58 => "ipv6-icmp",
+        132 => "sctp",
+        2 => "igmp",
+        47 => "gre",
+        50 => "esp",
+        n => return SmolStr::new(n.to_string()),
+    })
+}
+
+/// NUL-padded kernel name (interface, bridge: at most 15 bytes) to an
+/// inline string, no allocation (lossy: names are bytes).
+pub fn ifname(bytes: &[u8]) -> SmolStr {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    match std::str::from_utf8(&bytes[..end]) {
+        Ok(s) => SmolStr::new(s),
+        Err(_) => SmolStr::new(String::from_utf8_lossy(&bytes[..end])),
     }
 }
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 
 use crate::{netlink, netns};
 
@@ -23,7 +24,7 @@ struct Key {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Port {
     index: u32,
-    name: String,
+    name: SmolStr,
 }
 
 /// One FDB entry found at start-up (recorded in captures too).
@@ -79,7 +80,7 @@ impl FdbTable {
                 },
                 Port {
                     index: e.port,
-                    name: e.port_name.clone(),
+                    name: SmolStr::new(&e.port_name),
                 },
             );
         }
@@ -106,7 +107,7 @@ impl FdbTable {
         vlan: u16,
         port: u32,
         port_name: &str,
-    ) -> Option<String> {
+    ) -> Option<SmolStr> {
         let k = Key {
             netns,
             bridge,
@@ -117,7 +118,7 @@ impl FdbTable {
             k,
             Port {
                 index: port,
-                name: port_name.to_string(),
+                name: SmolStr::new(port_name),
             },
         )?;
         (prev.index != port).then_some(prev.name)
@@ -132,7 +133,7 @@ impl FdbTable {
                 netns: k.netns,
                 bridge: k.bridge,
                 port: p.index,
-                port_name: p.name.clone(),
+                port_name: p.name.to_string(),
                 mac: k.mac,
                 vlan: k.vlan,
             })
@@ -158,25 +159,28 @@ pub fn collect_seed() -> (Vec<SeedEntry>, Vec<String>) {
     let mut errors = Vec::new();
     for ns in netns::list() {
         let inode = ns.inode;
-        let res = netns::run_in(&ns.path, move || -> Result<Vec<SeedEntry>, netlink::NetlinkError> {
-            let links = netlink::links()?;
-            if !links.iter().any(|l| l.kind.as_deref() == Some("bridge")) {
-                return Ok(Vec::new());
-            }
-            let names: HashMap<u32, String> =
-                links.into_iter().map(|l| (l.index, l.name)).collect();
-            Ok(netlink::fdb()?
-                .into_iter()
-                .map(|e| SeedEntry {
-                    netns: inode,
-                    bridge: e.bridge,
-                    port: e.port,
-                    port_name: names.get(&e.port).cloned().unwrap_or_default(),
-                    mac: e.mac,
-                    vlan: e.vlan,
-                })
-                .collect())
-        });
+        let res = netns::run_in(
+            &ns.path,
+            move || -> Result<Vec<SeedEntry>, netlink::NetlinkError> {
+                let links = netlink::links()?;
+                if !links.iter().any(|l| l.kind.as_deref() == Some("bridge")) {
+                    return Ok(Vec::new());
+                }
+                let names: HashMap<u32, String> =
+                    links.into_iter().map(|l| (l.index, l.name)).collect();
+                Ok(netlink::fdb()?
+                    .into_iter()
+                    .map(|e| SeedEntry {
+                        netns: inode,
+                        bridge: e.bridge,
+                        port: e.port,
+                        port_name: names.get(&e.port).cloned().unwrap_or_default(),
+                        mac: e.mac,
+                        vlan: e.vlan,
+                    })
+                    .collect())
+            },
+        );
         match res {
             Ok(Ok(mut v)) => out.append(&mut v),
             Ok(Err(e)) => errors.push(format!("netns {inode} ({}): {e}", ns.path.display())),
@@ -230,7 +234,10 @@ mod tests {
             mac: M,
             vlan: 0,
         }]);
-        assert_eq!(t.update(1, 10, M, 0, 6, "vxlan0").as_deref(), Some("veth7b2"));
+        assert_eq!(
+            t.update(1, 10, M, 0, 6, "vxlan0").as_deref(),
+            Some("veth7b2")
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod fdb;
 pub mod identity;
 pub mod netlink;
 pub mod netns;
+pub mod ndjson;
 pub mod output;
 pub mod pipeline;
 pub mod privileges;

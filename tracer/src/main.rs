@@ -51,8 +51,10 @@ struct SynthArgs {
     /// Containers on the synthetic overlay.
     #[arg(long, default_value_t = 1000)]
     containers: u32,
-    /// Long-lived connections per container; 0: a random peer per record
-    /// (every container pair: flow churn beyond the detectors' key limit).
+    /// Peers each container talks to (its long-lived connections and the
+    /// addresses it resolves by ARP); 0: a random peer per record and ARP
+    /// replies sweeping every container pair (flow and ARP-key churn beyond
+    /// the detectors' key limit).
     #[arg(long, default_value_t = 4)]
     peers: u32,
     /// Capture file to write (must not exist).

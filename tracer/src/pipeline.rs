@@ -12,9 +12,9 @@ use tracer_ebpf::kind;
 use crate::{
     decode::{self, DecodeError, Record, Tables},
     detect::{DetectConfig, Detectors},
-    identity::{IdentityIndex, IdentityUpdate},
     event::{EcsEvent, Kind, ProbeInfo, SCHEMA_VERSION},
     fdb::{FdbTable, SeedEntry},
+    identity::{IdentityIndex, IdentityUpdate},
 };
 
 /// Everything that can change what tracer prints. Captures record these
@@ -73,11 +73,7 @@ impl Filter {
                 e.tracer.port.as_deref(),
                 e.tracer.previous_port.as_deref(),
             ];
-            if !names
-                .iter()
-                .flatten()
-                .any(|n| self.interfaces.contains(*n))
-            {
+            if !names.iter().flatten().any(|n| self.interfaces.contains(*n)) {
                 return false;
             }
         }
@@ -119,10 +115,21 @@ impl Pipeline {
         }
     }
 
-    /// Inputs that bring a fresh pipeline to this one's FDB state (the
-    /// first thing of every rotated capture part).
+    /// Inputs that bring a fresh pipeline to this one's identity and FDB
+    /// state (the first thing of every rotated capture part, so that it
+    /// replays on its own with names). Identity first, as at start-up; the
+    /// two are independent. Applying them prints nothing
+    /// ([`IdentityIndex::snapshot`] leaves out source status, the only
+    /// identity update that prints a line). Detector state is not restated.
     pub fn state_snapshot(&self) -> Vec<Input> {
-        vec![Input::FdbSeed(self.fdb.entries())]
+        let mut state: Vec<Input> = self
+            .identity
+            .snapshot()
+            .into_iter()
+            .map(Input::Identity)
+            .collect();
+        state.push(Input::FdbSeed(self.fdb.entries()));
+        state
     }
 
     /// One raw kernel record (the hot path: no Input allocation needed).
@@ -151,21 +158,22 @@ impl Pipeline {
         };
         d.advance(ev.timestamp, out);
         self.alerts.clear();
-        if d.observe(&ev, &mut self.alerts) {
-            out.push(ev);
+        // The event goes where it will be printed first and is observed
+        // there (one move of a large struct instead of two).
+        out.push(ev);
+        let Some(ev) = out.last() else { return };
+        if !d.observe(ev, &mut self.alerts) {
+            out.pop();
         }
         out.append(&mut self.alerts);
     }
 
     fn apply_filter(&self, start: usize, out: &mut Vec<EcsEvent>) {
-        let mut i = start;
-        while i < out.len() {
-            if self.filter.matches(&out[i]) {
-                i += 1;
-            } else {
-                out.remove(i);
-            }
-        }
+        let mut i = 0;
+        out.retain(|e| {
+            i += 1;
+            i <= start || self.filter.matches(e)
+        });
     }
 
     /// Processes one input, appending the lines it produces to `out`.
@@ -203,7 +211,7 @@ impl Pipeline {
                     (s, Some(err)) => format!("probe {name} {s}: {err}"),
                     (s, None) => format!("probe {name} {s}"),
                 });
-                e.tracer.probe = Some(ProbeInfo {
+                e.tracer.probe = Some(Box::new(ProbeInfo {
                     name: name.clone(),
                     tracepoint: tracepoint.clone(),
                     status: match status.as_str() {
@@ -212,7 +220,7 @@ impl Pipeline {
                         _ => "failed",
                     },
                     error: error.clone(),
-                });
+                }));
                 e.tracer.schema_version = Some(SCHEMA_VERSION);
                 out.push(e);
             }
@@ -291,15 +299,20 @@ impl Pipeline {
         let filt: Map<String, Value> = filtered
             .iter()
             .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| (self.tables.drop_reasons.name(*r).into_owned(), Value::from(*n)))
+            .map(|(r, n)| {
+                (
+                    self.tables.drop_reasons.name(*r).into_owned(),
+                    Value::from(*n),
+                )
+            })
             .collect();
         e.tracer.lost = Some(n);
         e.tracer.lost_total = Some(lost_total);
         if !by.is_empty() {
-            e.tracer.lost_by_probe = Some(by);
+            e.tracer.lost_by_probe = Some(Box::new(by));
         }
         if !filt.is_empty() {
-            e.tracer.filtered = Some(filt);
+            e.tracer.filtered = Some(Box::new(filt));
         }
         e.message = Some(if n == 0 {
             "no kernel records lost".to_string()
@@ -337,6 +350,7 @@ mod tests {
                 drop_reasons: DropReasons::from_pairs([(2, "NOT_SPECIFIED".to_string())]),
                 locations: Locations::default(),
                 boot_to_wall_ns: 0,
+                reason_cache: Default::default(),
             },
             Filter::default(),
             None,
@@ -372,12 +386,27 @@ mod tests {
     fn fdb_learn_move_delete_sequence() {
         let mut p = pipeline();
         let mut out = Vec::new();
-        p.process(&Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)), &mut out);
-        p.process(&Input::Kernel(fdb_bytes(6, b"vxlan0", kind::FDB_UPDATE)), &mut out);
-        p.process(&Input::Kernel(fdb_bytes(6, b"vxlan0", kind::FDB_DELETE)), &mut out);
-        p.process(&Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)), &mut out);
+        p.process(
+            &Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)),
+            &mut out,
+        );
+        p.process(
+            &Input::Kernel(fdb_bytes(6, b"vxlan0", kind::FDB_UPDATE)),
+            &mut out,
+        );
+        p.process(
+            &Input::Kernel(fdb_bytes(6, b"vxlan0", kind::FDB_DELETE)),
+            &mut out,
+        );
+        p.process(
+            &Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)),
+            &mut out,
+        );
         let actions: Vec<_> = out.iter().map(|e| e.event.action).collect();
-        assert_eq!(actions, ["fdb_learn", "fdb_move", "fdb_delete", "fdb_learn"]);
+        assert_eq!(
+            actions,
+            ["fdb_learn", "fdb_move", "fdb_delete", "fdb_learn"]
+        );
         assert_eq!(out[1].tracer.previous_port.as_deref(), Some("veth1"));
         assert_eq!(out[1].tracer.port.as_deref(), Some("vxlan0"));
         assert_eq!(out[1].tracer.bridge.as_deref(), Some("br0"));
@@ -397,7 +426,10 @@ mod tests {
         let mut p = pipeline();
         p.filter.netns.insert(1);
         let mut out = Vec::new();
-        p.process(&Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)), &mut out);
+        p.process(
+            &Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)),
+            &mut out,
+        );
         assert!(out.is_empty(), "netns 77 filtered out");
         p.process(
             &Input::Loss {

@@ -38,14 +38,17 @@ pub struct ReplaySummary {
 }
 
 /// Boot-clock time of an input (for pacing), when it has one.
-fn input_boot_ns(input: &Input, boot_to_wall_ns: i128) -> Option<u64> {
+fn input_boot_ns(input: &Input) -> Option<u64> {
     match input {
         Input::Kernel(b) => kernel_ts(b),
         Input::Loss { boot_ns, .. }
         | Input::ProbeStatus { boot_ns, .. }
         | Input::Tick { boot_ns }
         | Input::Finish { boot_ns } => Some(*boot_ns),
-        Input::Identity(u) => u64::try_from(u.ts() - boot_to_wall_ns).ok(),
+        // Identity changes carry their own time, which for the restated
+        // state of a rotated part can be hours before its first record:
+        // they are applied at once, never waited for.
+        Input::Identity(_) => None,
         Input::FdbSeed(_) => None,
     }
 }
@@ -86,6 +89,7 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
             drop_reasons: reader.drop_reasons().clone(),
             locations: Locations::default(),
             boot_to_wall_ns: header.boot_to_wall_ns,
+            reason_cache: Default::default(),
         },
         opts.filter.clone(),
         opts.detect.clone(),
@@ -100,12 +104,16 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
     let mut last_boot_ns = 0u64;
     let mut finished = false;
 
-    let write_batch = |batch: &mut Vec<EcsEvent>, out: &mut io::BufWriter<W>, n: &mut u64| -> io::Result<()> {
+    // A batch's lines are serialised into `lines` (reused), then written at once.
+    let mut lines: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut write_batch = move |batch: &mut Vec<EcsEvent>, out: &mut io::BufWriter<W>, n: &mut u64| -> io::Result<()> {
+        lines.clear();
+        let count = batch.len() as u64;
         for e in batch.drain(..) {
-            serde_json::to_writer(&mut *out, &e).map_err(io::Error::other)?;
-            out.write_all(b"\n")?;
-            *n += 1;
+            e.write_line(&mut lines).map_err(io::Error::other)?;
         }
+        out.write_all(&lines)?;
+        *n += count;
         Ok(())
     };
 
@@ -125,7 +133,7 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
                 }
                 Some(RecordRef::Other(Record::Symbols(v))) => pipeline.tables.locations.extend(v),
                 Some(RecordRef::Other(Record::Input(input))) => {
-                    let ts = input_boot_ns(&input, header.boot_to_wall_ns);
+                    let ts = input_boot_ns(&input);
                     pacer.wait(ts);
                     if let Some(t) = ts {
                         last_boot_ns = last_boot_ns.max(t);

@@ -9,9 +9,7 @@ use std::{
     path::Path,
 };
 
-use tracer_ebpf::{
-    kind, ArpEvent, DropEvent, EventHeader, FdbEvent, NeighEvent, TcpEvent,
-};
+use tracer_ebpf::{kind, ArpEvent, DropEvent, EventHeader, FdbEvent, NeighEvent, TcpEvent};
 
 use crate::{
     btf::DropReasons,
@@ -232,7 +230,11 @@ impl Mix {
                     family: 2,
                     state: 1,
                     retransmits: 1,
-                    snd_una: if a % 7 == 0 { 1000 } else { r.next() as u32 },
+                    snd_una: if a.is_multiple_of(7) {
+                        1000
+                    } else {
+                        r.next() as u32
+                    },
                     has_sk: 1,
                     ..Default::default()
                 };
@@ -240,13 +242,21 @@ impl Mix {
                 t.daddr[..4].copy_from_slice(&ip_of(b));
                 bytes_of(&t)
             }
-            // ARP replies seen in the requester's namespace.
+            // ARP replies seen in the requester's namespace: with long-lived
+            // peers, a container resolves the peers it talks to (as its
+            // neighbour cache entries expire); with flow churn, the pairs
+            // sweep every container pair (a pair repeats only every
+            // containers² replies: distinct keys flooding the ARP tables).
             7 => {
-                let n = self.arp_seq;
-                self.arp_seq += 1;
-                let c = containers as u64;
-                let a = (n % c) as u32;
-                let b = ((a as u64 + 1 + (n / c) % (c - 1)) % c) as u32;
+                let (a, b) = if self.peers > 0 {
+                    (a, b)
+                } else {
+                    let n = self.arp_seq;
+                    self.arp_seq += 1;
+                    let c = containers as u64;
+                    let a = (n % c) as u32;
+                    (a, ((a as u64 + 1 + (n / c) % (c - 1)) % c) as u32)
+                };
                 bytes_of(&ArpEvent {
                     hdr: hdr(ts, kind::ARP_REPLY, NS_BASE + a, 2, "eth0"),
                     oper: 2,
@@ -263,7 +273,7 @@ impl Mix {
                 let n = self.fdb_seq;
                 self.fdb_seq += 1;
                 let a = ((n / 2) % (containers as u64 / 11).max(1)) as u32 * 11;
-                let (idx, name) = if n % 2 == 0 {
+                let (idx, name) = if n.is_multiple_of(2) {
                     (3, "vxlan0".to_string())
                 } else {
                     (100 + a, format!("veth{a:x}"))
@@ -369,7 +379,10 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(s.lines > 10_000, "{}", s.lines);
         assert!(text.contains("\"name\":\"svc"), "containers are named");
-        assert!(text.contains("\"action\":\"fdb_flap\""), "flapping MACs alert");
+        assert!(
+            text.contains("\"action\":\"fdb_flap\""),
+            "flapping MACs alert"
+        );
         assert!(text.contains("\"action\":\"retransmit_burst\""));
         assert!(text.contains("\"action\":\"drop_summary\""));
         let _ = std::fs::remove_dir_all(&dir);

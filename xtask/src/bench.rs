@@ -18,6 +18,9 @@
 //! - `kernel-cost`: per-probe run_time_ns / run_cnt (bpf_stats) under the
 //!   iperf3 load and the flood.
 //! - `pipeline`: `tracer replay` of a synthetic 10M-event capture on one core.
+//! - `record`: tracer's CPU per million drop-storm events with and without
+//!   `--record` (alternating runs), ring-buffer loss either way, capture size
+//!   per event, and that each capture replays to the live output.
 //!
 //! A full run writes BENCHMARKS.md; `--quick` or `--only` write
 //! target/bench/BENCHMARKS.md (or `--output FILE`). Scratch files go to
@@ -29,6 +32,7 @@ mod kcost;
 mod noise;
 mod pipeline;
 mod proc;
+mod record;
 mod report;
 mod startup;
 mod storm;
@@ -66,15 +70,18 @@ pub enum Name {
     KernelCost,
     /// `tracer replay` of a synthetic capture.
     Pipeline,
+    /// What `tracer run --record` costs the live path under a drop storm.
+    Record,
 }
 
 impl Name {
-    pub const ALL: [Name; 5] = [
+    pub const ALL: [Name; 6] = [
         Name::Startup,
         Name::Datapath,
         Name::DropStorm,
         Name::KernelCost,
         Name::Pipeline,
+        Name::Record,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -84,6 +91,7 @@ impl Name {
             Name::DropStorm => "drop-storm",
             Name::KernelCost => "kernel-cost",
             Name::Pipeline => "pipeline",
+            Name::Record => "record",
         }
     }
 
@@ -94,6 +102,7 @@ impl Name {
             Name::DropStorm => "Drop storm",
             Name::KernelCost => "Kernel cost per event",
             Name::Pipeline => "Pipeline (replay)",
+            Name::Record => "Recording cost",
         }
     }
 
@@ -483,6 +492,7 @@ pub fn run(ws: &Workspace, opts: Opts) -> Result<()> {
             Name::DropStorm => storm::run(&env, &mut rec, &mut sec),
             Name::KernelCost => kcost::run(&env, &mut rec, &mut sec),
             Name::Pipeline => pipeline::run(&env, &mut rec, &mut sec),
+            Name::Record => record::run(&env, &mut rec, &mut sec),
         };
         if let Err(e) = result {
             if sys::interrupted() || e.is::<sys::Interrupted>() {

@@ -17,6 +17,13 @@
 //!     Counts `bpftrace -f json` printf lines whose first word is REASON_RAW
 //!     (and whose second word is NETNS_INODE, when given), and bpftrace's own
 //!     lost-event reports.
+//! bench_helper write-file PATH BYTES
+//!     What the kernel charges for taking BYTES of new file data: writes
+//!     them to PATH in 1 MiB write() calls (no fsync, like a BufWriter),
+//!     deletes the file, then at once writes and deletes a second file of
+//!     the same size (which gets the page-cache pages the first one just
+//!     freed). Prints the CPU seconds of each pass (`cold_cpu_s`,
+//!     `warm_cpu_s`, from /proc/thread-self/schedstat).
 //! ```
 
 use std::{
@@ -48,9 +55,11 @@ fn run(args: &[String]) -> Result<()> {
         ["bpftrace-drops", file, reason_raw, netns] => {
             bpftrace_drops(file, reason_raw, Some(netns))
         }
+        ["write-file", path, bytes] => write_file(path, bytes),
         _ => bail!(
             "usage: bench_helper udp-flood IP:PORT COUNT [PAYLOAD] | iperf3 FILE | \
-             tracer-drops FILE NETNS_INODE REASON | bpftrace-drops FILE REASON_RAW [NETNS_INODE]"
+             tracer-drops FILE NETNS_INODE REASON | bpftrace-drops FILE REASON_RAW [NETNS_INODE] | \
+             write-file PATH BYTES"
         ),
     }
 }
@@ -276,5 +285,44 @@ fn bpftrace_drops(file: &str, reason_raw: &str, netns: Option<&str>) -> Result<(
     println!("matching_reason={matching_reason}");
     println!("lost={lost}");
     println!("lost_reports={lost_reports}");
+    Ok(())
+}
+
+/// On-CPU nanoseconds of this thread (user + system).
+fn thread_cpu_ns() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .context("cannot read /proc/thread-self/schedstat")?;
+    text.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("odd /proc/thread-self/schedstat")
+}
+
+fn write_file(path: &str, bytes: &str) -> Result<()> {
+    use std::io::Write as _;
+    let total: u64 = bytes
+        .parse()
+        .with_context(|| format!("bad byte count {bytes:?}"))?;
+    let chunk = vec![0x5au8; 1 << 20];
+    let pass = |name: &str| -> Result<f64> {
+        let mut f = File::create(path).with_context(|| format!("cannot create {path}"))?;
+        let c0 = thread_cpu_ns()?;
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n])
+                .with_context(|| format!("cannot write {path}"))?;
+            left -= n as u64;
+        }
+        let c1 = thread_cpu_ns()?;
+        drop(f);
+        std::fs::remove_file(path).with_context(|| format!("cannot remove {path}"))?;
+        let s = (c1 - c0) as f64 / 1e9;
+        println!("{name}_cpu_s={s:.6}");
+        Ok(s)
+    };
+    pass("cold")?;
+    pass("warm")?;
+    println!("bytes={total}");
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::{
     collections::VecDeque,
     fs::File,
-    io::{self, BufReader, Read},
+    io::{self, BufRead, BufReader, Read},
     path::{Path, PathBuf},
 };
 
@@ -411,6 +411,22 @@ impl CaptureReader {
     /// Reads and checks one record frame and its payload (into `scratch`).
     fn read_frame(&mut self) -> Result<Frame, CaptureError> {
         let offset = self.offset;
+        // Fast path: a whole, intact record already in the read buffer is
+        // checked there and copied once. Anything else (a record across
+        // the buffer's end, a bad checksum, a cut) takes the careful path
+        // below, which reads the same bytes again from the same position.
+        if let Some((rtype, flags, len)) = whole_record(self.src.buffer()) {
+            self.scratch.clear();
+            self.scratch
+                .extend_from_slice(&self.src.buffer()[FRAME_LEN..FRAME_LEN + len]);
+            self.src.consume(FRAME_LEN + len);
+            self.offset = offset + (FRAME_LEN + len) as u64;
+            return Ok(Frame::Record {
+                rtype,
+                flags,
+                offset,
+            });
+        }
         let mut f = [0u8; FRAME_LEN];
         let got = read_full(&mut self.src, &mut f)
             .map_err(|e| CaptureError::io("read", &self.path, e))?;
@@ -486,6 +502,23 @@ impl CaptureReader {
 /// Under `cfg(fuzzing)` (cargo-fuzz builds) a zero checksum field always
 /// matches, so the fuzzer gets past the checksums into what they protect;
 /// mismatches are still exercised with any other value.
+/// (type, flags, payload length) of the record at the start of `buf`
+/// when it is entirely there with valid checksums and length.
+fn whole_record(buf: &[u8]) -> Option<(u16, u16, usize)> {
+    let f = buf.get(..FRAME_LEN)?;
+    let len = u32::from_le_bytes([f[0], f[1], f[2], f[3]]);
+    let rtype = u16::from_le_bytes([f[4], f[5]]);
+    let flags = u16::from_le_bytes([f[6], f[7]]);
+    let crc = u32::from_le_bytes([f[8], f[9], f[10], f[11]]);
+    let hcrc = u32::from_le_bytes([f[12], f[13], f[14], f[15]]);
+    if len > MAX_RECORD_LEN || !crc_ok(hcrc, &f[..12]) {
+        return None;
+    }
+    let len = len as usize;
+    let payload = buf.get(FRAME_LEN..FRAME_LEN + len)?;
+    crc_ok(crc, payload).then_some((rtype, flags, len))
+}
+
 fn crc_ok(stored: u32, data: &[u8]) -> bool {
     (cfg!(fuzzing) && stored == 0) || crc32fast::hash(data) == stored
 }

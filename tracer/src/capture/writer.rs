@@ -40,6 +40,8 @@ pub struct CaptureWriter {
     rotate_bytes: Option<u64>,
     part: u32,
     part_bytes: u64,
+    /// See [`Self::set_manual_rotation`].
+    manual_rotation: bool,
     /// Records in this part after its preamble (rotation needs at least one).
     part_records: u64,
     /// Every symbol written so far, re-stated in each new part.
@@ -77,6 +79,7 @@ impl CaptureWriter {
             rotate_bytes,
             part: 0,
             part_bytes: 0,
+            manual_rotation: false,
             part_records: 0,
             symbols: BTreeMap::new(),
             state: Vec::new(),
@@ -157,13 +160,15 @@ impl CaptureWriter {
         self.out = out;
         self.path = path.clone();
         self.stats.parts.push(path);
-        self.part_bytes = 0;
         self.part_records = 0;
         self.header.part = self.part;
         self.write_preamble()?;
         for input in state {
             self.write_input_flags(input, flags::CRITICAL | flags::STATE)?;
         }
+        // The rotation size counts what is recorded after the restated
+        // state: a state larger than the limit must not rotate every record.
+        self.part_bytes = 0;
         Ok(())
     }
 
@@ -184,8 +189,15 @@ impl CaptureWriter {
         Ok(std::mem::take(&mut self.stats))
     }
 
+    /// The caller rotates (with [`Self::rotate`] and a fresh state, after
+    /// [`Self::rotation_due`]): writes never rotate on their own, so no
+    /// part starts with a stale state.
+    pub fn set_manual_rotation(&mut self) {
+        self.manual_rotation = true;
+    }
+
     fn rotate_if_due(&mut self) -> Result<(), CaptureError> {
-        if self.rotation_due() {
+        if !self.manual_rotation && self.rotation_due() {
             let state = std::mem::take(&mut self.state);
             let res = self.rotate(&state);
             self.state = state;

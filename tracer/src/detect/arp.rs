@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     clock::format_ts,
-    event::{ContainerRef, EcsEvent, Mac, Netns},
+    event::{ContainerRef, EcsEvent, Mac, Netns, SmolStr},
 };
 
 /// Most receiving interfaces remembered per reply key.
@@ -36,7 +36,7 @@ struct DupKey {
 struct Sighting {
     netns: u32,
     ifindex: u32,
-    ifname: String,
+    ifname: SmolStr,
     ns: Option<Netns>,
     container: Option<ContainerRef>,
     ring: TimeRing,
@@ -68,7 +68,7 @@ struct ConflictKey {
 struct MacSeen {
     mac: Mac,
     owner: Option<ContainerRef>,
-    ifname: String,
+    ifname: SmolStr,
     replies: u64,
     last: i128,
 }
@@ -267,7 +267,7 @@ impl Arp {
                 st.sightings.push(Sighting {
                     netns,
                     ifindex,
-                    ifname: ifname.to_string(),
+                    ifname: SmolStr::new(ifname),
                     ns: ev.tracer.netns.clone(),
                     container: ev.container.clone(),
                     ring: TimeRing::new(threshold),
@@ -283,12 +283,12 @@ impl Arp {
         s.last = t;
         let hot = s.ring.full_within(t, window);
         if let Some(c) = owner {
-            if st.owner.as_ref().is_none_or(|o| o.id != c.id) {
+            if st.owner.as_ref().is_none_or(|o| !o.same(c)) {
                 st.owner = Some(c.clone());
             }
         }
         if let Some(c) = req_owner {
-            if st.requester.as_ref().is_none_or(|o| o.id != c.id) {
+            if st.requester.as_ref().is_none_or(|o| !o.same(c)) {
                 st.requester = Some(c.clone());
             }
         }
@@ -338,7 +338,7 @@ impl Arp {
                 m.replies += 1;
                 m.last = t;
                 if let Some(c) = owner {
-                    if m.owner.as_ref().is_none_or(|o| o.id != c.id) {
+                    if m.owner.as_ref().is_none_or(|o| !o.same(c)) {
                         m.owner = Some(c.clone());
                     }
                 }
@@ -491,9 +491,9 @@ fn dup_alert(
             owner,
             requester: requester.unwrap_or_else(|| key.requester.to_string()),
             replies: at.replies,
-            vxlan: vx.map(|v| v.ifname.clone()),
+            vxlan: vx.map(|v| v.ifname.to_string()),
             vxlan_ns: text::NsRef::new(vx.and_then(|v| v.ns.as_ref()), None),
-            interfaces: st.sightings.iter().map(|s| s.ifname.clone()).collect(),
+            interfaces: st.sightings.iter().map(|s| s.ifname.to_string()).collect(),
         },
     };
     (line, sym)
@@ -556,7 +556,7 @@ fn conflict_alert(
 
     let mut containers: Vec<ContainerRef> = Vec::new();
     for c in st.macs.iter().filter_map(|m| m.owner.as_ref()) {
-        if !containers.iter().any(|x| x.id == c.id) {
+        if !containers.iter().any(|x| x.same(c)) {
             containers.push(c.clone());
         }
     }

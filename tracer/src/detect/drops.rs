@@ -13,12 +13,12 @@
 //! location); when the key table is full, new keys are counted under one
 //! "(other)" key so that nothing goes unaccounted.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::net::IpAddr;
 
 use serde::Serialize;
 
 use super::{
-    table::{Interner, OVERFLOW},
+    table::{FastMap, Interner, OVERFLOW},
     text, Cfg, Facts, Sink, Symptom, NS_PER_S,
 };
 use crate::{
@@ -59,7 +59,7 @@ pub(crate) struct Drops {
     interval: i128,
     incident_threshold: u64,
     max_keys: usize,
-    table: HashMap<DropKey, DropEntry>,
+    table: FastMap<DropKey, DropEntry>,
     containers: Interner<ContainerRef>,
     reasons: Interner<()>,
     locations: Interner<()>,
@@ -102,7 +102,7 @@ impl Drops {
             interval: c.drop_interval,
             incident_threshold: c.drop_incident_threshold,
             max_keys: c.max_keys,
-            table: HashMap::new(),
+            table: FastMap::default(),
             containers: Interner::new(c.max_keys),
             reasons: Interner::new(c.max_keys),
             locations: Interner::new(c.max_keys),
@@ -129,7 +129,7 @@ impl Drops {
     /// Counts one drop; true when its line is to be printed.
     pub(crate) fn observe(&mut self, ev: &EcsEvent, t: i128) -> bool {
         let container = match &ev.container {
-            Some(c) => self.containers.intern(&c.id, || c.clone()),
+            Some(c) => self.containers.intern_container(c),
             None => 0,
         };
         let reason = self
@@ -290,11 +290,11 @@ impl Drops {
             line.message = Some(message);
             line.container = container.clone();
             line.tracer.netns = netns;
-            line.tracer.reason = Some(reason.to_string());
+            line.tracer.reason = Some(reason.into());
             line.tracer.reason_raw = e.reason_raw;
-            line.tracer.location = Some(location.to_string());
+            line.tracer.location = Some(location.into());
             line.tracer.count = Some(suppressed);
-            line.tracer.alert = serde_json::to_value(&payload).ok();
+            line.tracer.alert = serde_json::to_value(&payload).ok().map(Box::new);
             let sym =
                 (self.incident_threshold > 0 && e.total >= self.incident_threshold).then(|| {
                     Symptom {

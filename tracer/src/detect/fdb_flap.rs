@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     clock::format_ts,
-    event::{ContainerRef, EcsEvent, Mac, Netns, Peer},
+    event::{ContainerRef, EcsEvent, Mac, Netns, Peer, SmolStr},
 };
 
 /// Most ports remembered per MAC.
@@ -34,7 +34,7 @@ struct Key {
 }
 
 struct PortSeen {
-    name: String,
+    name: SmolStr,
     peer: Option<Peer>,
     /// Moves onto this port in the episode.
     arrivals: u64,
@@ -168,7 +168,7 @@ impl FdbFlap {
             .tracer
             .previous_port
             .as_deref()
-            .map(|p| (p, ev.tracer.previous_port_peer.as_ref()));
+            .map(|p| (p, ev.tracer.previous_port_peer.as_deref()));
         let verdict = record(st, ev, t, self.window, prev);
         self.speak(key, verdict, ev, t, macs, sink);
     }
@@ -260,12 +260,12 @@ fn record(
     st.current = Some(upsert(
         &mut st.ports,
         port,
-        ev.tracer.port_peer.as_ref(),
+        ev.tracer.port_peer.as_deref(),
         t,
         true,
     ));
     if let Some(c) = &ev.source.container {
-        if st.owner.as_ref().is_none_or(|o| o.id != c.id) {
+        if st.owner.as_ref().is_none_or(|o| !o.same(c)) {
             st.owner = Some(c.clone());
         }
     }
@@ -287,7 +287,7 @@ fn upsert(
         Some(i) => i,
         None => {
             let fresh = PortSeen {
-                name: name.to_string(),
+                name: SmolStr::new(name),
                 peer: None,
                 arrivals: 0,
                 last: t,
@@ -427,7 +427,7 @@ fn alert(
 
     let mut containers: Vec<ContainerRef> = Vec::new();
     for c in owner.into_iter().chain(peer_containers) {
-        if !containers.iter().any(|x| x.id == c.id) {
+        if !containers.iter().any(|x| x.same(c)) {
             containers.push(c.clone());
         }
     }
@@ -441,7 +441,7 @@ fn alert(
             mac: key.mac,
             ip,
             owner: owner_name,
-            ports: st.ports.iter().map(|p| p.name.clone()).collect(),
+            ports: st.ports.iter().map(|p| p.name.to_string()).collect(),
             vxlan: vxlan.map(str::to_string),
             bridge_ns: where_,
             ns: text::NsRef::new(netns, None),

@@ -9,7 +9,7 @@
 //! … in order of opening, so a replay gives the same ids.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     net::IpAddr,
 };
 
@@ -54,7 +54,7 @@ pub(crate) struct Incidents {
     window: i128,
     max: usize,
     open: BTreeMap<u64, Incident>,
-    index: HashMap<Member, u64>,
+    index: super::table::FastMap<Member, u64>,
     next_id: u64,
     /// No incident can be due before this (a lower bound: touches only
     /// push incidents later), so advancing time is O(1) most of the time.
@@ -101,7 +101,7 @@ impl Incidents {
             window: c.incident_window,
             max: c.max_keys,
             open: BTreeMap::new(),
-            index: HashMap::new(),
+            index: Default::default(),
             next_id: 0,
             next_due: i128::MAX,
             opened: 0,
@@ -195,12 +195,23 @@ impl Incidents {
             }
             changed = true;
         }
+        let merged = changed;
         let Some(inc) = self.open.get_mut(&target) else {
             return;
         };
         changed |= add(inc, sym, &members, ts);
-        for m in &inc.members {
-            self.index.insert(m.clone(), target);
+        // Index what now belongs to the target: everything after a merge,
+        // else just this alert's members (the rest already points here).
+        if merged {
+            for m in &inc.members {
+                self.index.insert(m.clone(), target);
+            }
+        } else {
+            for m in &members {
+                if inc.members.contains(m) && self.index.get(m) != Some(&target) {
+                    self.index.insert(m.clone(), target);
+                }
+            }
         }
         inc.stale = true;
         if changed {
@@ -429,7 +440,7 @@ fn line(
         ),
         _ => inc.explanation.clone(),
     });
-    e.tracer.incident = serde_json::to_value(&payload).ok();
+    e.tracer.incident = serde_json::to_value(&payload).ok().map(Box::new);
     e
 }
 

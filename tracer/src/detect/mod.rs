@@ -279,7 +279,7 @@ pub(crate) fn alert_line(
 ) -> EcsEvent {
     let mut e = EcsEvent::new(ts, Kind::Alert, action);
     e.message = Some(message);
-    e.tracer.alert = serde_json::to_value(payload).ok();
+    e.tracer.alert = serde_json::to_value(payload).ok().map(Box::new);
     e
 }
 
@@ -299,7 +299,7 @@ impl MacInfo {
             self.ip = ip;
         }
         if let Some(c) = owner {
-            if self.owner.as_ref().is_none_or(|o| o.id != c.id) {
+            if self.owner.as_ref().is_none_or(|o| !o.same(c)) {
                 self.owner = Some(c.clone());
             }
         }

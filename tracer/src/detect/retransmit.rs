@@ -5,13 +5,13 @@
 //!
 //! A lone retransmit only creates or updates one fixed-size map entry.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::net::IpAddr;
 
 use serde::Serialize;
 
 use super::{
     alert_line,
-    table::{Bounded, Episode, Interner, Stamped, Verdict, OVERFLOW},
+    table::{Bounded, Episode, FastMap, Interner, Stamped, Verdict, OVERFLOW},
     text, Cfg, Facts, Member, Sink, Symptom,
 };
 use crate::{
@@ -72,7 +72,7 @@ pub(crate) struct Retransmit {
     containers: Interner<ContainerRef>,
     epoch: i64,
     epoch_start: i128,
-    rolls: HashMap<RollKey, Roll>,
+    rolls: FastMap<RollKey, Roll>,
     max_rolls: usize,
     /// Roll-up counts not kept because the roll-up table was full.
     pub(crate) rolls_dropped: u64,
@@ -135,7 +135,7 @@ impl Retransmit {
             containers: Interner::new(c.max_keys),
             epoch: 0,
             epoch_start: 0,
-            rolls: HashMap::new(),
+            rolls: FastMap::default(),
             max_rolls: c.max_keys,
             rolls_dropped: 0,
         }
@@ -166,7 +166,7 @@ impl Retransmit {
     fn roll_key(&mut self, e: &Endpoint, fallback: Option<&ContainerRef>) -> Option<RollKey> {
         match e.container.as_ref().or(fallback) {
             Some(c) => {
-                let id = self.containers.intern(&c.id, || c.clone());
+                let id = self.containers.intern_container(c);
                 if id == OVERFLOW {
                     e.ip.map(RollKey::Ip)
                 } else {
@@ -205,7 +205,8 @@ impl Retransmit {
             rport,
         };
         let snd_una = ev.tracer.tcp.as_ref().and_then(|t| t.snd_una);
-        if self.flows.get(&key).is_none() {
+        let known = self.flows.get(&key).map(|f| (f.local, f.remote));
+        if known.is_none() {
             let local = self
                 .roll_key(&ev.source, ev.container.as_ref())
                 .unwrap_or(RollKey::Ip(lip));
@@ -222,9 +223,8 @@ impl Retransmit {
                 remote,
                 last: t,
             });
-        } else if let Some(f) = self.flows.get(&key) {
+        } else if let Some((l, r)) = known {
             // Identity may arrive after the flow was first seen.
-            let (l, r) = (f.local, f.remote);
             if matches!(l, RollKey::Ip(_))
                 && (ev.source.container.is_some() || ev.container.is_some())
             {
@@ -408,7 +408,7 @@ impl Retransmit {
 
         let mut containers: Vec<ContainerRef> = Vec::new();
         for c in src_c.into_iter().chain(dst_c) {
-            if !containers.iter().any(|x| x.id == c.id) {
+            if !containers.iter().any(|x| x.same(c)) {
                 containers.push(c.clone());
             }
         }

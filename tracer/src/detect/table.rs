@@ -6,6 +6,13 @@
 
 use std::{collections::HashMap, hash::Hash};
 
+/// Hash maps of the detectors. Their keys come from packets (IPs, MACs,
+/// ports), so the hasher is seeded at random per process (foldhash's
+/// `quality` variant, the same family hashbrown defaults to); every table is
+/// also size-capped. Output never depends on iteration order: evictions
+/// and summaries sort by time and key.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+
 /// An entry that knows when it was last touched (event time, Unix ns).
 pub(crate) trait Stamped {
     fn last_seen(&self) -> i128;
@@ -16,7 +23,7 @@ pub(crate) trait Stamped {
 /// a batch of 1/16 of the capacity, which keeps the cost per insert O(1)
 /// amortised. Evictions are counted.
 pub(crate) struct Bounded<K, V> {
-    map: HashMap<K, V>,
+    map: FastMap<K, V>,
     cap: usize,
     pub(crate) evicted: u64,
     pub(crate) expired: u64,
@@ -26,7 +33,7 @@ pub(crate) struct Bounded<K, V> {
 impl<K: Copy + Eq + Hash + Ord, V: Stamped> Bounded<K, V> {
     pub(crate) fn new(cap: usize) -> Self {
         Self {
-            map: HashMap::new(),
+            map: FastMap::default(),
             cap: cap.max(1),
             evicted: 0,
             expired: 0,
@@ -238,9 +245,30 @@ impl Episode {
 /// Strings to small numbers, bounded. Lookups of known strings do not
 /// allocate. Symbol 0 is never handed out (callers use it for "none").
 pub(crate) struct Interner<T> {
-    ids: HashMap<String, u32>,
+    ids: FastMap<String, u32>,
     items: Vec<(String, T)>,
     cap: usize,
+    /// Container handles already interned, by address (see
+    /// [`Interner::intern_container`]); each entry keeps its handle alive so
+    /// the address cannot be reused by another container meanwhile.
+    by_addr: FastMap<usize, (crate::event::ContainerRef, u32)>,
+}
+
+impl Interner<crate::event::ContainerRef> {
+    /// Symbol of a container (by id): the same as `intern(&c.id, ..)`, but a
+    /// handle seen before is found by its address, without hashing and
+    /// comparing the 64-character id (the index hands out one handle per
+    /// container, so this is the common case).
+    pub(crate) fn intern_container(&mut self, c: &crate::event::ContainerRef) -> u32 {
+        if let Some((_, id)) = self.by_addr.get(&c.addr()) {
+            return *id;
+        }
+        let id = self.intern(&c.id, || c.clone());
+        if id != OVERFLOW && self.by_addr.len() < 2 * self.cap {
+            self.by_addr.insert(c.addr(), (c.clone(), id));
+        }
+        id
+    }
 }
 
 /// Symbol used when the interner is full.
@@ -249,9 +277,10 @@ pub(crate) const OVERFLOW: u32 = u32::MAX;
 impl<T> Interner<T> {
     pub(crate) fn new(cap: usize) -> Self {
         Self {
-            ids: HashMap::new(),
+            ids: FastMap::default(),
             items: Vec::new(),
             cap: cap.max(1),
+            by_addr: FastMap::default(),
         }
     }
 

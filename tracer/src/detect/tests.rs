@@ -78,9 +78,9 @@ fn fdb(t: i128, action: &'static str, mac: Mac, port: &str, prev: Option<&str>) 
     e.tracer.netns = Some(overlay_ns());
     e.tracer.bridge = Some("br0".into());
     e.tracer.port = Some(port.into());
-    e.tracer.port_peer = peer_for(port);
-    e.tracer.previous_port = prev.map(str::to_string);
-    e.tracer.previous_port_peer = prev.and_then(peer_for);
+    e.tracer.port_peer = peer_for(port).map(Box::new);
+    e.tracer.previous_port = prev.map(Into::into);
+    e.tracer.previous_port_peer = prev.and_then(peer_for).map(Box::new);
     e.tracer.vlan = Some(0);
     e.source.mac = Some(mac);
     if mac == API_MAC {

@@ -23,6 +23,7 @@ use std::{
 };
 
 use serde::Serialize;
+use smol_str::SmolStr;
 
 use super::{
     names::{parse_netns_name, NetnsName},
@@ -899,7 +900,7 @@ impl IdentityIndex {
         if matches!(ev.event.action, "fdb_learn" | "fdb_move" | "fdb_delete") {
             let bridge_network =
                 r.ns.and_then(|(_, e)| self.bridge_network(e, ev.tracer.bridge.as_deref()));
-            let port = |p: &Option<String>, set: bool| {
+            let port = |p: &Option<SmolStr>, set: bool| {
                 p.as_deref()
                     .filter(|p| !p.is_empty() && !set)
                     .map(|p| self.peer(r.ns, p, bridge_network, ts))
@@ -913,14 +914,14 @@ impl IdentityIndex {
         r
     }
 
-    fn peer_of(&self, p: &PeerRef<'_>, interface: &Option<String>) -> Peer {
-        Peer {
+    fn peer_of(&self, p: &PeerRef<'_>, interface: &Option<SmolStr>) -> Box<Peer> {
+        Box::new(Peer {
             kind: p.kind,
             interface: interface.clone().unwrap_or_default(),
             container: p.container.and_then(|s| self.cref(s)).cloned(),
-            network: p.network.map(str::to_string),
-            netns: p.netns.map(str::to_string),
-        }
+            network: p.network.map(SmolStr::new),
+            netns: p.netns.map(SmolStr::new),
+        })
     }
 
     /// Fills the identity fields of one event from the index: the event's
@@ -1035,3 +1036,227 @@ fn container_ref(c: &ContainerInfo) -> ContainerRef {
 
 #[cfg(test)]
 mod tests;
+
+/// Restating the index: the updates that rebuild it, for the start of a
+/// rotated capture part.
+impl IdentityIndex {
+    /// Source named by the [`IdentityUpdate::Synced`] that opens a
+    /// [`Self::snapshot`].
+    pub const SNAPSHOT_SOURCE: &'static str = "snapshot";
+
+    /// Updates that rebuild this index: applied in order to a fresh
+    /// [`IdentityIndex::new`] with the same grace, they give an index that
+    /// enriches every event (at any event time) as this one does, and that
+    /// further updates change as they would change this one. A rotated
+    /// capture part restates them
+    /// ([`crate::pipeline::Pipeline::state_snapshot`]) so that it replays on
+    /// its own with names.
+    ///
+    /// In order:
+    /// 1. the index's time (the latest update's), as a `Synced` from
+    ///    [`Self::SNAPSHOT_SOURCE`]: grace periods run from there, and it
+    ///    is the first, latest, timestamp a paced replay sees;
+    /// 2. Docker networks, then namespaces (names, whether the host's) and
+    ///    their interfaces (kind, veth peer namespace; the index keeps
+    ///    addresses per namespace, so they are restated on its first
+    ///    interfaces, and ifindexes as 0);
+    /// 3. containers as they are now, each upserted at the time it was first
+    ///    seen, in slot order, with every free slot as a placeholder
+    ///    container (no namespace, no addresses) removed and pruned at once,
+    ///    in the order the slots were freed: containers upserted later get
+    ///    the slots they would get here, and equally ranked owners of an
+    ///    address keep their order (the lower slot wins);
+    /// 4. removals still in their grace period, at their time, in the order
+    ///    they expire.
+    ///
+    /// Not restated: source status ([`IdentityUpdate::Status`]). It changes
+    /// no enrichment, and applying one prints an `enrichment_status` line,
+    /// which the live run printed when the status changed, not at a
+    /// rotation. Nothing here prints a line when applied.
+    ///
+    /// Removal times already overtaken (a container removed, upserted again
+    /// and so live) are not restated: they matter only if it is removed
+    /// again at that same nanosecond.
+    ///
+    /// One pass over the index, plus sorting namespace inodes and interface
+    /// names so that the same index always gives the same updates. Meant to
+    /// be taken at a rotation, never per event.
+    pub fn snapshot(&self) -> Vec<IdentityUpdate> {
+        let now = self.now;
+        let mut out = Vec::with_capacity(
+            2 + self.networks.len() + 2 * self.netns.len() + self.slots.len() + self.free.len(),
+        );
+        if now > i128::MIN {
+            out.push(IdentityUpdate::Synced {
+                ts: now,
+                source: Self::SNAPSHOT_SOURCE.to_string(),
+            });
+        }
+        for n in self.networks.values() {
+            out.push(IdentityUpdate::NetworkUpsert {
+                ts: now,
+                network: n.clone(),
+            });
+        }
+        let mut netns: Vec<(u32, &NetnsEntry)> = self.netns.iter().map(|(k, e)| (*k, e)).collect();
+        netns.sort_unstable_by_key(|(k, _)| *k);
+        for (inode, e) in netns {
+            if e.known {
+                out.push(IdentityUpdate::NetnsUpsert {
+                    ts: now,
+                    netns: Self::snapshot_netns(inode, e),
+                });
+            }
+            // A namespace only interfaces (or nothing any more) made known;
+            // those only a container names come back with the container.
+            if !e.ifaces.is_empty() || (!e.known && e.containers.is_empty()) {
+                out.push(IdentityUpdate::NetnsInterfaces {
+                    ts: now,
+                    inode,
+                    interfaces: Self::snapshot_interfaces(e),
+                });
+            }
+        }
+        // Placeholders are removed before `now - grace`, so pruned as soon as removed.
+        let freed = now.saturating_sub(self.grace).saturating_sub(1);
+        for (slot, c) in self.slots.iter().enumerate() {
+            out.push(match c {
+                Some(c) => IdentityUpdate::ContainerUpsert {
+                    ts: c.first_seen,
+                    container: c.info.clone(),
+                },
+                None => IdentityUpdate::ContainerUpsert {
+                    ts: freed,
+                    container: ContainerInfo {
+                        id: self.free_slot_id(slot as u32),
+                        ..Default::default()
+                    },
+                },
+            });
+        }
+        for &slot in &self.free {
+            out.push(IdentityUpdate::ContainerRemove {
+                ts: freed,
+                id: self.free_slot_id(slot),
+            });
+        }
+        let mut restated = std::collections::HashSet::new();
+        for &(what, removed_at) in self.expiries.values() {
+            match what {
+                Expiry::Container(slot) => {
+                    let Some(c) = self.slots.get(slot as usize).and_then(Option::as_ref) else {
+                        continue;
+                    };
+                    if c.removed_at == Some(removed_at) && restated.insert((false, slot)) {
+                        out.push(IdentityUpdate::ContainerRemove {
+                            ts: removed_at,
+                            id: c.info.id.clone(),
+                        });
+                    }
+                }
+                Expiry::Netns(inode) => {
+                    let current = self
+                        .netns
+                        .get(&inode)
+                        .is_some_and(|e| e.removed_at == Some(removed_at));
+                    if current && restated.insert((true, inode)) {
+                        out.push(IdentityUpdate::NetnsRemove {
+                            ts: removed_at,
+                            inode,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Id of the placeholder container that holds a free slot in a
+    /// snapshot: never a real container's.
+    fn free_slot_id(&self, slot: u32) -> String {
+        let mut id = format!("tracer-snapshot:free-slot:{slot}");
+        while self.by_id.contains_key(&id) {
+            id.push('~');
+        }
+        id
+    }
+
+    /// A [`NetnsInfo`] that gives this entry its name, network and host flag.
+    fn snapshot_netns(inode: u32, e: &NetnsEntry) -> NetnsInfo {
+        let key_of = |name: &str| match parse_netns_name(name) {
+            NetnsName::Ingress => Some(NetworkKey::Ingress),
+            other => other
+                .network_prefix()
+                .map(|p| NetworkKey::Prefix(p.to_string())),
+        };
+        // A Docker name that says which network the namespace belongs to.
+        let key_name = e.network_key.as_ref().map(|k| match k {
+            NetworkKey::Ingress => "ingress_sbox".to_string(),
+            NetworkKey::Prefix(p) => format!("1-{p}"),
+        });
+        let (names, docker_names) = match e.name.as_deref() {
+            // The name is the Docker name that gave the network.
+            Some(n) if e.network_key.is_some() && key_of(n) == e.network_key => {
+                (Vec::new(), vec![n.to_string()])
+            }
+            Some(n) => (vec![n.to_string()], key_name.into_iter().collect()),
+            // (A network comes from a Docker name, which names the namespace.)
+            None => (Vec::new(), Vec::new()),
+        };
+        NetnsInfo {
+            inode,
+            names,
+            docker_names,
+            host: e.host,
+        }
+    }
+
+    /// Interfaces that give this entry its interfaces and addresses.
+    fn snapshot_interfaces(e: &NetnsEntry) -> Vec<InterfaceInfo> {
+        let mut ifaces: Vec<_> = e.ifaces.iter().collect();
+        ifaces.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut out: Vec<InterfaceInfo> = ifaces
+            .into_iter()
+            .map(|(name, i)| InterfaceInfo {
+                name: name.to_string(),
+                kind: Self::snapshot_kind(i.kind).map(str::to_string),
+                peer: i.peer_netns.map(|n| super::VethPeer {
+                    ifindex: 0,
+                    netns: Some(n),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        // Addresses are the namespace's: on its interfaces other than `lo`
+        // (which has none in the index), one MAC each, every IP on the first.
+        let carriers: Vec<usize> = (0..out.len()).filter(|&k| out[k].name != "lo").collect();
+        if let Some(&first) = carriers.first() {
+            out[first].addrs = e.ips.clone();
+            for (k, mac) in e.macs.iter().enumerate() {
+                match carriers.get(k) {
+                    Some(&c) => out[c].mac = Some(*mac),
+                    // More MACs than interfaces (names repeated in one
+                    // update): the first interface again, with the MAC.
+                    None => {
+                        let mut again = out[first].clone();
+                        again.addrs.clear();
+                        again.mac = Some(*mac);
+                        out.push(again);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// An `IFLA_INFO_KIND` that [`if_kind`] maps back to `kind`.
+    fn snapshot_kind(kind: IfKind) -> Option<&'static str> {
+        match kind {
+            IfKind::Veth => Some("veth"),
+            IfKind::Vxlan => Some("vxlan"),
+            IfKind::Bridge => Some("bridge"),
+            IfKind::Uplink => None,
+            IfKind::Other => Some("other"),
+        }
+    }
+}

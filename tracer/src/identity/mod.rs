@@ -138,7 +138,7 @@ impl IdentityUpdate {
         if let Some(r) = reason {
             m.insert("reason".into(), r.clone().into());
         }
-        e.tracer.enrichment = Some(serde_json::Value::Object(m));
+        e.tracer.enrichment = Some(Box::new(serde_json::Value::Object(m)));
         Some(e)
     }
 }

@@ -218,7 +218,7 @@ fn fdb(
     e.source.mac = Some(Mac(mac));
     e.tracer.bridge = Some(bridge.into());
     e.tracer.port = Some(port.into());
-    e.tracer.previous_port = prev.map(str::to_string);
+    e.tracer.previous_port = prev.map(Into::into);
     e
 }
 
@@ -956,7 +956,7 @@ fn bench_enrich_10k_containers_100k_addresses() {
                     None,
                     mac_of(a),
                 );
-                e.tracer.previous_port = Some(format!("veth{b:x}"));
+                e.tracer.previous_port = Some(format!("veth{b:x}").into());
                 e
             }
             1 => {
@@ -1134,4 +1134,721 @@ fn cached_answers_match_full_resolution_under_random_updates() {
         }
     }
     assert!(ix.stats().containers > 0);
+}
+
+// ---- snapshot: the updates that rebuild an index ----
+
+/// An index rebuilt from `ix`'s snapshot.
+fn restored(ix: &IdentityIndex) -> IdentityIndex {
+    let mut r = IdentityIndex::new(Duration::from_nanos(ix.grace as u64));
+    for u in ix.snapshot() {
+        r.apply(&u);
+    }
+    r
+}
+
+/// Everything of an index that enrichment and later updates depend on, in
+/// a canonical order (neither hash-map order nor the order of a list of
+/// owners changes an answer). Source status, which changes no answer, is
+/// left out; so are removal times already overtaken (see
+/// [`IdentityIndex::snapshot`]).
+fn shape(ix: &IdentityIndex) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "grace {} now {}", ix.grace, ix.now);
+    for (k, c) in ix.slots.iter().enumerate() {
+        let _ = match c {
+            Some(c) => writeln!(
+                s,
+                "slot {k}: {:?} first {} removed {:?}",
+                c.info, c.first_seen, c.removed_at
+            ),
+            None => writeln!(s, "slot {k}: free"),
+        };
+    }
+    let _ = writeln!(s, "free {:?}", ix.free);
+    let mut ids: Vec<_> = ix.by_id.iter().collect();
+    ids.sort();
+    let _ = writeln!(s, "ids {ids:?}");
+    let mut netns: Vec<_> = ix.netns.iter().collect();
+    netns.sort_by_key(|(k, _)| **k);
+    for (k, e) in netns {
+        let mut containers = e.containers.clone();
+        containers.sort_unstable();
+        let mut ifaces: Vec<_> = e
+            .ifaces
+            .iter()
+            .map(|(n, i)| (n.to_string(), i.kind, i.peer_netns))
+            .collect();
+        ifaces.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut ips = e.ips.clone();
+        ips.sort_unstable();
+        let mut macs = e.macs.clone();
+        macs.sort_unstable();
+        let _ = writeln!(
+            s,
+            "netns {k}: known {} host {} name {:?} key {:?} network {:?} containers {containers:?} \
+             primary {:?} ifaces {ifaces:?} ips {ips:?} macs {macs:?} removed {:?}",
+            e.known, e.host, e.name, e.network_key, e.network, e.primary, e.removed_at
+        );
+    }
+    let _ = writeln!(s, "networks {:?}", ix.networks);
+    let mut bridges: Vec<_> = ix.bridge_networks.iter().collect();
+    bridges.sort();
+    let _ = writeln!(s, "bridges {bridges:?}");
+    let owners = |a: &AddrEntry| {
+        let mut o: Vec<(u8, u32)> = a
+            .owners
+            .as_slice()
+            .iter()
+            .map(|o| match *o {
+                Owner::Container(s) => (0, s),
+                Owner::Netns(n) => (1, n),
+            })
+            .collect();
+        o.sort_unstable();
+        (o, a.cached)
+    };
+    let mut ips: Vec<_> = ix.ips.iter().map(|(k, a)| (*k, owners(a))).collect();
+    ips.sort_by_key(|(k, _)| *k);
+    let _ = writeln!(s, "ips {ips:?}");
+    let mut macs: Vec<_> = ix.macs.iter().map(|(k, a)| (*k, owners(a))).collect();
+    macs.sort_by_key(|(k, _)| *k);
+    let _ = writeln!(s, "macs {macs:?}");
+    // Pending expiries for what is removed now, in the order they fire.
+    let mut seen = Vec::new();
+    for (&(due, _), &(what, removed_at)) in &ix.expiries {
+        let current = match what {
+            Expiry::Container(slot) => ix.slots[slot as usize]
+                .as_ref()
+                .is_some_and(|c| c.removed_at == Some(removed_at)),
+            Expiry::Netns(inode) => ix
+                .netns
+                .get(&inode)
+                .is_some_and(|e| e.removed_at == Some(removed_at)),
+        };
+        if current && !seen.contains(&what) {
+            seen.push(what);
+            let _ = writeln!(s, "expiry {due} {what:?} {removed_at}");
+        }
+    }
+    s
+}
+
+/// Enriched NDJSON of `events`.
+fn enriched(ix: &IdentityIndex, events: &[EcsEvent]) -> String {
+    let mut out = Vec::new();
+    for e in events {
+        let mut e = e.clone();
+        ix.enrich(&mut e);
+        e.write_line(&mut out).unwrap();
+    }
+    String::from_utf8(out).unwrap()
+}
+
+const MAC_C: [u8; 6] = [2, 0x42, 0xac, 0x12, 0, 9];
+const MAC_Q: [u8; 6] = [2, 0x42, 0xac, 0x12, 0, 0x10];
+const NS_POD: u32 = 90;
+const NS_IFONLY: u32 = 95;
+
+/// The hand-built host, then a history: containers that exited long ago
+/// (pruned: free slots, taken again by the next four containers but one), a
+/// pod namespace with one container, a container
+/// that joins another's namespace, a host-network one, an exited container
+/// (in its grace period) whose address a later container took, a restarted
+/// one, a vanished namespace (in grace), a namespace only interfaces name,
+/// a removed network and Docker degraded.
+fn history() -> IdentityIndex {
+    let mut ix = index();
+    let mut apply = |u: IdentityUpdate| ix.apply(&u);
+    for (k, c) in ['d', 'e', 'f', 'm', 'n'].into_iter().enumerate() {
+        apply(IdentityUpdate::ContainerUpsert {
+            ts: T0 + S,
+            container: container(
+                c,
+                &format!("gone{k}"),
+                70 + k as u32,
+                &[&format!("172.18.0.{}", 20 + k)],
+                Some([2, 0x42, 0xac, 0x12, 0, 20 + k as u8]),
+            ),
+        });
+    }
+    // Pruned in this order: slots 4, 3, 5, 7, 6 are free, in that order.
+    for c in ['e', 'd', 'f', 'n', 'm'] {
+        apply(IdentityUpdate::ContainerRemove {
+            ts: T0 + 2 * S,
+            id: id(c),
+        });
+    }
+    apply(IdentityUpdate::Synced {
+        ts: T0 + 40 * S,
+        source: "docker".into(),
+    });
+    apply(ns(NS_POD, &[], &["0123456789ab"]));
+    apply(IdentityUpdate::ContainerUpsert {
+        ts: T0 + 50 * S,
+        container: container('p', "pod-app", NS_POD, &["172.18.0.30"], None),
+    });
+    apply(IdentityUpdate::ContainerUpsert {
+        ts: T0 + 60 * S,
+        container: ContainerInfo {
+            id: id('j'),
+            name: Some("joiner".into()),
+            netns: Some(NS_A),
+            shares_netns: true,
+            ..Default::default()
+        },
+    });
+    apply(IdentityUpdate::ContainerUpsert {
+        ts: T0 + 60 * S,
+        container: ContainerInfo {
+            id: id('h'),
+            name: Some("hostnet".into()),
+            netns: Some(HOST),
+            ..Default::default()
+        },
+    });
+    apply(IdentityUpdate::ContainerRemove {
+        ts: T0 + 70 * S,
+        id: id('a'),
+    });
+    apply(IdentityUpdate::ContainerUpsert {
+        ts: T0 + 80 * S,
+        container: container('a', "alpha", NS_A, &["172.18.0.2"], Some(MAC_A)),
+    });
+    apply(IdentityUpdate::NetnsInterfaces {
+        ts: T0 + 85 * S,
+        inode: NS_IFONLY,
+        interfaces: vec![
+            iface(1, "lo", None),
+            InterfaceInfo {
+                mac: Some([2, 0, 0, 0, 0x95, 1]),
+                addrs: vec![ip("192.168.95.1"), ip("fd00::95")],
+                ..veth(2, "eth0", 3, HOST)
+            },
+            InterfaceInfo {
+                mac: Some([2, 0, 0, 0, 0x95, 2]),
+                ..iface(4, "eth1", Some("macvlan"))
+            },
+        ],
+    });
+    apply(IdentityUpdate::NetworkUpsert {
+        ts: T0 + 86 * S,
+        network: NetworkInfo {
+            id: "zzgone".into(),
+            name: "gone".into(),
+            bridge: Some("br-gone".into()),
+            ..Default::default()
+        },
+    });
+    apply(IdentityUpdate::NetworkRemove {
+        ts: T0 + 87 * S,
+        id: "zzgone".into(),
+    });
+    apply(IdentityUpdate::Status {
+        ts: T0 + 90 * S,
+        source: "docker".into(),
+        state: SourceState::Degraded,
+        reason: Some("timed out".into()),
+    });
+    apply(IdentityUpdate::NetnsRemove {
+        ts: T0 + 95 * S,
+        inode: NS_LB,
+    });
+    apply(IdentityUpdate::ContainerRemove {
+        ts: T0 + 100 * S,
+        id: id('b'),
+    });
+    apply(IdentityUpdate::ContainerUpsert {
+        ts: T0 + 101 * S,
+        container: container('c', "charlie", 80, &["172.18.0.3"], Some(MAC_C)),
+    });
+    ix
+}
+
+/// Events touching every namespace, address and bridge port of
+/// [`history`], at times before, within and past the grace periods.
+fn probe_events() -> Vec<EcsEvent> {
+    let ips = [
+        "172.18.0.2",
+        "172.18.0.3",
+        "172.18.0.20",
+        "172.18.0.30",
+        "10.0.1.1",
+        "10.0.1.2",
+        "192.168.95.1",
+        "fd00::95",
+        "127.0.0.1",
+    ];
+    let macs = [
+        MAC_A,
+        MAC_B,
+        MAC_C,
+        MAC_S,
+        MAC_Q,
+        [2, 0x42, 0xac, 0x12, 0, 20],
+        [2, 0, 0, 0, 0x95, 1],
+        [2, 0, 0, 0, 0x95, 2],
+    ];
+    let netns = [
+        HOST, NS_A, NS_B, NS_OV, NS_S, NS_LB, NS_IP, 70, 80, NS_POD, NS_IFONLY, 999,
+    ];
+    let ports = [
+        (NS_OV, "br0", ["veth0", "veth1", "vxlan0", "br0", "nope"]),
+        (
+            HOST,
+            "br-ecc1d7b96a6c",
+            ["vethA", "vethB", "vethX", "eth0", "tap0"],
+        ),
+        (
+            HOST,
+            "br-gone",
+            ["br-ecc1d7b96a6c", "br-gone", "vethA", "lo", "x"],
+        ),
+        (NS_IFONLY, "br9", ["eth0", "eth1", "lo", "", "x"]),
+    ];
+    let mut out = Vec::new();
+    for dt in [0, 49, 55, 75, 99, 101, 110, 125, 126, 130, 131, 200] {
+        let ts = T0 + dt * S;
+        for &n in &netns {
+            for (k, a) in ips.iter().enumerate() {
+                let mut e = event(ts, "tcp_reset", n);
+                e.source.ip = Some(ip(a));
+                e.destination.mac = Some(Mac(macs[k % macs.len()]));
+                out.push(e);
+            }
+        }
+        for (n, bridge, ports) in ports {
+            for (k, p) in ports.iter().enumerate() {
+                let prev = ports[(k + 1) % ports.len()];
+                out.push(fdb(ts, "fdb_move", n, bridge, p, Some(prev), macs[k]));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn snapshot_rebuilds_an_index_that_enriches_identically() {
+    let ix = history();
+    assert_eq!(ix.free, vec![4], "one free slot");
+    let snap = ix.snapshot();
+    // What it is made of: no status (it would print a line), the time first.
+    assert!(snap.iter().all(|u| u.status_event().is_none()), "{snap:#?}");
+    assert_eq!(
+        snap[0],
+        IdentityUpdate::Synced {
+            ts: T0 + 101 * S,
+            source: IdentityIndex::SNAPSHOT_SOURCE.into()
+        }
+    );
+    assert!(snap.iter().all(|u| u.ts() <= T0 + 101 * S));
+    // It survives a capture (JSON) and rebuilds the same index.
+    let json = serde_json::to_string(&snap).unwrap();
+    let back: Vec<IdentityUpdate> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, snap);
+    let r = restored(&ix);
+    assert_eq!(shape(&r), shape(&ix));
+    let events = probe_events();
+    let before = enriched(&ix, &events);
+    assert_eq!(enriched(&r, &events), before);
+    // The events do exercise it: names, exited-in-grace, networks, peers.
+    for needle in [
+        "\"name\":\"bravo\"",
+        "\"name\":\"charlie\"",
+        "\"name\":\"alpha\"",
+        "\"name\":\"pod-app\"",
+        "\"network\":\"backend\"",
+        "\"network\":\"probebr\"",
+        "\"name\":\"blue\"",
+        "\"name\":\"lb_4zd4qm3u2\"",
+        "\"kind\":\"vxlan\"",
+        "\"kind\":\"uplink\"",
+        "\"kind\":\"bridge\"",
+        "\"kind\":\"namespace\"",
+        "\"kind\":\"container\"",
+    ] {
+        assert!(before.contains(needle), "{needle} never enriched");
+    }
+    // Same sizes; source status is not restated.
+    let (mut a, b) = (ix.stats(), r.stats());
+    assert_eq!(a.degraded, vec!["docker".to_string()]);
+    a.degraded.clear();
+    assert_eq!(a, b);
+    // Deterministic, and a snapshot of the rebuilt index is the same.
+    assert_eq!(ix.snapshot(), snap);
+    assert_eq!(r.snapshot(), snap);
+
+    // Both go on alike. A second container of the pod, from the same
+    // source batch (same time) as the first: the lower slot names the pod's
+    // namespace, and the free slot it gets is the same in both.
+    let (mut ix, mut r) = (ix, r);
+    let more = [
+        IdentityUpdate::ContainerUpsert {
+            ts: T0 + 50 * S,
+            container: container('q', "pod-sidecar", NS_POD, &["172.18.0.31"], Some(MAC_Q)),
+        },
+        IdentityUpdate::ContainerUpsert {
+            ts: T0 + 120 * S,
+            container: container('g', "golf", 81, &["172.18.0.40"], None),
+        },
+        // Past bravo's and the lb namespace's grace: pruned in both.
+        IdentityUpdate::Synced {
+            ts: T0 + 131 * S,
+            source: "netns".into(),
+        },
+        IdentityUpdate::ContainerUpsert {
+            ts: T0 + 132 * S,
+            container: container('k', "kilo", 82, &["172.18.0.41"], None),
+        },
+        IdentityUpdate::ContainerRemove {
+            ts: T0 + 133 * S,
+            id: id('c'),
+        },
+    ];
+    for u in &more {
+        ix.apply(u);
+        r.apply(u);
+        assert_eq!(shape(&r), shape(&ix), "after {u:?}");
+        assert_eq!(enriched(&r, &events), enriched(&ix, &events), "after {u:?}");
+    }
+    let mut e = event(T0 + 140 * S, "skb_drop", NS_POD);
+    r.enrich(&mut e);
+    assert_eq!(
+        name(&e.container),
+        Some("pod-sidecar"),
+        "it took the free slot 4, below pod-app's 6"
+    );
+}
+
+#[test]
+fn snapshot_of_an_empty_index_is_empty_and_kinds_map_back() {
+    let ix = IdentityIndex::new(Duration::from_secs(30));
+    assert!(ix.snapshot().is_empty());
+    assert_eq!(shape(&restored(&ix)), shape(&ix));
+    for k in [
+        IfKind::Veth,
+        IfKind::Vxlan,
+        IfKind::Bridge,
+        IfKind::Uplink,
+        IfKind::Other,
+    ] {
+        assert_eq!(if_kind(IdentityIndex::snapshot_kind(k)), k);
+    }
+    // Only a status: the time, not the status.
+    let mut ix = ix;
+    ix.apply(&IdentityUpdate::Status {
+        ts: T0,
+        source: "docker".into(),
+        state: SourceState::Degraded,
+        reason: None,
+    });
+    assert_eq!(
+        ix.snapshot(),
+        vec![IdentityUpdate::Synced {
+            ts: T0,
+            source: IdentityIndex::SNAPSHOT_SOURCE.into()
+        }]
+    );
+}
+
+/// Random histories: at many points, the index rebuilt from a snapshot has
+/// the same shape and enriches alike, and both stay alike under the updates
+/// that follow.
+#[test]
+fn snapshot_rebuilds_the_same_index_under_random_updates() {
+    let mut rng = 0x0ddb_1a5e_5f00_d5edu64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let networks = [
+        ("4zd4qm3u2hy1czgdz9lcy1fwa", "backend", None),
+        ("qc7yx7w7y0000000000000000", "ingress", None),
+        (
+            "ecc1d7b96a6c0000000000000",
+            "probebr",
+            Some("br-ecc1d7b96a6c"),
+        ),
+    ];
+    let netns_names = [
+        "1-4zd4qm3u2h",
+        "lb_4zd4qm3u2",
+        "ingress_sbox",
+        "1-qc7yx7w7y0",
+        "a0dba506778c",
+        "blue",
+    ];
+    let addr = |k: u64| ip(&format!("10.9.0.{}", 1 + k));
+    let mac = |k: u64| [2, 0x42, 10, 9, 0, 1 + k as u8];
+    let mut ix = IdentityIndex::new(Duration::from_secs(30));
+    ix.apply(&ns(HOST, &[], &[]));
+    // A (container or namespace) removal at the very nanosecond of its
+    // previous one is left out (see `IdentityIndex::snapshot`).
+    let mut last_removal: std::collections::HashMap<(bool, u64), i128> = Default::default();
+    let mut t = T0;
+    let mut followers: Vec<(IdentityIndex, usize)> = Vec::new();
+    let (mut checked, mut with_free) = (0, 0);
+    for step in 0..1500 {
+        t += (next(3) as i128) * S;
+        let c = next(14);
+        let inode = 200 + next(8) as u32;
+        let u = match next(10) {
+            0..=2 => IdentityUpdate::ContainerUpsert {
+                ts: t,
+                container: ContainerInfo {
+                    id: format!("{c:064x}"),
+                    name: Some(format!("c{c}")),
+                    swarm_service: (c % 3 == 0).then(|| format!("svc{}", c % 5)),
+                    netns: match next(6) {
+                        0 => Some(HOST),
+                        1 => None,
+                        _ => Some(inode),
+                    },
+                    shares_netns: next(6) == 0,
+                    endpoints: (0..next(3))
+                        .map(|_| EndpointInfo {
+                            network_id: "n".into(),
+                            network: None,
+                            ips: vec![addr(next(10))],
+                            mac: (next(3) > 0).then(|| mac(next(10))),
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+            },
+            3 if last_removal.get(&(false, c)) != Some(&t) => {
+                last_removal.insert((false, c), t);
+                IdentityUpdate::ContainerRemove {
+                    ts: t,
+                    id: format!("{c:064x}"),
+                }
+            }
+            4 => {
+                let names = ["eth0", "eth1", "br0", "vxlan0", "lo", "tap0"];
+                let kinds = [
+                    Some("veth"),
+                    None,
+                    Some("bridge"),
+                    Some("vxlan"),
+                    Some("tun"),
+                ];
+                IdentityUpdate::NetnsInterfaces {
+                    ts: t,
+                    inode,
+                    interfaces: (0..next(4))
+                        .map(|_| InterfaceInfo {
+                            name: names[next(6) as usize].into(),
+                            kind: kinds[next(5) as usize].map(Into::into),
+                            peer: (next(2) == 0).then(|| VethPeer {
+                                ifindex: 9,
+                                netns: (next(4) > 0).then(|| 200 + next(9) as u32),
+                            }),
+                            mac: (next(2) == 0).then(|| mac(next(10))),
+                            addrs: (0..next(3)).map(|_| addr(next(10))).collect(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }
+            }
+            5 if last_removal.get(&(true, inode as u64)) != Some(&t) => {
+                last_removal.insert((true, inode as u64), t);
+                IdentityUpdate::NetnsRemove { ts: t, inode }
+            }
+            6 => IdentityUpdate::NetnsUpsert {
+                ts: t,
+                netns: NetnsInfo {
+                    inode,
+                    names: (next(4) == 0)
+                        .then(|| "blue".to_string())
+                        .into_iter()
+                        .collect(),
+                    docker_names: (0..next(3))
+                        .map(|_| netns_names[next(6) as usize].to_string())
+                        .collect(),
+                    host: false,
+                },
+            },
+            7 => {
+                let (id, name, bridge) = networks[next(3) as usize];
+                if next(4) == 0 {
+                    IdentityUpdate::NetworkRemove {
+                        ts: t,
+                        id: id.into(),
+                    }
+                } else {
+                    IdentityUpdate::NetworkUpsert {
+                        ts: t,
+                        network: NetworkInfo {
+                            id: id.into(),
+                            name: name.into(),
+                            ingress: name == "ingress",
+                            bridge: bridge.map(Into::into),
+                            ..Default::default()
+                        },
+                    }
+                }
+            }
+            8 => IdentityUpdate::Status {
+                ts: t,
+                source: "docker".into(),
+                state: SourceState::Degraded,
+                reason: None,
+            },
+            _ => IdentityUpdate::Synced {
+                ts: t,
+                source: "x".into(),
+            },
+        };
+        ix.apply(&u);
+        for (f, _) in &mut followers {
+            f.apply(&u);
+        }
+        let fresh = step % 61 == 30;
+        if fresh {
+            with_free += usize::from(!ix.free.is_empty());
+            let r = restored(&ix);
+            assert_eq!(r.snapshot(), ix.snapshot(), "step {step}");
+            followers.push((r, step));
+        }
+        // Followers are dropped after a while: keep the test fast.
+        followers.retain(|(_, since)| step - since < 150);
+        if followers.is_empty() {
+            continue;
+        }
+        let want = shape(&ix);
+        for (f, since) in &followers {
+            assert!(
+                shape(f) == want,
+                "rebuilt at step {since}, differs at step {step}:\n{}\n{want}",
+                shape(f)
+            );
+        }
+        if !fresh && step % 100 != 0 {
+            continue;
+        }
+        let mut events = Vec::new();
+        for dt in [-40, 0, 1, 31] {
+            let ts = t + dt * S;
+            for n in [HOST, 200, 201, 202, 203, 204, 205, 206, 207, 208] {
+                for k in 0..10 {
+                    let mut e = event(ts, "arp_reply", n);
+                    e.source.ip = Some(addr(k));
+                    e.destination.mac = Some(Mac(mac((k + 3) % 10)));
+                    events.push(e);
+                }
+                for (k, p) in ["eth0", "br0", "vxlan0", "tap0", "eth1"].iter().enumerate() {
+                    events.push(fdb(
+                        ts,
+                        "fdb_learn",
+                        n,
+                        "br-ecc1d7b96a6c",
+                        p,
+                        None,
+                        mac(k as u64),
+                    ));
+                }
+            }
+        }
+        let want = enriched(&ix, &events);
+        for (f, since) in &followers {
+            assert!(
+                enriched(f, &events) == want,
+                "rebuilt at step {since}, enriches differently at step {step}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "{checked}");
+    assert!(with_free > 5, "free slots restated {with_free} times");
+}
+
+/// Cost of a snapshot at 10,000 containers, each in its own namespace
+/// behind a veth of one overlay namespace, and of rebuilding from it.
+/// `cargo test -p tracer --release --lib identity::index::tests::bench_snapshot -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: run explicitly"]
+fn bench_snapshot_10k_containers() {
+    const CONTAINERS: u32 = 10_000;
+    let mut ix = IdentityIndex::new(Duration::from_secs(30));
+    ix.apply(&ns(HOST, &[], &[]));
+    ix.apply(&ns(NS_OV, &[], &["1-4zd4qm3u2h"]));
+    let mut overlay = vec![
+        iface(2, "br0", Some("bridge")),
+        iface(3, "vxlan0", Some("vxlan")),
+    ];
+    for c in 0..CONTAINERS {
+        let inode = 100_000 + c;
+        let a = IpAddr::from([10, 1, (c >> 8) as u8, c as u8]);
+        let m = [2, 0x42, 10, 1, (c >> 8) as u8, c as u8];
+        ix.apply(&ns(inode, &[], &[&format!("{c:012x}")]));
+        ix.apply(&IdentityUpdate::NetnsInterfaces {
+            ts: T0,
+            inode,
+            interfaces: vec![
+                iface(1, "lo", None),
+                InterfaceInfo {
+                    mac: Some(m),
+                    addrs: vec![a],
+                    ..veth(2, "eth0", 100 + c, NS_OV)
+                },
+            ],
+        });
+        overlay.push(veth(100 + c, &format!("veth{c:x}"), 2, inode));
+        ix.apply(&IdentityUpdate::ContainerUpsert {
+            ts: T0,
+            container: ContainerInfo {
+                id: format!("{c:064x}"),
+                name: Some(format!(
+                    "service-{}.{}.abcdefghijklmnopqrstuvwxy",
+                    c % 50,
+                    c / 50
+                )),
+                image: Some("registry.example/team/app:1.2.3".into()),
+                runtime: Some("docker".into()),
+                swarm_service: Some(format!("service-{}", c % 50)),
+                swarm_task: Some(format!(
+                    "service-{}.{}.abcdefghijklmnopqrstuvwxy",
+                    c % 50,
+                    c / 50
+                )),
+                netns: Some(inode),
+                endpoints: vec![EndpointInfo {
+                    network_id: OV_ID.into(),
+                    network: Some("backend".into()),
+                    ips: vec![a],
+                    mac: Some(m),
+                }],
+                ..Default::default()
+            },
+        });
+    }
+    ix.apply(&IdentityUpdate::NetnsInterfaces {
+        ts: T0,
+        inode: NS_OV,
+        interfaces: overlay,
+    });
+    let t = std::time::Instant::now();
+    let snap = ix.snapshot();
+    let took = t.elapsed();
+    let t = std::time::Instant::now();
+    let bytes: usize = snap
+        .iter()
+        .map(|u| {
+            serde_json::to_vec(&crate::pipeline::Input::Identity(u.clone()))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    let ser = t.elapsed();
+    let t = std::time::Instant::now();
+    let r = restored(&ix);
+    let rebuild = t.elapsed();
+    assert_eq!(r.stats(), ix.stats());
+    eprintln!(
+        "snapshot of {CONTAINERS} containers: {} updates in {took:?}; {bytes} bytes of JSON in {ser:?}; rebuilt in {rebuild:?}",
+        snap.len()
+    );
 }
