@@ -10,6 +10,7 @@ use tracer_ebpf::kind;
 
 use crate::{
     btf::{DropReasons, KernelBtf},
+    capture::{FinishError, ThreadedWriter},
     clock,
     decode::{Locations, Tables},
     fdb, kallsyms,
@@ -48,14 +49,16 @@ struct Live {
     pipeline: Pipeline,
     out: Output,
     batch: Vec<crate::event::EcsEvent>,
-    capture: Option<crate::capture::CaptureWriter>,
+    /// Frames, checksums and writes on its own thread; this side only
+    /// copies kernel records into a batch (see [`ThreadedWriter`]).
+    capture: Option<ThreadedWriter>,
 }
 
 impl Live {
     fn feed(&mut self, input: Input) {
         self.batch.clear();
         self.pipeline.process(&input, &mut self.batch);
-        self.record(&input);
+        self.record(input);
         for e in &self.batch {
             self.out.push(e);
         }
@@ -63,14 +66,17 @@ impl Live {
 
     /// Records what was just processed: symbols it resolved first, then the
     /// input itself, so a replay sees them in the order it needs them.
-    fn record(&mut self, input: &Input) {
+    /// Rotation happens here, right after the input that filled the part,
+    /// with the pipeline's state at that moment (the writer thread only
+    /// carries it out).
+    fn record(&mut self, input: Input) {
         let Some(w) = self.capture.as_mut() else {
             return;
         };
         let syms = self.pipeline.tables.locations.take_new();
-        let mut res = w.write_symbols(&syms).and_then(|()| w.write_input(input));
+        let mut res = w.write_symbols(syms).and_then(|()| w.write_input(input));
         if res.is_ok() && w.rotation_due() {
-            res = w.rotate(&self.pipeline.state_snapshot());
+            res = w.rotate(self.pipeline.state_snapshot());
         }
         if let Err(e) = res {
             // Live output goes on; the capture stops here (disk full...).
@@ -143,18 +149,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let boot_to_wall_ns = clock::boot_to_wall_offset_ns();
 
     let capture = match &opts.record {
+        // Rotation happens in `Live::record`, with a fresh snapshot.
         Some(path) => Some(
-            crate::capture::CaptureWriter::create(
+            ThreadedWriter::create(
                 path,
                 crate::capture::Header::this_host(opts.args.clone(), boot_to_wall_ns),
                 &info.drop_reasons,
                 opts.record_rotate,
             )
-            .map(|mut w| {
-                // Rotation happens in `Live::record`, with a fresh snapshot.
-                w.set_manual_rotation();
-                w
-            })
             .with_context(|| format!("cannot record to {}", path.display()))?,
         ),
         None => None,
@@ -324,6 +326,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 }
                 live.feed(Input::Tick { boot_ns: clock::boot_now_ns() });
                 live.out.flush();
+                // Hands the batch to the capture writer, which flushes.
                 if let Some(w) = live.capture.as_mut() {
                     if let Err(e) = w.flush() {
                         eprintln!("tracer: error: recording stopped: {e}; live output continues");
@@ -346,10 +349,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     live.feed(Input::Finish {
         boot_ns: clock::boot_now_ns(),
     });
+    // Joins the writer thread: end marker, flush, sync.
     if let Some(w) = live.capture.take() {
         match w.finish() {
             Ok(stats) => log::debug!("capture: {stats:?}"),
-            Err(e) => eprintln!("tracer: error: finishing the capture: {e}"),
+            // A write failed since the last hand-over (disk full...).
+            Err(FinishError::Stopped(e)) => {
+                eprintln!("tracer: error: recording stopped: {e}; live output continues")
+            }
+            Err(FinishError::Finishing(e)) => {
+                eprintln!("tracer: error: finishing the capture: {e}")
+            }
         }
     }
     let lines = live.out.lines;

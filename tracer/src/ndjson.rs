@@ -204,6 +204,7 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
         alert,
         incident,
         enrichment,
+        detect,
     } = t;
     let start = out.len();
     if let Some(Netns {
@@ -373,6 +374,10 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
     }
     if let Some(v) = enrichment {
         out.extend_from_slice(b",\"enrichment\":");
+        serde_json::to_writer(&mut *out, &**v)?;
+    }
+    if let Some(v) = detect {
+        out.extend_from_slice(b",\"detect\":");
         serde_json::to_writer(&mut *out, &**v)?;
     }
     close_obj(out, start);
@@ -775,6 +780,7 @@ mod tests {
             }))),
             incident: Some(Box::new(json!({"state": "open", "id": 1}))),
             enrichment: Some(Box::new(json!("degraded"))),
+            detect: Some(Box::new(json!({"tracked_keys": 3, "evictions": u64::MAX}))),
         };
         e
     }
@@ -1077,6 +1083,11 @@ mod tests {
             "enrichment",
             |e| e.tracer.enrichment = None,
             |e, f| e.tracer.enrichment = f.tracer.enrichment.clone(),
+        ),
+        (
+            "detect",
+            |e| e.tracer.detect = None,
+            |e, f| e.tracer.detect = f.tracer.detect.clone(),
         ),
     ];
 
@@ -1562,6 +1573,7 @@ mod tests {
                 alert: self.opt(|r| Box::new(r.value(3))),
                 incident: self.opt(|r| Box::new(r.value(3))),
                 enrichment: self.opt(|r| Box::new(r.value(3))),
+                detect: self.opt(|r| Box::new(r.value(3))),
             };
             e
         }

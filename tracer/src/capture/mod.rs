@@ -6,6 +6,10 @@
 //! kernel, boot-clock → wall-clock offset), the drop-reason names, and the
 //! kernel symbols the drop locations resolved to.
 //!
+//! [`CaptureWriter`] writes a capture on the caller's thread; the live run
+//! records through [`ThreadedWriter`], which runs one on a thread of its
+//! own so that the ring-buffer consumer only copies each kernel record.
+//!
 //! # On-disk layout (all integers little-endian)
 //!
 //! ```text
@@ -55,6 +59,7 @@
 //! actually arrive.
 
 mod reader;
+mod thread;
 mod writer;
 
 #[cfg(test)]
@@ -73,6 +78,7 @@ use thiserror::Error;
 
 pub use self::{
     reader::{CaptureReader, RecordRef},
+    thread::{FinishError, ThreadedWriter},
     writer::{CaptureStats, CaptureWriter},
 };
 use crate::{btf::DropReasons, pipeline::Input};

@@ -127,6 +127,25 @@ impl CaptureWriter {
         Ok(())
     }
 
+    /// One ring-buffer record: the same bytes on disk as
+    /// `write_input(&Input::Kernel(bytes.to_vec()))`, without the `Input`
+    /// (the hot path of [`super::ThreadedWriter`]).
+    pub fn write_kernel(&mut self, bytes: &[u8]) -> Result<(), CaptureError> {
+        self.rotate_if_due()?;
+        self.write_record(record_type::KERNEL, flags::CRITICAL, bytes)?;
+        self.part_records += 1;
+        self.stats.inputs += 1;
+        self.stats.kernel_records += 1;
+        Ok(())
+    }
+
+    /// Bytes counted towards the rotation size in the current part: the
+    /// whole part for the first one, what follows the restated state in a
+    /// rotated one ([`Self::rotation_due`] compares it with the limit).
+    pub fn part_bytes(&self) -> u64 {
+        self.part_bytes
+    }
+
     /// Inputs that bring a fresh pipeline to the current state (FDB seed,
     /// identity snapshot); re-stated at the start of every later part so it
     /// replays on its own. Replace it whenever convenient; or call

@@ -319,6 +319,8 @@ impl table::Stamped for MacInfo {
 const MAC_IP_TTL: i128 = 600 * NS_PER_S;
 /// How often idle state is swept out (event time).
 const SWEEP_EVERY: i128 = NS_PER_S;
+/// Least time between two `detector_status` lines reporting lost state.
+const STATUS_EVERY: i128 = 60 * NS_PER_S;
 
 /// All detectors and the incident correlator.
 pub struct Detectors {
@@ -333,6 +335,11 @@ pub struct Detectors {
     macs: Macs,
     sink: Sink,
     alerts: u64,
+    max_keys: usize,
+    /// Next event time at which a `detector_status` line is due if state
+    /// was lost since the last one (evictions, drops counted as "(other)").
+    next_status: i128,
+    reported_loss: u64,
 }
 
 impl Detectors {
@@ -350,6 +357,9 @@ impl Detectors {
             next_sweep: 0,
             sink: Sink::default(),
             alerts: 0,
+            max_keys: c.max_keys,
+            next_status: 0,
+            reported_loss: 0,
         }
     }
 
@@ -424,6 +434,7 @@ impl Detectors {
             self.next_sweep = now + SWEEP_EVERY;
             self.drops.start(now);
             self.tcp.start(now);
+            self.next_status = now + STATUS_EVERY;
             return;
         }
         if now <= self.now {
@@ -439,6 +450,13 @@ impl Detectors {
             self.sweep(now);
             self.next_sweep = now + SWEEP_EVERY;
         }
+        if now >= self.next_status {
+            self.next_status = now + STATUS_EVERY;
+            let s = self.stats();
+            if s.evictions + s.drop_overflow > self.reported_loss {
+                out.push(self.status_line(now, s));
+            }
+        }
         // Lines of different sources due in one step, in time order.
         out[start..].sort_by_key(|e| e.timestamp);
     }
@@ -452,7 +470,36 @@ impl Detectors {
         self.drops.flush(now, &mut self.sink);
         self.tcp.flush(now, &mut self.sink);
         self.drain(now, out);
+        out.push(self.status_line(now, self.stats()));
         out[start..].sort_by_key(|e| e.timestamp);
+    }
+
+    /// `detector_status`: what the detectors hold and what they had to
+    /// forget to stay within `--max-keys` (at the end of a run, and once a
+    /// minute of event time while tables overflow).
+    fn status_line(&mut self, now: i128, s: DetectStats) -> EcsEvent {
+        self.reported_loss = s.evictions + s.drop_overflow;
+        let mut e = EcsEvent::new(now, Kind::State, "detector_status");
+        let mut msg = format!(
+            "detectors hold {} keys; {} alerts, {} incidents opened so far",
+            s.tracked_keys, s.alerts, s.incidents
+        );
+        if s.evictions > 0 {
+            msg.push_str(&format!(
+                "; {} entries evicted because a table was full (--detect-max-keys {}): \
+                 alerts about the oldest flows/MACs may be missed",
+                s.evictions, self.max_keys
+            ));
+        }
+        if s.drop_overflow > 0 {
+            msg.push_str(&format!(
+                "; {} drops counted under \"(other)\" (drop table full)",
+                s.drop_overflow
+            ));
+        }
+        e.message = Some(msg);
+        e.tracer.detect = serde_json::to_value(&s).ok().map(Box::new);
+        e
     }
 
     pub fn stats(&self) -> DetectStats {

@@ -831,6 +831,52 @@ fn flood_of_distinct_flows_and_macs_stays_bounded_and_counts_evictions() {
 }
 
 #[test]
+fn evictions_are_reported_in_detector_status_lines() {
+    let cfg = DetectConfig {
+        max_keys: 64,
+        ..DetectConfig::default()
+    };
+    let mut d = Detectors::new(cfg);
+    let mut out = Vec::new();
+    // 150 s of event time: a new flow every 10 ms overflows the flow table.
+    for i in 0..15_000u32 {
+        let t = ms(i64::from(i) * 10);
+        let mut e = rtx(t, (i % 60_000) as u16, "10.0.0.3", i);
+        e.destination.ip = Some(IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
+        d.advance(t, &mut out);
+        d.observe(&e, &mut out);
+    }
+    // While tables overflow: one line a minute of event time, not more.
+    let during = of(&out, "detector_status").len();
+    assert!((1..=3).contains(&during), "{during}");
+    d.finish(ms(150_000), &mut out);
+    let lines = of(&out, "detector_status");
+    assert_eq!(lines.len(), during + 1, "one more at the end");
+    let last = lines[lines.len() - 1];
+    assert_eq!(last.event.kind, Kind::State);
+    let stats = last.tracer.detect.as_ref().expect("stats");
+    let ev = stats["evictions"].as_u64().unwrap();
+    assert_eq!(ev, d.stats().evictions);
+    assert!(ev > 0);
+    let msg = last.message.as_deref().unwrap();
+    assert!(msg.contains("evicted because a table was full (--detect-max-keys 64)"), "{msg}");
+
+    // No overflow: no line until the end, and the end line says nothing was lost.
+    let mut d = det();
+    let mut out = Vec::new();
+    for i in 0..200u32 {
+        let t = ms(i64::from(i) * 1000);
+        d.advance(t, &mut out);
+        d.observe(&rtx(t, 1, "10.0.0.3", i), &mut out);
+    }
+    assert!(of(&out, "detector_status").is_empty());
+    d.finish(ms(200_000), &mut out);
+    let lines = of(&out, "detector_status");
+    assert_eq!(lines.len(), 1);
+    assert!(!lines[0].message.as_deref().unwrap().contains("evicted"));
+}
+
+#[test]
 fn idle_state_expires() {
     let mut d = det();
     let mut out = Vec::new();
