@@ -74,7 +74,11 @@ impl Live {
             return;
         };
         let syms = self.pipeline.tables.locations.take_new();
-        let mut res = w.write_symbols(syms).and_then(|()| w.write_input(input));
+        let mut res = w.write_symbols(syms).and_then(|()| match &input {
+            // The hot path: a copy into the writer's batch.
+            Input::Kernel(bytes) => w.write_kernel(bytes),
+            _ => w.write_input(input),
+        });
         if res.is_ok() && w.rotation_due() {
             res = w.rotate(self.pipeline.state_snapshot());
         }

@@ -284,6 +284,8 @@ struct ReplayCheck {
     identical: bool,
     /// 1-based line of the first difference.
     first_diff: Option<usize>,
+    /// Where the files of a replay that differs were kept.
+    kept: Option<PathBuf>,
     /// The accounting tracer-drops does (lines, events, drops, summaries,
     /// loss) is the same for both outputs.
     same_counts: bool,
@@ -415,6 +417,38 @@ fn compare_files(a: &Path, b: &Path) -> Result<(bool, Option<usize>)> {
     }
 }
 
+/// A replay that differs from its live run: its capture, both outputs and
+/// tracer's stderr are kept (moved) outside the scratch directory, under
+/// target/bench/record-mismatch-<pid>-<n>, for a look afterwards.
+fn keep_mismatch(env: &Env, capture: &Path, live: &Path, replay: &Path) -> Option<PathBuf> {
+    let parent = env.dir.parent()?;
+    let dir = (0..100)
+        .map(|n| parent.join(format!("record-mismatch-{}-{n}", std::process::id())))
+        .find(|d| !d.exists())?;
+    fs::create_dir_all(&dir).ok()?;
+    let name = |p: &Path| p.file_name().map(|n| dir.join(n));
+    for part in (0..16)
+        .map(|i| part_path(capture, i))
+        .take_while(|p| p.exists())
+    {
+        let _ = fs::rename(&part, name(&part)?);
+    }
+    for f in [
+        replay.to_path_buf(),
+        env.file("tracer.stderr"),
+        env.file("record-replay.stderr"),
+    ] {
+        let _ = fs::rename(&f, name(&f)?);
+    }
+    // The live output is still needed for the accounting after this.
+    let _ = fs::copy(live, name(live)?);
+    crate::cmd::warn(format!(
+        "the replay differs from the live output: files kept in {}",
+        dir.display()
+    ));
+    Some(dir)
+}
+
 /// `tracer replay CAPTURE > FILE`, then the same accounting on both outputs.
 fn check_replay(
     env: &Env,
@@ -457,10 +491,16 @@ fn check_replay(
     }
     rec.note(format!("cmp {} {}", live.display(), out.display()));
     let (identical, first_diff) = compare_files(live, &out)?;
+    let kept = if identical {
+        None
+    } else {
+        keep_mismatch(env, capture, live, &out)
+    };
     let _ = fs::remove_file(&out);
     Ok(ReplayCheck {
         identical,
         first_diff,
+        kept,
         same_counts,
         replay_cpu_s: exit.rusage.cpu_s(),
     })
@@ -1395,6 +1435,17 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
             median(&trf).unwrap_or(f64::NAN) * 100.0,
             median(&tpf).unwrap_or(f64::NAN) * 100.0
         ));
+    }
+    for (i, r) in runs.iter().chain(&tight).enumerate() {
+        if let Some(dir) = r.recording.as_ref().and_then(|c| c.replay.kept.as_ref()) {
+            sec.note(format!(
+                "the replay of run {} ({}) differs from its live output; its capture, both \
+                 outputs and tracer's stderr were kept in {}",
+                i + 1,
+                r.label(),
+                dir.display()
+            ));
+        }
     }
     let short: Vec<String> = runs
         .iter()
