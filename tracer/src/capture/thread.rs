@@ -160,11 +160,18 @@ impl ThreadedWriter {
         Ok(())
     }
 
-    /// [`CaptureWriter::write_symbols`].
+    /// [`CaptureWriter::write_symbols`]. Called before every input, nearly
+    /// always with nothing new: that check stays inline.
+    #[inline]
     pub fn write_symbols(&mut self, syms: Vec<(u64, String)>) -> Result<(), CaptureError> {
         if syms.is_empty() {
             return Ok(());
         }
+        self.send_symbols(syms)
+    }
+
+    #[inline(never)]
+    fn send_symbols(&mut self, syms: Vec<(u64, String)>) -> Result<(), CaptureError> {
         self.counted(FRAME_LEN + json_len(&syms)?);
         self.send_after_batch(Msg::Symbols(syms))
     }
@@ -179,6 +186,7 @@ impl ThreadedWriter {
     }
 
     /// [`CaptureWriter::rotation_due`], for everything written so far.
+    #[inline]
     pub fn rotation_due(&self) -> bool {
         self.rotate_bytes
             .is_some_and(|limit| self.part_bytes >= limit && self.part_records > 0)
@@ -213,6 +221,7 @@ impl ThreadedWriter {
         }
     }
 
+    #[inline]
     fn counted(&mut self, bytes: usize) {
         self.part_bytes += bytes as u64;
         self.part_records += 1;

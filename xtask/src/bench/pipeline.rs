@@ -15,7 +15,7 @@
 
 use std::{
     fmt::Write as _,
-    fs,
+    fs, io,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -81,12 +81,20 @@ fn count(env: &Env, rec: &mut Recorder, capture: &Path, tag: &str) -> Result<(u6
     let kv = env.helper(rec, &["tracer-drops", &counted_s, "0", "-"])?;
     let events = kv.u64("events")?;
     let lines = kv.u64("lines")?;
-    let text = fs::read_to_string(&counted).context("reading the replay output")?;
-    let stats = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"action\":\"detector_status\""))
-        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    // Streamed (the output is gigabytes): reading it whole would also make
+    // every process forked afterwards start with that resident set, and
+    // wait4's ru_maxrss of the timed replays would report it.
+    let mut last = None;
+    for line in io::BufRead::lines(io::BufReader::new(
+        fs::File::open(&counted).context("reading the replay output")?,
+    )) {
+        let line = line.context("reading the replay output")?;
+        if line.contains("\"action\":\"detector_status\"") {
+            last = Some(line);
+        }
+    }
+    let stats = last
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
         .and_then(|v| v.pointer("/tracer/detect").cloned())
         .map(|d| {
             let g = |k: &str| d.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
