@@ -1024,7 +1024,7 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     );
     sec.figure(
         "recording cost, all threads = (CPU per M events with --record / without) − 1 \
-         (capture-writer thread included: CPU the machine still spends, on another core)",
+         (capture-writer thread included: CPU the machine still spends, off the live path)",
         format!(
             "{} (paired median; pairs {} … {}; ratio of medians {})",
             pct(cost),
@@ -1415,8 +1415,8 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     if cost.is_finite() && cost >= 0.10 {
         sec.note(format!(
             "over all of tracer's threads, recording costs {} of CPU per event ({:.3} s more per \
-             million events, {:.3} s of it on the {CAPTURE_THREAD} thread), on another core than \
-             the live path. For comparison, a plain write() of the same bytes ({bpr:.0} per \
+             million events, {:.3} s of it on the {CAPTURE_THREAD} thread), off the live path \
+             but still the machine's CPU. For comparison, a plain write() of the same bytes ({bpr:.0} per \
              event) costs {warm:.3} s per million events into pages just freed and {cold:.3} s \
              into new pages here (see \"Kernel's share\").",
             pct(cost),
