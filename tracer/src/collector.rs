@@ -56,9 +56,31 @@ struct Live {
 
 impl Live {
     fn feed(&mut self, input: Input) {
+        if let Input::Kernel(bytes) = &input {
+            return self.feed_kernel(bytes);
+        }
         self.batch.clear();
         self.pipeline.process(&input, &mut self.batch);
         self.record(input);
+        self.print();
+    }
+
+    /// The hot path: one ring-buffer record, straight from the ring (no
+    /// copy of its own).
+    fn feed_kernel(&mut self, bytes: &[u8]) {
+        self.batch.clear();
+        self.pipeline.process_kernel(bytes, &mut self.batch);
+        if let Some(w) = self.capture.as_mut() {
+            // Symbols the record resolved go first, then the record (a
+            // copy into the writer's batch).
+            let syms = self.pipeline.tables.locations.take_new();
+            let res = w.write_symbols(syms).and_then(|()| w.write_kernel(bytes));
+            self.after_record(res);
+        }
+        self.print();
+    }
+
+    fn print(&mut self) {
         for e in &self.batch {
             self.out.push(e);
         }
@@ -74,11 +96,15 @@ impl Live {
             return;
         };
         let syms = self.pipeline.tables.locations.take_new();
-        let mut res = w.write_symbols(syms).and_then(|()| match &input {
-            // The hot path: a copy into the writer's batch.
-            Input::Kernel(bytes) => w.write_kernel(bytes),
-            _ => w.write_input(input),
-        });
+        let res = w.write_symbols(syms).and_then(|()| w.write_input(input));
+        self.after_record(res);
+    }
+
+    /// Rotates when the part is full; stops recording on an error.
+    fn after_record(&mut self, mut res: Result<(), crate::capture::CaptureError>) {
+        let Some(w) = self.capture.as_mut() else {
+            return;
+        };
         if res.is_ok() && w.rotation_due() {
             res = w.rotate(self.pipeline.state_snapshot());
         }
@@ -386,8 +412,7 @@ fn drain(
 ) -> usize {
     let mut n = 0;
     while let Some(item) = rb.next() {
-        let bytes = item.to_vec();
-        drop(item);
+        let bytes: &[u8] = &item;
         // An event from a namespace identity does not know yet: ask the
         // sources to look (never blocks).
         if let Some(ns) = bytes
@@ -400,7 +425,7 @@ fn drain(
                 *last_hint = ns;
             }
         }
-        live.feed(Input::Kernel(bytes));
+        live.feed_kernel(bytes);
         n += 1;
     }
     n

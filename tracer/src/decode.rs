@@ -265,6 +265,10 @@ pub fn nud_state_name(s: u8) -> SmolStr {
     if s == 0 {
         return SmolStr::new_static("NONE");
     }
+    // One state (nearly always): no allocation.
+    if let Some((_, n)) = NAMES.iter().find(|(bit, _)| *bit == s) {
+        return SmolStr::new_static(n);
+    }
     let parts: Vec<&str> = NAMES
         .iter()
         .filter(|(bit, _)| s & bit != 0)

@@ -37,20 +37,39 @@ impl Mac {
     }
 }
 
+impl Mac {
+    /// The text form, `02-42-0A-00-00-03`, without formatting machinery
+    /// (MACs are printed by the hundred in incident lines).
+    pub fn hyphenated(&self) -> MacText {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut t = [b'-'; 17];
+        for (i, &o) in self.0.iter().enumerate() {
+            t[3 * i] = HEX[(o >> 4) as usize];
+            t[3 * i + 1] = HEX[(o & 0xf) as usize];
+        }
+        MacText(t)
+    }
+}
+
+/// [`Mac::hyphenated`]: 17 ASCII bytes.
+pub struct MacText([u8; 17]);
+
+impl MacText {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits and hyphens are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("??-??-??-??-??-??")
+    }
+}
+
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02X}-{:02X}-{:02X}-{:02X}-{:02X}-{:02X}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        f.write_str(self.hyphenated().as_str())
     }
 }
 
 impl Serialize for Mac {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(self.hyphenated().as_str())
     }
 }
 
@@ -325,6 +344,60 @@ pub struct ProbeInfo {
     pub error: Option<String>,
 }
 
+/// A JSON value rendered once, when the line that carries it is made, and
+/// copied as is into the line (alert and incident payloads: rendering them
+/// straight from their structs costs a fraction of building a
+/// `serde_json::Value` tree and serialising that).
+///
+/// Object keys come out in the order the payload struct declares them.
+/// The payload structs declare them in alphabetical order, the order
+/// tracer has always printed (a `serde_json::Value` sorts its keys); debug
+/// builds check that every payload renders exactly as its `Value` would.
+#[derive(Clone, Debug)]
+pub struct RawJson(Box<serde_json::value::RawValue>);
+
+impl RawJson {
+    /// Renders `v` as compact JSON. None if it cannot be rendered (a map
+    /// with keys that are not strings).
+    pub fn of(v: &impl Serialize) -> Option<Self> {
+        let raw = serde_json::value::to_raw_value(v).ok()?;
+        #[cfg(debug_assertions)]
+        {
+            let canonical = serde_json::to_value(v)
+                .and_then(|v| serde_json::to_string(&v))
+                .expect("a payload that renders also renders as a Value");
+            assert_eq!(
+                raw.get(),
+                canonical,
+                "payload keys out of alphabetical order (see RawJson)"
+            );
+        }
+        Some(Self(raw))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parsed back (tests and tools; never on the hot path).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
 /// `tracer.*`
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TracerFields {
@@ -385,10 +458,10 @@ pub struct TracerFields {
     pub schema_version: Option<u32>,
     /// Detector verdict (`event.kind: alert`), see [`crate::detect`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alert: Option<Box<serde_json::Value>>,
+    pub alert: Option<RawJson>,
     /// Incident lifecycle (`event.action: incident`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub incident: Option<Box<serde_json::Value>>,
+    pub incident: Option<RawJson>,
     /// Enrichment state (`event.action: enrichment_status`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enrichment: Option<Box<serde_json::Value>>,
@@ -537,7 +610,10 @@ mod tests {
         b[10] = 0xff;
         b[11] = 0xff;
         b[12..].copy_from_slice(&[10, 0, 0, 3]);
-        assert_eq!(ip_from_wire(&b, true), "10.0.0.3".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            ip_from_wire(&b, true),
+            "10.0.0.3".parse::<IpAddr>().unwrap()
+        );
         let mut v4 = [0u8; 16];
         v4[..4].copy_from_slice(&[192, 168, 1, 2]);
         assert_eq!(ip_from_wire(&v4, false).to_string(), "192.168.1.2");

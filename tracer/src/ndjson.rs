@@ -366,11 +366,11 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
     }
     if let Some(v) = alert {
         out.extend_from_slice(b",\"alert\":");
-        serde_json::to_writer(&mut *out, &**v)?;
+        out.extend_from_slice(v.get().as_bytes());
     }
     if let Some(v) = incident {
         out.extend_from_slice(b",\"incident\":");
-        serde_json::to_writer(&mut *out, &**v)?;
+        out.extend_from_slice(v.get().as_bytes());
     }
     if let Some(v) = enrichment {
         out.extend_from_slice(b",\"enrichment\":");
@@ -637,7 +637,7 @@ mod tests {
     use serde_json::{json, Map, Value};
 
     use super::*;
-    use crate::event::{Compose, ContainerData, ContainerRef, Image, SmolStr, Swarm};
+    use crate::event::{Compose, ContainerData, ContainerRef, Image, RawJson, SmolStr, Swarm};
 
     fn reference(e: &EcsEvent) -> Vec<u8> {
         let mut v = serde_json::to_vec(e).unwrap();
@@ -773,12 +773,12 @@ mod tests {
             count: Some(u64::MAX),
             cpu: Some(u32::MAX),
             schema_version: Some(crate::event::SCHEMA_VERSION),
-            alert: Some(Box::new(json!({
+            alert: RawJson::of(&json!({
                 "type": "fdb_flap", "count": 3, "ratio": 0.001, "neg": -12,
                 "big": u64::MAX, "f": 1e300, "s": "a\"b\\c\n\u{0}é", "null": null,
                 "t": true, "list": [1, "x", {"k": []}, 2.5, false],
-            }))),
-            incident: Some(Box::new(json!({"state": "open", "id": 1}))),
+            })),
+            incident: RawJson::of(&json!({"state": "open", "id": 1})),
             enrichment: Some(Box::new(json!("degraded"))),
             detect: Some(Box::new(json!({"tracked_keys": 3, "evictions": u64::MAX}))),
         };
@@ -1222,7 +1222,7 @@ mod tests {
             t.lost_by_probe = Some(Box::new(
                 [(s.clone(), Value::from(1))].into_iter().collect(),
             ));
-            t.alert = Some(Box::new(json!({ s.clone(): s.clone() })));
+            t.alert = RawJson::of(&json!({ s.clone(): s.clone() }));
             e.container = Some(ContainerRef::new(ContainerData {
                 id: s.clone(),
                 name: Some(s.clone()),
@@ -1570,8 +1570,8 @@ mod tests {
                 count: self.opt(|r| r.int(u64::MAX)),
                 cpu: self.opt(|r| r.int(u32::MAX as u64) as u32),
                 schema_version: self.opt(|r| r.int(u32::MAX as u64) as u32),
-                alert: self.opt(|r| Box::new(r.value(3))),
-                incident: self.opt(|r| Box::new(r.value(3))),
+                alert: self.opt(|r| r.value(3)).and_then(|v| RawJson::of(&v)),
+                incident: self.opt(|r| r.value(3)).and_then(|v| RawJson::of(&v)),
                 enrichment: self.opt(|r| Box::new(r.value(3))),
                 detect: self.opt(|r| Box::new(r.value(3))),
             };

@@ -137,38 +137,50 @@ impl Pipeline {
         let start = out.len();
         match decode::parse(bytes) {
             Ok(rec) => {
-                let mut ev = self.record(&rec);
-                if !self.filter.in_scope(&ev) {
+                // The event is made where it will be printed and stays
+                // there (an event is large: moving it costs).
+                out.push(self.record(&rec));
+                let ev = &mut out[start];
+                if !self.filter.in_scope(ev) {
+                    out.truncate(start);
                     return;
                 }
-                self.identity.enrich(&mut ev);
-                self.emit(ev, out);
+                self.identity.enrich(ev);
+                self.detect_last(out);
             }
             Err(e) => out.push(self.decode_error(bytes, e)),
         }
         self.apply_filter(start, out);
     }
 
-    /// An event through the detectors: lines due by its time first, then
-    /// the event (unless rate-limited), then what it triggered.
-    fn emit(&mut self, ev: EcsEvent, out: &mut Vec<EcsEvent>) {
+    /// The event at the end of `out` through the detectors: lines due by
+    /// its time go before it, then the event (unless rate-limited), then
+    /// what it triggered.
+    fn detect_last(&mut self, out: &mut Vec<EcsEvent>) {
         let Some(d) = self.detect.as_mut() else {
-            out.push(ev);
             return;
         };
-        d.advance(ev.timestamp, out);
+        let Some(mut i) = out.len().checked_sub(1) else {
+            return;
+        };
         self.alerts.clear();
-        // The event goes where it will be printed first and is observed
-        // there (one move of a large struct instead of two).
-        out.push(ev);
-        let Some(ev) = out.last() else { return };
-        if !d.observe(ev, &mut self.alerts) {
-            out.pop();
+        d.advance(out[i].timestamp, &mut self.alerts);
+        if !self.alerts.is_empty() {
+            // An interval ended (rare): its lines come first.
+            let n = self.alerts.len();
+            out.splice(i..i, self.alerts.drain(..));
+            i += n;
+        }
+        if !d.observe(&out[i], &mut self.alerts) {
+            out.truncate(i);
         }
         out.append(&mut self.alerts);
     }
 
     fn apply_filter(&self, start: usize, out: &mut Vec<EcsEvent>) {
+        if self.filter.actions.is_empty() || out.len() == start {
+            return;
+        }
         let mut i = 0;
         out.retain(|e| {
             i += 1;

@@ -94,7 +94,7 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
         opts.filter.clone(),
         opts.detect.clone(),
     );
-    let mut out = io::BufWriter::with_capacity(1 << 20, w);
+    let mut out = w;
     let mut batch: Vec<EcsEvent> = Vec::new();
     let mut pacer = Pacer {
         speed: opts.speed,
@@ -104,21 +104,32 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
     let mut last_boot_ns = 0u64;
     let mut finished = false;
 
-    // A batch's lines are serialised into `lines` (reused), then written at once.
-    let mut lines: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut write_batch = move |batch: &mut Vec<EcsEvent>, out: &mut io::BufWriter<W>, n: &mut u64| -> io::Result<()> {
-        lines.clear();
-        let count = batch.len() as u64;
-        // By reference: moving each large event out of the batch costs more
-        // than serialising it.
-        for e in batch.iter() {
-            e.write_line(&mut lines).map_err(io::Error::other)?;
-        }
-        batch.clear();
-        out.write_all(&lines)?;
-        *n += count;
-        Ok(())
-    };
+    // Lines are serialised into `lines` and written in large pieces (no
+    // second buffer to copy them through); a paced replay writes each
+    // batch at once, so lines appear when they are due.
+    let chunk = if opts.speed > 0.0 { 0 } else { 1 << 18 };
+    let mut lines: Vec<u8> = Vec::with_capacity((1 << 18) + (1 << 16));
+    let mut write_batch =
+        move |batch: &mut Vec<EcsEvent>, out: &mut W, n: &mut u64, last: bool| -> io::Result<()> {
+            let count = batch.len() as u64;
+            // By reference: moving each large event out of the batch costs more
+            // than serialising it.
+            for e in batch.iter() {
+                e.write_line(&mut lines).map_err(io::Error::other)?;
+            }
+            batch.clear();
+            *n += count;
+            if lines.len() > chunk || last {
+                if !lines.is_empty() {
+                    out.write_all(&lines)?;
+                    lines.clear();
+                    out.flush()?;
+                } else if last {
+                    out.flush()?;
+                }
+            }
+            Ok(())
+        };
 
     let res: anyhow::Result<()> = (|| {
         loop {
@@ -148,7 +159,7 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
                 // Later parts restate header and tables: nothing new for us.
                 Some(RecordRef::Other(_)) => {}
             }
-            write_batch(&mut batch, &mut out, &mut summary.lines)
+            write_batch(&mut batch, &mut out, &mut summary.lines, false)
                 .context("writing NDJSON")?;
         }
         Ok(())
@@ -157,10 +168,15 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
     // A capture cut short never recorded its end: flush the detectors'
     // pending summaries as the live run would have at exit.
     if res.is_ok() && !finished {
-        pipeline.process(&Input::Finish { boot_ns: last_boot_ns }, &mut batch);
-        write_batch(&mut batch, &mut out, &mut summary.lines).context("writing NDJSON")?;
+        pipeline.process(
+            &Input::Finish {
+                boot_ns: last_boot_ns,
+            },
+            &mut batch,
+        );
     }
-    out.flush().context("writing NDJSON")?;
+    // What was printed before an error is still written.
+    write_batch(&mut batch, &mut out, &mut summary.lines, true).context("writing NDJSON")?;
     res?;
     summary.warning = reader.warning().map(str::to_string);
     summary.skipped_unknown = reader.skipped_unknown();

@@ -98,67 +98,67 @@ pub(crate) struct Arp {
 
 #[derive(Serialize)]
 struct Endpoint<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<&'a str>,
     ip: IpAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
     mac: Option<Mac>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<&'a str>,
 }
 
 #[derive(Serialize)]
 struct Through<'a> {
-    interface: &'a str,
-    ifindex: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    netns: Option<&'a Netns>,
     /// Container of the receiving namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<String>,
-    vxlan: bool,
+    ifindex: u32,
+    interface: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<&'a Netns>,
     /// Replies seen on this interface in the episode.
     replies: u64,
+    vxlan: bool,
 }
 
 #[derive(Serialize)]
 struct DupAlert<'a> {
-    #[serde(rename = "type")]
-    type_: &'static str,
+    came_through: Vec<Through<'a>>,
+    /// Where they were counted.
+    counted_at: &'a str,
+    /// `vxlan_proxy_arp` or `proxy_arp_or_second_responder`.
+    diagnosis: &'static str,
     ip: IpAddr,
     mac: Mac,
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<&'a str>,
-    requester: Endpoint<'a>,
     /// Replies that reached one interface (the most at any one).
     replies: u64,
-    /// Where they were counted.
-    counted_at: &'a str,
+    requester: Endpoint<'a>,
     threshold: u32,
-    window_s: f64,
-    came_through: Vec<Through<'a>>,
+    #[serde(rename = "type")]
+    type_: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     vxlan: Option<&'a str>,
-    /// `vxlan_proxy_arp` or `proxy_arp_or_second_responder`.
-    diagnosis: &'static str,
+    window_s: f64,
 }
 
 #[derive(Serialize)]
 struct MacOut<'a> {
+    interface: &'a str,
+    last_seen: String,
     mac: Mac,
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<String>,
-    interface: &'a str,
     replies: u64,
-    last_seen: String,
 }
 
 #[derive(Serialize)]
 struct ConflictAlert<'a> {
-    #[serde(rename = "type")]
-    type_: &'static str,
     ip: IpAddr,
+    macs: Vec<MacOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     netns: Option<&'a Netns>,
-    macs: Vec<MacOut<'a>>,
+    #[serde(rename = "type")]
+    type_: &'static str,
     window_s: f64,
 }
 

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     clock::format_ts,
-    event::{ContainerRef, EcsEvent, Kind, Netns},
+    event::{ContainerRef, EcsEvent, Kind, Netns, RawJson},
 };
 
 /// Destination IPs remembered per key and interval (for incidents).
@@ -75,24 +75,24 @@ pub(crate) struct Drops {
 
 #[derive(Serialize)]
 struct DropSummary<'a> {
-    #[serde(rename = "type")]
-    type_: &'static str,
-    /// Drops of this key in the interval.
-    total: u64,
-    /// Of which printed as individual `skb_drop` lines.
-    printed: u64,
-    /// Of which only counted here (= `tracer.count`).
-    suppressed: u64,
-    interval_s: f64,
-    reason: &'a str,
-    location: &'a str,
-    meaning: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<String>,
-    first_seen: String,
-    last_seen: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     destination_ips: Vec<IpAddr>,
+    first_seen: String,
+    interval_s: f64,
+    last_seen: String,
+    location: &'a str,
+    meaning: &'static str,
+    /// Of which printed as individual `skb_drop` lines.
+    printed: u64,
+    reason: &'a str,
+    /// Of which only counted here (= `tracer.count`).
+    suppressed: u64,
+    /// Drops of this key in the interval.
+    total: u64,
+    #[serde(rename = "type")]
+    type_: &'static str,
 }
 
 impl Drops {
@@ -201,6 +201,11 @@ impl Drops {
 
     /// Summaries of every finished interval up to `now`.
     pub(crate) fn advance(&mut self, now: i128, sink: &mut Sink) {
+        // Still in the current interval (checked on every event: no i128
+        // division for that).
+        if now < self.epoch_start + self.interval {
+            return;
+        }
         let e = epoch_of(now, self.interval);
         if e <= self.epoch {
             return;
@@ -294,7 +299,7 @@ impl Drops {
             line.tracer.reason_raw = e.reason_raw;
             line.tracer.location = Some(location.into());
             line.tracer.count = Some(suppressed);
-            line.tracer.alert = serde_json::to_value(&payload).ok().map(Box::new);
+            line.tracer.alert = RawJson::of(&payload);
             let sym =
                 (self.incident_threshold > 0 && e.total >= self.incident_threshold).then(|| {
                     Symptom {

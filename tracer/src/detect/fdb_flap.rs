@@ -66,50 +66,50 @@ pub(crate) struct FdbFlap {
 
 #[derive(Serialize)]
 struct PortOut<'a> {
-    port: &'a str,
-    /// `container`, `vxlan`, `uplink`, `bridge`, `namespace`, `unknown`.
-    kind: &'static str,
     /// What is behind the port, in words.
     behind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    network: Option<&'a str>,
+    /// `container`, `vxlan`, `uplink`, `bridge`, `namespace`, `unknown`.
+    kind: &'static str,
     /// Moves onto this port in the episode.
     moves_to: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<&'a str>,
+    port: &'a str,
 }
 
 #[derive(Serialize)]
 struct FlapAlert<'a> {
-    #[serde(rename = "type")]
-    type_: &'static str,
-    mac: Mac,
+    bridge: &'a str,
+    /// Moves in this flapping episode (since the threshold was crossed).
+    count: u64,
+    /// `vxlan_proxy_arp` or `duplicate_mac_or_loop`.
+    diagnosis: &'static str,
+    duration_s: f64,
+    first_seen: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     ip: Option<IpAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    owner: Option<String>,
-    bridge: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vlan: Option<u16>,
+    last_seen: String,
+    mac: Mac,
     #[serde(skip_serializing_if = "Option::is_none")]
     netns: Option<&'a Netns>,
     /// Docker network of the bridge's namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     network: Option<&'a str>,
-    /// Moves in this flapping episode (since the threshold was crossed).
-    count: u64,
-    threshold: u32,
-    window_s: f64,
-    duration_s: f64,
-    first_seen: String,
-    last_seen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
     ports: Vec<PortOut<'a>>,
+    realert: bool,
+    threshold: u32,
+    #[serde(rename = "type")]
+    type_: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<u16>,
     /// The vxlan port among `ports`, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     vxlan: Option<&'a str>,
-    /// `vxlan_proxy_arp` or `duplicate_mac_or_loop`.
-    diagnosis: &'static str,
-    realert: bool,
+    window_s: f64,
 }
 
 impl FdbFlap {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::{text, Cfg, Facts, Member, Symptom, Touch};
 use crate::{
     clock::format_ts,
-    event::{EcsEvent, Kind, Mac},
+    event::{EcsEvent, Kind, Mac, RawJson},
 };
 
 /// Most "unreachable from" names and distinct flows kept per incident.
@@ -65,30 +65,30 @@ pub(crate) struct Incidents {
 
 #[derive(Serialize)]
 struct AlertCount {
-    #[serde(rename = "type")]
-    type_: &'static str,
     /// Alert lines of this type in the incident.
     alerts: u64,
     /// The count the latest of them reported.
     count: u64,
+    #[serde(rename = "type")]
+    type_: &'static str,
 }
 
 #[derive(Serialize)]
 struct IncidentOut<'a> {
-    id: String,
-    state: &'static str,
     alerts: Vec<AlertCount>,
     containers: Vec<&'a str>,
-    ips: Vec<IpAddr>,
-    macs: Vec<Mac>,
-    first_seen: String,
-    last_seen: String,
     explanation: &'a str,
+    first_seen: String,
     hint: &'a str,
+    id: String,
+    ips: Vec<IpAddr>,
+    last_seen: String,
+    macs: Vec<Mac>,
     #[serde(skip_serializing_if = "Option::is_none")]
     merged_into: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     resolution: Option<&'static str>,
+    state: &'static str,
 }
 
 fn inc_id(id: u64) -> String {
@@ -440,7 +440,7 @@ fn line(
         ),
         _ => inc.explanation.clone(),
     });
-    e.tracer.incident = serde_json::to_value(&payload).ok().map(Box::new);
+    e.tracer.incident = RawJson::of(&payload);
     e
 }
 

@@ -33,7 +33,7 @@ use std::{net::IpAddr, time::Duration};
 
 use serde::Serialize;
 
-use crate::event::{ContainerRef, EcsEvent, Kind, Mac};
+use crate::event::{ContainerRef, EcsEvent, Kind, Mac, RawJson};
 
 const NS_PER_S: i128 = 1_000_000_000;
 
@@ -279,7 +279,7 @@ pub(crate) fn alert_line(
 ) -> EcsEvent {
     let mut e = EcsEvent::new(ts, Kind::Alert, action);
     e.message = Some(message);
-    e.tracer.alert = serde_json::to_value(payload).ok().map(Box::new);
+    e.tracer.alert = RawJson::of(payload);
     e
 }
 

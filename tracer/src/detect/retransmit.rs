@@ -80,48 +80,48 @@ pub(crate) struct Retransmit {
 
 #[derive(Serialize)]
 struct End<'a> {
-    ip: IpAddr,
-    port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<String>,
+    ip: IpAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
     netns: Option<&'a Netns>,
+    port: u16,
 }
 
 #[derive(Serialize)]
 struct BurstAlert<'a> {
-    #[serde(rename = "type")]
-    type_: &'static str,
     /// Retransmits without progress in this episode.
     count: u64,
-    threshold: u32,
-    window_s: f64,
-    duration_s: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    snd_una: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state: Option<&'static str>,
-    source: End<'a>,
     destination: End<'a>,
+    duration_s: f64,
     first_seen: String,
     last_seen: String,
     realert: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snd_una: Option<u32>,
+    source: End<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'static str>,
+    threshold: u32,
+    #[serde(rename = "type")]
+    type_: &'static str,
+    window_s: f64,
 }
 
 #[derive(Serialize)]
 struct RollupAlert<'a> {
-    #[serde(rename = "type")]
-    type_: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ip: Option<IpAddr>,
     /// Flows of this container in a retransmit burst in the interval.
     flows_affected: u32,
     /// Flows of this container that retransmitted at all in the interval.
     flows_retransmitting: u32,
     interval_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<IpAddr>,
     peers: Vec<String>,
+    #[serde(rename = "type")]
+    type_: &'static str,
 }
 
 impl Retransmit {
@@ -433,6 +433,11 @@ impl Retransmit {
 
     /// Roll-ups of every finished interval up to `now`.
     pub(crate) fn advance(&mut self, now: i128, sink: &mut Sink) {
+        // Still in the current interval (checked on every event: no i128
+        // division for that).
+        if now < self.epoch_start + self.interval {
+            return;
+        }
         let e = epoch_of(now, self.interval);
         if e <= self.epoch {
             return;

@@ -59,7 +59,7 @@ impl<K: Copy + Eq + Hash + Ord, V: Stamped> Bounded<K, V> {
 
     /// The entry for `k`, created by `make` (after evicting if full).
     pub(crate) fn entry(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
-        if !self.map.contains_key(&k) && self.map.len() >= self.cap {
+        if self.map.len() >= self.cap && !self.map.contains_key(&k) {
             self.evict_batch();
         }
         self.map.entry(k).or_insert_with(make)

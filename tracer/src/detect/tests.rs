@@ -176,12 +176,13 @@ fn of<'a>(out: &'a [EcsEvent], action: &str) -> Vec<&'a EcsEvent> {
     out.iter().filter(|e| e.event.action == action).collect()
 }
 
-fn payload(e: &EcsEvent) -> &Value {
+fn payload(e: &EcsEvent) -> Value {
     e.tracer
         .alert
         .as_ref()
         .or(e.tracer.incident.as_ref())
         .expect("payload")
+        .value()
 }
 
 fn det() -> Detectors {
@@ -859,7 +860,10 @@ fn evictions_are_reported_in_detector_status_lines() {
     assert_eq!(ev, d.stats().evictions);
     assert!(ev > 0);
     let msg = last.message.as_deref().unwrap();
-    assert!(msg.contains("evicted because a table was full (--detect-max-keys 64)"), "{msg}");
+    assert!(
+        msg.contains("evicted because a table was full (--detect-max-keys 64)"),
+        "{msg}"
+    );
 
     // No overflow: no line until the end, and the end line says nothing was lost.
     let mut d = det();
@@ -911,12 +915,14 @@ fn outage() -> Vec<EcsEvent> {
     evs
 }
 
-fn incidents(out: &[EcsEvent]) -> Vec<(&str, &str)> {
+/// (id, state) of each incident line (leaked: a test's few strings).
+fn incidents(out: &[EcsEvent]) -> Vec<(&'static str, &'static str)> {
+    let leak = |v: &Value| -> &'static str { v.as_str().unwrap().to_string().leak() };
     of(out, "incident")
         .iter()
         .map(|e| {
             let p = payload(e);
-            (p["id"].as_str().unwrap(), p["state"].as_str().unwrap())
+            (leak(&p["id"]), leak(&p["state"]))
         })
         .collect()
 }
@@ -1196,7 +1202,10 @@ fn print_examples() {
     for l in &out {
         let key = (
             l.event.action,
-            l.tracer.incident.as_ref().map(|i| i["state"].to_string()),
+            l.tracer
+                .incident
+                .as_ref()
+                .map(|i| i.value()["state"].to_string()),
         );
         if seen.insert(key) {
             let mut b = Vec::new();
