@@ -120,7 +120,11 @@ struct RunArgs {
     /// Do not report drops with this kernel drop reason (e.g. NOT_SPECIFIED).
     /// Repeatable. Filtered drops are still counted in the kernel and reported
     /// per reason in `loss_report` lines (tracer.filtered): never silently.
-    #[arg(long = "ignore-drop-reason", value_name = "REASON", value_delimiter = ',')]
+    #[arg(
+        long = "ignore-drop-reason",
+        value_name = "REASON",
+        value_delimiter = ','
+    )]
     ignore_drop_reasons: Vec<String>,
 
     /// Ring-buffer size (power of two, e.g. 4M, 16M, 64M). Records that do not fit
@@ -281,7 +285,8 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         None => (t, 1),
     };
     let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    n.checked_mul(mult).ok_or_else(|| "size too large".to_string())
+    n.checked_mul(mult)
+        .ok_or_else(|| "size too large".to_string())
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -295,7 +300,10 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,netlink_packet_route=error")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,netlink_packet_route=error"),
+    )
+    .init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -27,6 +27,11 @@ const MAX_FLOWS: usize = 1000;
 /// Most containers + IPs + MACs per incident; beyond, new ones are not
 /// joined (an alert touching only those opens its own incident).
 const MAX_MEMBERS: usize = 1024;
+/// Most containers, IPs and MACs each listed on an incident line (the
+/// first in sort order; the rest are counted in `omitted_*`): a line stays
+/// a few kB, under what log shippers accept (Docker's json-file splits at
+/// 16 kB), however large the incident.
+pub(crate) const MAX_LISTED: usize = 64;
 
 struct TypeRec {
     alerts: u64,
@@ -41,6 +46,9 @@ struct Incident {
     members: BTreeSet<Member>,
     /// Container id → display name.
     names: BTreeMap<String, String>,
+    /// The distinct display names, sorted (kept as names join, so a line
+    /// does not sort them again).
+    display: BTreeSet<String>,
     types: BTreeMap<&'static str, TypeRec>,
     victims: BTreeSet<String>,
     flows: BTreeSet<String>,
@@ -86,9 +94,21 @@ struct IncidentOut<'a> {
     macs: Vec<Mac>,
     #[serde(skip_serializing_if = "Option::is_none")]
     merged_into: Option<String>,
+    /// Containers, IPs, MACs of the incident not listed (beyond
+    /// [`MAX_LISTED`] each); absent when none were left out.
+    #[serde(skip_serializing_if = "is_zero")]
+    omitted_containers: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    omitted_ips: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    omitted_macs: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     resolution: Option<&'static str>,
     state: &'static str,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn inc_id(id: u64) -> String {
@@ -249,6 +269,7 @@ impl Incidents {
             last_seen: ts,
             members: BTreeSet::new(),
             names: BTreeMap::new(),
+            display: BTreeSet::new(),
             types: BTreeMap::new(),
             victims: BTreeSet::new(),
             flows: BTreeSet::new(),
@@ -293,9 +314,11 @@ fn add(inc: &mut Incident, sym: &Symptom, members: &[Member], ts: i128) -> bool 
         }
     }
     for c in &sym.containers {
-        inc.names
-            .entry(c.id.clone())
-            .or_insert_with(|| c.display_name());
+        if !inc.names.contains_key(&c.id) {
+            let name = c.display_name();
+            inc.display.insert(name.clone());
+            inc.names.insert(c.id.clone(), name);
+        }
     }
     match inc.types.get_mut(sym.kind) {
         Some(r) => {
@@ -345,7 +368,10 @@ fn merge(into: &mut Incident, from: Incident) {
         into.members.insert(m);
     }
     for (k, v) in from.names {
-        into.names.entry(k).or_insert(v);
+        if let std::collections::btree_map::Entry::Vacant(e) = into.names.entry(k) {
+            into.display.insert(v.clone());
+            e.insert(v);
+        }
     }
     for (k, r) in from.types {
         match into.types.get_mut(k) {
@@ -378,25 +404,30 @@ fn line(
     if inc.stale {
         explain(inc);
     }
-    let mut containers: Vec<&str> = inc.names.values().map(String::as_str).collect();
-    containers.sort_unstable();
-    containers.dedup();
-    let ips: Vec<IpAddr> = inc
-        .members
+    let containers: Vec<&str> = inc
+        .display
         .iter()
-        .filter_map(|m| match m {
-            Member::Ip(ip) => Some(*ip),
-            _ => None,
-        })
+        .take(MAX_LISTED)
+        .map(String::as_str)
         .collect();
-    let macs: Vec<Mac> = inc
-        .members
-        .iter()
-        .filter_map(|m| match m {
-            Member::Mac(mac) => Some(*mac),
-            _ => None,
-        })
-        .collect();
+    let (mut ips, mut n_ips, mut macs, mut n_macs) = (Vec::new(), 0, Vec::new(), 0);
+    for m in &inc.members {
+        match m {
+            Member::Ip(ip) => {
+                n_ips += 1;
+                if ips.len() < MAX_LISTED {
+                    ips.push(*ip);
+                }
+            }
+            Member::Mac(mac) => {
+                n_macs += 1;
+                if macs.len() < MAX_LISTED {
+                    macs.push(*mac);
+                }
+            }
+            Member::Container(_) => {}
+        }
+    }
     let payload = IncidentOut {
         id: inc_id(inc.id),
         state,
@@ -409,8 +440,11 @@ fn line(
                 count: r.count,
             })
             .collect(),
+        omitted_containers: inc.display.len() - containers.len(),
         containers,
+        omitted_ips: n_ips - ips.len(),
         ips,
+        omitted_macs: n_macs - macs.len(),
         macs,
         first_seen: format_ts(inc.first_seen),
         last_seen: format_ts(inc.last_seen),

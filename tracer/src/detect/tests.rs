@@ -928,6 +928,54 @@ fn incidents(out: &[EcsEvent]) -> Vec<(&'static str, &'static str)> {
 }
 
 #[test]
+fn a_large_incident_lists_its_first_members_and_counts_the_rest() {
+    use crate::detect::incident::MAX_LISTED;
+    let mut d = det();
+    let n = 100u32;
+    let mut evs = Vec::new();
+    // web.1 (10.0.0.5) loses its flows to 100 databases: one incident.
+    for i in 0..n {
+        let dst = format!("10.0.{}.{}", 1 + i / 200, 1 + i % 200);
+        for k in 0..3i64 {
+            let mut e = rtx(ms(i as i64 * 10 + k), 40000 + i as u16, &dst, 99);
+            e.destination.container = Some(container(&format!("db{i:03}")));
+            evs.push(e);
+        }
+    }
+    let (out, _) = run(&mut d, &evs);
+    let lines = of(&out, "incident");
+    assert!(lines.len() > 1);
+    assert!(
+        lines.iter().all(|l| payload(l)["id"] == "inc-1"),
+        "{lines:#?}"
+    );
+    let last = *lines.last().unwrap();
+    let p = payload(last);
+    // 101 containers and 101 IPs: the first MAX_LISTED of each in sort
+    // order, the rest counted.
+    let listed = |k: &str| -> Vec<String> {
+        p[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let containers = listed("containers");
+    let want: Vec<String> = (0..MAX_LISTED).map(|i| format!("db{i:03}")).collect();
+    assert_eq!(containers, want);
+    assert_eq!(p["omitted_containers"], n as usize + 1 - MAX_LISTED);
+    let ips: Vec<IpAddr> = listed("ips").iter().map(|s| ip(s)).collect();
+    assert_eq!(ips.len(), MAX_LISTED);
+    assert!(ips.windows(2).all(|w| w[0] < w[1]), "{ips:?}");
+    assert_eq!(ips[0], ip("10.0.0.5"));
+    assert_eq!(p["omitted_ips"], n as usize + 1 - MAX_LISTED);
+    assert!(p.get("omitted_macs").is_none(), "{p}");
+    let mut b = Vec::new();
+    last.write_line(&mut b).unwrap();
+    assert!(b.len() < 16 * 1024, "{} bytes", b.len());
+}
+
+#[test]
 fn incident_open_update_resolved() {
     let mut d = det();
     let evs = outage();
@@ -975,6 +1023,9 @@ fn incident_open_update_resolved() {
     );
     assert_eq!(p["containers"], serde_json::json!(["api.1", "web.1"]));
     assert_eq!(p["macs"], serde_json::json!(["02-42-0A-00-00-03"]));
+    for k in ["omitted_containers", "omitted_ips", "omitted_macs"] {
+        assert!(p.get(k).is_none(), "nothing left out, no {k}: {p}");
+    }
 
     // The flap goes on (a re-alert and touches keep the incident open, no
     // new update line)...
