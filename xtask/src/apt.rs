@@ -64,6 +64,12 @@ impl Set {
                 provides: Some("perf"),
                 required: false,
             },
+            // Instruction counts of the replay (independent of the VM's speed).
+            Pkg {
+                name: "valgrind",
+                provides: Some("valgrind"),
+                required: false,
+            },
         ];
         const DOCKER: &[Pkg] = &[DOCKER_IO];
         match self {
