@@ -24,6 +24,13 @@
 //!     the same size (which gets the page-cache pages the first one just
 //!     freed). Prints the CPU seconds of each pass (`cold_cpu_s`,
 //!     `warm_cpu_s`, from /proc/thread-self/schedstat).
+//! bench_helper rusage CMD [ARG...]
+//!     Runs CMD (stdin and stdout on /dev/null) and prints its exit code,
+//!     wall time, CPU time and peak RSS (`exit`, `wall_s`, `cpu_s`,
+//!     `maxrss_kib`). The peak RSS a process reports includes what it
+//!     inherited across fork and exec, so a command spawned straight from a
+//!     large parent (xtask, late in a run) would report the parent's size:
+//!     this small process forks it instead.
 //! ```
 
 use std::{
@@ -56,10 +63,11 @@ fn run(args: &[String]) -> Result<()> {
             bpftrace_drops(file, reason_raw, Some(netns))
         }
         ["write-file", path, bytes] => write_file(path, bytes),
+        ["rusage", cmd @ ..] if !cmd.is_empty() => rusage(cmd),
         _ => bail!(
             "usage: bench_helper udp-flood IP:PORT COUNT [PAYLOAD] | iperf3 FILE | \
              tracer-drops FILE NETNS_INODE REASON | bpftrace-drops FILE REASON_RAW [NETNS_INODE] | \
-             write-file PATH BYTES"
+             write-file PATH BYTES | rusage CMD [ARG...]"
         ),
     }
 }
@@ -324,5 +332,26 @@ fn write_file(path: &str, bytes: &str) -> Result<()> {
     pass("cold")?;
     pass("warm")?;
     println!("bytes={total}");
+    Ok(())
+}
+
+fn rusage(cmd: &[&str]) -> Result<()> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    use std::process::{Command, Stdio};
+    let t0 = Instant::now();
+    let status = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", cmd[0]))?;
+    let wall = t0.elapsed().as_secs_f64();
+    // The one child this process waited for.
+    let ru = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    println!("exit={}", status.code().unwrap_or(-1));
+    println!("wall_s={wall:.6}");
+    println!("cpu_s={:.6}", secs(ru.user_time()) + secs(ru.system_time()));
+    println!("maxrss_kib={}", ru.max_rss());
     Ok(())
 }

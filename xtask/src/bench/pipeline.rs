@@ -25,7 +25,7 @@ use std::{
     fs, io,
     path::Path,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _, Result};
@@ -45,27 +45,21 @@ struct Run {
 
 fn timed_replay(env: &Env, rec: &mut Recorder, capture: &Path, extra: &[&str]) -> Result<Run> {
     sys::check()?;
-    let mut c = Command::new("taskset");
-    c.args(["-c", "0"])
-        .arg(&env.tracer)
-        .arg("replay")
-        .arg(capture)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    rec.note(format!("{} > /dev/null", crate::cmd::display(&c)));
-    let t0 = Instant::now();
-    let mut p = Proc::spawn("tracer replay", &mut c)?;
-    let exit = p.wait(Duration::from_secs(1800))?;
-    let wall = t0.elapsed().as_secs_f64();
-    if !exit.success() {
-        bail!("`tracer replay` ended with {exit}");
+    // Through bench_helper, a small process, so that the peak RSS is the
+    // replay's own (see `bench_helper rusage`).
+    let tracer = env.tracer.to_string_lossy().into_owned();
+    let capture = capture.to_string_lossy().into_owned();
+    let mut args = vec!["rusage", "taskset", "-c", "0", &tracer, "replay", &capture];
+    args.extend_from_slice(extra);
+    let kv = env.helper(rec, &args)?;
+    let exit = kv.u64("exit").unwrap_or(u64::MAX);
+    if exit != 0 {
+        bail!("`tracer replay` ended with exit code {exit}");
     }
     Ok(Run {
-        wall,
-        cpu: exit.rusage.cpu_s(),
-        rss: exit.rusage.maxrss_kib() as f64 / 1024.0,
+        wall: kv.f64("wall_s")?,
+        cpu: kv.f64("cpu_s")?,
+        rss: kv.u64("maxrss_kib")? as f64 / 1024.0,
     })
 }
 
