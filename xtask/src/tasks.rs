@@ -1,11 +1,15 @@
 //! `build`, `run` and `test`: cargo with xtask's bpf-linker on PATH.
 
-use std::{env, fs, os::unix::process::CommandExt as _, path::PathBuf};
+use std::{
+    env, fs,
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    apt::Set,
+    apt::{self, Pkg, Set},
     cmd::{self, is_root, say},
     docker, setup,
     ws::Workspace,
@@ -31,6 +35,53 @@ pub fn build(ws: &Workspace, release: bool) -> Result<PathBuf> {
         bail!("cargo build succeeded but {} is missing", bin.display());
     }
     Ok(bin)
+}
+
+/// `cargo xtask bench`: builds target/release/tracer and the bench crate
+/// (`tracer-bench`, `bench_helper`), then runs tracer-bench on them. Setup
+/// with the bench packages has already run.
+pub fn bench(ws: &Workspace, quick: bool, only: &[String], output: Option<&Path>) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the benchmarks load eBPF programs and create network namespaces: \
+             run `sudo -E cargo xtask bench`"
+        );
+    }
+    // ip and nstat (the bench set has the tools under test, not iproute2).
+    apt::ensure(&[Pkg {
+        name: "iproute2",
+        provides: Some("ip"),
+        required: true,
+    }])?;
+    let tracer = build(ws, true)?;
+    let mut build = ws.cargo()?;
+    build.args(["build", "--release", "-p", "tracer-bench"]);
+    cmd::run(&mut build)?;
+    let release = ws.target_dir().join("release");
+    let bench = release.join("tracer-bench");
+    for bin in [&bench, &release.join("bench_helper")] {
+        if !bin.is_file() {
+            bail!("cargo build succeeded but {} is missing", bin.display());
+        }
+    }
+    let mut run = std::process::Command::new(&bench);
+    run.arg("--root")
+        .arg(&ws.root)
+        .arg("--target-dir")
+        .arg(ws.target_dir())
+        .arg("--tracer")
+        .arg(&tracer);
+    if quick {
+        run.arg("--quick");
+    }
+    for name in only {
+        run.args(["--only", name]);
+    }
+    if let Some(output) = output {
+        // A relative path stays relative to where `cargo xtask` was started.
+        run.arg("--output").arg(output);
+    }
+    cmd::run(&mut run)
 }
 
 /// Builds, then replaces this process with `tracer run ARGS...`.

@@ -1,7 +1,8 @@
-//! The few libc calls the benchmarks need (xtask has no libc dependency;
-//! std links libc anyway): signal handling for Ctrl-C clean-up, `kill`,
-//! and `wait4`, which returns the child's own resource usage (CPU time of
-//! all its threads, peak RSS).
+//! The few libc calls the benchmarks need, declared here by hand (they
+//! were written when this code lived in xtask, which has no libc
+//! dependency): signal handling for Ctrl-C clean-up, `kill`, and `wait4`,
+//! which returns the child's own resource usage (CPU time of all its
+//! threads, peak RSS).
 
 use std::{
     fmt,
@@ -72,6 +73,12 @@ pub fn install_signal_handlers() {
             signal(sig, on_signal as extern "C" fn(c_int) as usize);
         }
     }
+}
+
+/// Effective uid 0.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// The error returned when the run was interrupted.

@@ -1,5 +1,9 @@
-//! Small tools for `cargo xtask bench` (xtask itself has no JSON parser and
-//! no socket code). Every subcommand prints `key=value` lines on stdout.
+//! Small measuring tools for `tracer-bench`, kept out of its process: a
+//! flood is sent from inside namespace A (`ip netns exec`), large outputs are
+//! counted without growing the harness's resident set (whose peak would
+//! otherwise be inherited by every process it spawns afterwards, see
+//! `rusage`), and the CPU that `write-file` charges is this small process's
+//! alone. Every subcommand prints `key=value` lines on stdout.
 //!
 //! ```text
 //! bench_helper udp-flood IP:PORT COUNT [PAYLOAD_BYTES]
@@ -29,8 +33,8 @@
 //!     wall time, CPU time and peak RSS (`exit`, `wall_s`, `cpu_s`,
 //!     `maxrss_kib`). The peak RSS a process reports includes what it
 //!     inherited across fork and exec, so a command spawned straight from a
-//!     large parent (xtask, late in a run) would report the parent's size:
-//!     this small process forks it instead.
+//!     large parent (tracer-bench, late in a run) would report the parent's
+//!     size: this small process forks it instead.
 //! ```
 
 use std::{
@@ -336,7 +340,6 @@ fn write_file(path: &str, bytes: &str) -> Result<()> {
 }
 
 fn rusage(cmd: &[&str]) -> Result<()> {
-    use nix::sys::resource::{getrusage, UsageWho};
     use std::process::{Command, Stdio};
     let t0 = Instant::now();
     let status = Command::new(cmd[0])
@@ -347,11 +350,16 @@ fn rusage(cmd: &[&str]) -> Result<()> {
         .with_context(|| format!("running {}", cmd[0]))?;
     let wall = t0.elapsed().as_secs_f64();
     // The one child this process waited for.
-    let ru = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
-    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    // SAFETY: an all-zero rusage is a valid value; getrusage fills it in.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid `who` and a pointer to a live rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("getrusage");
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     println!("exit={}", status.code().unwrap_or(-1));
     println!("wall_s={wall:.6}");
-    println!("cpu_s={:.6}", secs(ru.user_time()) + secs(ru.system_time()));
-    println!("maxrss_kib={}", ru.max_rss());
+    println!("cpu_s={:.6}", secs(ru.ru_utime) + secs(ru.ru_stime));
+    println!("maxrss_kib={}", ru.ru_maxrss);
     Ok(())
 }

@@ -1,6 +1,8 @@
-//! `cargo xtask bench`: measurements of the release tracer on real network
-//! namespaces, written to BENCHMARKS.md. `main` has already run setup with
-//! the bench packages (iperf3, bpftrace, tcpdump, linux-perf when available).
+//! `tracer-bench`: measurements of the release tracer on real network
+//! namespaces, written to BENCHMARKS.md. Run by `cargo xtask bench`, which
+//! first runs setup with the bench packages (iperf3, bpftrace, tcpdump,
+//! linux-perf when available), builds target/release/tracer and this crate
+//! (with `bench_helper`, its small measuring tool), then runs this binary.
 //!
 //! One run builds one topology (namespaces A and B on a bridge living in a
 //! third namespace), runs every selected benchmark on it, and removes it,
@@ -27,6 +29,7 @@
 //! target/bench/run-<pid>/ and are removed at the end unless
 //! XTASK_BENCH_KEEP is set.
 
+mod cmd;
 mod datapath;
 mod kcost;
 mod noise;
@@ -49,16 +52,13 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use clap::Parser;
 
-use crate::{
-    apt::{self, Pkg},
-    cmd::{self, is_root, say, warn},
-    tasks,
-    ws::Workspace,
-};
+use crate::cmd::{say, warn};
 
 /// The benchmarks, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[value(rename_all = "kebab-case")]
 pub enum Name {
     /// Launch to all probes attached.
     Startup,
@@ -116,10 +116,40 @@ impl Name {
     }
 }
 
-pub struct Opts {
-    pub quick: bool,
-    pub only: Vec<Name>,
-    pub output: Option<PathBuf>,
+/// Benchmarks of the release tracer, written to BENCHMARKS.md (root).
+///
+/// Usually run by `cargo xtask bench`, which installs the tools under test,
+/// builds target/release/tracer and this crate, and passes their paths.
+#[derive(Parser)]
+#[command(name = "tracer-bench")]
+struct Opts {
+    /// The workspace root (BENCHMARKS.md, and the revision the report names).
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+    /// cargo's target directory (scratch files and partial reports go to
+    /// its bench/ directory).
+    #[arg(long, value_name = "DIR")]
+    target_dir: PathBuf,
+    /// The release tracer binary to measure.
+    #[arg(long, value_name = "FILE")]
+    tracer: PathBuf,
+    /// Fewer, shorter runs (a smoke test). Writes target/bench/BENCHMARKS.md
+    /// unless --output is given.
+    #[arg(long)]
+    quick: bool,
+    /// Run only these benchmarks (comma separated or repeated). Writes
+    /// target/bench/BENCHMARKS.md unless --output is given.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "NAME")]
+    only: Vec<Name>,
+    /// Where to write the report (default: BENCHMARKS.md for a full run).
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// Where the workspace and cargo's output are.
+pub struct Workspace {
+    pub root: PathBuf,
+    pub target: PathBuf,
 }
 
 /// How a benchmark ended.
@@ -391,44 +421,53 @@ fn count_probes(tracer: &Path) -> usize {
         .unwrap_or(8)
 }
 
-fn build_helper(ws: &Workspace) -> Result<PathBuf> {
-    let mut build = ws.cargo()?;
-    build.args([
-        "build",
-        "--release",
-        "-p",
-        "tracer-tests",
-        "--bin",
-        "bench_helper",
-    ]);
-    cmd::run(&mut build)?;
-    let bin = ws.target_dir().join("release").join("bench_helper");
+/// `bench_helper`, built beside this binary (same package, same profile).
+fn locate_helper() -> Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find this executable's path")?;
+    let bin = me.with_file_name("bench_helper");
     if !bin.is_file() {
-        bail!("cargo build succeeded but {} is missing", bin.display());
+        bail!(
+            "{} is missing: build it with `cargo build --release -p tracer-bench`",
+            bin.display()
+        );
     }
     Ok(bin)
 }
 
-pub fn run(ws: &Workspace, opts: Opts) -> Result<()> {
-    if !is_root() {
+fn main() -> std::process::ExitCode {
+    let opts = Opts::parse();
+    match run(opts) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tracer-bench: error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(opts: Opts) -> Result<()> {
+    if !sys::is_root() {
         bail!(
             "the benchmarks load eBPF programs and create network namespaces: \
              run `sudo -E cargo xtask bench`"
         );
     }
     sys::install_signal_handlers();
-    // ip and nstat (the bench set has the tools under test, not iproute2).
-    apt::ensure(&[Pkg {
-        name: "iproute2",
-        provides: Some("ip"),
-        required: true,
-    }])?;
+    let ws = &Workspace {
+        root: opts.root.clone(),
+        target: opts.target_dir.clone(),
+    };
     let run_started = Instant::now();
     let date = report::now_utc();
-    // Read before the build: the revision (and dirty state) it is built from.
     let machine = report::Machine::read(ws);
-    let tracer = tasks::build(ws, true)?;
-    let helper = build_helper(ws)?;
+    let tracer = opts.tracer.clone();
+    if !tracer.is_file() {
+        bail!("{} is not a tracer binary: run `cargo xtask bench`", tracer.display());
+    }
+    let helper = locate_helper()?;
     sys::check()?;
 
     let names: Vec<Name> = if opts.only.is_empty() {
@@ -443,10 +482,10 @@ pub fn run(ws: &Workspace, opts: Opts) -> Result<()> {
     let report_path = match &opts.output {
         Some(p) => p.clone(),
         None if full => ws.root.join("BENCHMARKS.md"),
-        None => ws.target_dir().join("bench").join("BENCHMARKS.md"),
+        None => ws.target.join("bench").join("BENCHMARKS.md"),
     };
     let dir = ws
-        .target_dir()
+        .target
         .join("bench")
         .join(format!("run-{}", std::process::id()));
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

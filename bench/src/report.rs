@@ -4,7 +4,7 @@
 use std::{fmt::Write as _, fs, process::Command};
 
 use super::{Name, Outcome, Section};
-use crate::{cmd, ws::Workspace};
+use crate::{cmd, Workspace};
 
 pub struct Machine {
     pub cores: usize,
