@@ -310,7 +310,7 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
          sits between two baseline runs: its ratio is its throughput over the mean of those two. \
          The tools attach before the run starts (tracer: all {} `probe_status` lines printed; \
          bpftrace: \"Attaching N probes...\") and are stopped after it. Their stdout is read and \
-         discarded by xtask. One 2 s warm-up run is not counted.\n",
+         discarded by tracer-bench. One 2 s warm-up run is not counted.\n",
         env.probes
     );
     let _ = writeln!(
@@ -446,4 +446,30 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     }
     sec.details = d;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bpftrace comparison attaches to the tracepoints tracer attaches
+    /// to, no more, no fewer, in tracer's order.
+    #[test]
+    fn bpftrace_probes_are_tracers() {
+        let ours: Vec<String> = tracer::probes::PROBES
+            .iter()
+            .map(|p| format!("tracepoint:{}:{}", p.category, p.name))
+            .collect();
+        let theirs: Vec<&str> = BPFTRACE_PROBES.iter().map(|(tp, _)| *tp).collect();
+        assert_eq!(theirs, ours);
+    }
+
+    #[test]
+    fn arp_only_predicate_on_the_receive_probe_alone() {
+        let s = script(&[0, 2], true);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(!lines[0].contains(ARP_ONLY));
+        assert!(lines[1].starts_with("tracepoint:net:netif_receive_skb /"));
+    }
 }

@@ -107,8 +107,8 @@ impl Name {
     }
 
     fn needs_net(self) -> bool {
-        // pipeline: to record a capture while no synthetic generator exists.
-        !matches!(self, Name::Startup)
+        // startup needs no traffic; pipeline replays `tracer synth-capture` output.
+        !matches!(self, Name::Startup | Name::Pipeline)
     }
 
     fn needs_iperf(self) -> bool {
@@ -242,7 +242,9 @@ impl Recorder {
     pub fn record_cmd(&mut self, cmd: &Command, out: &tools::Output<'_>) {
         let mut line = cmd::display(cmd);
         match out {
-            tools::Output::Discard => line.push_str("  # stdout read and discarded by xtask"),
+            tools::Output::Discard => {
+                line.push_str("  # stdout read and discarded by tracer-bench")
+            }
             tools::Output::File(p) if !line.contains(&*p.to_string_lossy()) => {
                 line.push_str(&format!(" > {}", p.display()));
             }
@@ -465,7 +467,10 @@ fn run(opts: Opts) -> Result<()> {
     let machine = report::Machine::read(ws);
     let tracer = opts.tracer.clone();
     if !tracer.is_file() {
-        bail!("{} is not a tracer binary: run `cargo xtask bench`", tracer.display());
+        bail!(
+            "{} is not a tracer binary: run `cargo xtask bench`",
+            tracer.display()
+        );
     }
     let helper = locate_helper()?;
     sys::check()?;

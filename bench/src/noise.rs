@@ -1,5 +1,5 @@
 //! What else ran on the machine while we measured: every second, the CPU
-//! time of every process that is not xtask or one of its descendants
+//! time of every process that is not tracer-bench or one of its descendants
 //! (another engineer's cargo build, test run...), from /proc/<pid>/stat.
 //! Kernel threads (ksoftirqd carries part of our own traffic) are left out.
 

@@ -30,11 +30,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use super::{
-    median,
-    proc::Proc,
-    sys, Env, Outcome, Recorder, Section,
-};
+use super::{median, proc::Proc, sys, Env, Outcome, Recorder, Section};
 
 /// One timed replay: wall s, CPU s, peak RSS MiB.
 struct Run {
@@ -156,7 +152,10 @@ fn best(events: u64, runs: &[Run]) -> f64 {
 
 /// "median (best, k of n runs ≥ 1 M/s)".
 fn rates(events: u64, runs: &[Run]) -> String {
-    let met = runs.iter().filter(|r| events as f64 / r.wall >= 1e6).count();
+    let met = runs
+        .iter()
+        .filter(|r| events as f64 / r.wall >= 1e6)
+        .count();
     format!(
         "{:.2} M events/s (best {:.2}; {met} of {} runs ≥ 1 M/s)",
         rate(events, runs) / 1e6,
@@ -167,7 +166,12 @@ fn rates(events: u64, runs: &[Run]) -> String {
 
 /// Instructions one `tracer replay` executes (valgrind's callgrind; the
 /// count of a given binary and capture is the same on every run).
-fn instructions(env: &Env, rec: &mut Recorder, capture: &Path, extra: &[&str]) -> Result<Option<u64>> {
+fn instructions(
+    env: &Env,
+    rec: &mut Recorder,
+    capture: &Path,
+    extra: &[&str],
+) -> Result<Option<u64>> {
     if crate::cmd::which("valgrind").is_none() {
         return Ok(None);
     }
@@ -188,7 +192,10 @@ fn instructions(env: &Env, rec: &mut Recorder, capture: &Path, extra: &[&str]) -
     let err = String::from_utf8_lossy(&out.stderr);
     Ok(err
         .lines()
-        .find_map(|l| l.split_once("Collected :").map(|(_, n)| n.trim().to_string()))
+        .find_map(|l| {
+            l.split_once("Collected :")
+                .map(|(_, n)| n.trim().to_string())
+        })
         .and_then(|n| n.parse().ok()))
 }
 
@@ -211,7 +218,12 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     for _ in 0..runs {
         full.push(timed_replay(env, rec, &capture, &[])?);
         detect.push(timed_replay(env, rec, &capture, &["--action", "none"])?);
-        decode.push(timed_replay(env, rec, &capture, &["--no-detect", "--action", "none"])?);
+        decode.push(timed_replay(
+            env,
+            rec,
+            &capture,
+            &["--no-detect", "--action", "none"],
+        )?);
     }
     let _ = fs::remove_file(&capture);
 
@@ -231,7 +243,11 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
             "≥ 1 M/s: NOT met"
         }
     };
-    let (rf, rd, rn) = (rate(events, &full), rate(events, &detect), rate(events, &decode));
+    let (rf, rd, rn) = (
+        rate(events, &full),
+        rate(events, &detect),
+        rate(events, &decode),
+    );
     sec.figure(
         format!("replay of {events} events to NDJSON on /dev/null, one core: decode + enrich + detect + serialise (median of {runs} interleaved runs)"),
         rates(events, &full),
@@ -280,7 +296,10 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     table(&mut d, events, &full);
     let _ = writeln!(d, "\nWithout output (`--action none`):\n");
     table(&mut d, events, &detect);
-    let _ = writeln!(d, "\nDecode + enrich alone (`--no-detect --action none`):\n");
+    let _ = writeln!(
+        d,
+        "\nDecode + enrich alone (`--no-detect --action none`):\n"
+    );
     table(&mut d, events, &decode);
 
     // The flood of distinct keys.

@@ -41,6 +41,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
+use tracer::capture::{self, record_type};
 
 use super::{
     median,
@@ -59,12 +60,9 @@ const PORT: u16 = 9;
 const TIGHT_RING: &str = "16K";
 /// How long output and CPU must stand still before the flood counts as handled.
 const QUIET: Duration = Duration::from_secs(1);
-/// Capture record types (tracer/src/capture/mod.rs).
-const REC_KERNEL: u16 = 0x10;
-const REC_INPUT: u16 = 0x11;
-const REC_SYMBOLS: u16 = 3;
-const CAPTURE_PREFIX: u64 = 16;
-const CAPTURE_FRAME: u64 = 16;
+/// The capture format's framing (tracer/src/capture/mod.rs).
+const CAPTURE_PREFIX: u64 = capture::PREFIX_LEN as u64;
+const CAPTURE_FRAME: u64 = capture::FRAME_LEN as u64;
 
 /// tracer's on-CPU time so far: per thread (ns) when schedstat is readable,
 /// with the threads' names, and utime + stime of the thread group (clock
@@ -77,9 +75,9 @@ struct CpuSnap {
     ticks: u64,
 }
 
-/// tracer's writer threads (tracer/src/output.rs, tracer/src/capture/thread.rs).
-const NDJSON_THREAD: &str = "ndjson-writer";
-const CAPTURE_THREAD: &str = "capture-writer";
+/// tracer's writer threads.
+const NDJSON_THREAD: &str = tracer::output::THREAD_NAME;
+const CAPTURE_THREAD: &str = capture::THREAD_NAME;
 
 /// tracer's threads, by what they do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,23 +209,13 @@ impl CaptureInfo {
     }
 }
 
-/// `FILE`, `FILE.1` … (tracer's part names).
-fn part_path(base: &Path, part: usize) -> PathBuf {
-    if part == 0 {
-        return base.to_path_buf();
-    }
-    let mut s = base.as_os_str().to_owned();
-    s.push(format!(".{part}"));
-    PathBuf::from(s)
-}
-
 /// Walks the frames of every part (the layout in tracer/src/capture/mod.rs:
 /// a 16-byte prefix, then per record len u32, type u16, flags u16, two
 /// CRCs, payload). Checksums are `tracer replay`'s business.
 fn walk_capture(base: &Path) -> Result<CaptureInfo> {
     let mut info = CaptureInfo::default();
-    for part in 0.. {
-        let path = part_path(base, part);
+    for part in 0u32.. {
+        let path = capture::part_path(base, part);
         let f = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if part > 0 && e.kind() == std::io::ErrorKind::NotFound => break,
@@ -240,7 +228,7 @@ fn walk_capture(base: &Path) -> Result<CaptureInfo> {
         let mut prefix = [0u8; CAPTURE_PREFIX as usize];
         r.read_exact(&mut prefix)
             .with_context(|| format!("{} is shorter than a capture prefix", path.display()))?;
-        if &prefix[..8] != b"\x89TRACER\n" {
+        if prefix[..capture::MAGIC.len()] != capture::MAGIC {
             bail!("{} is not a tracer capture", path.display());
         }
         let mut at = CAPTURE_PREFIX;
@@ -258,12 +246,12 @@ fn walk_capture(base: &Path) -> Result<CaptureInfo> {
             r.seek_relative(len as i64)?;
             at += CAPTURE_FRAME + len;
             match rtype {
-                REC_KERNEL => {
+                record_type::KERNEL => {
                     info.kernel_records += 1;
                     info.kernel_bytes += CAPTURE_FRAME + len;
                 }
-                REC_INPUT => info.input_records += 1,
-                REC_SYMBOLS => info.symbol_records += 1,
+                record_type::INPUT => info.input_records += 1,
+                record_type::SYMBOLS => info.symbol_records += 1,
                 _ => info.other_records += 1,
             }
         }
@@ -428,7 +416,7 @@ fn keep_mismatch(env: &Env, capture: &Path, live: &Path, replay: &Path) -> Optio
     fs::create_dir_all(&dir).ok()?;
     let name = |p: &Path| p.file_name().map(|n| dir.join(n));
     for part in (0..16)
-        .map(|i| part_path(capture, i))
+        .map(|i| capture::part_path(capture, i))
         .take_while(|p| p.exists())
     {
         let _ = fs::rename(&part, name(&part)?);
@@ -718,7 +706,7 @@ fn one_run(env: &Env, rec: &mut Recorder, net: &Net, inode_b: u64, plan: &Plan) 
         });
     }
     for i in 0..16 {
-        let _ = fs::remove_file(part_path(&capture, i));
+        let _ = fs::remove_file(capture::part_path(&capture, i));
     }
     let _ = fs::remove_file(&live);
     Ok(run)
@@ -1478,18 +1466,19 @@ mod tests {
 
     #[test]
     fn walks_capture_frames() {
-        let dir = std::env::temp_dir().join(format!("xtask-record-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("tracer-bench-record-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.capture");
-        let mut bytes = b"\x89TRACER\n".to_vec();
+        let mut bytes = capture::MAGIC.to_vec();
         bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
-        bytes.extend(frame(1, b"{}"));
-        bytes.extend(frame(2, b"{}"));
-        bytes.extend(frame(REC_KERNEL, &[0u8; 96]));
-        bytes.extend(frame(REC_KERNEL, &[0u8; 96]));
-        bytes.extend(frame(REC_INPUT, b"{\"Tick\":{}}"));
-        bytes.extend(frame(REC_SYMBOLS, b"[]"));
-        bytes.extend(frame(4, b"{}"));
+        bytes.extend(frame(record_type::HEADER, b"{}"));
+        bytes.extend(frame(record_type::DROP_REASONS, b"{}"));
+        bytes.extend(frame(record_type::KERNEL, &[0u8; 96]));
+        bytes.extend(frame(record_type::KERNEL, &[0u8; 96]));
+        bytes.extend(frame(record_type::INPUT, b"{\"Tick\":{}}"));
+        bytes.extend(frame(record_type::SYMBOLS, b"[]"));
+        bytes.extend(frame(record_type::END, b"{}"));
         fs::write(&path, &bytes).unwrap();
         let info = walk_capture(&path).unwrap();
         assert_eq!(info.parts, 1);

@@ -129,9 +129,9 @@ pub fn render(r: &Report<'_>) -> String {
     }
     let _ = writeln!(
         d,
-        "Produced by `{command}` (as root) on {}; the whole run took {:.0} s, build included. \
+        "Produced by `{command}` (as root) on {}; the whole run took {:.0} s, build not included. \
          Every figure below comes from that one run; the inner commands are listed with each benchmark (namespace names carry the \
-         xtask pid, scratch files live under target/bench/ and are removed afterwards). These are \
+         tracer-bench pid, scratch files live under target/bench/ and are removed afterwards). These are \
          measurements, not tests: nothing here fails on a threshold.\n",
         r.date, r.total_s
     );

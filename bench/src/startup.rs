@@ -40,7 +40,7 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     let mut d = String::new();
     d.push_str(&format!(
         "Time from `spawn()` of `tracer run` to the {}th `probe_status` line on its \
-         stdout (a pipe read by xtask), after one unmeasured warm-up launch. \
+         stdout (a pipe read by tracer-bench), after one unmeasured warm-up launch. \
          Each launch is then stopped with SIGINT.\n\n",
         env.probes
     ));

@@ -9,6 +9,7 @@
 use std::{fmt::Write as _, fs, path::Path, time::Duration};
 
 use anyhow::{anyhow, Result};
+use tracer::tracefs;
 
 use super::{
     median,
@@ -18,39 +19,37 @@ use super::{
     Env, Net, Recorder, Section,
 };
 
-const FORMAT_FILES: [&str; 2] = [
-    "/sys/kernel/tracing/events/skb/kfree_skb/format",
-    "/sys/kernel/debug/tracing/events/skb/kfree_skb/format",
-];
+/// The kfree_skb tracepoint's format file, under tracefs or debugfs.
+fn format_files() -> [String; 2] {
+    [tracefs::TRACEFS, tracefs::DEBUGFS_TRACING]
+        .map(|root| format!("{root}/events/skb/kfree_skb/format"))
+}
 /// The closed port in B.
 const PORT: u16 = 9;
 
 /// The value of `SKB_DROP_REASON_<name>` from the tracepoint's print format
-/// (`__print_symbolic(REC->reason, { 2, "NOT_SPECIFIED" }, { 3, "NO_SOCKET" }, ...)`).
+/// (`__print_symbolic(REC->reason, { 2, "NOT_SPECIFIED" }, { 3, "NO_SOCKET" }, ...)`),
+/// read with tracer's own parser.
 pub fn drop_reason_value(format: &str, name: &str) -> Option<u32> {
-    let needle = format!("\"{name}\"");
-    let at = format.find(&needle)?;
-    let before = &format[..at];
-    let open = before.rfind('{')?;
-    before[open + 1..]
-        .trim()
-        .trim_end_matches(',')
-        .trim()
-        .parse()
-        .ok()
+    tracefs::print_symbolic(format, "reason")
+        .into_iter()
+        .find(|(_, n)| n == name)
+        .and_then(|(v, _)| u32::try_from(v).ok())
 }
 
-pub(super) fn read_reason(name: &str) -> Result<(u32, &'static str)> {
-    for f in FORMAT_FILES {
+/// (value of the drop reason `name`, the format file it was read from).
+pub(super) fn read_reason(name: &str) -> Result<(u32, String)> {
+    let files = format_files();
+    for f in &files {
         if let Ok(text) = fs::read_to_string(f) {
             return drop_reason_value(&text, name)
-                .map(|v| (v, f))
+                .map(|v| (v, f.clone()))
                 .ok_or_else(|| anyhow!("{f} does not list the drop reason {name}"));
         }
     }
     Err(anyhow!(
         "cannot read the kfree_skb format file ({}): is tracefs mounted?",
-        FORMAT_FILES.join(" or ")
+        files.join(" or ")
     ))
 }
 

@@ -54,7 +54,7 @@ impl Running {
 
 /// Where the tool's stdout goes.
 pub enum Output<'a> {
-    /// A pipe that xtask reads and discards (counting lines).
+    /// A pipe that tracer-bench reads and discards (counting lines).
     Discard,
     /// A file (kept for counting afterwards).
     File(&'a Path),

@@ -1,6 +1,6 @@
 //! The benchmark topology: namespaces A and B, each with one veth whose peer
 //! is a port of a bridge living in a third namespace (like a Docker overlay
-//! namespace). Names embed xtask's pid; everything is deleted on drop, and
+//! namespace). Names embed tracer-bench's pid; everything is deleted on drop, and
 //! leftovers of runs that were killed (their pid is gone) at the next start.
 
 use std::{
@@ -198,7 +198,7 @@ fn delete_netns(ns: &str) {
         .status();
 }
 
-/// Deletes namespaces left by bench runs whose xtask process no longer exists.
+/// Deletes namespaces left by bench runs whose tracer-bench process no longer exists.
 fn sweep_stale() {
     let Ok(entries) = fs::read_dir(NETNS_DIR) else {
         return;

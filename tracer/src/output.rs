@@ -19,11 +19,14 @@ pub struct Output {
     pub lines: u64,
 }
 
+/// Name of the writer thread (`/proc/<pid>/task/<tid>/comm`).
+pub const THREAD_NAME: &str = "ndjson-writer";
+
 impl Output {
     pub fn new<W: Write + Send + 'static>(mut w: W) -> Self {
         let (tx, rx) = sync_channel::<Vec<u8>>(256);
         let thread = std::thread::Builder::new()
-            .name("ndjson-writer".into())
+            .name(THREAD_NAME.into())
             .spawn(move || -> io::Result<u64> {
                 let mut bytes = 0u64;
                 for chunk in rx {
