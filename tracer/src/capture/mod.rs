@@ -78,7 +78,7 @@ use thiserror::Error;
 
 pub use self::{
     reader::{CaptureReader, RecordRef},
-    thread::{FinishError, ThreadedWriter, THREAD_NAME},
+    thread::{FinishError, ThreadedWriter, BATCH_BYTES, THREAD_NAME},
     writer::{CaptureStats, CaptureWriter},
 };
 use crate::{btf::DropReasons, pipeline::Input};

@@ -1,0 +1,113 @@
+//! Serialisation cost per line on the events of a synthetic capture:
+//! tracer's own NDJSON writer ([`tracer::ndjson::write_line`]) against
+//! `serde_json::to_writer`. "hot": each batch of 16 events serialised 8 times
+//! in a row (replay serialises events it has just built, in cache); "cold":
+//! every event once (memory latency included). `NDJSON_BENCH=ours|serde`
+//! runs only that one, hot, for a profiler.
+//!
+//! `cargo bench -p tracer-bench --bench ndjson` (moved here from an
+//! `#[ignore]` unit test of tracer/src/ndjson.rs).
+
+use tracer::{
+    btf::DropReasons,
+    capture::{CaptureReader, Record, RecordRef},
+    decode::{Locations, Tables},
+    event::EcsEvent,
+    ndjson::write_line,
+    pipeline::{Filter, Pipeline},
+};
+
+/// The events of a synthetic capture (every record kind, enrichment,
+/// detectors), produced the way `replay` produces them.
+fn synth_events(records: u64) -> Vec<EcsEvent> {
+    let dir = std::env::temp_dir().join(format!("tracer-bench-ndjson-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("synth.capture");
+    let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
+    tracer::synth::write(&path, records, 100, 4, &reasons).unwrap();
+    let mut reader = CaptureReader::open(&path).unwrap();
+    let header = reader.header().clone();
+    let mut p = Pipeline::new(
+        Tables {
+            drop_reasons: reader.drop_reasons().clone(),
+            locations: Locations::default(),
+            boot_to_wall_ns: header.boot_to_wall_ns,
+            reason_cache: Default::default(),
+        },
+        Filter::default(),
+        Some(Default::default()),
+    );
+    let mut events = Vec::new();
+    while let Some(rec) = reader.next_ref().unwrap() {
+        match rec {
+            RecordRef::Kernel(b) => p.process_kernel(b, &mut events),
+            RecordRef::Other(Record::Symbols(v)) => p.tables.locations.extend(v),
+            RecordRef::Other(Record::Input(i)) => p.process(&i, &mut events),
+            RecordRef::Other(_) => {}
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    events
+}
+
+fn reference(e: &EcsEvent) -> Vec<u8> {
+    let mut v = serde_json::to_vec(e).unwrap();
+    v.push(b'\n');
+    v
+}
+
+fn main() {
+    use std::time::Instant;
+    let events = synth_events(200_000);
+    let bytes = events.iter().map(|e| reference(e).len()).sum::<usize>();
+    let n = events.len() as f64;
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut run = |serde: bool, reps: usize| {
+        let t = Instant::now();
+        for chunk in events.chunks(16) {
+            for _ in 0..reps {
+                buf.clear();
+                for e in chunk {
+                    if serde {
+                        serde_json::to_writer(&mut buf, e).unwrap();
+                        buf.push(b'\n');
+                    } else {
+                        write_line(e, &mut buf).unwrap();
+                    }
+                }
+                std::hint::black_box(&buf);
+            }
+        }
+        t.elapsed().as_secs_f64() / (n * reps as f64) * 1e9
+    };
+    if let Ok(only) = std::env::var("NDJSON_BENCH") {
+        let ns = (0..10)
+            .map(|_| run(only == "serde", 8))
+            .fold(f64::MAX, f64::min);
+        println!("{only}: {ns:.1} ns/line");
+        return;
+    }
+    println!(
+        "{} lines, {:.0} bytes/line; best of 7, ns/line (MB/s)",
+        events.len(),
+        bytes as f64 / n
+    );
+    for (mode, reps) in [("hot", 8), ("cold", 1)] {
+        let mut best = [f64::MAX; 2];
+        for _ in 0..7 {
+            for (i, b) in best.iter_mut().enumerate() {
+                *b = b.min(run(i == 0, reps));
+            }
+        }
+        let mbs = |ns: f64| bytes as f64 / n / ns * 1e3;
+        println!(
+            "{mode:>4}: serde_json {:6.1} ({:4.0}), ndjson {:6.1} ({:4.0}), speed-up {:.2}x",
+            best[0],
+            mbs(best[0]),
+            best[1],
+            mbs(best[1]),
+            best[0] / best[1]
+        );
+    }
+}
