@@ -86,12 +86,13 @@ enum Command {
     },
     /// Run the benchmarks and write BENCHMARKS.md (root; installs iperf3, bpftrace, tcpdump, linux-perf first).
     ///
-    /// Builds target/release/tracer and the bench crate (tracer-bench and
-    /// bench_helper), then runs tracer-bench, which in one run measures: start-up time, iperf3
-    /// throughput with tracer / bpftrace attached vs without (interleaved
-    /// runs), a UDP drop storm checked against the kernel's own counter,
-    /// per-probe kernel cost (bpf_stats), and `tracer replay` speed. The
-    /// namespaces it creates are removed at the end, also on error or Ctrl-C.
+    /// Builds target/release/tracer and the bench crate (bench/: tracer-bench
+    /// and bench_helper), then runs tracer-bench, which in one run measures:
+    /// start-up time, iperf3 throughput with tracer / bpftrace attached vs
+    /// without (interleaved runs), a UDP drop storm checked against the
+    /// kernel's own counter, per-probe kernel cost (bpf_stats), `tracer
+    /// replay` speed and what `--record` costs. The namespaces it creates are
+    /// removed at the end, also on error or Ctrl-C.
     /// A benchmark that cannot run is reported as "not measured: <reason>".
     Bench {
         /// Fewer, shorter runs (a smoke test). Writes target/bench/BENCHMARKS.md
