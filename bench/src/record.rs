@@ -1484,7 +1484,7 @@ mod tests {
         assert_eq!(info.parts, 1);
         assert_eq!(info.bytes, bytes.len() as u64);
         assert_eq!(info.kernel_records, 2);
-        assert_eq!(info.kernel_bytes, 2 * (16 + 96));
+        assert_eq!(info.kernel_bytes, 2 * (CAPTURE_FRAME + 96));
         assert_eq!(info.input_records, 1);
         assert_eq!(info.symbol_records, 1);
         assert_eq!(info.other_records, 3);
