@@ -10,6 +10,7 @@ pub mod clock;
 pub mod decode;
 pub mod detect;
 pub mod event;
+pub mod explain;
 pub mod kallsyms;
 pub mod tracefs;
 pub mod check;

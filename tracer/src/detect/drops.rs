@@ -21,6 +21,7 @@ use super::{
     table::{FastMap, Interner, OVERFLOW},
     text, Cfg, Facts, Sink, Symptom, NS_PER_S,
 };
+use crate::explain::explain_drop;
 use crate::{
     clock::format_ts,
     event::{ContainerRef, EcsEvent, Kind, Netns, RawJson},
@@ -83,7 +84,7 @@ struct DropSummary<'a> {
     interval_s: f64,
     last_seen: String,
     location: &'a str,
-    meaning: &'static str,
+    meaning: &'a str,
     /// Of which printed as individual `skb_drop` lines.
     printed: u64,
     reason: &'a str,
@@ -269,12 +270,14 @@ impl Drops {
                 None if k == OVERFLOW_KEY => "other namespaces (drop table full)".to_string(),
                 None => text::ns_label(netns.as_ref()),
             };
-            let meaning = text::drop_reason_meaning(reason);
+            let why = explain_drop(reason, Some(location));
+            let meaning = why.meaning_of(reason);
             let message = format!(
-                "{} drops in {place} ({reason} at {location}) in the last {}: {} printed, {suppressed} counted here only; {meaning}",
+                "{} drops in {place} ({reason} at {location}) in the last {}: {} printed, {suppressed} counted here only; {meaning} — {}",
                 e.total,
                 text::dur(span),
                 e.printed,
+                why.check,
             );
             let ips: Vec<IpAddr> = e.dst.iter().flatten().copied().collect();
             let payload = DropSummary {
@@ -285,7 +288,7 @@ impl Drops {
                 interval_s: text::secs(span),
                 reason,
                 location,
-                meaning,
+                meaning: &meaning,
                 container: text::container_name(container.as_ref()),
                 first_seen: format_ts(e.first),
                 last_seen: format_ts(e.last),

@@ -16,6 +16,7 @@ use std::{
 use serde::Serialize;
 
 use super::{text, Cfg, Facts, Member, Symptom, Touch};
+use crate::explain::explain_drop;
 use crate::{
     clock::format_ts,
     event::{EcsEvent, Kind, Mac, RawJson},
@@ -733,10 +734,10 @@ fn explain(inc: &mut Incident) {
         _,
     )) = drops
     {
-        let meaning = text::drop_reason_meaning(reason);
+        let why = explain_drop(reason, Some(location));
         (
-            meaning.to_string(),
-            format!("{reason} at {location}: {meaning}"),
+            why.meaning_of(reason).into_owned(),
+            format!("{reason} at {location}: {}", why.check),
         )
     } else {
         (String::new(), String::new())

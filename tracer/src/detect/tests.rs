@@ -758,6 +758,60 @@ fn drops_under_the_limit_are_all_printed_and_summarised_with_zero() {
 }
 
 #[test]
+fn drop_summaries_explain_the_reason_by_name_and_location() {
+    let mut d = det();
+    let evs = [
+        drop_ev(
+            ms(0),
+            WEB_NS,
+            Some("web.1"),
+            "NETFILTER_DROP",
+            "nf_hook_slow+0x9a",
+        ),
+        drop_ev(
+            ms(1),
+            WEB_NS,
+            Some("web.1"),
+            "NOT_SPECIFIED",
+            "vxlan_xmit+0x4d2 [vxlan]",
+        ),
+        drop_ev(ms(2), WEB_NS, Some("web.1"), "FUTURE_REASON", "x"),
+    ];
+    let (mut out, _) = run(&mut d, &evs);
+    d.finish(ms(100), &mut out);
+    let s = of(&out, "drop_summary");
+    assert_eq!(s.len(), 3);
+    let by = |r: &str| {
+        let e = s
+            .iter()
+            .find(|e| e.tracer.reason.as_deref() == Some(r))
+            .unwrap();
+        (e.message.clone().unwrap(), payload(e)["meaning"].clone())
+    };
+    let (m, meaning) = by("NETFILTER_DROP");
+    assert!(
+        m.ends_with("; a firewall rule (nftables/iptables) dropped it — check `nft list ruleset` (and `iptables-save`) in that namespace: Docker's DOCKER-USER, DOCKER and FORWARD chains, and policies set to drop"),
+        "{m}"
+    );
+    assert_eq!(meaning, "a firewall rule (nftables/iptables) dropped it");
+    let (m, meaning) = by("NOT_SPECIFIED");
+    assert!(
+        m.contains("the overlay (vxlan) had no destination for the frame"),
+        "{m}"
+    );
+    assert!(meaning.as_str().unwrap().starts_with("the overlay (vxlan)"));
+    let (m, meaning) = by("FUTURE_REASON");
+    assert!(
+        m.ends_with("; drop reason FUTURE_REASON is not known to this tracer version (newer kernel?) — see the kernel's include/net/dropreason-core.h for this reason"),
+        "{m}"
+    );
+    assert_eq!(
+        meaning,
+        "drop reason FUTURE_REASON is not known to this tracer version (newer kernel?)"
+    );
+}
+
+#[test]
 fn drop_rate_limit_boundary_is_per_event_second() {
     let cfg = DetectConfig {
         drop_lines_per_sec: 2,
@@ -1146,12 +1200,16 @@ fn significant_drops_open_an_incident_with_the_reason_meaning() {
     let inc = of(&out, "incident");
     assert_eq!(inc.len(), 1);
     let p = payload(inc[0]);
-    assert!(p["hint"].as_str().unwrap().contains("netfilter"), "{p}");
+    // The hint says what to check, the explanation what it means
+    // (crate::explain::drop_reasons).
     assert!(
-        p["explanation"]
-            .as_str()
-            .unwrap()
-            .starts_with("web.1: 150 packets dropped"),
+        p["hint"].as_str().unwrap().contains("nft list ruleset"),
+        "{p}"
+    );
+    let explanation = p["explanation"].as_str().unwrap();
+    assert!(explanation.starts_with("web.1: 150 packets dropped"), "{p}");
+    assert!(
+        explanation.contains("a firewall rule (nftables/iptables) dropped it"),
         "{p}"
     );
 }

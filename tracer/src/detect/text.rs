@@ -1,5 +1,6 @@
-//! Words: how namespaces, ports and peers are named in messages, what a drop
-//! reason means, and how durations are written.
+//! Words: how namespaces, ports and peers are named in messages and how
+//! durations are written (what a drop reason means is in
+//! [`crate::explain`]).
 
 use std::fmt::Write as _;
 
@@ -155,58 +156,6 @@ pub(crate) fn join_and(items: &[String]) -> String {
         [] => String::new(),
         [a] => a.clone(),
         [init @ .., last] => format!("{} and {last}", init.join(", ")),
-    }
-}
-
-/// What a kernel drop reason means and what to look at.
-pub(crate) fn drop_reason_meaning(reason: &str) -> &'static str {
-    match reason {
-        "NOT_SPECIFIED" => "the kernel gave no reason; the location says where it was freed",
-        "NO_SOCKET" => "no socket listens on the destination port (closed port, service not up or wrong port)",
-        "SOCKET_FILTER" => "a socket BPF filter rejected the packet",
-        "SOCKET_RCVBUFF" => "the socket receive buffer is full: the application reads too slowly",
-        "PROTO_MEM" => "the protocol is over its memory limit (net.ipv4.tcp_mem / udp_mem)",
-        "NETFILTER_DROP" => "a netfilter (iptables/nftables) rule dropped the packet: check the DOCKER-USER / FORWARD chains",
-        "OTHERHOST" => "the frame was addressed to another host's MAC (stale ARP/FDB entry pointing here)",
-        "IP_CSUM" | "TCP_CSUM" | "UDP_CSUM" | "ICMP_CSUM" | "SKB_CSUM" => {
-            "bad checksum: broken offload or corruption on the path"
-        }
-        "IP_INHDR" => "invalid IP header",
-        "IP_RPFILTER" => "reverse-path filter: the source is not routable back through the receiving interface (rp_filter)",
-        "IP_NOPROTO" | "UNHANDLED_PROTO" | "INVALID_PROTO" => "no handler for the protocol",
-        "IP_OUTNOROUTES" | "IP_INNOROUTES" => "no route to the destination (missing or blackhole route)",
-        "IP_INADDRERRORS" => "invalid destination address",
-        "PKT_TOO_SMALL" | "HDR_TRUNC" => "truncated packet",
-        "PKT_TOO_BIG" => "packet bigger than the MTU and not fragmentable: check the MTU of the overlay/veth path",
-        "NEIGH_FAILED" => "neighbour (ARP/NDP) resolution failed: the next hop does not answer ARP",
-        "NEIGH_QUEUEFULL" => "too many packets waiting for ARP resolution of the next hop",
-        "NEIGH_CREATEFAIL" => "the neighbour table could not create an entry (gc_thresh limits)",
-        "NEIGH_DEAD" => "the neighbour entry was removed while packets waited",
-        "QDISC_DROP" => "the egress queue discipline dropped it (queue full or shaping)",
-        "CPU_BACKLOG" => "the per-CPU backlog is full (netdev_max_backlog)",
-        "FULL_RING" => "the device ring is full",
-        "NOMEM" => "out of memory allocating for the packet",
-        "TC_INGRESS" | "TC_EGRESS" => "a tc filter dropped it",
-        "XDP" => "an XDP program dropped it",
-        "BPF_CGROUP_EGRESS" => "a cgroup BPF program dropped it",
-        "DEV_READY" => "the device was down",
-        "DEV_HDR" => "invalid link-layer header",
-        "TCP_RESET" => "the packet belonged to a reset connection",
-        "TCP_CLOSE" => "the packet arrived for a closed connection",
-        "TCP_ZEROWINDOW" => "the receiver advertised a zero window",
-        "TCP_OLD_DATA" | "TCP_OLD_ACK" | "TCP_TOO_OLD_ACK" => "duplicate or stale TCP segment (retransmission already received)",
-        "TCP_OVERWINDOW" | "TCP_INVALID_SEQUENCE" => "TCP segment outside the receive window",
-        "TCP_FLAGS" | "TCP_INVALID_SYN" => "invalid TCP flags for the connection state",
-        "TCP_OFOMERGE" | "TCP_OFO_DROP" | "TCP_OFO_QUEUE_PRUNE" => "out-of-order queue pruned (memory pressure)",
-        "UNICAST_IN_L2_MULTICAST" => "unicast IP in a link-layer multicast frame",
-        "XFRM_POLICY" => "an IPsec policy rejected the packet",
-        "VXLAN_INVALID_HDR" | "VXLAN_VNI_NOT_FOUND" => "vxlan packet for an unknown VNI or with a bad header",
-        "VXLAN_NO_REMOTE" => "the vxlan has no remote for the destination (missing FDB entry)",
-        "VXLAN_ENTRY_EXISTS" => "vxlan FDB entry already exists",
-        "MAC_INVALID_SOURCE" | "MAC_IS_MULTICAST" => "invalid source MAC",
-        "FRAG_REASM_TIMEOUT" | "FRAG_TOO_FAR" | "DUP_FRAG" => "IP fragment reassembly failed",
-        "QUEUE_PURGE" => "the queue was purged (device or socket going away)",
-        _ => "see the kernel's enum skb_drop_reason for this reason",
     }
 }
 
