@@ -354,7 +354,7 @@ mod tests {
     use tracer_ebpf::{EventHeader, FdbEvent};
 
     use super::*;
-    use crate::{btf::DropReasons, decode::Locations};
+    use crate::{decode::Locations, kernel::btf::DropReasons};
 
     fn pipeline() -> Pipeline {
         Pipeline::new(
@@ -384,14 +384,7 @@ mod tests {
             ..Default::default()
         };
         e.br_name[..3].copy_from_slice(b"br0");
-        // SAFETY: FdbEvent is Pod.
-        unsafe {
-            std::slice::from_raw_parts(
-                (&e as *const FdbEvent).cast::<u8>(),
-                std::mem::size_of::<FdbEvent>(),
-            )
-        }
-        .to_vec()
+        tracer_ebpf::pod_bytes(&e).to_vec()
     }
 
     #[test]

@@ -22,8 +22,8 @@ use super::{
     text, Cfg, Facts, Sink, Symptom, NS_PER_S,
 };
 use crate::{
-    clock::format_ts,
     event::{ContainerRef, EcsEvent, Kind, Netns, RawJson},
+    kernel::clock::format_ts,
 };
 
 /// Destination IPs remembered per key and interval (for incidents).

@@ -17,8 +17,8 @@ use serde::Serialize;
 
 use super::{text, Cfg, Facts, Member, Symptom, Touch};
 use crate::{
-    clock::format_ts,
     event::{EcsEvent, Kind, Mac, RawJson},
+    kernel::clock::format_ts,
 };
 
 /// Most "unreachable from" names and distinct flows kept per incident.
