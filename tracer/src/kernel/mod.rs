@@ -39,7 +39,8 @@ pub enum KernelError {
     Btf(#[from] BtfError),
     #[error("drop reasons: not in BTF ({btf}) and tracefs unavailable")]
     NoDropReasons {
-        btf: BtfError,
+        /// Why BTF had no drop reasons.
+        btf: String,
         #[source]
         source: TracefsError,
     },
@@ -61,7 +62,12 @@ pub fn kernel_info(btf_path: &Path) -> Result<KernelInfo, KernelError> {
         Err(e) => {
             let root = match tracefs::ensure_mounted() {
                 Ok(root) => root,
-                Err(source) => return Err(KernelError::NoDropReasons { btf: e, source }),
+                Err(source) => {
+                    return Err(KernelError::NoDropReasons {
+                        btf: e.to_string(),
+                        source,
+                    })
+                }
             };
             warnings.push(format!("drop reasons from tracefs (BTF: {e})"));
             DropReasons::from_tracefs(&root)?
