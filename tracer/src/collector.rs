@@ -361,11 +361,7 @@ fn drain(
         let bytes: &[u8] = &item;
         // An event from a namespace identity does not know yet: ask the
         // sources to look (never blocks).
-        if let Some(ns) = bytes
-            .get(12..16)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-        {
+        if let Some(ns) = crate::decode::record_netns(bytes) {
             if ns != 0 && ns != *last_hint && !live.pipeline.identity.knows_netns(ns) {
                 hints.hint_netns(ns);
                 *last_hint = ns;

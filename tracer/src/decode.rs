@@ -183,6 +183,16 @@ pub fn record_ts(bytes: &[u8]) -> Option<u64> {
         .map(u64::from_le_bytes)
 }
 
+/// Network-namespace inode (`EventHeader::netns`) of a raw record, `None`
+/// when it is too short to have one.
+pub fn record_netns(bytes: &[u8]) -> Option<u32> {
+    const AT: usize = std::mem::offset_of!(EventHeader, netns);
+    bytes
+        .get(AT..AT + size_of::<u32>())
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+}
+
 /// Name of a probe by wire record kind (loss reports): `unknown` for a value
 /// that is not a kind (the loss counters have a slot 0).
 pub fn kind_name(k: u32) -> &'static str {
@@ -533,6 +543,9 @@ mod tests {
         assert_eq!(record_ts(&bytes_of(&h)), Some(5));
         assert_eq!(record_ts(&bytes_of(&h)[..8]), Some(5));
         assert_eq!(record_ts(&bytes_of(&h)[..7]), None);
+        assert_eq!(record_netns(&bytes_of(&h)), Some(4026531840));
+        assert_eq!(record_netns(&bytes_of(&h)[..16]), Some(4026531840));
+        assert_eq!(record_netns(&bytes_of(&h)[..15]), None);
     }
 
     fn tables() -> Tables {

@@ -280,11 +280,7 @@ impl Pipeline {
 
     fn decode_error(&mut self, bytes: &[u8], err: DecodeError) -> EcsEvent {
         self.decode_errors += 1;
-        let ts = bytes
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-            .unwrap_or(0);
+        let ts = decode::record_ts(bytes).unwrap_or(0);
         let mut e = EcsEvent::new(self.tables.wall(ts), Kind::State, "decode_error");
         e.message = Some(format!(
             "undecodable kernel record ({} bytes): {err}; tracer and its eBPF object disagree",
