@@ -1,4 +1,5 @@
-//! Kernel type information from BTF, in four concerns:
+//! Kernel type information from BTF: loading, and four concerns in files
+//! of their own.
 //! - loading vmlinux plus the split BTF of every loaded module
 //!   (`/sys/kernel/btf/<module>`: bridge, vxlan ... are modules on many
 //!   hosts): [`KernelBtf`], here;
@@ -36,7 +37,6 @@ pub const DEFAULT_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 /// (protects against malformed BTF with reference loops).
 const MAX_DEPTH: usize = 64;
 
-/// `KernelConfig` field → BTF member path (`struct.member[.member...]`).
 /// Errors from loading or querying kernel BTF.
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
@@ -118,8 +118,6 @@ pub enum BtfError {
         expected: String,
         found: String,
     },
-    #[error("no known raw-tracepoint prototype for program {0:?}")]
-    UnknownProgram(String),
     #[error("drop reasons unavailable: BTF: {btf}; tracefs: {tracefs}")]
     NoDropReasons { btf: String, tracefs: String },
     #[error("malformed kernel BTF while {context}: {message}")]
