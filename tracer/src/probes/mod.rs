@@ -1,5 +1,5 @@
 //! The probe registry and loading: the embedded eBPF object, one slice per
-//! probe group ([`bridge`], [`arp`], [`tcp`], [`drop`]), each describing its
+//! probe group ([`bridge`], [`arp`], [`tcp`], [`drop`](mod@drop)), each describing its
 //! probes once, and attaching them.
 //!
 //! Each probe is attached on its own: a probe whose tracepoint is missing,
