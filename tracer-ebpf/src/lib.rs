@@ -18,27 +18,52 @@
 /// Size of an interface name, `IFNAMSIZ`.
 pub const IFNAMSIZ: usize = 16;
 
-/// `EventHeader::kind` values.
-pub mod kind {
-    /// `bridge:br_fdb_update`: a MAC learned or moved to a port. [`super::FdbEvent`]
-    pub const FDB_UPDATE: u32 = 1;
-    /// `bridge:fdb_delete`. [`super::FdbEvent`]
-    pub const FDB_DELETE: u32 = 2;
-    /// ARP reply seen on `net:netif_receive_skb`. [`super::ArpEvent`]
-    pub const ARP_REPLY: u32 = 3;
-    /// `neigh:neigh_update`. [`super::NeighEvent`]
-    pub const NEIGH_UPDATE: u32 = 4;
-    /// `tcp:tcp_retransmit_skb`. [`super::TcpEvent`]
-    pub const TCP_RETRANSMIT: u32 = 5;
-    /// `tcp:tcp_send_reset`. [`super::TcpEvent`]
-    pub const TCP_SEND_RESET: u32 = 6;
-    /// `tcp:tcp_receive_reset`. [`super::TcpEvent`]
-    pub const TCP_RECEIVE_RESET: u32 = 7;
-    /// `skb:kfree_skb`. [`super::DropEvent`]
-    pub const SKB_DROP: u32 = 8;
-    /// One past the highest kind; sizes the per-kind loss counters.
-    pub const MAX: u32 = 9;
+/// Declares the record kinds once: each becomes a `u32` const in [`kind`],
+/// listed in `kind::ALL`, and `kind::MAX` (sizing the per-kind loss
+/// counters) is computed from them, so a new kind cannot be forgotten there.
+macro_rules! record_kinds {
+    ($( $(#[$doc:meta])* $name:ident = $value:literal, )*) => {
+        /// `EventHeader::kind` values.
+        pub mod kind {
+            $( $(#[$doc])* pub const $name: u32 = $value; )*
+            /// Every kind, in value order.
+            pub const ALL: &[u32] = &[$($name),*];
+            /// One past the highest kind; sizes the per-kind loss counters.
+            pub const MAX: u32 = {
+                let mut max = 0;
+                let mut i = 0;
+                while i < ALL.len() {
+                    if ALL[i] > max {
+                        max = ALL[i];
+                    }
+                    i += 1;
+                }
+                max + 1
+            };
+        }
+    };
 }
+
+record_kinds! {
+    /// `bridge:br_fdb_update`: a MAC learned or moved to a port. [`super::FdbEvent`]
+    FDB_UPDATE = 1,
+    /// `bridge:fdb_delete`. [`super::FdbEvent`]
+    FDB_DELETE = 2,
+    /// ARP reply seen on `net:netif_receive_skb`. [`super::ArpEvent`]
+    ARP_REPLY = 3,
+    /// `neigh:neigh_update`. [`super::NeighEvent`]
+    NEIGH_UPDATE = 4,
+    /// `tcp:tcp_retransmit_skb`. [`super::TcpEvent`]
+    TCP_RETRANSMIT = 5,
+    /// `tcp:tcp_send_reset`. [`super::TcpEvent`]
+    TCP_SEND_RESET = 6,
+    /// `tcp:tcp_receive_reset`. [`super::TcpEvent`]
+    TCP_RECEIVE_RESET = 7,
+    /// `skb:kfree_skb`. [`super::DropEvent`]
+    SKB_DROP = 8,
+}
+
+const _: () = assert!(kind::MAX == 9);
 
 /// Common prefix of every ring-buffer record.
 #[repr(C)]
@@ -153,107 +178,155 @@ pub struct DropEvent {
 /// Sentinel for an offset or argument index BTF could not resolve.
 pub const UNRESOLVED: u32 = u32::MAX;
 
-/// Offsets (bytes) of kernel struct fields, resolved from BTF in user space
-/// and written into the programs' read-only data before load (global
-/// `CONFIG`). Raw-tracepoint argument positions are the tracepoints'
-/// `TP_PROTO` order; user space checks each prototype against the
-/// `btf_trace_<name>` typedef in BTF before attaching (a kernel whose
-/// prototype differs gets that probe reported as unavailable, never misread).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KernelConfig {
-    // struct net_device
-    pub dev_ifindex: u32,
-    pub dev_name: u32,
-    pub dev_nd_net: u32,
-    // struct net -> ns.inum
-    pub net_ns_inum: u32,
-    // struct net_bridge / net_bridge_port -> dev
-    pub br_dev: u32,
-    pub port_dev: u32,
-    // struct net_bridge_fdb_entry
-    pub fdb_addr: u32,
-    pub fdb_vlan_id: u32,
-    pub fdb_dst: u32,
-    pub fdb_flags: u32,
-    // struct sk_buff
-    pub skb_dev: u32,
-    pub skb_sk: u32,
-    pub skb_head: u32,
-    pub skb_data: u32,
-    pub skb_protocol: u32,
-    pub skb_network_header: u32,
-    pub skb_transport_header: u32,
-    // struct sock_common (at offset 0 of struct sock)
-    pub sk_family: u32,
-    pub sk_state: u32,
-    pub sk_num: u32,
-    pub sk_dport: u32,
-    pub sk_daddr: u32,
-    pub sk_rcv_saddr: u32,
-    pub sk_v6_daddr: u32,
-    pub sk_v6_rcv_saddr: u32,
-    pub sk_net: u32,
-    // struct tcp_sock / inet_connection_sock
-    pub tcp_snd_una: u32,
-    pub icsk_retransmits: u32,
-    // struct neighbour / neigh_table
-    pub neigh_dev: u32,
-    pub neigh_primary_key: u32,
-    pub neigh_ha: u32,
-    pub neigh_nud_state: u32,
-    pub neigh_tbl: u32,
-    pub tbl_family: u32,
-    /// Number of entries in the `DROP_FILTER` map (reasons at or above are never filtered).
-    pub drop_filter_len: u32,
-    /// Drop records (the storm-prone kind) do not wake user space until this
-    /// many bytes wait in the ring; user space also drains on a short timer.
-    /// 0: every record may wake (kernel default).
-    pub wakeup_bytes: u32,
+/// Whether a value is set: `None` for a field read through the pointer its
+/// BTF path starts at, `Some(base)` for one rebased onto a `struct base *`.
+macro_rules! rebased {
+    () => {
+        None
+    };
+    ($base:literal) => {
+        Some($base)
+    };
 }
 
-impl KernelConfig {
-    /// Everything unresolved.
-    pub const fn unresolved() -> Self {
-        let u = UNRESOLVED;
-        Self {
-            dev_ifindex: u,
-            dev_name: u,
-            dev_nd_net: u,
-            net_ns_inum: u,
-            br_dev: u,
-            port_dev: u,
-            fdb_addr: u,
-            fdb_vlan_id: u,
-            fdb_dst: u,
-            fdb_flags: u,
-            skb_dev: u,
-            skb_sk: u,
-            skb_head: u,
-            skb_data: u,
-            skb_protocol: u,
-            skb_network_header: u,
-            skb_transport_header: u,
-            sk_family: u,
-            sk_state: u,
-            sk_num: u,
-            sk_dport: u,
-            sk_daddr: u,
-            sk_rcv_saddr: u,
-            sk_v6_daddr: u,
-            sk_v6_rcv_saddr: u,
-            sk_net: u,
-            tcp_snd_una: u,
-            icsk_retransmits: u,
-            neigh_dev: u,
-            neigh_primary_key: u,
-            neigh_ha: u,
-            neigh_nud_state: u,
-            neigh_tbl: u,
-            tbl_family: u,
-            drop_filter_len: 0,
-            wakeup_bytes: 0,
+/// Declares the kernel struct fields the programs read, once. Each line
+/// `Variant field: "struct.member[.member...]" [via "base"]` generates:
+/// - the `u32` offset `field` of [`KernelConfig`] (same order),
+/// - [`KernelConfig::unresolved`] (every offset [`UNRESOLVED`]),
+/// - [`Field::Variant`], with the field's name, BTF member path and base,
+///   which user space uses to resolve it from BTF and probes use to say what
+///   they need (a typo fails to compile).
+///
+/// `via "sock"`: the programs apply the offset to a `struct sock *` although
+/// the path starts at a struct that embeds `struct sock` (`tcp_sock`,
+/// `inet_connection_sock`) or that `struct sock` embeds (`sock_common`).
+macro_rules! kernel_fields {
+    ($( $(#[$doc:meta])* $variant:ident $field:ident : $path:literal $(via $base:literal)? ,)*) => {
+        /// Offsets (bytes) of kernel struct fields, resolved from BTF in user space
+        /// and written into the programs' read-only data before load (global
+        /// `CONFIG`). Raw-tracepoint argument positions are the tracepoints'
+        /// `TP_PROTO` order; user space checks each prototype against the
+        /// `btf_trace_<name>` typedef in BTF before attaching (a kernel whose
+        /// prototype differs gets that probe reported as unavailable, never misread).
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct KernelConfig {
+            $( $(#[$doc])* pub $field: u32, )*
+            /// Number of entries in the `DROP_FILTER` map (reasons at or above are never filtered).
+            pub drop_filter_len: u32,
+            /// Drop records (the storm-prone kind) do not wake user space until this
+            /// many bytes wait in the ring; user space also drains on a short timer.
+            /// 0: every record may wake (kernel default).
+            pub wakeup_bytes: u32,
         }
+
+        impl KernelConfig {
+            /// Every BTF field unresolved, `drop_filter_len` and `wakeup_bytes` 0.
+            pub const fn unresolved() -> Self {
+                Self {
+                    $( $field: UNRESOLVED, )*
+                    drop_filter_len: 0,
+                    wakeup_bytes: 0,
+                }
+            }
+
+            /// Offset of a BTF field.
+            pub const fn get(&self, f: Field) -> u32 {
+                match f {
+                    $( Field::$variant => self.$field, )*
+                }
+            }
+
+            /// Mutable offset of a BTF field.
+            pub fn get_mut(&mut self, f: Field) -> &mut u32 {
+                match f {
+                    $( Field::$variant => &mut self.$field, )*
+                }
+            }
+        }
+
+        /// One BTF-resolved field of [`KernelConfig`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Field {
+            $( $variant, )*
+        }
+
+        impl Field {
+            /// Every field, in `KernelConfig` order.
+            pub const ALL: &'static [Field] = &[$(Field::$variant),*];
+
+            /// The `KernelConfig` field name (`dev_ifindex`).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Field::$variant => stringify!($field), )*
+                }
+            }
+
+            /// BTF member path (`net_device.ifindex`).
+            pub const fn btf_path(self) -> &'static str {
+                match self {
+                    $( Field::$variant => $path, )*
+                }
+            }
+
+            /// The struct whose pointer the programs apply the offset to, when it
+            /// is not the root of [`Field::btf_path`] (`Some("sock")`).
+            pub const fn rebased_onto(self) -> Option<&'static str> {
+                match self {
+                    $( Field::$variant => rebased!($($base)?), )*
+                }
+            }
+        }
+    };
+}
+
+kernel_fields! {
+    /// struct net_device
+    DevIfindex dev_ifindex: "net_device.ifindex",
+    DevName dev_name: "net_device.name",
+    DevNdNet dev_nd_net: "net_device.nd_net.net",
+    /// struct net -> ns.inum
+    NetNsInum net_ns_inum: "net.ns.inum",
+    /// struct net_bridge / net_bridge_port -> dev
+    BrDev br_dev: "net_bridge.dev",
+    PortDev port_dev: "net_bridge_port.dev",
+    /// struct net_bridge_fdb_entry
+    FdbAddr fdb_addr: "net_bridge_fdb_entry.key.addr",
+    FdbVlanId fdb_vlan_id: "net_bridge_fdb_entry.key.vlan_id",
+    FdbDst fdb_dst: "net_bridge_fdb_entry.dst",
+    FdbFlags fdb_flags: "net_bridge_fdb_entry.flags",
+    /// struct sk_buff
+    SkbDev skb_dev: "sk_buff.dev",
+    SkbSk skb_sk: "sk_buff.sk",
+    SkbHead skb_head: "sk_buff.head",
+    SkbData skb_data: "sk_buff.data",
+    SkbProtocol skb_protocol: "sk_buff.protocol",
+    SkbNetworkHeader skb_network_header: "sk_buff.network_header",
+    /// struct sock_common (at offset 0 of struct sock)
+    SkFamily sk_family: "sock_common.skc_family" via "sock",
+    SkState sk_state: "sock_common.skc_state" via "sock",
+    SkNum sk_num: "sock_common.skc_num" via "sock",
+    SkDport sk_dport: "sock_common.skc_dport" via "sock",
+    SkDaddr sk_daddr: "sock_common.skc_daddr" via "sock",
+    SkRcvSaddr sk_rcv_saddr: "sock_common.skc_rcv_saddr" via "sock",
+    SkV6Daddr sk_v6_daddr: "sock_common.skc_v6_daddr" via "sock",
+    SkV6RcvSaddr sk_v6_rcv_saddr: "sock_common.skc_v6_rcv_saddr" via "sock",
+    SkNet sk_net: "sock_common.skc_net.net" via "sock",
+    /// struct tcp_sock / inet_connection_sock
+    TcpSndUna tcp_snd_una: "tcp_sock.snd_una" via "sock",
+    IcskRetransmits icsk_retransmits: "inet_connection_sock.icsk_retransmits" via "sock",
+    /// struct neighbour / neigh_table
+    NeighDev neigh_dev: "neighbour.dev",
+    NeighPrimaryKey neigh_primary_key: "neighbour.primary_key",
+    NeighHa neigh_ha: "neighbour.ha",
+    NeighNudState neigh_nud_state: "neighbour.nud_state",
+    NeighTbl neigh_tbl: "neighbour.tbl",
+    TblFamily tbl_family: "neigh_table.family",
+}
+
+impl core::fmt::Display for Field {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -276,7 +349,8 @@ const _: () = assert!(core::mem::size_of::<ArpEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<TcpEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 96);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 35 * 4);
+const _: () = assert!(Field::ALL.len() + 2 == 35);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -290,4 +364,13 @@ mod pod {
     unsafe impl aya::Pod for NeighEvent {}
     unsafe impl aya::Pod for TcpEvent {}
     unsafe impl aya::Pod for DropEvent {}
+}
+
+/// The bytes of a wire value (user space: building records in tests and
+/// synthetic captures).
+#[cfg(feature = "user")]
+pub fn pod_bytes<T: aya::Pod>(v: &T) -> &[u8] {
+    // SAFETY: T is Pod (#[repr(C)], fixed-width integers and byte arrays, valid
+    // for any bit pattern); the slice covers exactly the value and borrows it.
+    unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
 }

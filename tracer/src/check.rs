@@ -4,9 +4,8 @@
 use std::{collections::BTreeSet, fmt::Write as _, path::Path};
 
 use crate::{
-    clock, collector,
     event::{EcsEvent, Kind, ProbeInfo, SCHEMA_VERSION},
-    privileges,
+    kernel::{self, clock, privileges},
     probes::{self, LoadOptions, ProbeStatus},
 };
 
@@ -37,11 +36,7 @@ impl Report {
             "PROBE", "TRACEPOINT", "STATUS"
         );
         for p in &self.probes {
-            let what = probes::PROBES
-                .iter()
-                .find(|s| s.name == p.name)
-                .map(|s| s.what)
-                .unwrap_or("");
+            let what = probes::spec(p.name).map(|s| s.what).unwrap_or("");
             let why = match &p.error {
                 Some(e) => e.clone(),
                 None => format!("ok: {what}"),
@@ -106,9 +101,9 @@ fn kernel_release() -> String {
 pub fn run(btf: &Path, list_reasons: bool) -> anyhow::Result<Report> {
     privileges::check()?;
     privileges::raise_memlock();
-    let info = collector::kernel_info(btf)?;
+    let info = kernel::kernel_info(btf)?;
     let mut notes = info.warnings.clone();
-    match crate::tracefs::ensure_mounted() {
+    match kernel::tracefs::ensure_mounted() {
         Ok(p) => notes.push(format!("tracefs at {}", p.display())),
         Err(e) => notes.push(format!(
             "tracefs unavailable ({e}): tracepoint existence not pre-checked"

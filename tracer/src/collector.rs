@@ -9,14 +9,12 @@ use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 use tracer_ebpf::kind;
 
 use crate::{
-    btf::{DropReasons, KernelBtf},
     capture::{FinishError, ThreadedWriter},
-    clock,
     decode::{Locations, Tables},
-    fdb, kallsyms,
+    fdb,
+    kernel::{self, clock, privileges},
     output::Output,
     pipeline::{loss_delta, Filter, Input, Pipeline},
-    privileges,
     probes::{self, LoadOptions},
 };
 
@@ -116,66 +114,14 @@ impl Live {
     }
 }
 
-/// What start-up resolved from the kernel: BTF, names, symbols.
-pub struct KernelInfo {
-    pub btf: KernelBtf,
-    pub drop_reasons: DropReasons,
-    pub symbols: Option<kallsyms::Symbols>,
-    pub warnings: Vec<String>,
-}
-
-pub fn kernel_info(btf_path: &std::path::Path) -> anyhow::Result<KernelInfo> {
-    let btf = KernelBtf::load(btf_path)?;
-    let mut warnings = Vec::new();
-    let drop_reasons = match DropReasons::from_btf(&btf) {
-        Ok(r) => r,
-        Err(e) => {
-            let root = crate::tracefs::ensure_mounted().with_context(|| {
-                format!("drop reasons: not in BTF ({e}) and tracefs unavailable")
-            })?;
-            warnings.push(format!("drop reasons from tracefs (BTF: {e})"));
-            DropReasons::from_tracefs(&root)?
-        }
-    };
-    let symbols = match kallsyms::Symbols::load() {
-        Ok(s) => Some(s),
-        Err(e) => {
-            warnings.push(format!("drop locations shown as addresses: {e}"));
-            None
-        }
-    };
-    Ok(KernelInfo {
-        btf,
-        drop_reasons,
-        symbols,
-        warnings,
-    })
-}
-
-/// Drop-reason names (as given to --ignore-drop-reason) to raw values.
-pub fn resolve_reasons(reasons: &DropReasons, names: &[String]) -> anyhow::Result<BTreeSet<u32>> {
-    let mut out = BTreeSet::new();
-    for n in names {
-        match reasons.value(n) {
-            Some(v) => {
-                out.insert(v);
-            }
-            None => bail!(
-                "unknown drop reason {n:?}: this kernel's enum skb_drop_reason has e.g. NOT_SPECIFIED, NO_SOCKET (see `tracer check --drop-reasons`)"
-            ),
-        }
-    }
-    Ok(out)
-}
-
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     privileges::check()?;
     privileges::raise_memlock();
-    let info = kernel_info(&opts.btf_path)?;
+    let info = kernel::kernel_info(&opts.btf_path)?;
     for w in &info.warnings {
         eprintln!("tracer: warning: {w}");
     }
-    let drop_filter = resolve_reasons(&info.drop_reasons, &opts.ignore_drop_reasons)?;
+    let drop_filter = kernel::resolve_reasons(&info.drop_reasons, &opts.ignore_drop_reasons)?;
     let boot_to_wall_ns = clock::boot_to_wall_offset_ns();
 
     let capture = match &opts.record {
@@ -415,11 +361,7 @@ fn drain(
         let bytes: &[u8] = &item;
         // An event from a namespace identity does not know yet: ask the
         // sources to look (never blocks).
-        if let Some(ns) = bytes
-            .get(12..16)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-        {
+        if let Some(ns) = crate::decode::record_netns(bytes) {
             if ns != 0 && ns != *last_hint && !live.pipeline.identity.knows_netns(ns) {
                 hints.hint_netns(ns);
                 *last_hint = ns;

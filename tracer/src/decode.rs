@@ -11,11 +11,11 @@ use tracer_ebpf::{
 };
 
 use crate::{
-    btf::DropReasons,
     event::{
         ifname, ip_from_wire, transport_name, EcsEvent, Endpoint, Interface, Kind, Mac, Neigh,
         Netns, Network, SmolStr, Tcp,
     },
+    kernel::btf::DropReasons,
 };
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -69,34 +69,136 @@ fn read_pod<T: aya::Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeEr
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// What a kernel record is: `EventHeader::kind` as an enum. Still a `u32` on
+/// the wire (the [`tracer_ebpf::kind`] consts); matches on it are exhaustive,
+/// without a `_ =>` arm, so a new kind is handled everywhere or fails to compile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKind {
+    FdbUpdate,
+    FdbDelete,
+    ArpReply,
+    NeighUpdate,
+    TcpRetransmit,
+    TcpSendReset,
+    TcpReceiveReset,
+    SkbDrop,
+}
+
+/// A `u32` that is not one of [`tracer_ebpf::kind`].
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[error("unknown record kind {0}")]
+pub struct UnknownKind(pub u32);
+
+impl RecordKind {
+    /// Every kind, in wire-value order.
+    pub const ALL: [RecordKind; 8] = [
+        RecordKind::FdbUpdate,
+        RecordKind::FdbDelete,
+        RecordKind::ArpReply,
+        RecordKind::NeighUpdate,
+        RecordKind::TcpRetransmit,
+        RecordKind::TcpSendReset,
+        RecordKind::TcpReceiveReset,
+        RecordKind::SkbDrop,
+    ];
+
+    /// The wire value (`EventHeader::kind`).
+    pub const fn wire(self) -> u32 {
+        match self {
+            RecordKind::FdbUpdate => kind::FDB_UPDATE,
+            RecordKind::FdbDelete => kind::FDB_DELETE,
+            RecordKind::ArpReply => kind::ARP_REPLY,
+            RecordKind::NeighUpdate => kind::NEIGH_UPDATE,
+            RecordKind::TcpRetransmit => kind::TCP_RETRANSMIT,
+            RecordKind::TcpSendReset => kind::TCP_SEND_RESET,
+            RecordKind::TcpReceiveReset => kind::TCP_RECEIVE_RESET,
+            RecordKind::SkbDrop => kind::SKB_DROP,
+        }
+    }
+
+    /// Name of the probe (program) that emits it (loss reports, status lines).
+    pub const fn probe_name(self) -> &'static str {
+        match self {
+            RecordKind::FdbUpdate => "br_fdb_update",
+            RecordKind::FdbDelete => "fdb_delete",
+            RecordKind::ArpReply => "netif_receive_skb",
+            RecordKind::NeighUpdate => "neigh_update",
+            RecordKind::TcpRetransmit => "tcp_retransmit_skb",
+            RecordKind::TcpSendReset => "tcp_send_reset",
+            RecordKind::TcpReceiveReset => "tcp_receive_reset",
+            RecordKind::SkbDrop => "kfree_skb",
+        }
+    }
+}
+
+// Every wire kind has a RecordKind (the round trip is tested below).
+const _: () = assert!(RecordKind::ALL.len() == kind::ALL.len());
+
+impl TryFrom<u32> for RecordKind {
+    type Error = UnknownKind;
+
+    fn try_from(k: u32) -> Result<Self, UnknownKind> {
+        Ok(match k {
+            kind::FDB_UPDATE => RecordKind::FdbUpdate,
+            kind::FDB_DELETE => RecordKind::FdbDelete,
+            kind::ARP_REPLY => RecordKind::ArpReply,
+            kind::NEIGH_UPDATE => RecordKind::NeighUpdate,
+            kind::TCP_RETRANSMIT => RecordKind::TcpRetransmit,
+            kind::TCP_SEND_RESET => RecordKind::TcpSendReset,
+            kind::TCP_RECEIVE_RESET => RecordKind::TcpReceiveReset,
+            kind::SKB_DROP => RecordKind::SkbDrop,
+            k => return Err(UnknownKind(k)),
+        })
+    }
+}
+
+/// The record kind of a TCP record (its header says which of the three).
+pub fn tcp_kind(e: &TcpEvent) -> Option<RecordKind> {
+    RecordKind::try_from(e.hdr.kind).ok()
+}
+
 /// Parses one ring-buffer record.
 pub fn parse(bytes: &[u8]) -> Result<Record, DecodeError> {
     let hdr: EventHeader = read_pod(bytes, "event header")?;
-    Ok(match hdr.kind {
-        kind::FDB_UPDATE => Record::FdbUpdate(read_pod(bytes, "fdb event")?),
-        kind::FDB_DELETE => Record::FdbDelete(read_pod(bytes, "fdb event")?),
-        kind::ARP_REPLY => Record::ArpReply(read_pod(bytes, "arp event")?),
-        kind::NEIGH_UPDATE => Record::Neigh(read_pod(bytes, "neigh event")?),
-        kind::TCP_RETRANSMIT | kind::TCP_SEND_RESET | kind::TCP_RECEIVE_RESET => {
+    let k = RecordKind::try_from(hdr.kind).map_err(|UnknownKind(k)| DecodeError::UnknownKind(k))?;
+    Ok(match k {
+        RecordKind::FdbUpdate => Record::FdbUpdate(read_pod(bytes, "fdb event")?),
+        RecordKind::FdbDelete => Record::FdbDelete(read_pod(bytes, "fdb event")?),
+        RecordKind::ArpReply => Record::ArpReply(read_pod(bytes, "arp event")?),
+        RecordKind::NeighUpdate => Record::Neigh(read_pod(bytes, "neigh event")?),
+        RecordKind::TcpRetransmit | RecordKind::TcpSendReset | RecordKind::TcpReceiveReset => {
             Record::Tcp(read_pod(bytes, "tcp event")?)
         }
-        kind::SKB_DROP => Record::Drop(read_pod(bytes, "drop event")?),
-        k => return Err(DecodeError::UnknownKind(k)),
+        RecordKind::SkbDrop => Record::Drop(read_pod(bytes, "drop event")?),
     })
 }
 
-/// Name of a probe by record kind (loss reports, status lines).
+/// Kernel timestamp (`EventHeader::ts_ns`, boot clock) of a raw record,
+/// `None` when it is too short to have one.
+pub fn record_ts(bytes: &[u8]) -> Option<u64> {
+    const AT: usize = std::mem::offset_of!(EventHeader, ts_ns);
+    bytes
+        .get(AT..AT + size_of::<u64>())
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_le_bytes)
+}
+
+/// Network-namespace inode (`EventHeader::netns`) of a raw record, `None`
+/// when it is too short to have one.
+pub fn record_netns(bytes: &[u8]) -> Option<u32> {
+    const AT: usize = std::mem::offset_of!(EventHeader, netns);
+    bytes
+        .get(AT..AT + size_of::<u32>())
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+}
+
+/// Name of a probe by wire record kind (loss reports): `unknown` for a value
+/// that is not a kind (the loss counters have a slot 0).
 pub fn kind_name(k: u32) -> &'static str {
-    match k {
-        kind::FDB_UPDATE => "br_fdb_update",
-        kind::FDB_DELETE => "fdb_delete",
-        kind::ARP_REPLY => "netif_receive_skb",
-        kind::NEIGH_UPDATE => "neigh_update",
-        kind::TCP_RETRANSMIT => "tcp_retransmit_skb",
-        kind::TCP_SEND_RESET => "tcp_send_reset",
-        kind::TCP_RECEIVE_RESET => "tcp_receive_reset",
-        kind::SKB_DROP => "kfree_skb",
-        _ => "unknown",
+    match RecordKind::try_from(k) {
+        Ok(k) => k.probe_name(),
+        Err(UnknownKind(_)) => "unknown",
     }
 }
 
@@ -105,13 +207,13 @@ pub fn kind_name(k: u32) -> &'static str {
 #[derive(Default)]
 pub struct Locations {
     cache: HashMap<u64, SmolStr, foldhash::fast::RandomState>,
-    source: Option<crate::kallsyms::Symbols>,
+    source: Option<crate::kernel::kallsyms::Symbols>,
     /// Addresses resolved since the last [`Locations::take_new`] (for captures).
     new: Vec<(u64, String)>,
 }
 
 impl Locations {
-    pub fn live(symbols: crate::kallsyms::Symbols) -> Self {
+    pub fn live(symbols: crate::kernel::kallsyms::Symbols) -> Self {
         Self {
             source: Some(symbols),
             ..Self::default()
@@ -334,10 +436,20 @@ pub fn tcp_state_name(s: u8) -> &'static str {
 
 pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
     const AF_INET6: u16 = 10;
-    let (action, direction) = match e.hdr.kind {
-        kind::TCP_RETRANSMIT => ("tcp_retransmit", None),
-        kind::TCP_SEND_RESET => ("tcp_reset", Some("sent")),
-        _ => ("tcp_reset", Some("received")),
+    let k = tcp_kind(e);
+    let (action, direction) = match k {
+        Some(RecordKind::TcpRetransmit) => ("tcp_retransmit", None),
+        Some(RecordKind::TcpSendReset) => ("tcp_reset", Some("sent")),
+        // What parse() never hands over is read as a received reset, as before.
+        Some(
+            RecordKind::TcpReceiveReset
+            | RecordKind::FdbUpdate
+            | RecordKind::FdbDelete
+            | RecordKind::ArpReply
+            | RecordKind::NeighUpdate
+            | RecordKind::SkbDrop,
+        )
+        | None => ("tcp_reset", Some("received")),
     };
     let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, action);
     netns_iface(&mut ev, &e.hdr);
@@ -368,7 +480,7 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
         type_: Some(if is_v4 { "ipv4" } else { "ipv6" }),
         transport: Some("tcp".into()),
     };
-    let retrans = e.hdr.kind == kind::TCP_RETRANSMIT;
+    let retrans = k == Some(RecordKind::TcpRetransmit);
     ev.tracer.tcp = Some(Tcp {
         state: (e.has_sk != 0).then(|| tcp_state_name(e.state)),
         direction,
@@ -408,8 +520,32 @@ mod tests {
     use super::*;
 
     fn bytes_of<T: aya::Pod>(v: &T) -> Vec<u8> {
-        // SAFETY: T is Pod; reading its bytes is always valid.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+        tracer_ebpf::pod_bytes(v).to_vec()
+    }
+
+    #[test]
+    fn record_kinds_round_trip_the_wire_values() {
+        let wire: Vec<u32> = RecordKind::ALL.iter().map(|k| k.wire()).collect();
+        assert_eq!(wire, kind::ALL);
+        for k in RecordKind::ALL {
+            assert_eq!(RecordKind::try_from(k.wire()), Ok(k));
+            assert_eq!(kind_name(k.wire()), k.probe_name());
+            assert!(k.wire() < kind::MAX);
+        }
+        assert_eq!(RecordKind::try_from(0), Err(UnknownKind(0)));
+        assert_eq!(RecordKind::try_from(kind::MAX), Err(UnknownKind(kind::MAX)));
+        assert_eq!(kind_name(0), "unknown");
+    }
+
+    #[test]
+    fn record_ts_reads_the_header_only() {
+        let h = hdr(kind::SKB_DROP);
+        assert_eq!(record_ts(&bytes_of(&h)), Some(5));
+        assert_eq!(record_ts(&bytes_of(&h)[..8]), Some(5));
+        assert_eq!(record_ts(&bytes_of(&h)[..7]), None);
+        assert_eq!(record_netns(&bytes_of(&h)), Some(4026531840));
+        assert_eq!(record_netns(&bytes_of(&h)[..16]), Some(4026531840));
+        assert_eq!(record_netns(&bytes_of(&h)[..15]), None);
     }
 
     fn tables() -> Tables {

@@ -474,7 +474,10 @@ pub struct TracerFields {
 /// One output line.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EcsEvent {
-    #[serde(rename = "@timestamp", serialize_with = "crate::clock::serialize_ts")]
+    #[serde(
+        rename = "@timestamp",
+        serialize_with = "crate::kernel::clock::serialize_ts"
+    )]
     pub timestamp: i128,
     pub event: EventMeta,
     #[serde(skip_serializing_if = "Option::is_none")]

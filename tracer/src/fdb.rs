@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
-use crate::{netlink, netns};
+use crate::{kernel::netlink, kernel::netns};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {

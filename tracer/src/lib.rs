@@ -4,25 +4,19 @@
 //! enrichment ([`fdb`]) → sinks ([`output`]). [`pipeline`] is the
 //! deterministic part shared by live runs and replays.
 
-pub mod btf;
 pub mod capture;
-pub mod clock;
+pub mod check;
+pub mod collector;
 pub mod decode;
 pub mod detect;
 pub mod event;
 pub mod explain;
-pub mod kallsyms;
-pub mod tracefs;
-pub mod check;
-pub mod collector;
 pub mod fdb;
 pub mod identity;
-pub mod netlink;
-pub mod netns;
+pub mod kernel;
 pub mod ndjson;
 pub mod output;
 pub mod pipeline;
-pub mod privileges;
 pub mod probes;
 pub mod replay;
 pub mod synth;

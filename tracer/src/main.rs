@@ -112,9 +112,7 @@ struct RunArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
 
-    /// Probe groups to attach, comma separated: fdb, arp, tcp, drop (default: all).
-    /// Single probes can be named too (e.g. kfree_skb).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', help = probes::probes_help())]
     probes: Vec<String>,
 
     /// Do not report drops with this kernel drop reason (e.g. NOT_SPECIFIED).
@@ -335,10 +333,10 @@ fn main() -> ExitCode {
 
 async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     for g in &a.probes {
-        if !probes::GROUPS.contains(&g.as_str()) && !probes::PROBES.iter().any(|p| p.name == g) {
+        if !probes::is_selectable(g) {
             anyhow::bail!(
                 "unknown probe group {g:?}: use {} or a probe name from `tracer check`",
-                probes::GROUPS.join(", ")
+                probes::group_names().join(", ")
             );
         }
     }
@@ -407,12 +405,14 @@ fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{} already exists", a.output.display());
     }
     // The running kernel's drop-reason names when readable, else the core ones.
-    let reasons = tracer::btf::KernelBtf::load(std::path::Path::new(tracer::btf::DEFAULT_VMLINUX))
-        .ok()
-        .and_then(|b| tracer::btf::DropReasons::from_btf(&b).ok())
-        .unwrap_or_else(|| {
-            tracer::btf::DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")])
-        });
+    let reasons = tracer::kernel::btf::KernelBtf::load(std::path::Path::new(
+        tracer::kernel::btf::DEFAULT_VMLINUX,
+    ))
+    .ok()
+    .and_then(|b| tracer::kernel::btf::DropReasons::from_btf(&b).ok())
+    .unwrap_or_else(|| {
+        tracer::kernel::btf::DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")])
+    });
     let stats = tracer::synth::write(&a.output, a.events, a.containers, a.peers, &reasons)?;
     eprintln!(
         "wrote {} kernel records ({} bytes) to {}",

@@ -452,8 +452,8 @@ thread_local! {
     static TS_PREFIX: Cell<(i128, [u8; 21])> = const { Cell::new((i128::MIN, [0; 21])) };
 }
 
-/// `@timestamp`, quoted: the same string as [`crate::clock::serialize_ts`]
-/// (and [`crate::clock::format_ts`]), the date and time of day formatted
+/// `@timestamp`, quoted: the same string as [`crate::kernel::clock::serialize_ts`]
+/// (and [`crate::kernel::clock::format_ts`]), the date and time of day formatted
 /// once per second.
 #[inline]
 fn write_ts(out: &mut Vec<u8>, ts: i128) {
@@ -475,7 +475,7 @@ fn write_ts(out: &mut Vec<u8>, ts: i128) {
                 prefix = p;
                 TS_PREFIX.set((secs, p));
             }
-            None => return write_str(out, &crate::clock::format_ts(ts)),
+            None => return write_str(out, &crate::kernel::clock::format_ts(ts)),
         }
     }
     let mut buf = [0u8; 32];
@@ -1591,9 +1591,9 @@ mod tests {
     /// detectors), produced the way `replay` produces them.
     fn synth_events(records: u64, tag: &str) -> (Vec<EcsEvent>, Vec<u8>) {
         use crate::{
-            btf::DropReasons,
             capture::{CaptureReader, Record, RecordRef},
             decode::{Locations, Tables},
+            kernel::btf::DropReasons,
             pipeline::{Filter, Pipeline},
             replay::{replay, ReplayOptions},
         };

@@ -280,11 +280,7 @@ impl Pipeline {
 
     fn decode_error(&mut self, bytes: &[u8], err: DecodeError) -> EcsEvent {
         self.decode_errors += 1;
-        let ts = bytes
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-            .unwrap_or(0);
+        let ts = decode::record_ts(bytes).unwrap_or(0);
         let mut e = EcsEvent::new(self.tables.wall(ts), Kind::State, "decode_error");
         e.message = Some(format!(
             "undecodable kernel record ({} bytes): {err}; tracer and its eBPF object disagree",
@@ -354,7 +350,7 @@ mod tests {
     use tracer_ebpf::{EventHeader, FdbEvent};
 
     use super::*;
-    use crate::{btf::DropReasons, decode::Locations};
+    use crate::{decode::Locations, kernel::btf::DropReasons};
 
     fn pipeline() -> Pipeline {
         Pipeline::new(
@@ -384,14 +380,7 @@ mod tests {
             ..Default::default()
         };
         e.br_name[..3].copy_from_slice(b"br0");
-        // SAFETY: FdbEvent is Pod.
-        unsafe {
-            std::slice::from_raw_parts(
-                (&e as *const FdbEvent).cast::<u8>(),
-                std::mem::size_of::<FdbEvent>(),
-            )
-        }
-        .to_vec()
+        tracer_ebpf::pod_bytes(&e).to_vec()
     }
 
     #[test]

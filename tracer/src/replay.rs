@@ -54,9 +54,7 @@ fn input_boot_ns(input: &Input) -> Option<u64> {
 }
 
 fn kernel_ts(b: &[u8]) -> Option<u64> {
-    b.get(..8)
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_le_bytes)
+    crate::decode::record_ts(b)
 }
 
 struct Pacer {

@@ -12,12 +12,12 @@ use std::{
 use tracer_ebpf::{kind, ArpEvent, DropEvent, EventHeader, FdbEvent, NeighEvent, TcpEvent};
 
 use crate::{
-    btf::DropReasons,
     capture::{CaptureError, CaptureStats, CaptureWriter, Header},
     identity::{
         ContainerInfo, EndpointInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo,
         VethPeer,
     },
+    kernel::btf::DropReasons,
     pipeline::Input,
 };
 
@@ -27,8 +27,7 @@ const LOCATION: u64 = 0xffff_ffff_8123_4567;
 const BOOT_TO_WALL: i128 = 1_795_000_000_000_000_000;
 
 fn bytes_of<T: aya::Pod>(v: &T) -> Vec<u8> {
-    // SAFETY: T is Pod (#[repr(C)], integers and byte arrays only).
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    tracer_ebpf::pod_bytes(v).to_vec()
 }
 
 fn name16(s: &str) -> [u8; 16] {

@@ -81,7 +81,7 @@ pub use self::{
     thread::{FinishError, ThreadedWriter, BATCH_BYTES, THREAD_NAME},
     writer::{CaptureStats, CaptureWriter},
 };
-use crate::{btf::DropReasons, pipeline::Input};
+use crate::{kernel::btf::DropReasons, pipeline::Input};
 
 /// First bytes of every capture part. The high first byte and the trailing
 /// newline catch 7-bit and newline-translating transfers, as PNG's do.
@@ -101,7 +101,7 @@ pub const BUFFER_BYTES: usize = 1 << 20;
 pub mod record_type {
     /// [`super::Header`] as JSON. First record of every part.
     pub const HEADER: u16 = 1;
-    /// [`crate::btf::DropReasons`] as JSON. Second record of every part.
+    /// [`crate::kernel::btf::DropReasons`] as JSON. Second record of every part.
     pub const DROP_REASONS: u16 = 2;
     /// `[[addr, name], …]`: kernel symbols resolved since the previous one.
     pub const SYMBOLS: u16 = 3;

@@ -13,7 +13,7 @@ use super::{
     base_of, flags, part_path, record_type, CaptureError, End, Header, Record, BUFFER_BYTES,
     FORMAT_VERSION, FRAME_LEN, MAGIC, MAX_RECORD_LEN, PREFIX_LEN,
 };
-use crate::{btf::DropReasons, pipeline::Input};
+use crate::{kernel::btf::DropReasons, pipeline::Input};
 
 /// A record borrowed from the reader: kernel records are not copied out.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use super::*;
 use crate::{
     decode::{Locations, Tables},
     fdb::SeedEntry,
-    kallsyms,
+    kernel::kallsyms,
     pipeline::{Filter, Pipeline},
 };
 
@@ -59,9 +59,7 @@ fn reasons() -> DropReasons {
 }
 
 fn bytes_of<T: aya::Pod>(v: &T) -> Vec<u8> {
-    // SAFETY: T is Pod; reading its bytes is always valid.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
-        .to_vec()
+    tracer_ebpf::pod_bytes(v).to_vec()
 }
 
 const UDP_RCV: u64 = 0xffff_ffff_8100_0000;

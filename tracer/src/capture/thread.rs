@@ -28,7 +28,7 @@ use std::{
 use thiserror::Error;
 
 use super::{CaptureError, CaptureStats, CaptureWriter, Header, FRAME_LEN, MAX_RECORD_LEN};
-use crate::{btf::DropReasons, pipeline::Input};
+use crate::{kernel::btf::DropReasons, pipeline::Input};
 
 /// A batch of kernel records is handed to the writer thread at this size.
 pub const BATCH_BYTES: usize = 64 << 10;
@@ -402,7 +402,7 @@ mod tests {
         decode::{Locations, Tables},
         fdb::SeedEntry,
         identity::{ContainerInfo, IdentityUpdate, NetnsInfo},
-        kallsyms,
+        kernel::kallsyms,
         pipeline::{Filter, Pipeline},
     };
 
@@ -477,14 +477,7 @@ mod tests {
             ip_version: 4,
             ..Default::default()
         };
-        // SAFETY: DropEvent is Pod; reading its bytes is always valid.
-        unsafe {
-            std::slice::from_raw_parts(
-                (&ev as *const DropEvent).cast::<u8>(),
-                std::mem::size_of::<DropEvent>(),
-            )
-        }
-        .to_vec()
+        tracer_ebpf::pod_bytes(&ev).to_vec()
     }
 
     fn container(n: u32) -> Input {

@@ -12,7 +12,7 @@ use super::{
     flags, frame_bytes, part_path, prefix_bytes, record_type, CaptureError, End, Header,
     BUFFER_BYTES, FORMAT_VERSION, FRAME_LEN, MAGIC, PREFIX_LEN,
 };
-use crate::{btf::DropReasons, pipeline::Input};
+use crate::{kernel::btf::DropReasons, pipeline::Input};
 
 /// What [`CaptureWriter::finish`] wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -17,8 +17,8 @@ use super::{
     text, Cfg, Facts, Macs, Member, Sink, Symptom,
 };
 use crate::{
-    clock::format_ts,
     event::{ContainerRef, EcsEvent, Mac, Netns, SmolStr},
+    kernel::clock::format_ts,
 };
 
 /// Most receiving interfaces remembered per reply key.

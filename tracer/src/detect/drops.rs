@@ -23,8 +23,8 @@ use super::{
 };
 use crate::explain::explain_drop;
 use crate::{
-    clock::format_ts,
     event::{ContainerRef, EcsEvent, Kind, Netns, RawJson},
+    kernel::clock::format_ts,
 };
 
 /// Destination IPs remembered per key and interval (for incidents).

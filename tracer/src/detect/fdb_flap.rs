@@ -18,8 +18,8 @@ use super::{
     text, Cfg, Facts, Macs, Member, Sink, Symptom,
 };
 use crate::{
-    clock::format_ts,
     event::{ContainerRef, EcsEvent, Mac, Netns, Peer, SmolStr},
+    kernel::clock::format_ts,
 };
 
 /// Most ports remembered per MAC.

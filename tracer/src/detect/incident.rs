@@ -18,8 +18,8 @@ use serde::Serialize;
 use super::{text, Cfg, Facts, Member, Symptom, Touch};
 use crate::explain::explain_drop;
 use crate::{
-    clock::format_ts,
     event::{EcsEvent, Kind, Mac, RawJson},
+    kernel::clock::format_ts,
 };
 
 /// Most "unreachable from" names and distinct flows kept per incident.

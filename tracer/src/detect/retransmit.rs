@@ -15,8 +15,8 @@ use super::{
     text, Cfg, Facts, Member, Sink, Symptom,
 };
 use crate::{
-    clock::format_ts,
     event::{ContainerRef, EcsEvent, Endpoint, Kind, Netns},
+    kernel::clock::format_ts,
 };
 
 /// Most peers listed in a roll-up line.

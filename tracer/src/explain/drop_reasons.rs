@@ -7,7 +7,7 @@
 //! later renamed or removed: `TCP_FILTER`, `PTYPE_ABSENT`, `FRAG_BPF_EINVAL`,
 //! `TC_ERROR`, `VXLAN_NO_REMOTE`), the subsystems of
 //! `enum skb_drop_reason_subsys` (a subsystem reason is named
-//! `SUBSYS_<NAME>:0x<raw>` by [`crate::btf::DropReasons::name`]) and Open
+//! `SUBSYS_<NAME>:0x<raw>` by [`crate::kernel::btf::DropReasons::name`]) and Open
 //! vSwitch's `enum ovs_drop_reason`. A unit test reads the running kernel's
 //! BTF and fails when one of its names has no entry here.
 //!
@@ -1106,7 +1106,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::btf::{DropReasons, KernelBtf, DEFAULT_VMLINUX};
+    use crate::kernel::btf::{DropReasons, KernelBtf, DEFAULT_VMLINUX};
 
     /// The running kernel's BTF. Absent BTF fails the test: on this project's
     /// machines and CI the file exists, and a skipped check would let a new

@@ -14,7 +14,7 @@ use std::{
 };
 
 use super::{procfs, InterfaceInfo, VethPeer};
-use crate::{netlink, netns::NAMED_DIRS};
+use crate::{kernel::netlink, kernel::netns::NAMED_DIRS};
 
 /// What to dump in the next scan. `/proc` and the named directories are
 /// always walked whole (that is what finds new and vanished namespaces);

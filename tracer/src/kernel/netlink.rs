@@ -1,6 +1,6 @@
 //! rtnetlink dumps (links, bridge FDB) of the namespace the calling thread is
 //! in. Synchronous on purpose: callers run them on a thread inside the
-//! target namespace ([`crate::netns::run_in`]).
+//! target namespace ([`crate::kernel::netns::run_in`]).
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,

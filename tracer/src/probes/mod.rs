@@ -1,9 +1,16 @@
-//! Loading the embedded eBPF object and attaching its programs.
+//! The probe registry and loading: the embedded eBPF object, one slice per
+//! probe group ([`bridge`], [`arp`], [`tcp`], [`drop`](mod@drop)), each describing its
+//! probes once, and attaching them.
 //!
 //! Each probe is attached on its own: a probe whose tracepoint is missing,
 //! whose prototype differs from what the program reads, whose struct offsets
 //! BTF does not give, or that the verifier refuses is reported with the
 //! reason and the others run.
+
+pub mod arp;
+pub mod bridge;
+pub mod drop;
+pub mod tcp;
 
 use std::{collections::BTreeSet, path::Path};
 
@@ -13,125 +20,97 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use thiserror::Error;
-use tracer_ebpf::{kind, KernelConfig, DROP_FILTER_SLOTS, UNRESOLVED};
+use tracer_ebpf::{kind, Field, DROP_FILTER_SLOTS, UNRESOLVED};
 
 use crate::{
-    btf::{self, KernelBtf},
-    tracefs,
+    decode::RecordKind,
+    kernel::{
+        btf::{self, KernelBtf, Param},
+        tracefs,
+    },
 };
 
 /// The eBPF object built by build.rs (aya-build) and embedded in the binary.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
-/// One probe: an eBPF program attached to a raw tracepoint.
+/// One probe: an eBPF program attached to a raw tracepoint, described once.
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeSpec {
     /// Program name in the object (and the tracepoint name).
     pub name: &'static str,
     /// tracefs category (`events/<category>/<name>`).
     pub category: &'static str,
-    /// Group for `--probes`.
-    pub group: &'static str,
     /// What the operator gets from it.
     pub what: &'static str,
+    /// The `TP_PROTO` prefix the program reads, checked against BTF's
+    /// `btf_trace_<name>` before attaching.
+    pub prototype: &'static [Param],
     /// `KernelConfig` fields the program reads.
-    pub needs: &'static [&'static str],
+    pub needs: &'static [Field],
+    /// Record kinds the program emits.
+    pub emits: &'static [RecordKind],
 }
 
-const DEV: [&str; 4] = ["dev_ifindex", "dev_name", "dev_nd_net", "net_ns_inum"];
-
-macro_rules! needs {
-    ($($x:expr),* $(,)?) => {{
-        const N: &[&str] = &[$($x),*];
-        N
-    }};
+/// A probe group, selected with `--probes <name>`: one slice of the registry.
+#[derive(Clone, Copy, Debug)]
+pub struct Group {
+    /// Name for `--probes`.
+    pub name: &'static str,
+    /// What the operator gets from the group (`--probes` help).
+    pub gives: &'static str,
+    pub probes: &'static [ProbeSpec],
 }
 
-pub const PROBES: &[ProbeSpec] = &[
-    ProbeSpec {
-        name: "br_fdb_update",
-        category: "bridge",
-        group: "fdb",
-        what: "bridge FDB learn and move",
-        needs: needs!(DEV[0], DEV[1], DEV[2], DEV[3], "br_dev", "port_dev"),
-    },
-    ProbeSpec {
-        name: "fdb_delete",
-        category: "bridge",
-        group: "fdb",
-        what: "bridge FDB delete",
-        needs: needs!(
-            DEV[0], DEV[1], DEV[2], DEV[3], "br_dev", "port_dev", "fdb_addr", "fdb_vlan_id",
-            "fdb_dst", "fdb_flags"
-        ),
-    },
-    ProbeSpec {
-        name: "netif_receive_skb",
-        category: "net",
-        group: "arp",
-        what: "ARP replies received",
-        needs: needs!(DEV[0], DEV[1], DEV[2], DEV[3], "skb_protocol", "skb_data", "skb_dev"),
-    },
-    ProbeSpec {
-        name: "neigh_update",
-        category: "neigh",
-        group: "arp",
-        what: "neighbour (ARP/NDP) table updates",
-        needs: needs!(
-            DEV[0], DEV[1], DEV[2], DEV[3], "neigh_dev", "neigh_primary_key", "neigh_ha",
-            "neigh_nud_state", "neigh_tbl", "tbl_family"
-        ),
-    },
-    ProbeSpec {
-        name: "tcp_retransmit_skb",
-        category: "tcp",
-        group: "tcp",
-        what: "TCP retransmits",
-        needs: needs!(
-            "net_ns_inum", "sk_family", "sk_state", "sk_num", "sk_dport", "sk_daddr",
-            "sk_rcv_saddr", "sk_v6_daddr", "sk_v6_rcv_saddr", "sk_net", "tcp_snd_una",
-            "icsk_retransmits"
-        ),
-    },
-    ProbeSpec {
-        name: "tcp_send_reset",
-        category: "tcp",
-        group: "tcp",
-        what: "TCP resets sent",
-        needs: needs!(
-            DEV[0], DEV[1], DEV[2], DEV[3], "sk_family", "sk_state", "sk_num", "sk_dport",
-            "sk_daddr", "sk_rcv_saddr", "sk_v6_daddr", "sk_v6_rcv_saddr", "sk_net", "skb_dev",
-            "skb_head", "skb_protocol", "skb_network_header"
-        ),
-    },
-    ProbeSpec {
-        name: "tcp_receive_reset",
-        category: "tcp",
-        group: "tcp",
-        what: "TCP resets received",
-        needs: needs!(
-            "net_ns_inum", "sk_family", "sk_state", "sk_num", "sk_dport", "sk_daddr",
-            "sk_rcv_saddr", "sk_v6_daddr", "sk_v6_rcv_saddr", "sk_net"
-        ),
-    },
-    ProbeSpec {
-        name: "kfree_skb",
-        category: "skb",
-        group: "drop",
-        what: "packet drops with the kernel's drop reason",
-        needs: needs!(
-            DEV[0], DEV[1], DEV[2], DEV[3], "skb_dev", "skb_sk", "skb_head", "skb_protocol",
-            "skb_network_header", "sk_net"
-        ),
-    },
+/// Fields every probe that names an interface reads (`fill_dev`).
+pub const DEV: [Field; 4] = [
+    Field::DevIfindex,
+    Field::DevName,
+    Field::DevNdNet,
+    Field::NetNsInum,
 ];
+
+/// The registry: every group, in attach order.
+pub const GROUPS: &[Group] = &[bridge::GROUP, arp::GROUP, tcp::GROUP, drop::GROUP];
+
+/// Every probe, in attach order.
+pub fn all() -> impl Iterator<Item = &'static ProbeSpec> {
+    GROUPS.iter().flat_map(|g| g.probes.iter())
+}
+
+/// The probe named `name`.
+pub fn spec(name: &str) -> Option<&'static ProbeSpec> {
+    all().find(|p| p.name == name)
+}
+
+/// Group names, for messages (`fdb, arp, tcp, drop`).
+pub fn group_names() -> Vec<&'static str> {
+    GROUPS.iter().map(|g| g.name).collect()
+}
+
+/// True when `name` is a group or a probe that `--probes` accepts.
+pub fn is_selectable(name: &str) -> bool {
+    GROUPS.iter().any(|g| g.name == name) || spec(name).is_some()
+}
+
+/// Help text of `--probes`, from the registry.
+pub fn probes_help() -> String {
+    let mut s = String::from("Probe groups to attach, comma separated (default: all):");
+    for g in GROUPS {
+        let names: Vec<&str> = g.probes.iter().map(|p| p.name).collect();
+        s.push_str(&format!(
+            "\n  {}: {} ({})",
+            g.name,
+            g.gives,
+            names.join(", ")
+        ));
+    }
+    s.push_str("\nSingle probes can be named too (e.g. kfree_skb).");
+    s
+}
 
 /// How often the collector drains the ring buffer without being woken
 /// (drop records are batched; see `KernelConfig::wakeup_bytes`).
 pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Probe groups accepted by `--probes`.
-pub const GROUPS: &[&str] = &["fdb", "arp", "tcp", "drop"];
 
 /// Outcome of trying one probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,27 +158,6 @@ pub struct LoadOptions {
     pub drop_filter: BTreeSet<u32>,
 }
 
-macro_rules! config_fields {
-    ($cfg:expr, $name:expr, $($f:ident),* $(,)?) => {
-        match $name {
-            $(stringify!($f) => $cfg.$f,)*
-            _ => UNRESOLVED,
-        }
-    };
-}
-
-/// Value of a `KernelConfig` field by name (UNRESOLVED for unknown names).
-pub fn field_value(cfg: &KernelConfig, name: &str) -> u32 {
-    config_fields!(
-        cfg, name, dev_ifindex, dev_name, dev_nd_net, net_ns_inum, br_dev, port_dev, fdb_addr,
-        fdb_vlan_id, fdb_dst, fdb_flags, skb_dev, skb_sk, skb_head, skb_data, skb_protocol,
-        skb_network_header, skb_transport_header, sk_family, sk_state, sk_num, sk_dport,
-        sk_daddr, sk_rcv_saddr, sk_v6_daddr, sk_v6_rcv_saddr, sk_net, tcp_snd_una,
-        icsk_retransmits, neigh_dev, neigh_primary_key, neigh_ha, neigh_nud_state, neigh_tbl,
-        tbl_family,
-    )
-}
-
 /// Why a probe cannot work on this kernel, before trying to load it.
 pub fn precheck(
     spec: &ProbeSpec,
@@ -218,12 +176,12 @@ pub fn precheck(
             ));
         }
     }
-    kbtf.check_prototype(spec.name, btf::prototype_for(spec.name))
+    kbtf.check_prototype(spec.name, spec.prototype)
         .map_err(|e| e.to_string())?;
     let missing: Vec<String> = spec
         .needs
         .iter()
-        .filter(|f| field_value(&resolved.config, f) == UNRESOLVED)
+        .filter(|&&f| resolved.config.get(f) == UNRESOLVED)
         .map(|f| {
             let why = resolved
                 .missing
@@ -243,8 +201,8 @@ pub fn precheck(
     Ok(())
 }
 
-fn selected(spec: &ProbeSpec, groups: &[String]) -> bool {
-    groups.is_empty() || groups.iter().any(|g| g == spec.group || g == spec.name)
+fn selected(group: &Group, spec: &ProbeSpec, groups: &[String]) -> bool {
+    groups.is_empty() || groups.iter().any(|g| g == group.name || g == spec.name)
 }
 
 /// Last lines of a (possibly huge) verifier log, for one-line reporting.
@@ -303,9 +261,12 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     }
 
     let mut status = Vec::new();
-    for spec in PROBES {
+    for (group, spec) in GROUPS
+        .iter()
+        .flat_map(|g| g.probes.iter().map(move |p| (g, p)))
+    {
         let tracepoint = format!("{}:{}", spec.category, spec.name);
-        if !selected(spec, &opts.groups) {
+        if !selected(group, spec, &opts.groups) {
             status.push(ProbeStatus {
                 name: spec.name,
                 tracepoint,
@@ -340,16 +301,19 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
         });
     }
 
-    let events = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(LoadError::MissingMap("EVENTS"))?)
-        .map_err(|source| LoadError::Map {
-            name: "EVENTS",
-            source,
-        })?;
+    let events = RingBuf::try_from(
+        ebpf.take_map("EVENTS")
+            .ok_or(LoadError::MissingMap("EVENTS"))?,
+    )
+    .map_err(|source| LoadError::Map {
+        name: "EVENTS",
+        source,
+    })?;
     let lost = PerCpuArray::try_from(ebpf.take_map("LOST").ok_or(LoadError::MissingMap("LOST"))?)
         .map_err(|source| LoadError::Map {
-            name: "LOST",
-            source,
-        })?;
+        name: "LOST",
+        source,
+    })?;
     let filtered = PerCpuArray::try_from(
         ebpf.take_map("DROP_FILTERED")
             .ok_or(LoadError::MissingMap("DROP_FILTERED"))?,
@@ -384,11 +348,51 @@ pub fn read_filtered(map: &PerCpuArray<MapData, u64>, reasons: &BTreeSet<u32>) -
         .iter()
         .filter(|&&r| r < DROP_FILTER_SLOTS)
         .map(|&r| {
-            let n = map
-                .get(&r, 0)
-                .map(|v| v.iter().sum::<u64>())
-                .unwrap_or(0);
+            let n = map.get(&r, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
             (r, n)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn registry_describes_each_probe_and_kind_once() {
+        let names: Vec<&str> = all().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            [
+                "br_fdb_update",
+                "fdb_delete",
+                "netif_receive_skb",
+                "neigh_update",
+                "tcp_retransmit_skb",
+                "tcp_send_reset",
+                "tcp_receive_reset",
+                "kfree_skb",
+            ]
+        );
+        assert_eq!(group_names(), ["fdb", "arp", "tcp", "drop"]);
+        // Every record kind is emitted by exactly one probe, the one whose
+        // name the loss reports use.
+        let mut seen = BTreeSet::new();
+        for p in all() {
+            assert!(!p.prototype.is_empty(), "{}", p.name);
+            assert!(!p.needs.is_empty(), "{}", p.name);
+            for k in p.emits {
+                assert!(seen.insert(*k), "{k:?} emitted twice");
+                assert_eq!(k.probe_name(), p.name);
+            }
+        }
+        assert_eq!(seen.len(), RecordKind::ALL.len());
+        assert!(is_selectable("tcp") && is_selectable("kfree_skb") && !is_selectable("tpc"));
+        let help = probes_help();
+        for g in GROUPS {
+            assert!(help.contains(g.name) && help.contains(g.gives), "{help}");
+        }
+    }
 }

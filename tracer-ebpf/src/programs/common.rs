@@ -1,0 +1,172 @@
+//! What every program shares: the offsets (`CONFIG`), the ring buffer and
+//! its loss counters, reading kernel memory, reserving a record, and filling
+//! interface, namespace and packet tuple fields.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
+    },
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use tracer_ebpf::{kind, EventHeader, KernelConfig, DEFAULT_RING_BYTES};
+
+/// Offsets from BTF, written by user space before load (.rodata).
+#[no_mangle]
+pub(crate) static CONFIG: KernelConfig = KernelConfig::unresolved();
+
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+/// Failed ring-buffer reserves, per CPU, indexed by event kind.
+#[map]
+pub(crate) static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::MAX, 0);
+
+pub(crate) const ETH_P_IP: u16 = 0x0800;
+pub(crate) const ETH_P_IPV6: u16 = 0x86DD;
+pub(crate) const ETH_P_ARP: u16 = 0x0806;
+pub(crate) const IPPROTO_TCP: u8 = 6;
+pub(crate) const IPPROTO_UDP: u8 = 17;
+pub(crate) const IPPROTO_SCTP: u8 = 132;
+pub(crate) const AF_INET: u16 = 2;
+pub(crate) const AF_INET6: u16 = 10;
+pub(crate) const HEADER_UNSET: u16 = 0xFFFF;
+
+#[inline(always)]
+pub(crate) unsafe fn rd<T>(base: *const u8, off: usize) -> Result<T, i32> {
+    bpf_probe_read_kernel(base.wrapping_add(off) as *const T)
+}
+
+#[inline(always)]
+pub(crate) fn count_lost(k: u32) {
+    if let Some(c) = LOST.get_ptr_mut(k) {
+        unsafe { *c += 1 };
+    }
+}
+
+/// Reserves a zeroed record of type `T` whose header is filled with time,
+/// kind and CPU. On a full ring buffer, counts the loss and returns None.
+#[inline(always)]
+pub(crate) fn reserve<T: 'static>(k: u32) -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<T>> {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut e) => {
+            let p = e.as_mut_ptr();
+            unsafe {
+                core::ptr::write_bytes(p as *mut u8, 0, core::mem::size_of::<T>());
+                let h = p as *mut EventHeader;
+                (*h).ts_ns = bpf_ktime_get_boot_ns();
+                (*h).kind = k;
+                (*h).cpu = bpf_get_smp_processor_id();
+            }
+            Some(e)
+        }
+        None => {
+            count_lost(k);
+            None
+        }
+    }
+}
+
+/// `dev->nd_net.net->ns.inum`, 0 when unreadable.
+#[inline(always)]
+pub(crate) unsafe fn dev_netns(dev: *const u8) -> u32 {
+    if dev.is_null() {
+        return 0;
+    }
+    match rd::<*const u8>(dev, off!(dev_nd_net)) {
+        Ok(net) if !net.is_null() => rd::<u32>(net, off!(net_ns_inum)).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Fills ifindex, name and netns of a header from a `struct net_device *`.
+#[inline(always)]
+pub(crate) unsafe fn fill_dev(h: *mut EventHeader, dev: *const u8) {
+    if dev.is_null() {
+        return;
+    }
+    (*h).ifindex = rd::<i32>(dev, off!(dev_ifindex)).unwrap_or(0) as u32;
+    let _ = bpf_probe_read_kernel_buf(dev.wrapping_add(off!(dev_name)), &mut (*h).ifname);
+    (*h).netns = dev_netns(dev);
+}
+
+/// `sk->__sk_common.skc_net.net->ns.inum`.
+#[inline(always)]
+pub(crate) unsafe fn sk_netns(sk: *const u8) -> u32 {
+    match rd::<*const u8>(sk, off!(sk_net)) {
+        Ok(net) if !net.is_null() => rd::<u32>(net, off!(net_ns_inum)).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+pub(crate) struct Tuple {
+    pub(crate) saddr: [u8; 16],
+    pub(crate) daddr: [u8; 16],
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
+    pub(crate) l4proto: u8,
+    pub(crate) version: u8,
+    pub(crate) eth_proto: u16,
+}
+
+impl Tuple {
+    pub(crate) const EMPTY: Tuple = Tuple {
+        saddr: [0; 16],
+        daddr: [0; 16],
+        sport: 0,
+        dport: 0,
+        l4proto: 0,
+        version: 0,
+        eth_proto: 0,
+    };
+}
+
+/// Parses IPv4/IPv6 + TCP/UDP/SCTP ports from an skb's network header.
+#[inline(always)]
+pub(crate) unsafe fn skb_tuple(skb: *const u8, t: &mut Tuple) {
+    t.eth_proto = u16::from_be(rd::<u16>(skb, off!(skb_protocol)).unwrap_or(0));
+    let head = match rd::<*const u8>(skb, off!(skb_head)) {
+        Ok(h) if !h.is_null() => h,
+        _ => return,
+    };
+    let nh = rd::<u16>(skb, off!(skb_network_header)).unwrap_or(HEADER_UNSET);
+    if nh == HEADER_UNSET {
+        return;
+    }
+    let ip = head.wrapping_add(nh as usize);
+    let l4: *const u8;
+    if t.eth_proto == ETH_P_IP {
+        let Ok(b) = rd::<[u8; 20]>(ip, 0) else { return };
+        if b[0] >> 4 != 4 {
+            return;
+        }
+        t.version = 4;
+        t.l4proto = b[9];
+        t.saddr[..4].copy_from_slice(&b[12..16]);
+        t.daddr[..4].copy_from_slice(&b[16..20]);
+        // Fragment offset non-zero: no transport header in this skb.
+        if (u16::from_be_bytes([b[6], b[7]]) & 0x1FFF) != 0 {
+            return;
+        }
+        l4 = ip.wrapping_add(((b[0] & 0x0F) as usize) * 4);
+    } else if t.eth_proto == ETH_P_IPV6 {
+        let Ok(b) = rd::<[u8; 40]>(ip, 0) else { return };
+        if b[0] >> 4 != 6 {
+            return;
+        }
+        t.version = 6;
+        t.l4proto = b[6];
+        t.saddr.copy_from_slice(&b[8..24]);
+        t.daddr.copy_from_slice(&b[24..40]);
+        l4 = ip.wrapping_add(40);
+    } else {
+        return;
+    }
+    if t.l4proto == IPPROTO_TCP || t.l4proto == IPPROTO_UDP || t.l4proto == IPPROTO_SCTP {
+        if let Ok(p) = rd::<[u8; 4]>(l4, 0) {
+            t.sport = u16::from_be_bytes([p[0], p[1]]);
+            t.dport = u16::from_be_bytes([p[2], p[3]]);
+        }
+    }
+}

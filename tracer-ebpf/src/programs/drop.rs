@@ -1,0 +1,75 @@
+//! The drop program (group `drop`; user side `tracer/src/probes/drop.rs`).
+
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    macros::{map, raw_tracepoint},
+    maps::{Array, PerCpuArray},
+    programs::RawTracePointContext,
+};
+use tracer_ebpf::{kind, DropEvent, DROP_FILTER_SLOTS};
+
+use super::common::{fill_dev, rd, reserve, sk_netns, skb_tuple, Tuple, EVENTS};
+
+/// Non-zero at index `reason`: do not send drops with that reason, count them.
+#[map]
+static DROP_FILTER: Array<u8> = Array::with_max_entries(DROP_FILTER_SLOTS, 0);
+
+/// Drops filtered in the kernel, per CPU, indexed by reason.
+#[map]
+static DROP_FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_FILTER_SLOTS, 0);
+
+/// `kfree_skb(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...)`
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    let location: u64 = ctx.arg(1);
+    let reason = ctx.arg::<u64>(2) as u32;
+    if reason < off!(drop_filter_len) as u32 {
+        if let Some(f) = DROP_FILTER.get(reason) {
+            if *f != 0 {
+                if let Some(c) = DROP_FILTERED.get_ptr_mut(reason) {
+                    unsafe { *c += 1 };
+                }
+                return 0;
+            }
+        }
+    }
+    let Some(mut e) = reserve::<DropEvent>(kind::SKB_DROP) else {
+        return 0;
+    };
+    let p = e.as_mut_ptr();
+    unsafe {
+        (*p).location = location;
+        (*p).reason = reason;
+        let mut t = Tuple::EMPTY;
+        skb_tuple(skb, &mut t);
+        (*p).saddr = t.saddr;
+        (*p).daddr = t.daddr;
+        (*p).sport = t.sport;
+        (*p).dport = t.dport;
+        (*p).l4proto = t.l4proto;
+        (*p).ip_version = t.version;
+        (*p).eth_proto = t.eth_proto;
+        let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or(core::ptr::null());
+        fill_dev(&mut (*p).hdr, dev);
+        if (*p).hdr.netns == 0 {
+            let sk = rd::<*const u8>(skb, off!(skb_sk)).unwrap_or(core::ptr::null());
+            if !sk.is_null() {
+                (*p).hdr.netns = sk_netns(sk);
+            }
+        }
+    }
+    // Drops come in storms: batch them. Wake user space only once enough
+    // is waiting (it also drains on a short timer), so a flood costs one
+    // wake-up per batch instead of one per packet.
+    let watermark = off!(wakeup_bytes) as u64;
+    let flags = if watermark == 0 {
+        0
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= watermark {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    };
+    e.submit(flags);
+    0
+}
