@@ -4,9 +4,9 @@
 use std::{collections::BTreeSet, fmt::Write as _, path::Path};
 
 use crate::{
-    clock, collector,
+    clock,
     event::{EcsEvent, Kind, ProbeInfo, SCHEMA_VERSION},
-    privileges,
+    live, privileges,
     probes::{self, LoadOptions, ProbeStatus},
 };
 
@@ -106,7 +106,7 @@ fn kernel_release() -> String {
 pub fn run(btf: &Path, list_reasons: bool) -> anyhow::Result<Report> {
     privileges::check()?;
     privileges::raise_memlock();
-    let info = collector::kernel_info(btf)?;
+    let info = live::kernel_info(btf)?;
     let mut notes = info.warnings.clone();
     match crate::tracefs::ensure_mounted() {
         Ok(p) => notes.push(format!("tracefs at {}", p.display())),

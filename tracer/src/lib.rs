@@ -1,20 +1,23 @@
 //! tracer: eBPF packet-loss tracer for container hosts.
 //!
-//! Data flows one way: kernel record ([`decode`]) → event ([`event`]) →
-//! enrichment ([`fdb`]) → sinks ([`output`]). [`pipeline`] is the
-//! deterministic part shared by live runs and replays.
+//! Data flows one way: kernel record ([`decode`]) → event ([`event`], the
+//! schema and its NDJSON writer) → enrichment ([`identity`]: containers,
+//! namespaces, networks; [`fdb`] tracks which bridge port each MAC is on)
+//! → detectors ([`detect`]) → sinks ([`sink`]). [`pipeline`] is the
+//! deterministic part shared by the live run ([`live`]) and replays
+//! ([`replay`]); [`capture`] records and reads back its inputs.
 
 pub mod btf;
 pub mod capture;
 pub mod check;
 pub mod clock;
-pub mod collector;
 pub mod decode;
 pub mod detect;
 pub mod event;
 pub mod fdb;
 pub mod identity;
 pub mod kallsyms;
+pub mod live;
 pub mod netlink;
 pub mod netns;
 pub mod output;

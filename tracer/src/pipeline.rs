@@ -91,14 +91,14 @@ impl Filter {
 }
 
 pub struct Pipeline {
-    pub tables: Tables,
-    pub fdb: FdbTable,
-    pub identity: IdentityIndex,
-    pub filter: Filter,
+    tables: Tables,
+    fdb: FdbTable,
+    identity: IdentityIndex,
+    filter: Filter,
     /// None: `--no-detect`.
-    pub detect: Option<Detectors>,
+    detect: Option<Detectors>,
     /// Records that could not be decoded (never expected; reported).
-    pub decode_errors: u64,
+    decode_errors: u64,
     alerts: Vec<EcsEvent>,
 }
 
@@ -113,6 +113,24 @@ impl Pipeline {
             decode_errors: 0,
             alerts: Vec::new(),
         }
+    }
+
+    /// Kernel symbols resolved since the last call (live: the capture
+    /// records them before the input that needed them).
+    pub fn take_new_symbols(&mut self) -> Vec<(u64, String)> {
+        self.tables.locations.take_new()
+    }
+
+    /// Kernel symbols a capture recorded (replay: before the records that
+    /// need them).
+    pub fn add_symbols(&mut self, symbols: impl IntoIterator<Item = (u64, String)>) {
+        self.tables.locations.extend(symbols);
+    }
+
+    /// Does identity know this network namespace (live: else the sources
+    /// are hinted to look)?
+    pub fn knows_netns(&self, inode: u32) -> bool {
+        self.identity.knows_netns(inode)
     }
 
     /// Inputs that bring a fresh pipeline to this one's identity and FDB

@@ -145,7 +145,7 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
                     pipeline.process_kernel(b, &mut batch);
                     summary.inputs += 1;
                 }
-                Some(RecordRef::Other(Record::Symbols(v))) => pipeline.tables.locations.extend(v),
+                Some(RecordRef::Other(Record::Symbols(v))) => pipeline.add_symbols(v),
                 Some(RecordRef::Other(Record::Input(input))) => {
                     let ts = input_boot_ns(&input);
                     pacer.wait(ts);

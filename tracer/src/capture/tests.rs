@@ -818,7 +818,7 @@ fn replay_prints_what_the_live_run_printed() {
     for input in &inputs {
         // Live: process, then record the symbols it resolved, then the input.
         ndjson(&mut live, input, &mut live_out);
-        w.write_symbols(&live.tables.locations.take_new()).unwrap();
+        w.write_symbols(&live.take_new_symbols()).unwrap();
         w.write_input(input).unwrap();
     }
     let stats = w.finish().unwrap();
@@ -845,7 +845,7 @@ fn replay_prints_what_the_live_run_printed() {
             }
             RecordRef::Other(Record::Input(input)) => ndjson(&mut p, &input, &mut replay_out),
             RecordRef::Other(Record::Symbols(syms)) => {
-                p.tables.locations.extend(syms);
+                p.add_symbols(syms);
             }
             RecordRef::Other(Record::Header(_) | Record::DropReasons(_)) => {}
         }
@@ -989,7 +989,7 @@ fn bench_record_and_replay() {
                     e.write_line(&mut line).unwrap();
                 }
                 if let Some(w) = w.as_mut() {
-                    w.write_symbols(&p.tables.locations.take_new()).unwrap();
+                    w.write_symbols(&p.take_new_symbols()).unwrap();
                     w.write_input(input).unwrap();
                 }
             }
@@ -1070,7 +1070,7 @@ fn bench_record_and_replay() {
                 RecordRef::Kernel(bytes) => p.process_kernel(bytes, &mut batch),
                 RecordRef::Other(Record::Input(input)) => p.process(&input, &mut batch),
                 RecordRef::Other(Record::Symbols(s)) => {
-                    p.tables.locations.extend(s);
+                    p.add_symbols(s);
                 }
                 RecordRef::Other(_) => {}
             }
@@ -1325,7 +1325,7 @@ fn record_live(path: &Path, inputs: &[Input], detect: bool) -> (Vec<u8>, Vec<usi
     let (mut out, mut starts) = (Vec::new(), vec![0]);
     for input in inputs {
         ndjson(&mut live, input, &mut out);
-        w.write_symbols(&live.tables.locations.take_new()).unwrap();
+        w.write_symbols(&live.take_new_symbols()).unwrap();
         w.write_input(input).unwrap();
         if matches!(input, Input::Identity(_)) {
             assert_eq!(w.path(), path, "identity changes only in the first part");

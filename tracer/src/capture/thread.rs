@@ -601,7 +601,7 @@ mod tests {
             let mut w = ThreadedWriter::create(path, header(), &reasons(), rotate).unwrap();
             for input in inputs {
                 process(&mut live, input);
-                w.write_symbols(live.tables.locations.take_new()).unwrap();
+                w.write_symbols(live.take_new_symbols()).unwrap();
                 w.write_input(input.clone()).unwrap();
                 if w.rotation_due() {
                     w.rotate(live.state_snapshot()).unwrap();
@@ -613,7 +613,7 @@ mod tests {
             w.set_manual_rotation();
             for input in inputs {
                 process(&mut live, input);
-                w.write_symbols(&live.tables.locations.take_new()).unwrap();
+                w.write_symbols(&live.take_new_symbols()).unwrap();
                 w.write_input(input).unwrap();
                 if w.rotation_due() {
                     w.rotate(&live.state_snapshot()).unwrap();

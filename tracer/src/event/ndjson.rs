@@ -1641,7 +1641,7 @@ mod tests {
         while let Some(rec) = reader.next_ref().unwrap() {
             match rec {
                 RecordRef::Kernel(b) => p.process_kernel(b, &mut events),
-                RecordRef::Other(Record::Symbols(v)) => p.tables.locations.extend(v),
+                RecordRef::Other(Record::Symbols(v)) => p.add_symbols(v),
                 RecordRef::Other(Record::Input(i)) => p.process(&i, &mut events),
                 RecordRef::Other(_) => {}
             }

@@ -73,7 +73,7 @@ impl Live {
         if let Some(w) = self.capture.as_mut() {
             // Symbols the record resolved go first, then the record (a
             // copy into the writer's batch).
-            let syms = self.pipeline.tables.locations.take_new();
+            let syms = self.pipeline.take_new_symbols();
             let res = w.write_symbols(syms).and_then(|()| w.write_kernel(bytes));
             self.after_record(res);
         }
@@ -95,7 +95,7 @@ impl Live {
         let Some(w) = self.capture.as_mut() else {
             return;
         };
-        let syms = self.pipeline.tables.locations.take_new();
+        let syms = self.pipeline.take_new_symbols();
         let res = w.write_symbols(syms).and_then(|()| w.write_input(input));
         self.after_record(res);
     }
@@ -420,7 +420,7 @@ fn drain(
             .and_then(|b| b.try_into().ok())
             .map(u32::from_le_bytes)
         {
-            if ns != 0 && ns != *last_hint && !live.pipeline.identity.knows_netns(ns) {
+            if ns != 0 && ns != *last_hint && !live.pipeline.knows_netns(ns) {
                 hints.hint_netns(ns);
                 *last_hint = ns;
             }
