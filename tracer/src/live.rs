@@ -10,14 +10,14 @@ use tracer_ebpf::kind;
 
 use crate::{
     btf::{DropReasons, KernelBtf},
-    capture::{FinishError, ThreadedWriter},
+    capture::ThreadedWriter,
     clock,
     decode::{Locations, Tables},
     fdb, kallsyms,
-    output::Output,
     pipeline::{loss_delta, Filter, Input, Pipeline},
     privileges,
     probes::{self, LoadOptions},
+    sink::{self, Lines, Queued, SinkStats},
 };
 
 /// Options of `tracer run`.
@@ -43,11 +43,12 @@ pub struct RunOptions {
     pub args: Vec<String>,
 }
 
-/// The live sink: every input goes through the pipeline, into the capture
-/// (when recording) and out as NDJSON.
+/// The live run's data path: every input goes through the pipeline, into
+/// the capture (when recording) and out to the sinks as NDJSON.
 struct Live {
     pipeline: Pipeline,
-    out: Output,
+    /// Queued sinks: pushing never waits for their writers.
+    out: Lines<'static>,
     batch: Vec<crate::event::EcsEvent>,
     /// Frames, checksums and writes on its own thread; this side only
     /// copies kernel records into a batch (see [`ThreadedWriter`]).
@@ -81,9 +82,8 @@ impl Live {
     }
 
     fn print(&mut self) {
-        for e in &self.batch {
-            self.out.push(e);
-        }
+        // A sink that stopped (EPIPE...) says why at exit.
+        let _ = self.out.push_all(&self.batch);
     }
 
     /// Records what was just processed: symbols it resolved first, then the
@@ -205,7 +205,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             opts.filter.clone(),
             opts.detect.clone(),
         ),
-        out: Output::new(std::io::stdout()),
+        out: Lines::new(
+            vec![Box::new(
+                Queued::new(
+                    "stdout",
+                    "ndjson-writer",
+                    std::io::stdout(),
+                    sink::QUEUE_BYTES,
+                )
+                .context("starting the stdout writer thread")?,
+            )],
+            sink::BATCH_BYTES,
+        ),
         batch: Vec::new(),
         capture,
     };
@@ -287,10 +298,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             error: s.error.clone(),
         });
     }
-    live.out.flush();
+    let _ = live.out.flush();
     if attached == 0 {
         drop(ebpf);
-        let _ = live.out.finish();
+        live.out.finish();
         bail!(
             "no probe could be attached (see the probe_status lines above, or run `tracer check`)"
         );
@@ -335,11 +346,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 let mut guard = guard.context("ring buffer readiness")?;
                 drain(guard.get_inner_mut(), &mut live, &hints, &mut last_hint);
                 guard.clear_ready();
-                live.out.flush();
+                let _ = live.out.flush();
             }
             _ = drain_tick.tick() => {
                 if drain(ring.get_mut(), &mut live, &hints, &mut last_hint) > 0 {
-                    live.out.flush();
+                    let _ = live.out.flush();
                 }
             }
             Some(u) = async {
@@ -351,11 +362,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 live.feed(Input::Identity(u));
             }
             _ = tick.tick() => {
-                if let Some(input) = losses.poll(false) {
+                let sinks = live.out.take_dropped();
+                if let Some(input) = losses.poll(false, sinks) {
                     live.feed(input);
                 }
                 live.feed(Input::Tick { boot_ns: clock::boot_now_ns() });
-                live.out.flush();
+                let _ = live.out.flush();
                 // Hands the batch to the capture writer, which flushes.
                 if let Some(w) = live.capture.as_mut() {
                     if let Err(e) = w.flush() {
@@ -373,33 +385,47 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // Detach first so nothing new arrives, then drain what is left.
     drop(ebpf);
     drain(ring.get_mut(), &mut live, &hints, &mut last_hint);
-    if let Some(input) = losses.poll(true) {
+    let sinks = live.out.take_dropped();
+    if let Some(input) = losses.poll(true, sinks) {
         live.feed(input);
     }
     live.feed(Input::Finish {
         boot_ns: clock::boot_now_ns(),
     });
-    // Joins the writer thread: end marker, flush, sync.
+    // Joins the writer threads: the capture's (end marker, flush, sync),
+    // then the sinks' (everything queued written). Each reports the same way.
+    let mut finished: Vec<SinkStats> = Vec::new();
     if let Some(w) = live.capture.take() {
-        match w.finish() {
-            Ok(stats) => log::debug!("capture: {stats:?}"),
-            // A write failed since the last hand-over (disk full...).
-            Err(FinishError::Stopped(e)) => {
-                eprintln!("tracer: error: recording stopped: {e}; live output continues")
-            }
-            Err(FinishError::Finishing(e)) => {
-                eprintln!("tracer: error: finishing the capture: {e}")
+        finished.push(w.finish_sink());
+    }
+    let lines = live.out.lines();
+    finished.extend(live.out.finish());
+    let mut failed = None;
+    for stats in finished {
+        log::debug!(
+            "{}: {} delivered, {} dropped",
+            stats.name,
+            stats.delivered,
+            stats.dropped
+        );
+        if let Some(msg) = sink::problem(&stats) {
+            eprintln!("tracer: error: {msg}");
+        }
+        // Output that could not be written fails the run (a closed pipe
+        // does not: `tracer run | head` is the reader's choice); a capture
+        // that stopped does not either (live output went on).
+        if stats.name == "stdout" {
+            if let Some(e) = stats.error {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    failed = Some(e);
+                }
             }
         }
     }
-    let lines = live.out.lines;
-    match live.out.finish() {
-        Ok(_) => {}
-        // A closed pipe (tracer run | head) is the reader's choice, not an error.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(e).context("writing NDJSON to stdout"),
-    }
     log::debug!("{lines} lines written");
+    if let Some(e) = failed {
+        return Err(e).context("writing NDJSON to stdout");
+    }
     Ok(())
 }
 
@@ -442,8 +468,9 @@ struct LossCounters {
 
 impl LossCounters {
     /// A loss report when something was lost or filtered since the last
-    /// poll (or always, for the final report).
-    fn poll(&mut self, always: bool) -> Option<Input> {
+    /// poll, or a sink dropped lines (`sinks`: since the last poll), or
+    /// always, for the final report.
+    fn poll(&mut self, always: bool, sinks: Vec<(String, u64)>) -> Option<Input> {
         let now_lost = probes::read_lost(&self.lost);
         let delta = loss_delta(&self.prev_lost, &now_lost);
         let filt_now = probes::read_filtered(&self.filtered, &self.reasons);
@@ -459,11 +486,14 @@ impl LossCounters {
             .collect();
         self.prev_lost = now_lost;
         self.prev_filtered = filt_now.into_iter().collect();
-        (always || !delta.is_empty() || !filt_delta.is_empty()).then(|| Input::Loss {
-            boot_ns: clock::boot_now_ns(),
-            lost: delta,
-            filtered: filt_delta,
-            lost_total: now_lost.iter().sum(),
+        (always || !delta.is_empty() || !filt_delta.is_empty() || !sinks.is_empty()).then(|| {
+            Input::Loss {
+                boot_ns: clock::boot_now_ns(),
+                lost: delta,
+                filtered: filt_delta,
+                lost_total: now_lost.iter().sum(),
+                sinks,
+            }
         })
     }
 }

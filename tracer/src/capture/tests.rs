@@ -129,6 +129,7 @@ fn every_input() -> Vec<Input> {
             lost: vec![(kind::SKB_DROP, 4)],
             filtered: vec![(3, 10)],
             lost_total: 4,
+            sinks: Vec::new(),
         },
         Input::Tick { boot_ns: 3_000 },
         Input::Identity(crate::identity::IdentityUpdate::NetnsRemove {
@@ -600,6 +601,7 @@ fn write_rotating(path: &Path, n: u64, rotate: u64) -> (Vec<Input>, CaptureStats
                 lost: vec![],
                 filtered: vec![(2, i)],
                 lost_total: 0,
+                sinks: Vec::new(),
             }
         } else {
             Input::Kernel(drop_record(i, UDP_RCV + i, 2))

@@ -221,6 +221,27 @@ impl ThreadedWriter {
         }
     }
 
+    /// [`Self::finish`], reported as every sink reports its end: records
+    /// written, and why the capture stopped early if it did.
+    pub fn finish_sink(self) -> crate::sink::SinkStats {
+        let name = format!("capture {}", self.path.display());
+        let (delivered, error) = match self.finish() {
+            Ok(stats) => {
+                log::debug!("capture: {stats:?}");
+                (stats.inputs, None)
+            }
+            // A write failed since the last hand-over (disk full...).
+            Err(FinishError::Stopped(e)) => (0, Some(("recording stopped", e))),
+            Err(FinishError::Finishing(e)) => (0, Some(("finishing the capture", e))),
+        };
+        crate::sink::SinkStats {
+            name,
+            delivered,
+            dropped: 0,
+            error: error.map(|(what, e)| crate::sink::SinkError::new(what, io::Error::other(e))),
+        }
+    }
+
     #[inline]
     fn counted(&mut self, bytes: usize) {
         self.part_bytes += bytes as u64;
@@ -553,6 +574,7 @@ mod tests {
                     lost: vec![(1, 17)],
                     filtered: vec![(2, 5)],
                     lost_total: 17,
+                    sinks: Vec::new(),
                 });
                 inputs.push(container(2));
             }
