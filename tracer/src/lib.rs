@@ -26,4 +26,6 @@ pub mod probes;
 pub mod replay;
 pub mod sink;
 pub mod synth;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod tracefs;

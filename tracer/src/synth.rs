@@ -359,10 +359,8 @@ mod tests {
 
     #[test]
     fn synthetic_capture_replays_with_names_alerts_and_summaries() {
-        let dir = std::env::temp_dir().join(format!("tracer-synth-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("synth.capture");
+        let dir = crate::testutil::TempDir::new("synth");
+        let path = dir.file("synth.capture");
         let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
         let stats = write(&path, 20_000, 100, 4, &reasons).unwrap();
         assert!(stats.kernel_records == 20_000, "{stats:?}");
@@ -386,6 +384,5 @@ mod tests {
         );
         assert!(text.contains("\"action\":\"retransmit_burst\""));
         assert!(text.contains("\"action\":\"drop_summary\""));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

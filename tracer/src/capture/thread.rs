@@ -409,11 +409,7 @@ fn write_batch(w: &mut CaptureWriter, mut batch: &[u8]) -> Result<(), CaptureErr
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        fs,
-        path::{Path, PathBuf},
-        time::Duration,
-    };
+    use std::{fs, path::Path, time::Duration};
 
     use tracer_ebpf::{kind, DropEvent, EventHeader};
 
@@ -425,34 +421,8 @@ mod tests {
         identity::{ContainerInfo, IdentityUpdate, NetnsInfo},
         kallsyms,
         pipeline::{Filter, Pipeline},
+        testutil::TempDir,
     };
-
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!(
-                "tracer-capture-thread-{}-{n}-{name}",
-                std::process::id()
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-
-        fn file(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     const BOOT_TO_WALL: i128 = 1_700_000_000_000_000_000;
     const UDP_RCV: u64 = 0xffff_ffff_8100_0000;
@@ -938,12 +908,11 @@ mod live_cost {
     #[test]
     #[ignore]
     fn live_side_cpu_per_record() {
-        let dir = std::env::temp_dir().join(format!("tracer-live-cost-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::TempDir::new("live-cost");
         let rec = [0x5au8; 96];
         let n = 300_000u64;
         let reasons = DropReasons::from_pairs([(2, "NOT_SPECIFIED")]);
-        let path = dir.join("c");
+        let path = dir.file("c");
         let mut w = ThreadedWriter::create(&path, Header::default(), &reasons, None).unwrap();
         let mut local: Vec<u8> = Vec::with_capacity(BATCH_BYTES + 4096);
         let (mut sum, mut copy, mut threaded) = (0u64, Vec::new(), Vec::new());
@@ -987,6 +956,5 @@ mod live_cost {
             quartiles(&mut threaded),
             sum % 10
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1618,10 +1618,8 @@ mod tests {
             pipeline::{Filter, Pipeline},
             replay::{replay, ReplayOptions},
         };
-        let dir = std::env::temp_dir().join(format!("tracer-ndjson-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("synth.capture");
+        let dir = crate::testutil::TempDir::new(&format!("ndjson-{tag}"));
+        let path = dir.file("synth.capture");
         let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
         crate::synth::write(&path, records, 100, 4, &reasons).unwrap();
 
@@ -1657,7 +1655,6 @@ mod tests {
             &mut replayed,
         )
         .unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
         (events, replayed)
     }
 
