@@ -1,11 +1,14 @@
 //! The live run: load and attach, read the ring buffer through tokio's
-//! `AsyncFd`, feed the [`Pipeline`], report losses, and on SIGINT/SIGTERM
-//! or `--duration` detach, drain everything and exit cleanly.
+//! `AsyncFd`, feed the [`Pipeline`], hand its lines to the sinks (queued:
+//! the reader never waits for them), report losses, and on SIGINT/SIGTERM
+//! or `--duration` (a [`CancellationToken`]) detach, drain everything and
+//! exit cleanly.
 
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context as _};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
+use tokio_util::sync::CancellationToken;
 use tracer_ebpf::kind;
 
 use crate::{
@@ -318,15 +321,33 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 )
             },
         )?;
+    // Shutdown: SIGINT, SIGTERM or --duration cancels the run; the loop
+    // below then detaches and drains.
+    let shutdown = CancellationToken::new();
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
-    let deadline = async {
-        match opts.duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
+    let duration = opts.duration;
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let deadline = async {
+                match duration {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sigint.recv() => {}
+                _ = sigterm.recv() => {}
+                _ = deadline => {}
+                // Cancelled by the run itself (an error below).
+                _ = shutdown.cancelled() => {}
+            }
+            shutdown.cancel();
         }
-    };
-    tokio::pin!(deadline);
+    });
+    // Whatever way the loop ends, the stopper task ends with it.
+    let _stop_guard = shutdown.clone().drop_guard();
     let mut tick = tokio::time::interval(opts.loss_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut losses = LossCounters {
@@ -376,9 +397,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     }
                 }
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = &mut deadline => break,
+            _ = shutdown.cancelled() => break,
         }
     }
 
