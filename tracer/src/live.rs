@@ -420,25 +420,29 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let lines = live.out.lines();
     finished.extend(live.out.finish());
     let mut failed = None;
-    for stats in finished {
+    for mut stats in finished {
         log::debug!(
             "{}: {} delivered, {} dropped",
             stats.name,
             stats.delivered,
             stats.dropped
         );
-        if let Some(msg) = sink::problem(&stats) {
-            eprintln!("tracer: error: {msg}");
-        }
-        // Output that could not be written fails the run (a closed pipe
-        // does not: `tracer run | head` is the reader's choice); a capture
-        // that stopped does not either (live output went on).
+        // Output that could not be written fails the run (returned, not
+        // printed here). A closed pipe does not: `tracer run | head` is
+        // the reader's choice. A capture that stopped does not either:
+        // live output went on.
         if stats.name == "stdout" {
-            if let Some(e) = stats.error {
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    failed = Some(e);
-                }
-            }
+            failed = stats
+                .error
+                .take_if(|e| e.kind() != std::io::ErrorKind::BrokenPipe);
+        }
+        if let Some(msg) = sink::problem(&stats) {
+            let level = if stats.error.is_some() {
+                "error"
+            } else {
+                "warning"
+            };
+            eprintln!("tracer: {level}: {msg}");
         }
     }
     log::debug!("{lines} lines written");
