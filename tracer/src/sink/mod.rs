@@ -344,6 +344,51 @@ mod tests {
         assert_eq!(*b.lock().unwrap(), want);
     }
 
+    /// A writer that never returns until told to.
+    struct Stuck(std::sync::mpsc::Receiver<()>);
+
+    impl io::Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let _ = self.0.recv();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What a stuck queued sink drops is what the next loss report says,
+    /// once; the other sink gets everything.
+    #[test]
+    fn drops_are_taken_once_per_sink() {
+        let (go, rx) = std::sync::mpsc::channel();
+        let kept = Default::default();
+        let mut lines = Lines::new(
+            vec![
+                Box::new(Queued::new("stuck", "test-stuck", Stuck(rx), 4096).unwrap()),
+                Box::new(Keep(std::sync::Arc::clone(&kept), 0)),
+            ],
+            100,
+        );
+        for i in 0..200 {
+            lines.push(&event(i)).unwrap();
+        }
+        let dropped = lines.take_dropped();
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert_eq!(dropped[0].0, "stuck");
+        assert!(dropped[0].1 > 100, "{dropped:?}");
+        assert!(lines.take_dropped().is_empty(), "reported once");
+        drop(go);
+        let stats = lines.finish();
+        assert_eq!(stats[0].dropped, dropped[0].1);
+        assert_eq!(stats[0].delivered + stats[0].dropped, 200);
+        assert_eq!(stats[1].delivered, 200);
+        assert_eq!(
+            kept.lock().unwrap().iter().filter(|&&b| b == b'\n').count(),
+            200
+        );
+    }
+
     #[test]
     fn problems_are_worded_and_a_closed_pipe_is_not_one() {
         let mut s = SinkStats {
