@@ -1,12 +1,14 @@
 //! tracer: eBPF packet-loss tracer for container hosts.
 //!
-//! Data flows one way: kernel record ([`decode`]) → event ([`event`]) →
-//! enrichment ([`fdb`]) → sinks ([`output`]). [`pipeline`] is the
-//! deterministic part shared by live runs and replays.
+//! Data flows one way: kernel record ([`decode`]) → event ([`event`], the
+//! schema and its NDJSON writer) → enrichment ([`identity`]: containers,
+//! namespaces, networks; [`fdb`] tracks which bridge port each MAC is on)
+//! → detectors ([`detect`]) → sinks ([`sink`]). [`pipeline`] is the
+//! deterministic part shared by the live run ([`live`]) and replays
+//! ([`replay`]); [`capture`] records and reads back its inputs.
 
 pub mod capture;
 pub mod check;
-pub mod collector;
 pub mod decode;
 pub mod detect;
 pub mod event;
@@ -14,9 +16,11 @@ pub mod explain;
 pub mod fdb;
 pub mod identity;
 pub mod kernel;
-pub mod ndjson;
-pub mod output;
+pub mod live;
 pub mod pipeline;
 pub mod probes;
 pub mod replay;
+pub mod sink;
 pub mod synth;
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use tracer::{collector, pipeline::Filter, probes};
+use tracer::{live, pipeline::Filter, probes};
 
 /// eBPF packet-loss tracer for container hosts.
 ///
@@ -154,7 +154,7 @@ struct RunArgs {
     #[arg(long, default_value = "/var/run/docker.sock", value_name = "PATH")]
     docker_socket: PathBuf,
 
-    /// How often loss loss counters are read; a loss_report line is printed whenever
+    /// How often loss counters are read; a loss_report line is printed whenever
     /// something was lost, and always once at exit.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     loss_interval: Duration,
@@ -348,7 +348,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let opts = collector::RunOptions {
+    let opts = live::RunOptions {
         duration: a.duration,
         groups: a.probes,
         ignore_drop_reasons: a.ignore_drop_reasons,
@@ -367,7 +367,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }),
         args: std::env::args().collect(),
     };
-    collector::run(opts).await?;
+    live::run(opts).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -29,6 +29,11 @@ pub enum Input {
         lost: Vec<(u32, u64)>,
         filtered: Vec<(u32, u64)>,
         lost_total: u64,
+        /// Lines each sink dropped (queue full) since the previous report,
+        /// by sink name; only sinks that dropped some. Absent from
+        /// captures that have none (and from those of older tracers).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sinks: Vec<(String, u64)>,
     },
     /// The outcome of attaching one probe.
     ProbeStatus {
@@ -91,14 +96,14 @@ impl Filter {
 }
 
 pub struct Pipeline {
-    pub tables: Tables,
-    pub fdb: FdbTable,
-    pub identity: IdentityIndex,
-    pub filter: Filter,
+    tables: Tables,
+    fdb: FdbTable,
+    identity: IdentityIndex,
+    filter: Filter,
     /// None: `--no-detect`.
-    pub detect: Option<Detectors>,
+    detect: Option<Detectors>,
     /// Records that could not be decoded (never expected; reported).
-    pub decode_errors: u64,
+    decode_errors: u64,
     alerts: Vec<EcsEvent>,
 }
 
@@ -113,6 +118,24 @@ impl Pipeline {
             decode_errors: 0,
             alerts: Vec::new(),
         }
+    }
+
+    /// Kernel symbols resolved since the last call (live: the capture
+    /// records them before the input that needed them).
+    pub fn take_new_symbols(&mut self) -> Vec<(u64, String)> {
+        self.tables.locations.take_new()
+    }
+
+    /// Kernel symbols a capture recorded (replay: before the records that
+    /// need them).
+    pub fn add_symbols(&mut self, symbols: impl IntoIterator<Item = (u64, String)>) {
+        self.tables.locations.extend(symbols);
+    }
+
+    /// Does identity know this network namespace (live: else the sources
+    /// are hinted to look)?
+    pub fn knows_netns(&self, inode: u32) -> bool {
+        self.identity.knows_netns(inode)
     }
 
     /// Inputs that bring a fresh pipeline to this one's identity and FDB
@@ -207,7 +230,8 @@ impl Pipeline {
                 lost,
                 filtered,
                 lost_total,
-            } => out.push(self.loss(*boot_ns, lost, filtered, *lost_total)),
+                sinks,
+            } => out.push(self.loss(*boot_ns, lost, filtered, *lost_total, sinks)),
             Input::ProbeStatus {
                 boot_ns,
                 name,
@@ -296,6 +320,7 @@ impl Pipeline {
         lost: &[(u32, u64)],
         filtered: &[(u32, u64)],
         lost_total: u64,
+        sinks: &[(String, u64)],
     ) -> EcsEvent {
         let mut e = EcsEvent::new(self.tables.wall(boot_ns), Kind::Metric, "loss_report");
         let n: u64 = lost.iter().map(|(_, n)| n).sum();
@@ -321,6 +346,14 @@ impl Pipeline {
         }
         if !filt.is_empty() {
             e.tracer.filtered = Some(Box::new(filt));
+        }
+        let sink_dropped: Map<String, Value> = sinks
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| (name.clone(), Value::from(*n)))
+            .collect();
+        if !sink_dropped.is_empty() {
+            e.tracer.sink_dropped = Some(Box::new(sink_dropped));
         }
         e.message = Some(if n == 0 {
             "no kernel records lost".to_string()
@@ -438,6 +471,7 @@ mod tests {
                 lost: vec![(kind::SKB_DROP, 4)],
                 filtered: vec![(2, 10)],
                 lost_total: 4,
+                sinks: Vec::new(),
             },
             &mut out,
         );
@@ -446,6 +480,37 @@ mod tests {
         assert_eq!(v["tracer"]["lost"], 4);
         assert_eq!(v["tracer"]["lost_by_probe"]["kfree_skb"], 4);
         assert_eq!(v["tracer"]["filtered"]["NOT_SPECIFIED"], 10);
+    }
+
+    /// A sink's dropped lines appear in the loss report only when there
+    /// are some; a capture without any keeps its old bytes and reads back.
+    #[test]
+    fn sink_drops_are_reported_and_absent_when_none() {
+        let mut p = pipeline();
+        let mut out = Vec::new();
+        let loss = |sinks: Vec<(String, u64)>| Input::Loss {
+            boot_ns: 1,
+            lost: vec![],
+            filtered: vec![],
+            lost_total: 0,
+            sinks,
+        };
+        p.process(&loss(vec![("stdout".into(), 12)]), &mut out);
+        p.process(&loss(vec![]), &mut out);
+        let (with, without) = (
+            serde_json::to_value(&out[0]).unwrap(),
+            serde_json::to_value(&out[1]).unwrap(),
+        );
+        assert_eq!(with["tracer"]["sink_dropped"]["stdout"], 12);
+        assert!(without["tracer"].get("sink_dropped").is_none());
+        let old = r#"{"Loss":{"boot_ns":1,"lost":[],"filtered":[],"lost_total":0}}"#;
+        assert_eq!(serde_json::to_string(&loss(vec![])).unwrap(), old);
+        assert_eq!(serde_json::from_str::<Input>(old).unwrap(), loss(vec![]));
+        let new = serde_json::to_string(&loss(vec![("stdout".into(), 3)])).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Input>(&new).unwrap(),
+            loss(vec![("stdout".into(), 3)])
+        );
     }
 
     #[test]

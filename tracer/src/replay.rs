@@ -3,7 +3,7 @@
 //! print the same bytes the live run printed.
 
 use std::{
-    io::{self, Write},
+    io::Write,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -16,6 +16,7 @@ use crate::{
     detect::DetectConfig,
     event::EcsEvent,
     pipeline::{Filter, Input, Pipeline},
+    sink::{Direct, Lines},
 };
 
 #[derive(Clone, Debug)]
@@ -92,7 +93,6 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
         opts.filter.clone(),
         opts.detect.clone(),
     );
-    let mut out = w;
     let mut batch: Vec<EcsEvent> = Vec::new();
     let mut pacer = Pacer {
         speed: opts.speed,
@@ -102,32 +102,11 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
     let mut last_boot_ns = 0u64;
     let mut finished = false;
 
-    // Lines are serialised into `lines` and written in large pieces (no
-    // second buffer to copy them through); a paced replay writes each
-    // batch at once, so lines appear when they are due.
+    // Lines go to a direct sink (nothing dropped, nothing waits in a
+    // queue) in large pieces; a paced replay writes each input's lines at
+    // once, so they appear when they are due.
     let chunk = if opts.speed > 0.0 { 0 } else { 1 << 18 };
-    let mut lines: Vec<u8> = Vec::with_capacity((1 << 18) + (1 << 16));
-    let mut write_batch =
-        move |batch: &mut Vec<EcsEvent>, out: &mut W, n: &mut u64, last: bool| -> io::Result<()> {
-            let count = batch.len() as u64;
-            // By reference: moving each large event out of the batch costs more
-            // than serialising it.
-            for e in batch.iter() {
-                e.write_line(&mut lines).map_err(io::Error::other)?;
-            }
-            batch.clear();
-            *n += count;
-            if lines.len() > chunk || last {
-                if !lines.is_empty() {
-                    out.write_all(&lines)?;
-                    lines.clear();
-                    out.flush()?;
-                } else if last {
-                    out.flush()?;
-                }
-            }
-            Ok(())
-        };
+    let mut lines = Lines::new(vec![Box::new(Direct::new("stdout", w))], chunk);
 
     let res: anyhow::Result<()> = (|| {
         loop {
@@ -143,7 +122,7 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
                     pipeline.process_kernel(b, &mut batch);
                     summary.inputs += 1;
                 }
-                Some(RecordRef::Other(Record::Symbols(v))) => pipeline.tables.locations.extend(v),
+                Some(RecordRef::Other(Record::Symbols(v))) => pipeline.add_symbols(v),
                 Some(RecordRef::Other(Record::Input(input))) => {
                     let ts = input_boot_ns(&input);
                     pacer.wait(ts);
@@ -157,8 +136,10 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
                 // Later parts restate header and tables: nothing new for us.
                 Some(RecordRef::Other(_)) => {}
             }
-            write_batch(&mut batch, &mut out, &mut summary.lines, false)
-                .context("writing NDJSON")?;
+            // By reference: moving each large event out of the batch
+            // costs more than serialising it.
+            lines.push_all(&batch).context("writing NDJSON")?;
+            batch.clear();
         }
         Ok(())
     })();
@@ -174,7 +155,13 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
         );
     }
     // What was printed before an error is still written.
-    write_batch(&mut batch, &mut out, &mut summary.lines, true).context("writing NDJSON")?;
+    let written = lines.push_all(&batch);
+    summary.lines = lines.lines();
+    let stats = lines.finish();
+    written.context("writing NDJSON")?;
+    if let Some(e) = stats.into_iter().find_map(|s| s.error) {
+        return Err(e).context("writing NDJSON");
+    }
     res?;
     summary.warning = reader.warning().map(str::to_string);
     summary.skipped_unknown = reader.skipped_unknown();

@@ -343,6 +343,7 @@ pub fn write(
         lost: Vec::new(),
         filtered: Vec::new(),
         lost_total: 0,
+        sinks: Vec::new(),
     })?;
     w.write_input(&Input::Finish {
         boot_ns: t0 + events * 1_000,
@@ -357,10 +358,8 @@ mod tests {
 
     #[test]
     fn synthetic_capture_replays_with_names_alerts_and_summaries() {
-        let dir = std::env::temp_dir().join(format!("tracer-synth-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("synth.capture");
+        let dir = crate::testutil::TempDir::new("synth");
+        let path = dir.file("synth.capture");
         let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
         let stats = write(&path, 20_000, 100, 4, &reasons).unwrap();
         assert!(stats.kernel_records == 20_000, "{stats:?}");
@@ -384,6 +383,5 @@ mod tests {
         );
         assert!(text.contains("\"action\":\"retransmit_burst\""));
         assert!(text.contains("\"action\":\"drop_summary\""));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

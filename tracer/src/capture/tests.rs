@@ -13,33 +13,8 @@ use crate::{
     fdb::SeedEntry,
     kernel::kallsyms,
     pipeline::{Filter, Pipeline},
+    testutil::TempDir,
 };
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        // Tests run in parallel, some with the same name.
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("tracer-capture-{}-{n}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn header() -> Header {
     Header {
@@ -127,6 +102,7 @@ fn every_input() -> Vec<Input> {
             lost: vec![(kind::SKB_DROP, 4)],
             filtered: vec![(3, 10)],
             lost_total: 4,
+            sinks: Vec::new(),
         },
         Input::Tick { boot_ns: 3_000 },
         Input::Identity(crate::identity::IdentityUpdate::NetnsRemove {
@@ -598,6 +574,7 @@ fn write_rotating(path: &Path, n: u64, rotate: u64) -> (Vec<Input>, CaptureStats
                 lost: vec![],
                 filtered: vec![(2, i)],
                 lost_total: 0,
+                sinks: Vec::new(),
             }
         } else {
             Input::Kernel(drop_record(i, UDP_RCV + i, 2))
@@ -816,7 +793,7 @@ fn replay_prints_what_the_live_run_printed() {
     for input in &inputs {
         // Live: process, then record the symbols it resolved, then the input.
         ndjson(&mut live, input, &mut live_out);
-        w.write_symbols(&live.tables.locations.take_new()).unwrap();
+        w.write_symbols(&live.take_new_symbols()).unwrap();
         w.write_input(input).unwrap();
     }
     let stats = w.finish().unwrap();
@@ -843,7 +820,7 @@ fn replay_prints_what_the_live_run_printed() {
             }
             RecordRef::Other(Record::Input(input)) => ndjson(&mut p, &input, &mut replay_out),
             RecordRef::Other(Record::Symbols(syms)) => {
-                p.tables.locations.extend(syms);
+                p.add_symbols(syms);
             }
             RecordRef::Other(Record::Header(_) | Record::DropReasons(_)) => {}
         }
@@ -987,7 +964,7 @@ fn bench_record_and_replay() {
                     e.write_line(&mut line).unwrap();
                 }
                 if let Some(w) = w.as_mut() {
-                    w.write_symbols(&p.tables.locations.take_new()).unwrap();
+                    w.write_symbols(&p.take_new_symbols()).unwrap();
                     w.write_input(input).unwrap();
                 }
             }
@@ -1068,7 +1045,7 @@ fn bench_record_and_replay() {
                 RecordRef::Kernel(bytes) => p.process_kernel(bytes, &mut batch),
                 RecordRef::Other(Record::Input(input)) => p.process(&input, &mut batch),
                 RecordRef::Other(Record::Symbols(s)) => {
-                    p.tables.locations.extend(s);
+                    p.add_symbols(s);
                 }
                 RecordRef::Other(_) => {}
             }
@@ -1323,7 +1300,7 @@ fn record_live(path: &Path, inputs: &[Input], detect: bool) -> (Vec<u8>, Vec<usi
     let (mut out, mut starts) = (Vec::new(), vec![0]);
     for input in inputs {
         ndjson(&mut live, input, &mut out);
-        w.write_symbols(&live.tables.locations.take_new()).unwrap();
+        w.write_symbols(&live.take_new_symbols()).unwrap();
         w.write_input(input).unwrap();
         if matches!(input, Input::Identity(_)) {
             assert_eq!(w.path(), path, "identity changes only in the first part");

@@ -221,6 +221,27 @@ impl ThreadedWriter {
         }
     }
 
+    /// [`Self::finish`], reported as every sink reports its end: records
+    /// written, and why the capture stopped early if it did.
+    pub fn finish_sink(self) -> crate::sink::SinkStats {
+        let name = format!("capture {}", self.path.display());
+        let (delivered, error) = match self.finish() {
+            Ok(stats) => {
+                log::debug!("capture: {stats:?}");
+                (stats.inputs, None)
+            }
+            // A write failed since the last hand-over (disk full...).
+            Err(FinishError::Stopped(e)) => (0, Some(("recording stopped", e))),
+            Err(FinishError::Finishing(e)) => (0, Some(("finishing the capture", e))),
+        };
+        crate::sink::SinkStats {
+            name,
+            delivered,
+            dropped: 0,
+            error: error.map(|(what, e)| crate::sink::SinkError::new(what, io::Error::other(e))),
+        }
+    }
+
     #[inline]
     fn counted(&mut self, bytes: usize) {
         self.part_bytes += bytes as u64;
@@ -388,11 +409,7 @@ fn write_batch(w: &mut CaptureWriter, mut batch: &[u8]) -> Result<(), CaptureErr
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        fs,
-        path::{Path, PathBuf},
-        time::Duration,
-    };
+    use std::{fs, path::Path, time::Duration};
 
     use tracer_ebpf::{kind, DropEvent, EventHeader};
 
@@ -404,34 +421,8 @@ mod tests {
         identity::{ContainerInfo, IdentityUpdate, NetnsInfo},
         kernel::kallsyms,
         pipeline::{Filter, Pipeline},
+        testutil::TempDir,
     };
-
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!(
-                "tracer-capture-thread-{}-{n}-{name}",
-                std::process::id()
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-
-        fn file(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     const BOOT_TO_WALL: i128 = 1_700_000_000_000_000_000;
     const UDP_RCV: u64 = 0xffff_ffff_8100_0000;
@@ -546,6 +537,7 @@ mod tests {
                     lost: vec![(1, 17)],
                     filtered: vec![(2, 5)],
                     lost_total: 17,
+                    sinks: Vec::new(),
                 });
                 inputs.push(container(2));
             }
@@ -594,7 +586,7 @@ mod tests {
             let mut w = ThreadedWriter::create(path, header(), &reasons(), rotate).unwrap();
             for input in inputs {
                 process(&mut live, input);
-                w.write_symbols(live.tables.locations.take_new()).unwrap();
+                w.write_symbols(live.take_new_symbols()).unwrap();
                 w.write_input(input.clone()).unwrap();
                 if w.rotation_due() {
                     w.rotate(live.state_snapshot()).unwrap();
@@ -606,7 +598,7 @@ mod tests {
             w.set_manual_rotation();
             for input in inputs {
                 process(&mut live, input);
-                w.write_symbols(&live.tables.locations.take_new()).unwrap();
+                w.write_symbols(&live.take_new_symbols()).unwrap();
                 w.write_input(input).unwrap();
                 if w.rotation_due() {
                     w.rotate(&live.state_snapshot()).unwrap();

@@ -506,8 +506,8 @@ mod tests {
     #[tokio::test]
     async fn absent_socket_is_degraded_with_the_path_in_the_reason() {
         let (tx, mut rx) = mpsc::channel(8);
-        let path =
-            std::env::temp_dir().join(format!("tracer-no-docker-{}.sock", std::process::id()));
+        let dir = crate::testutil::TempDir::new("no-docker");
+        let path = dir.file("docker.sock");
         let task = tokio::spawn(run(path.clone(), Duration::from_secs(10), tx));
         let m = rx.recv().await.unwrap();
         task.abort();
@@ -524,9 +524,8 @@ mod tests {
     #[tokio::test]
     async fn a_hung_engine_times_out_instead_of_blocking() {
         // A socket that accepts connections and never answers.
-        let path =
-            std::env::temp_dir().join(format!("tracer-hung-docker-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        let dir = crate::testutil::TempDir::new("hung-docker");
+        let path = dir.file("docker.sock");
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         let hold = tokio::spawn(async move {
             let mut held = Vec::new();
@@ -543,7 +542,6 @@ mod tests {
             .unwrap();
         task.abort();
         hold.abort();
-        let _ = std::fs::remove_file(&path);
         let DockerMsg::Status {
             error: Some(reason),
             ..

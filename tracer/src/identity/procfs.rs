@@ -101,8 +101,8 @@ mod tests {
     #[test]
     fn a_fake_proc_tree_with_a_container() {
         // A directory shaped like /proc: symlinks stand for the ns links.
-        let dir = std::env::temp_dir().join(format!("tracer-procfs-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = crate::testutil::TempDir::new("procfs");
+        let dir = tmp.path();
         let id = "ab".repeat(32);
         for (pid, ns, cg) in [
             ("1", 100u32, "0::/init.scope\n".to_string()),
@@ -116,8 +116,7 @@ mod tests {
             fs::write(p.join("cgroup"), cg).unwrap();
         }
         fs::create_dir_all(dir.join("self")).unwrap();
-        let snap = walk(&dir).unwrap();
-        fs::remove_dir_all(&dir).unwrap();
+        let snap = walk(dir).unwrap();
         assert_eq!(snap.host_netns, Some(100));
         assert_eq!(snap.netns.len(), 3);
         assert_eq!(

@@ -4,7 +4,7 @@
 //! eight bytes at a time, numbers go through `itoa`, no `Serializer` state
 //! machine per field).
 //!
-//! The serde derive in [`crate::event`] stays the reference: the tests
+//! The serde derive in [`super`] ([`crate::event`]) stays the reference: the tests
 //! below check this writer against it byte for byte. Every struct is
 //! destructured exhaustively, so a new field does not compile until it is
 //! written here too (and then the tests check where and how).
@@ -12,21 +12,47 @@
 use std::{
     cell::Cell,
     net::{IpAddr, Ipv4Addr},
+    sync::Arc,
 };
 
 use chrono::{DateTime, SecondsFormat};
 
-use crate::event::{
-    EcsEvent, Endpoint, EventMeta, Interface, Kind, Mac, Neigh, Netns, Network, Peer, ProbeInfo,
-    Tcp, TracerFields,
+use super::{
+    ContainerRef, EcsEvent, Endpoint, EventMeta, Interface, Kind, Mac, Neigh, Netns, Network, Peer,
+    ProbeInfo, RawJson, SmolStr, Tcp, TracerFields,
 };
 
+/// `,"key":value` when the `Option` holds something (serde's
+/// `skip_serializing_if = "Option::is_none"`). With `serde`, the value goes
+/// through `serde_json` (free-form maps and values) and its error returns.
+macro_rules! optional {
+    ($out:ident, $key:literal, $val:expr) => {
+        if let Some(v) = $val {
+            $out.extend_from_slice(concat!(",\"", $key, "\":").as_bytes());
+            Json::write_json(v, $out);
+        }
+    };
+    ($out:ident, $key:literal, $val:expr, serde) => {
+        if let Some(v) = $val {
+            $out.extend_from_slice(concat!(",\"", $key, "\":").as_bytes());
+            serde_json::to_writer(&mut *$out, &**v)?;
+        }
+    };
+}
+/// `,"key":value` for a field that is always there.
+macro_rules! required {
+    ($out:ident, $key:literal, $val:expr) => {
+        $out.extend_from_slice(concat!(",\"", $key, "\":").as_bytes());
+        Json::write_json($val, $out);
+    };
+}
 /// Appends `e` as one JSON object and a newline to `out`.
 ///
-/// Only the rare free-form parts (`tracer.alert`/`incident`/`enrichment`,
-/// `tracer.lost_by_probe`/`filtered`) go through `serde_json`; their errors
-/// (none are possible for a `Value`) are returned, with `out` then holding
-/// a partial line, as `serde_json::to_writer` would leave it.
+/// Only the rare free-form parts (`tracer.enrichment`/`detect`,
+/// `tracer.lost_by_probe`/`filtered`/`sink_dropped`) go through
+/// `serde_json`; their errors (none are possible for a `Value`) are
+/// returned, with `out` then holding a partial line, as
+/// `serde_json::to_writer` would leave it.
 pub fn write_line(e: &EcsEvent, out: &mut Vec<u8>) -> serde_json::Result<()> {
     let EcsEvent {
         timestamp,
@@ -42,27 +68,16 @@ pub fn write_line(e: &EcsEvent, out: &mut Vec<u8>) -> serde_json::Result<()> {
     out.extend_from_slice(b"{\"@timestamp\":");
     write_ts(out, *timestamp);
     out.extend_from_slice(b",\"event\":");
-    write_event_meta(out, event);
-    if let Some(m) = message {
-        out.extend_from_slice(b",\"message\":");
-        write_str(out, m);
-    }
-    if let Some(c) = container {
-        out.extend_from_slice(b",\"container\":");
-        out.extend_from_slice(c.raw_json().as_bytes());
-    }
-    if !source.is_empty() {
-        out.extend_from_slice(b",\"source\":");
-        write_endpoint(out, source);
-    }
-    if !destination.is_empty() {
-        out.extend_from_slice(b",\"destination\":");
-        write_endpoint(out, destination);
-    }
-    if !network.is_empty() {
-        out.extend_from_slice(b",\"network\":");
-        write_network(out, network);
-    }
+    event.write_json(out);
+    optional!(out, "message", message);
+    optional!(out, "container", container);
+    optional!(out, "source", Some(source).filter(|s| !s.is_empty()));
+    optional!(
+        out,
+        "destination",
+        Some(destination).filter(|d| !d.is_empty())
+    );
+    optional!(out, "network", Some(network).filter(|n| !n.is_empty()));
     out.extend_from_slice(b",\"tracer\":");
     write_tracer(out, tracer)?;
     out.extend_from_slice(b"}\n");
@@ -70,12 +85,20 @@ pub fn write_line(e: &EcsEvent, out: &mut Vec<u8>) -> serde_json::Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// Objects whose fields may all be absent: every field is written with a
-// leading comma, then the first comma becomes the opening brace (or the
-// whole thing `{}` when nothing was written, as serde_json does).
+// One value, one field.
 
+/// A value this writer serialises itself, exactly as its serde form.
+trait Json {
+    fn write_json(&self, out: &mut Vec<u8>);
+}
+
+/// An object whose fields each start with a comma: the first comma
+/// becomes the opening brace (or the whole thing is `{}` when nothing was
+/// written, as serde_json does).
 #[inline]
-fn close_obj(out: &mut Vec<u8>, start: usize) {
+fn object(out: &mut Vec<u8>, fields: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    fields(out);
     if out.len() == start {
         out.extend_from_slice(b"{}");
     } else {
@@ -84,100 +107,231 @@ fn close_obj(out: &mut Vec<u8>, start: usize) {
     }
 }
 
-fn write_event_meta(out: &mut Vec<u8>, m: &EventMeta) {
-    let EventMeta {
-        kind,
-        action,
-        category,
-        type_,
-        outcome,
-    } = m;
-    out.extend_from_slice(match kind {
-        Kind::Event => b"{\"kind\":\"event\",\"action\":",
-        Kind::Alert => b"{\"kind\":\"alert\",\"action\":",
-        Kind::Metric => b"{\"kind\":\"metric\",\"action\":",
-        Kind::State => b"{\"kind\":\"state\",\"action\":",
-    });
-    write_str(out, action);
-    out.extend_from_slice(b",\"category\":");
-    write_str(out, category);
-    out.extend_from_slice(b",\"type\":");
-    write_str(out, type_);
-    if let Some(o) = outcome {
-        out.extend_from_slice(b",\"outcome\":");
-        write_str(out, o);
+impl<T: Json + ?Sized> Json for &T {
+    #[inline]
+    fn write_json(&self, out: &mut Vec<u8>) {
+        (**self).write_json(out)
     }
-    out.push(b'}');
 }
 
-fn write_endpoint(out: &mut Vec<u8>, ep: &Endpoint) {
-    let Endpoint {
-        ip,
-        port,
-        mac,
-        container,
-    } = ep;
-    let start = out.len();
-    if let Some(ip) = ip {
-        out.extend_from_slice(b",\"ip\":");
-        write_ip(out, ip);
+impl<T: Json + ?Sized> Json for Box<T> {
+    #[inline]
+    fn write_json(&self, out: &mut Vec<u8>) {
+        (**self).write_json(out)
     }
-    if let Some(p) = port {
-        out.extend_from_slice(b",\"port\":");
-        write_uint(out, *p);
-    }
-    if let Some(m) = mac {
-        out.extend_from_slice(b",\"mac\":");
-        write_mac(out, m);
-    }
-    if let Some(c) = container {
-        out.extend_from_slice(b",\"container\":");
-        out.extend_from_slice(c.raw_json().as_bytes());
-    }
-    close_obj(out, start);
 }
 
-fn write_network(out: &mut Vec<u8>, n: &Network) {
-    let Network { type_, transport } = n;
-    let start = out.len();
-    if let Some(t) = type_ {
-        out.extend_from_slice(b",\"type\":");
-        write_str(out, t);
+impl Json for str {
+    #[inline]
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_str(out, self)
     }
-    if let Some(t) = transport {
-        out.extend_from_slice(b",\"transport\":");
-        write_str(out, t);
-    }
-    close_obj(out, start);
 }
 
-fn write_peer(out: &mut Vec<u8>, p: &Peer) {
-    let Peer {
-        kind,
-        interface,
-        container,
-        network,
-        netns,
-    } = p;
-    out.extend_from_slice(b"{\"kind\":");
-    write_str(out, kind);
-    out.extend_from_slice(b",\"interface\":");
-    write_str(out, interface);
-    if let Some(c) = container {
-        out.extend_from_slice(b",\"container\":");
-        out.extend_from_slice(c.raw_json().as_bytes());
+macro_rules! json_as_str {
+    ($($t:ty),*) => {$(
+        impl Json for $t {
+            #[inline]
+            fn write_json(&self, out: &mut Vec<u8>) {
+                write_str(out, self)
+            }
+        }
+    )*};
+}
+json_as_str!(String, SmolStr, Arc<str>);
+
+macro_rules! json_as_uint {
+    ($($t:ty),*) => {$(
+        impl Json for $t {
+            #[inline]
+            fn write_json(&self, out: &mut Vec<u8>) {
+                write_uint(out, *self)
+            }
+        }
+    )*};
+}
+json_as_uint!(u8, u16, u32, u64);
+
+impl Json for Mac {
+    #[inline]
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_mac(out, self)
     }
-    if let Some(n) = network {
-        out.extend_from_slice(b",\"network\":");
-        write_str(out, n);
-    }
-    if let Some(n) = netns {
-        out.extend_from_slice(b",\"netns\":");
-        write_str(out, n);
-    }
-    out.push(b'}');
 }
 
+impl Json for IpAddr {
+    #[inline]
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_ip(out, self)
+    }
+}
+
+/// Serialised once, when the container became known.
+impl Json for ContainerRef {
+    #[inline]
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.raw_json().as_bytes())
+    }
+}
+
+impl Json for RawJson {
+    #[inline]
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.get().as_bytes())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The schema's objects, every struct destructured exhaustively.
+
+impl Json for EventMeta {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let EventMeta {
+            kind,
+            action,
+            category,
+            type_,
+            outcome,
+        } = self;
+        out.extend_from_slice(match kind {
+            Kind::Event => b"{\"kind\":\"event\"",
+            Kind::Alert => b"{\"kind\":\"alert\"",
+            Kind::Metric => b"{\"kind\":\"metric\"",
+            Kind::State => b"{\"kind\":\"state\"",
+        });
+        required!(out, "action", action);
+        required!(out, "category", category);
+        required!(out, "type", type_);
+        optional!(out, "outcome", outcome);
+        out.push(b'}');
+    }
+}
+
+impl Json for Endpoint {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let Endpoint {
+            ip,
+            port,
+            mac,
+            container,
+        } = self;
+        object(out, |out| {
+            optional!(out, "ip", ip);
+            optional!(out, "port", port);
+            optional!(out, "mac", mac);
+            optional!(out, "container", container);
+        });
+    }
+}
+
+impl Json for Network {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let Network { type_, transport } = self;
+        object(out, |out| {
+            optional!(out, "type", type_);
+            optional!(out, "transport", transport);
+        });
+    }
+}
+
+impl Json for Peer {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let Peer {
+            kind,
+            interface,
+            container,
+            network,
+            netns,
+        } = self;
+        out.extend_from_slice(b"{\"kind\":");
+        write_str(out, kind);
+        required!(out, "interface", interface);
+        optional!(out, "container", container);
+        optional!(out, "network", network);
+        optional!(out, "netns", netns);
+        out.push(b'}');
+    }
+}
+
+impl Json for Netns {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let Netns {
+            inode,
+            name,
+            network,
+        } = self;
+        out.extend_from_slice(b"{\"inode\":");
+        write_uint(out, *inode);
+        optional!(out, "name", name);
+        optional!(out, "network", network);
+        out.push(b'}');
+    }
+}
+
+impl Json for Interface {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let Interface { name, index } = self;
+        out.extend_from_slice(b"{\"name\":");
+        write_str(out, name);
+        required!(out, "index", index);
+        out.push(b'}');
+    }
+}
+
+impl Json for Neigh {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let Neigh {
+            family,
+            old_state,
+            new_state,
+            old_mac,
+            flags,
+        } = self;
+        out.extend_from_slice(b"{\"family\":");
+        write_str(out, family);
+        required!(out, "old_state", old_state);
+        required!(out, "new_state", new_state);
+        optional!(out, "old_mac", old_mac);
+        required!(out, "flags", flags);
+        out.push(b'}');
+    }
+}
+
+impl Json for Tcp {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let Tcp {
+            state,
+            direction,
+            snd_una,
+            retransmits,
+        } = self;
+        object(out, |out| {
+            optional!(out, "state", state);
+            optional!(out, "direction", direction);
+            optional!(out, "snd_una", snd_una);
+            optional!(out, "retransmits", retransmits);
+        });
+    }
+}
+
+impl Json for ProbeInfo {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ProbeInfo {
+            name,
+            tracepoint,
+            status,
+            error,
+        } = self;
+        out.extend_from_slice(b"{\"name\":");
+        write_str(out, name);
+        required!(out, "tracepoint", tracepoint);
+        required!(out, "status", status);
+        optional!(out, "error", error);
+        out.push(b'}');
+    }
+}
+
+/// `tracer.*`: the only object with free-form parts (hence the `Result`).
 fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
     let TracerFields {
         netns,
@@ -198,6 +352,7 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
         lost_total,
         lost_by_probe,
         filtered,
+        sink_dropped,
         count,
         cpu,
         schema_version,
@@ -207,180 +362,39 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
         detect,
     } = t;
     let start = out.len();
-    if let Some(Netns {
-        inode,
-        name,
-        network,
-    }) = netns
-    {
-        out.extend_from_slice(b",\"netns\":{\"inode\":");
-        write_uint(out, *inode);
-        if let Some(n) = name {
-            out.extend_from_slice(b",\"name\":");
-            write_str(out, n);
-        }
-        if let Some(n) = network {
-            out.extend_from_slice(b",\"network\":");
-            write_str(out, n);
-        }
+    optional!(out, "netns", netns);
+    optional!(out, "interface", interface);
+    optional!(out, "bridge", bridge);
+    optional!(out, "port", port);
+    optional!(out, "previous_port", previous_port);
+    optional!(out, "port_peer", port_peer);
+    optional!(out, "previous_port_peer", previous_port_peer);
+    optional!(out, "vlan", vlan);
+    optional!(out, "reason", reason);
+    optional!(out, "reason_raw", reason_raw);
+    optional!(out, "location", location);
+    optional!(out, "neigh", neigh);
+    optional!(out, "tcp", tcp);
+    optional!(out, "probe", probe);
+    optional!(out, "lost", lost);
+    optional!(out, "lost_total", lost_total);
+    optional!(out, "lost_by_probe", lost_by_probe, serde);
+    optional!(out, "filtered", filtered, serde);
+    optional!(out, "sink_dropped", sink_dropped, serde);
+    optional!(out, "count", count);
+    optional!(out, "cpu", cpu);
+    optional!(out, "schema_version", schema_version);
+    optional!(out, "alert", alert);
+    optional!(out, "incident", incident);
+    optional!(out, "enrichment", enrichment, serde);
+    optional!(out, "detect", detect, serde);
+    // As [`object`], with `?` inside.
+    if out.len() == start {
+        out.extend_from_slice(b"{}");
+    } else {
+        out[start] = b'{';
         out.push(b'}');
     }
-    if let Some(Interface { name, index }) = interface {
-        out.extend_from_slice(b",\"interface\":{\"name\":");
-        write_str(out, name);
-        out.extend_from_slice(b",\"index\":");
-        write_uint(out, *index);
-        out.push(b'}');
-    }
-    if let Some(b) = bridge {
-        out.extend_from_slice(b",\"bridge\":");
-        write_str(out, b);
-    }
-    if let Some(p) = port {
-        out.extend_from_slice(b",\"port\":");
-        write_str(out, p);
-    }
-    if let Some(p) = previous_port {
-        out.extend_from_slice(b",\"previous_port\":");
-        write_str(out, p);
-    }
-    if let Some(p) = port_peer {
-        out.extend_from_slice(b",\"port_peer\":");
-        write_peer(out, p);
-    }
-    if let Some(p) = previous_port_peer {
-        out.extend_from_slice(b",\"previous_port_peer\":");
-        write_peer(out, p);
-    }
-    if let Some(v) = vlan {
-        out.extend_from_slice(b",\"vlan\":");
-        write_uint(out, *v);
-    }
-    if let Some(r) = reason {
-        out.extend_from_slice(b",\"reason\":");
-        write_str(out, r);
-    }
-    if let Some(r) = reason_raw {
-        out.extend_from_slice(b",\"reason_raw\":");
-        write_uint(out, *r);
-    }
-    if let Some(l) = location {
-        out.extend_from_slice(b",\"location\":");
-        write_str(out, l);
-    }
-    if let Some(Neigh {
-        family,
-        old_state,
-        new_state,
-        old_mac,
-        flags,
-    }) = neigh
-    {
-        out.extend_from_slice(b",\"neigh\":{\"family\":");
-        write_str(out, family);
-        out.extend_from_slice(b",\"old_state\":");
-        write_str(out, old_state);
-        out.extend_from_slice(b",\"new_state\":");
-        write_str(out, new_state);
-        if let Some(m) = old_mac {
-            out.extend_from_slice(b",\"old_mac\":");
-            write_mac(out, m);
-        }
-        out.extend_from_slice(b",\"flags\":");
-        write_uint(out, *flags);
-        out.push(b'}');
-    }
-    if let Some(Tcp {
-        state,
-        direction,
-        snd_una,
-        retransmits,
-    }) = tcp
-    {
-        out.extend_from_slice(b",\"tcp\":");
-        let start = out.len();
-        if let Some(s) = state {
-            out.extend_from_slice(b",\"state\":");
-            write_str(out, s);
-        }
-        if let Some(d) = direction {
-            out.extend_from_slice(b",\"direction\":");
-            write_str(out, d);
-        }
-        if let Some(s) = snd_una {
-            out.extend_from_slice(b",\"snd_una\":");
-            write_uint(out, *s);
-        }
-        if let Some(r) = retransmits {
-            out.extend_from_slice(b",\"retransmits\":");
-            write_uint(out, *r);
-        }
-        close_obj(out, start);
-    }
-    if let Some(p) = probe {
-        let ProbeInfo {
-            name,
-            tracepoint,
-            status,
-            error,
-        } = &**p;
-        out.extend_from_slice(b",\"probe\":{\"name\":");
-        write_str(out, name);
-        out.extend_from_slice(b",\"tracepoint\":");
-        write_str(out, tracepoint);
-        out.extend_from_slice(b",\"status\":");
-        write_str(out, status);
-        if let Some(e) = error {
-            out.extend_from_slice(b",\"error\":");
-            write_str(out, e);
-        }
-        out.push(b'}');
-    }
-    if let Some(n) = lost {
-        out.extend_from_slice(b",\"lost\":");
-        write_uint(out, *n);
-    }
-    if let Some(n) = lost_total {
-        out.extend_from_slice(b",\"lost_total\":");
-        write_uint(out, *n);
-    }
-    if let Some(m) = lost_by_probe {
-        out.extend_from_slice(b",\"lost_by_probe\":");
-        serde_json::to_writer(&mut *out, &**m)?;
-    }
-    if let Some(m) = filtered {
-        out.extend_from_slice(b",\"filtered\":");
-        serde_json::to_writer(&mut *out, &**m)?;
-    }
-    if let Some(n) = count {
-        out.extend_from_slice(b",\"count\":");
-        write_uint(out, *n);
-    }
-    if let Some(n) = cpu {
-        out.extend_from_slice(b",\"cpu\":");
-        write_uint(out, *n);
-    }
-    if let Some(n) = schema_version {
-        out.extend_from_slice(b",\"schema_version\":");
-        write_uint(out, *n);
-    }
-    if let Some(v) = alert {
-        out.extend_from_slice(b",\"alert\":");
-        out.extend_from_slice(v.get().as_bytes());
-    }
-    if let Some(v) = incident {
-        out.extend_from_slice(b",\"incident\":");
-        out.extend_from_slice(v.get().as_bytes());
-    }
-    if let Some(v) = enrichment {
-        out.extend_from_slice(b",\"enrichment\":");
-        serde_json::to_writer(&mut *out, &**v)?;
-    }
-    if let Some(v) = detect {
-        out.extend_from_slice(b",\"detect\":");
-        serde_json::to_writer(&mut *out, &**v)?;
-    }
-    close_obj(out, start);
     Ok(())
 }
 
@@ -770,6 +784,7 @@ mod tests {
             lost_total: Some(0),
             lost_by_probe: Some(map(&[("skb_drop", 5), ("fdb\"x", u64::MAX)])),
             filtered: Some(map(&[])),
+            sink_dropped: Some(map(&[("stdout", 7), ("tcp://h\"x", u64::MAX)])),
             count: Some(u64::MAX),
             cpu: Some(u32::MAX),
             schema_version: Some(crate::event::SCHEMA_VERSION),
@@ -1053,6 +1068,11 @@ mod tests {
             "filtered",
             |e| e.tracer.filtered = None,
             |e, f| e.tracer.filtered = f.tracer.filtered.clone(),
+        ),
+        (
+            "sink_dropped",
+            |e| e.tracer.sink_dropped = None,
+            |e, f| e.tracer.sink_dropped = f.tracer.sink_dropped.clone(),
         ),
         (
             "count",
@@ -1567,6 +1587,7 @@ mod tests {
                 lost_total: self.opt(|r| r.int(u64::MAX)),
                 lost_by_probe: self.opt(Self::map),
                 filtered: self.opt(Self::map),
+                sink_dropped: self.opt(Self::map),
                 count: self.opt(|r| r.int(u64::MAX)),
                 cpu: self.opt(|r| r.int(u32::MAX as u64) as u32),
                 schema_version: self.opt(|r| r.int(u32::MAX as u64) as u32),
@@ -1597,10 +1618,8 @@ mod tests {
             pipeline::{Filter, Pipeline},
             replay::{replay, ReplayOptions},
         };
-        let dir = std::env::temp_dir().join(format!("tracer-ndjson-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("synth.capture");
+        let dir = crate::testutil::TempDir::new(&format!("ndjson-{tag}"));
+        let path = dir.file("synth.capture");
         let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
         crate::synth::write(&path, records, 100, 4, &reasons).unwrap();
 
@@ -1620,7 +1639,7 @@ mod tests {
         while let Some(rec) = reader.next_ref().unwrap() {
             match rec {
                 RecordRef::Kernel(b) => p.process_kernel(b, &mut events),
-                RecordRef::Other(Record::Symbols(v)) => p.tables.locations.extend(v),
+                RecordRef::Other(Record::Symbols(v)) => p.add_symbols(v),
                 RecordRef::Other(Record::Input(i)) => p.process(&i, &mut events),
                 RecordRef::Other(_) => {}
             }
@@ -1636,7 +1655,6 @@ mod tests {
             &mut replayed,
         )
         .unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
         (events, replayed)
     }
 

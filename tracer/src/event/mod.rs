@@ -4,6 +4,12 @@
 //! `network.*`, `message`; everything tracer-specific lives under `tracer.*`.
 //! Field order is fixed by these structs, so the same inputs always
 //! serialise to the same bytes (replay relies on it).
+//!
+//! The schema (these structs, whose serde derive is the reference) and its
+//! fast hand-written writer ([`ndjson`]) live together: a field added here
+//! does not compile until [`ndjson`] writes it too.
+
+pub mod ndjson;
 
 use std::{
     fmt,
@@ -448,6 +454,10 @@ pub struct TracerFields {
     /// Drops not sent by the kernel because their reason is filtered, by reason, since the last report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filtered: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// Lines each output (sink) could not deliver since the last report
+    /// (its queue was full), by sink name (only non-zero entries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink_dropped: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// Number of occurrences this line stands for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
@@ -517,9 +527,9 @@ impl EcsEvent {
     }
 
     /// Serialises as one JSON line (with the trailing newline) into `out`.
-    /// Same bytes as `serde_json::to_writer` + `\n`, faster: see [`crate::ndjson`].
+    /// Same bytes as `serde_json::to_writer` + `\n`, faster: see [`ndjson`].
     pub fn write_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        crate::ndjson::write_line(self, out)
+        ndjson::write_line(self, out)
     }
 
     /// Network namespace inode of the event, if it has one.

@@ -1,21 +1,24 @@
 //! The live run: load and attach, read the ring buffer through tokio's
-//! `AsyncFd`, feed the [`Pipeline`], report losses, and on SIGINT/SIGTERM
-//! or `--duration` detach, drain everything and exit cleanly.
+//! `AsyncFd`, feed the [`Pipeline`], hand its lines to the sinks (queued:
+//! the reader never waits for them), report losses, and on SIGINT/SIGTERM
+//! or `--duration` (a [`CancellationToken`]) detach, drain everything and
+//! exit cleanly.
 
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context as _};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
+use tokio_util::sync::CancellationToken;
 use tracer_ebpf::kind;
 
 use crate::{
-    capture::{FinishError, ThreadedWriter},
+    capture::ThreadedWriter,
     decode::{Locations, Tables},
     fdb,
     kernel::{self, clock, privileges},
-    output::Output,
     pipeline::{loss_delta, Filter, Input, Pipeline},
     probes::{self, LoadOptions},
+    sink::{self, Lines, Queued, SinkStats},
 };
 
 /// Options of `tracer run`.
@@ -41,11 +44,12 @@ pub struct RunOptions {
     pub args: Vec<String>,
 }
 
-/// The live sink: every input goes through the pipeline, into the capture
-/// (when recording) and out as NDJSON.
+/// The live run's data path: every input goes through the pipeline, into
+/// the capture (when recording) and out to the sinks as NDJSON.
 struct Live {
     pipeline: Pipeline,
-    out: Output,
+    /// Queued sinks: pushing never waits for their writers.
+    out: Lines<'static>,
     batch: Vec<crate::event::EcsEvent>,
     /// Frames, checksums and writes on its own thread; this side only
     /// copies kernel records into a batch (see [`ThreadedWriter`]).
@@ -71,7 +75,7 @@ impl Live {
         if let Some(w) = self.capture.as_mut() {
             // Symbols the record resolved go first, then the record (a
             // copy into the writer's batch).
-            let syms = self.pipeline.tables.locations.take_new();
+            let syms = self.pipeline.take_new_symbols();
             let res = w.write_symbols(syms).and_then(|()| w.write_kernel(bytes));
             self.after_record(res);
         }
@@ -79,9 +83,8 @@ impl Live {
     }
 
     fn print(&mut self) {
-        for e in &self.batch {
-            self.out.push(e);
-        }
+        // A sink that stopped (EPIPE...) says why at exit.
+        let _ = self.out.push_all(&self.batch);
     }
 
     /// Records what was just processed: symbols it resolved first, then the
@@ -93,7 +96,7 @@ impl Live {
         let Some(w) = self.capture.as_mut() else {
             return;
         };
-        let syms = self.pipeline.tables.locations.take_new();
+        let syms = self.pipeline.take_new_symbols();
         let res = w.write_symbols(syms).and_then(|()| w.write_input(input));
         self.after_record(res);
     }
@@ -151,7 +154,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             opts.filter.clone(),
             opts.detect.clone(),
         ),
-        out: Output::new(std::io::stdout()),
+        out: Lines::new(
+            vec![Box::new(
+                Queued::new(
+                    "stdout",
+                    "ndjson-writer",
+                    std::io::stdout(),
+                    sink::QUEUE_BYTES,
+                )
+                .context("starting the stdout writer thread")?,
+            )],
+            sink::BATCH_BYTES,
+        ),
         batch: Vec::new(),
         capture,
     };
@@ -233,10 +247,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             error: s.error.clone(),
         });
     }
-    live.out.flush();
+    let _ = live.out.flush();
     if attached == 0 {
         drop(ebpf);
-        let _ = live.out.finish();
+        live.out.finish();
         bail!(
             "no probe could be attached (see the probe_status lines above, or run `tracer check`)"
         );
@@ -253,15 +267,33 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 )
             },
         )?;
+    // Shutdown: SIGINT, SIGTERM or --duration cancels the run; the loop
+    // below then detaches and drains.
+    let shutdown = CancellationToken::new();
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
-    let deadline = async {
-        match opts.duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
+    let duration = opts.duration;
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let deadline = async {
+                match duration {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sigint.recv() => {}
+                _ = sigterm.recv() => {}
+                _ = deadline => {}
+                // Cancelled by the run itself (an error below).
+                _ = shutdown.cancelled() => {}
+            }
+            shutdown.cancel();
         }
-    };
-    tokio::pin!(deadline);
+    });
+    // Whatever way the loop ends, the stopper task ends with it.
+    let _stop_guard = shutdown.clone().drop_guard();
     let mut tick = tokio::time::interval(opts.loss_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut losses = LossCounters {
@@ -281,11 +313,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 let mut guard = guard.context("ring buffer readiness")?;
                 drain(guard.get_inner_mut(), &mut live, &hints, &mut last_hint);
                 guard.clear_ready();
-                live.out.flush();
+                let _ = live.out.flush();
             }
             _ = drain_tick.tick() => {
                 if drain(ring.get_mut(), &mut live, &hints, &mut last_hint) > 0 {
-                    live.out.flush();
+                    let _ = live.out.flush();
                 }
             }
             Some(u) = async {
@@ -297,11 +329,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 live.feed(Input::Identity(u));
             }
             _ = tick.tick() => {
-                if let Some(input) = losses.poll(false) {
+                let sinks = live.out.take_dropped();
+                if let Some(input) = losses.poll(false, sinks) {
                     live.feed(input);
                 }
                 live.feed(Input::Tick { boot_ns: clock::boot_now_ns() });
-                live.out.flush();
+                let _ = live.out.flush();
                 // Hands the batch to the capture writer, which flushes.
                 if let Some(w) = live.capture.as_mut() {
                     if let Err(e) = w.flush() {
@@ -310,42 +343,58 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     }
                 }
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = &mut deadline => break,
+            _ = shutdown.cancelled() => break,
         }
     }
 
     // Detach first so nothing new arrives, then drain what is left.
     drop(ebpf);
     drain(ring.get_mut(), &mut live, &hints, &mut last_hint);
-    if let Some(input) = losses.poll(true) {
+    let sinks = live.out.take_dropped();
+    if let Some(input) = losses.poll(true, sinks) {
         live.feed(input);
     }
     live.feed(Input::Finish {
         boot_ns: clock::boot_now_ns(),
     });
-    // Joins the writer thread: end marker, flush, sync.
+    // Joins the writer threads: the capture's (end marker, flush, sync),
+    // then the sinks' (everything queued written). Each reports the same way.
+    let mut finished: Vec<SinkStats> = Vec::new();
     if let Some(w) = live.capture.take() {
-        match w.finish() {
-            Ok(stats) => log::debug!("capture: {stats:?}"),
-            // A write failed since the last hand-over (disk full...).
-            Err(FinishError::Stopped(e)) => {
-                eprintln!("tracer: error: recording stopped: {e}; live output continues")
-            }
-            Err(FinishError::Finishing(e)) => {
-                eprintln!("tracer: error: finishing the capture: {e}")
-            }
+        finished.push(w.finish_sink());
+    }
+    let lines = live.out.lines();
+    finished.extend(live.out.finish());
+    let mut failed = None;
+    for mut stats in finished {
+        log::debug!(
+            "{}: {} delivered, {} dropped",
+            stats.name,
+            stats.delivered,
+            stats.dropped
+        );
+        // Output that could not be written fails the run (returned, not
+        // printed here). A closed pipe does not: `tracer run | head` is
+        // the reader's choice. A capture that stopped does not either:
+        // live output went on.
+        if stats.name == "stdout" {
+            failed = stats
+                .error
+                .take_if(|e| e.kind() != std::io::ErrorKind::BrokenPipe);
+        }
+        if let Some(msg) = sink::problem(&stats) {
+            let level = if stats.error.is_some() {
+                "error"
+            } else {
+                "warning"
+            };
+            eprintln!("tracer: {level}: {msg}");
         }
     }
-    let lines = live.out.lines;
-    match live.out.finish() {
-        Ok(_) => {}
-        // A closed pipe (tracer run | head) is the reader's choice, not an error.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(e).context("writing NDJSON to stdout"),
-    }
     log::debug!("{lines} lines written");
+    if let Some(e) = failed {
+        return Err(e).context("writing NDJSON to stdout");
+    }
     Ok(())
 }
 
@@ -362,7 +411,7 @@ fn drain(
         // An event from a namespace identity does not know yet: ask the
         // sources to look (never blocks).
         if let Some(ns) = crate::decode::record_netns(bytes) {
-            if ns != 0 && ns != *last_hint && !live.pipeline.identity.knows_netns(ns) {
+            if ns != 0 && ns != *last_hint && !live.pipeline.knows_netns(ns) {
                 hints.hint_netns(ns);
                 *last_hint = ns;
             }
@@ -384,8 +433,9 @@ struct LossCounters {
 
 impl LossCounters {
     /// A loss report when something was lost or filtered since the last
-    /// poll (or always, for the final report).
-    fn poll(&mut self, always: bool) -> Option<Input> {
+    /// poll, or a sink dropped lines (`sinks`: since the last poll), or
+    /// always, for the final report.
+    fn poll(&mut self, always: bool, sinks: Vec<(String, u64)>) -> Option<Input> {
         let now_lost = probes::read_lost(&self.lost);
         let delta = loss_delta(&self.prev_lost, &now_lost);
         let filt_now = probes::read_filtered(&self.filtered, &self.reasons);
@@ -401,11 +451,14 @@ impl LossCounters {
             .collect();
         self.prev_lost = now_lost;
         self.prev_filtered = filt_now.into_iter().collect();
-        (always || !delta.is_empty() || !filt_delta.is_empty()).then(|| Input::Loss {
-            boot_ns: clock::boot_now_ns(),
-            lost: delta,
-            filtered: filt_delta,
-            lost_total: now_lost.iter().sum(),
+        (always || !delta.is_empty() || !filt_delta.is_empty() || !sinks.is_empty()).then(|| {
+            Input::Loss {
+                boot_ns: clock::boot_now_ns(),
+                lost: delta,
+                filtered: filt_delta,
+                lost_total: now_lost.iter().sum(),
+                sinks,
+            }
         })
     }
 }

@@ -1,0 +1,418 @@
+//! Where serialised NDJSON lines go: the [`Sink`] interface, shared by the
+//! live run and `tracer replay`.
+//!
+//! [`Lines`] serialises each [`EcsEvent`] once into a buffer and hands
+//! whole lines to its sinks in [`Batch`]es (a [`Bytes`]: shared, not
+//! copied, between sinks and threads). A sink then either writes at once
+//! ([`Direct`]: replay, which must be complete and byte-identical) or
+//! queues the batch for a thread of its own ([`Queued`]: the live run,
+//! whose ring-buffer reader must never wait for a slow reader of stdout).
+//! A queued sink's queue is bounded; what does not fit is dropped, counted,
+//! and reported in `loss_report` (`tracer.sink_dropped`) and at exit.
+//!
+//! A new sink implements [`Sink`] (or is a [`Queued`] over its own
+//! [`std::io::Write`]), and the live run adds it to its [`Lines`].
+
+mod direct;
+mod queued;
+
+use std::io;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+pub use self::{
+    direct::Direct,
+    queued::{Queued, QUEUE_BYTES},
+};
+use crate::event::EcsEvent;
+
+/// Whole NDJSON lines, each ending in `\n`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    pub bytes: Bytes,
+    pub lines: u64,
+}
+
+impl Batch {
+    /// One line (with its newline).
+    pub fn line(line: &[u8]) -> Self {
+        Self {
+            bytes: Bytes::copy_from_slice(line),
+            lines: 1,
+        }
+    }
+}
+
+/// A sink stopped: its writes failed.
+#[derive(Debug, Error)]
+#[error("{what}: {source}")]
+pub struct SinkError {
+    /// What failed ("writing to stdout", "recording stopped").
+    pub what: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl SinkError {
+    pub fn new(what: impl Into<String>, source: io::Error) -> Self {
+        Self {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub fn kind(&self) -> io::ErrorKind {
+        self.source.kind()
+    }
+}
+
+/// What a sink did, at the end (or so far).
+#[derive(Debug)]
+pub struct SinkStats {
+    /// As in `loss_report`'s `tracer.sink_dropped` (`stdout`, ...).
+    pub name: String,
+    /// Lines (records, for the capture) written.
+    pub delivered: u64,
+    /// Lines dropped because the sink's queue was full.
+    pub dropped: u64,
+    /// Why it stopped early, if it did.
+    pub error: Option<SinkError>,
+}
+
+/// Takes batches of lines; never blocks its caller for long unless it is
+/// a direct sink (see the module documentation).
+pub trait Sink {
+    /// Short name, for `loss_report` and messages.
+    fn name(&self) -> &str;
+
+    /// A batch of whole lines. An error means the sink has stopped (later
+    /// pushes are ignored); a queued sink reports it on a later call.
+    fn push(&mut self, batch: Batch) -> Result<(), SinkError>;
+
+    /// One line (with its newline).
+    fn push_line(&mut self, line: &[u8]) -> Result<(), SinkError> {
+        self.push(Batch::line(line))
+    }
+
+    /// Makes what was pushed so far visible to the reader (a queued sink:
+    /// asks its thread to, without waiting).
+    fn flush(&mut self) -> Result<(), SinkError>;
+
+    /// Lines dropped so far because the queue was full (0 for a direct sink).
+    fn dropped(&self) -> u64;
+
+    /// Writes everything queued, flushes, and says what happened.
+    fn finish(self: Box<Self>) -> SinkStats;
+}
+
+/// Pieces handed to the sinks: large enough that a write() carries many
+/// lines, small enough that lines are not held back for long.
+pub const BATCH_BYTES: usize = 1 << 16;
+/// A batch smaller than this is copied out of the buffer, which is kept.
+const SMALL_BATCH: usize = 4 << 10;
+
+/// The serialising front of one or more sinks: each event is serialised
+/// once, batches are shared between the sinks.
+pub struct Lines<'a> {
+    sinks: Vec<Box<dyn Sink + 'a>>,
+    buf: Vec<u8>,
+    /// Lines in `buf`.
+    pending: u64,
+    /// A batch goes out once `buf` holds more than this.
+    batch_bytes: usize,
+    /// Lines serialised so far.
+    lines: u64,
+    /// `dropped()` of each sink at the last [`Self::take_dropped`].
+    reported: Vec<u64>,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(sinks: Vec<Box<dyn Sink + 'a>>, batch_bytes: usize) -> Self {
+        let reported = vec![0; sinks.len()];
+        Self {
+            sinks,
+            buf: Vec::with_capacity(batch_bytes + (1 << 16)),
+            pending: 0,
+            batch_bytes,
+            lines: 0,
+            reported,
+        }
+    }
+
+    /// Lines serialised so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Serialises `e` (one line); hands a batch on when the buffer is full.
+    pub fn push(&mut self, e: &EcsEvent) -> Result<(), SinkError> {
+        self.serialise(e);
+        self.hand_off_when_full()
+    }
+
+    /// Every event of `batch`, in order; a batch is handed on (at most one)
+    /// after the last, so the lines of one input leave together.
+    pub fn push_all(&mut self, batch: &[EcsEvent]) -> Result<(), SinkError> {
+        for e in batch {
+            self.serialise(e);
+        }
+        self.hand_off_when_full()
+    }
+
+    #[inline]
+    fn serialise(&mut self, e: &EcsEvent) {
+        let len = self.buf.len();
+        if let Err(err) = e.write_line(&mut self.buf) {
+            // Never half a line: serialising our own structs cannot fail
+            // (no maps with non-string keys), but if it did the line is lost.
+            self.buf.truncate(len);
+            log::warn!("an event could not be serialised: {err}");
+            return;
+        }
+        self.pending += 1;
+        self.lines += 1;
+    }
+
+    #[inline]
+    fn hand_off_when_full(&mut self) -> Result<(), SinkError> {
+        if self.buf.len() > self.batch_bytes {
+            return self.hand_off();
+        }
+        Ok(())
+    }
+
+    /// Hands what is buffered to the sinks, and flushes them.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        let res = self.hand_off();
+        let mut first = res;
+        for s in &mut self.sinks {
+            let r = s.flush();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// The buffer, without copying, as a batch for every sink.
+    fn hand_off(&mut self) -> Result<(), SinkError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let bytes = if self.buf.len() < SMALL_BATCH {
+            // A few lines (a quiet host): copied, so that a queue of small
+            // batches does not hold a large buffer each.
+            let b = Bytes::copy_from_slice(&self.buf);
+            self.buf.clear();
+            b
+        } else {
+            // Moved, not copied.
+            let next = Vec::with_capacity(self.batch_bytes + (1 << 16));
+            Bytes::from(std::mem::replace(&mut self.buf, next))
+        };
+        let batch = Batch {
+            bytes,
+            lines: std::mem::take(&mut self.pending),
+        };
+        let mut first = Ok(());
+        for s in &mut self.sinks {
+            let r = s.push(batch.clone());
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// Per sink, lines dropped since the last call (only sinks that
+    /// dropped some): what the next `loss_report` says.
+    pub fn take_dropped(&mut self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for (s, prev) in self.sinks.iter().zip(&mut self.reported) {
+            let now = s.dropped();
+            if now > *prev {
+                out.push((s.name().to_string(), now - *prev));
+            }
+            *prev = now;
+        }
+        out
+    }
+
+    /// Hands over what is left and finishes every sink.
+    pub fn finish(mut self) -> Vec<SinkStats> {
+        // A failure here is the sink's, and its stats say so.
+        let _ = self.hand_off();
+        self.sinks.into_iter().map(|s| s.finish()).collect()
+    }
+}
+
+/// One line on stderr for a sink that stopped or dropped lines; `None`
+/// when there is nothing to say. A closed pipe (`tracer run | head`) is
+/// the reader's choice, not an error.
+pub fn problem(stats: &SinkStats) -> Option<String> {
+    let mut parts = Vec::new();
+    if stats.dropped > 0 {
+        parts.push(format!(
+            "{}: {} lines dropped (its queue was full: the reader was too slow)",
+            stats.name, stats.dropped
+        ));
+    }
+    match &stats.error {
+        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Some(e) => parts.push(e.to_string()),
+        None => {}
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Kind;
+
+    /// A sink that keeps what it is given.
+    struct Keep(std::sync::Arc<std::sync::Mutex<Vec<u8>>>, u64);
+
+    impl Sink for Keep {
+        fn name(&self) -> &str {
+            "keep"
+        }
+        fn push(&mut self, b: Batch) -> Result<(), SinkError> {
+            self.0.lock().unwrap().extend_from_slice(&b.bytes);
+            self.1 += b.lines;
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn dropped(&self) -> u64 {
+            0
+        }
+        fn finish(self: Box<Self>) -> SinkStats {
+            SinkStats {
+                name: "keep".into(),
+                delivered: self.1,
+                dropped: 0,
+                error: None,
+            }
+        }
+    }
+
+    fn event(i: u64) -> EcsEvent {
+        let mut e = EcsEvent::new(
+            1_700_000_000_000_000_000 + i as i128,
+            Kind::Event,
+            "skb_drop",
+        );
+        e.tracer.count = Some(i);
+        e
+    }
+
+    /// Every sink gets every line, in order, as serde would write it, in
+    /// batches of about the requested size.
+    #[test]
+    fn lines_reach_every_sink_in_order() {
+        let (a, b) = (Default::default(), Default::default());
+        let mut lines = Lines::new(
+            vec![
+                Box::new(Keep(std::sync::Arc::clone(&a), 0)),
+                Box::new(Keep(std::sync::Arc::clone(&b), 0)),
+            ],
+            1000,
+        );
+        let mut want = Vec::new();
+        for i in 0..500 {
+            let e = event(i);
+            want.extend(serde_json::to_vec(&e).unwrap());
+            want.push(b'\n');
+            lines.push(&e).unwrap();
+            if i == 250 {
+                lines.flush().unwrap();
+            }
+        }
+        assert!(
+            a.lock().unwrap().len() < want.len(),
+            "batched, not all at once"
+        );
+        let stats = lines.finish();
+        assert_eq!(
+            stats.iter().map(|s| s.delivered).collect::<Vec<_>>(),
+            [500, 500]
+        );
+        assert_eq!(*a.lock().unwrap(), want);
+        assert_eq!(*b.lock().unwrap(), want);
+    }
+
+    /// A writer that never returns until told to.
+    struct Stuck(std::sync::mpsc::Receiver<()>);
+
+    impl io::Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let _ = self.0.recv();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What a stuck queued sink drops is what the next loss report says,
+    /// once; the other sink gets everything.
+    #[test]
+    fn drops_are_taken_once_per_sink() {
+        let (go, rx) = std::sync::mpsc::channel();
+        let kept = Default::default();
+        let mut lines = Lines::new(
+            vec![
+                Box::new(Queued::new("stuck", "test-stuck", Stuck(rx), 4096).unwrap()),
+                Box::new(Keep(std::sync::Arc::clone(&kept), 0)),
+            ],
+            100,
+        );
+        for i in 0..200 {
+            lines.push(&event(i)).unwrap();
+        }
+        let dropped = lines.take_dropped();
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert_eq!(dropped[0].0, "stuck");
+        assert!(dropped[0].1 > 100, "{dropped:?}");
+        assert!(lines.take_dropped().is_empty(), "reported once");
+        drop(go);
+        let stats = lines.finish();
+        assert_eq!(stats[0].dropped, dropped[0].1);
+        assert_eq!(stats[0].delivered + stats[0].dropped, 200);
+        assert_eq!(stats[1].delivered, 200);
+        assert_eq!(
+            kept.lock().unwrap().iter().filter(|&&b| b == b'\n').count(),
+            200
+        );
+    }
+
+    #[test]
+    fn problems_are_worded_and_a_closed_pipe_is_not_one() {
+        let mut s = SinkStats {
+            name: "stdout".into(),
+            delivered: 1,
+            dropped: 0,
+            error: None,
+        };
+        assert_eq!(problem(&s), None);
+        s.error = Some(SinkError::new(
+            "writing to stdout",
+            io::ErrorKind::BrokenPipe.into(),
+        ));
+        assert_eq!(problem(&s), None);
+        s.dropped = 3;
+        s.error = Some(SinkError::new(
+            "writing to stdout",
+            io::Error::from_raw_os_error(28),
+        ));
+        let p = problem(&s).unwrap();
+        assert!(p.starts_with("stdout: 3 lines dropped"), "{p}");
+        assert!(
+            p.contains("writing to stdout: No space left on device"),
+            "{p}"
+        );
+    }
+}
