@@ -456,8 +456,7 @@ mod tests {
     /// to, no more, no fewer, in tracer's order.
     #[test]
     fn bpftrace_probes_are_tracers() {
-        let ours: Vec<String> = tracer::probes::PROBES
-            .iter()
+        let ours: Vec<String> = tracer::probes::all()
             .map(|p| format!("tracepoint:{}:{}", p.category, p.name))
             .collect();
         let theirs: Vec<&str> = BPFTRACE_PROBES.iter().map(|(tp, _)| *tp).collect();

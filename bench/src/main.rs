@@ -422,7 +422,7 @@ fn count_probes(tracer: &Path) -> usize {
             let rest = l.strip_suffix("probes can attach")?;
             rest.split_whitespace().last()?.parse().ok()
         })
-        .unwrap_or(tracer::probes::PROBES.len())
+        .unwrap_or(tracer::probes::all().count())
 }
 
 /// `bench_helper`, built beside this binary (same package, same profile).

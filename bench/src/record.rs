@@ -76,7 +76,7 @@ struct CpuSnap {
 }
 
 /// tracer's writer threads.
-const NDJSON_THREAD: &str = tracer::output::THREAD_NAME;
+const NDJSON_THREAD: &str = tracer::sink::STDOUT_THREAD;
 const CAPTURE_THREAD: &str = capture::THREAD_NAME;
 
 /// tracer's threads, by what they do.

@@ -9,7 +9,7 @@
 use std::{fmt::Write as _, fs, path::Path, time::Duration};
 
 use anyhow::{anyhow, Result};
-use tracer::tracefs;
+use tracer::kernel::tracefs;
 
 use super::{
     median,

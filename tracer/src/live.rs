@@ -158,7 +158,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             vec![Box::new(
                 Queued::new(
                     "stdout",
-                    "ndjson-writer",
+                    sink::STDOUT_THREAD,
                     std::io::stdout(),
                     sink::QUEUE_BYTES,
                 )

@@ -266,6 +266,9 @@ pub fn problem(stats: &SinkStats) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// Name of the stdout writer thread (benchmarks find it by name).
+pub const STDOUT_THREAD: &str = "ndjson-writer";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,3 +419,4 @@ mod tests {
         );
     }
 }
+
