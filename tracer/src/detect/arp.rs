@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     clock::format_ts,
-    event::{ContainerRef, EcsEvent, Mac, Netns, SmolStr},
+    event::{Action, ContainerRef, EcsEvent, Mac, Netns, SmolStr},
 };
 
 /// Most receiving interfaces remembered per reply key.
@@ -460,7 +460,7 @@ fn dup_alert(
         vxlan: vx.map(|v| v.ifname.as_str()),
         diagnosis,
     };
-    let mut line = alert_line(t, "arp_duplicate_reply", message, &payload);
+    let mut line = alert_line(t, Action::ArpDuplicateReply, message, &payload);
     line.container = ev.container.clone();
     line.source.ip = Some(key.ip);
     line.source.mac = Some(key.mac);
@@ -539,7 +539,7 @@ fn conflict_alert(
         macs,
         window_s: text::secs(window),
     };
-    let mut line = alert_line(t, "ip_conflict", message, &payload);
+    let mut line = alert_line(t, Action::IpConflict, message, &payload);
     line.container = ev.container.clone();
     line.source.ip = Some(ip);
     line.source.mac = Some(mac);

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     clock::format_ts,
-    event::{ContainerRef, EcsEvent, Kind, Netns, RawJson},
+    event::{Action, ContainerRef, EcsEvent, Kind, Netns, RawJson},
 };
 
 /// Destination IPs remembered per key and interval (for incidents).
@@ -291,7 +291,7 @@ impl Drops {
                 last_seen: format_ts(e.last),
                 destination_ips: ips.clone(),
             };
-            let mut line = EcsEvent::new(ts, Kind::Metric, "drop_summary");
+            let mut line = EcsEvent::new(ts, Kind::Metric, Action::DropSummary);
             line.message = Some(message);
             line.container = container.clone();
             line.tracer.netns = netns;

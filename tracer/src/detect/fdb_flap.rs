@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     clock::format_ts,
-    event::{ContainerRef, EcsEvent, Mac, Netns, Peer, SmolStr},
+    event::{Action, ContainerRef, EcsEvent, Mac, Netns, Peer, SmolStr},
 };
 
 /// Most ports remembered per MAC.
@@ -411,7 +411,7 @@ fn alert(
         diagnosis,
         realert,
     };
-    let mut line = alert_line(t, "fdb_flap", message, &payload);
+    let mut line = alert_line(t, Action::FdbFlap, message, &payload);
     line.container = ev.container.clone();
     line.source.mac = Some(key.mac);
     line.source.ip = ip;

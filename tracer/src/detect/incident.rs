@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::{text, Cfg, Facts, Member, Symptom, Touch};
 use crate::{
     clock::format_ts,
-    event::{EcsEvent, Kind, Mac, RawJson},
+    event::{Action, EcsEvent, Kind, Mac, RawJson},
 };
 
 /// Most "unreachable from" names and distinct flows kept per incident.
@@ -453,7 +453,7 @@ fn line(
         merged_into: merged_into.map(inc_id),
         resolution,
     };
-    let mut e = EcsEvent::new(ts, Kind::Alert, "incident");
+    let mut e = EcsEvent::new(ts, Kind::Alert, Action::Incident);
     e.message = Some(match (state, merged_into) {
         ("resolved", Some(into)) => format!(
             "{} merged into {}: {}",

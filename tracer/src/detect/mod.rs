@@ -33,7 +33,7 @@ use std::{net::IpAddr, time::Duration};
 
 use serde::Serialize;
 
-use crate::event::{ContainerRef, EcsEvent, Kind, Mac, RawJson};
+use crate::event::{Action, ContainerRef, EcsEvent, Kind, Mac, RawJson};
 
 const NS_PER_S: i128 = 1_000_000_000;
 
@@ -273,7 +273,7 @@ impl Sink {
 /// A fresh alert line.
 pub(crate) fn alert_line(
     ts: i128,
-    action: &'static str,
+    action: Action,
     message: String,
     payload: &impl Serialize,
 ) -> EcsEvent {
@@ -375,32 +375,34 @@ impl Detectors {
         // Event time never goes backwards for the detectors: a record a
         // little out of order (per-CPU timestamps) counts at "now".
         let t = self.now;
+        // Every action named, no `_ =>` arm: a new action must say here
+        // whether a detector looks at it.
         let print = match ev.event.action {
-            "skb_drop" => self.drops.observe(ev, t),
-            "tcp_retransmit" => {
+            Action::SkbDrop => self.drops.observe(ev, t),
+            Action::TcpRetransmit => {
                 self.tcp.retransmit(ev, t, &mut self.sink);
                 true
             }
-            "tcp_reset" => {
+            Action::TcpReset => {
                 self.tcp.reset(ev);
                 true
             }
-            "fdb_move" => {
+            Action::FdbMove => {
                 self.learn_mac(&ev.source, None, t);
                 self.fdb.moved(ev, t, &self.macs, &mut self.sink);
                 true
             }
-            "fdb_learn" => {
+            Action::FdbLearn => {
                 self.learn_mac(&ev.source, None, t);
                 self.fdb.learned(ev, t, &self.macs, &mut self.sink);
                 true
             }
-            "arp_reply" => {
+            Action::ArpReply => {
                 self.learn_mac(&ev.source, ev.source.ip, t);
                 self.arp.reply(ev, t, &self.macs, &mut self.sink);
                 true
             }
-            "neigh_update" => {
+            Action::NeighUpdate => {
                 if let Some(ip) = ev.destination.ip {
                     self.learn_mac(&ev.destination, Some(ip), t);
                     // A failed resolution of an IP under investigation means
@@ -417,9 +419,23 @@ impl Detectors {
                 }
                 true
             }
-            // fdb_delete: a delete followed by a learn on another port is
-            // caught by `fdb_learn` (the flap state remembers the port).
-            _ => true,
+            // A delete followed by a learn on another port is caught by
+            // `FdbLearn` (the flap state remembers the port).
+            Action::FdbDelete => true,
+            // Lines of tracer's own with `event.kind: "event"` (none today):
+            // nothing to detect.
+            Action::FdbFlap
+            | Action::ArpDuplicateReply
+            | Action::IpConflict
+            | Action::RetransmitBurst
+            | Action::RetransmitRollup
+            | Action::DropSummary
+            | Action::Incident
+            | Action::ProbeStatus
+            | Action::LossReport
+            | Action::DetectorStatus
+            | Action::EnrichmentStatus
+            | Action::DecodeError => true,
         };
         self.drain(t, out);
         print
@@ -479,7 +495,7 @@ impl Detectors {
     /// minute of event time while tables overflow).
     fn status_line(&mut self, now: i128, s: DetectStats) -> EcsEvent {
         self.reported_loss = s.evictions + s.drop_overflow;
-        let mut e = EcsEvent::new(now, Kind::State, "detector_status");
+        let mut e = EcsEvent::new(now, Kind::State, Action::DetectorStatus);
         let mut msg = format!(
             "detectors hold {} keys; {} alerts, {} incidents opened so far",
             s.tracked_keys, s.alerts, s.incidents

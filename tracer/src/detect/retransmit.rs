@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     clock::format_ts,
-    event::{ContainerRef, EcsEvent, Endpoint, Kind, Netns},
+    event::{Action, ContainerRef, EcsEvent, Endpoint, Kind, Netns},
 };
 
 /// Most peers listed in a roll-up line.
@@ -393,7 +393,7 @@ impl Retransmit {
             last_seen: format_ts(last),
             realert,
         };
-        let mut line = alert_line(t, "retransmit_burst", message, &payload);
+        let mut line = alert_line(t, Action::RetransmitBurst, message, &payload);
         line.container = ev.container.clone();
         line.source = ev.source.clone();
         if line.source.container.is_none() {
@@ -492,7 +492,7 @@ impl Retransmit {
                 interval_s: text::secs(span),
                 peers,
             };
-            let mut line = alert_line(ts, "retransmit_rollup", message, &payload);
+            let mut line = alert_line(ts, Action::RetransmitRollup, message, &payload);
             debug_assert_eq!(line.event.kind, Kind::Alert);
             line.container = container;
             line.source.ip = ip;
