@@ -6,22 +6,22 @@
 
 pub mod btf;
 pub mod capture;
-pub mod check;
 pub mod clock;
-pub mod collector;
 pub mod decode;
 pub mod detect;
 pub mod event;
+pub mod kallsyms;
+pub mod tracefs;
+pub mod check;
+pub mod collector;
 pub mod fdb;
 pub mod identity;
-pub mod kallsyms;
-pub mod ndjson;
 pub mod netlink;
 pub mod netns;
+pub mod ndjson;
 pub mod output;
 pub mod pipeline;
 pub mod privileges;
 pub mod probes;
 pub mod replay;
 pub mod synth;
-pub mod tracefs;

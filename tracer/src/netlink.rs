@@ -140,9 +140,7 @@ pub fn fdb() -> Result<Vec<FdbEntry>, NetlinkError> {
     let msgs = dump(RouteNetlinkMessage::GetNeighbour(req))?;
     let mut out = Vec::new();
     for m in msgs {
-        let RouteNetlinkMessage::NewNeighbour(n) = m else {
-            continue;
-        };
+        let RouteNetlinkMessage::NewNeighbour(n) = m else { continue };
         let mut mac = None;
         let mut vlan = 0;
         let mut bridge = None;
@@ -185,9 +183,7 @@ pub fn addresses() -> Result<Vec<Addr>, NetlinkError> {
     let msgs = dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
     let mut out = Vec::new();
     for m in msgs {
-        let RouteNetlinkMessage::NewAddress(a) = m else {
-            continue;
-        };
+        let RouteNetlinkMessage::NewAddress(a) = m else { continue };
         // IFA_LOCAL is the interface's own address on point-to-point links
         // (IFA_ADDRESS is then the peer); otherwise both are the same.
         let mut local = None;

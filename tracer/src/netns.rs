@@ -76,10 +76,7 @@ pub fn list() -> Vec<NetnsInfo> {
     if let Ok(rd) = fs::read_dir("/proc") {
         for ent in rd.flatten() {
             let fname = ent.file_name();
-            let Some(pid) = fname
-                .to_str()
-                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-            else {
+            let Some(pid) = fname.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else {
                 continue;
             };
             let path = PathBuf::from(format!("/proc/{pid}/ns/net"));

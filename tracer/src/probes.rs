@@ -61,16 +61,8 @@ pub const PROBES: &[ProbeSpec] = &[
         group: "fdb",
         what: "bridge FDB delete",
         needs: needs!(
-            DEV[0],
-            DEV[1],
-            DEV[2],
-            DEV[3],
-            "br_dev",
-            "port_dev",
-            "fdb_addr",
-            "fdb_vlan_id",
-            "fdb_dst",
-            "fdb_flags"
+            DEV[0], DEV[1], DEV[2], DEV[3], "br_dev", "port_dev", "fdb_addr", "fdb_vlan_id",
+            "fdb_dst", "fdb_flags"
         ),
     },
     ProbeSpec {
@@ -78,15 +70,7 @@ pub const PROBES: &[ProbeSpec] = &[
         category: "net",
         group: "arp",
         what: "ARP replies received",
-        needs: needs!(
-            DEV[0],
-            DEV[1],
-            DEV[2],
-            DEV[3],
-            "skb_protocol",
-            "skb_data",
-            "skb_dev"
-        ),
+        needs: needs!(DEV[0], DEV[1], DEV[2], DEV[3], "skb_protocol", "skb_data", "skb_dev"),
     },
     ProbeSpec {
         name: "neigh_update",
@@ -94,16 +78,8 @@ pub const PROBES: &[ProbeSpec] = &[
         group: "arp",
         what: "neighbour (ARP/NDP) table updates",
         needs: needs!(
-            DEV[0],
-            DEV[1],
-            DEV[2],
-            DEV[3],
-            "neigh_dev",
-            "neigh_primary_key",
-            "neigh_ha",
-            "neigh_nud_state",
-            "neigh_tbl",
-            "tbl_family"
+            DEV[0], DEV[1], DEV[2], DEV[3], "neigh_dev", "neigh_primary_key", "neigh_ha",
+            "neigh_nud_state", "neigh_tbl", "tbl_family"
         ),
     },
     ProbeSpec {
@@ -112,17 +88,8 @@ pub const PROBES: &[ProbeSpec] = &[
         group: "tcp",
         what: "TCP retransmits",
         needs: needs!(
-            "net_ns_inum",
-            "sk_family",
-            "sk_state",
-            "sk_num",
-            "sk_dport",
-            "sk_daddr",
-            "sk_rcv_saddr",
-            "sk_v6_daddr",
-            "sk_v6_rcv_saddr",
-            "sk_net",
-            "tcp_snd_una",
+            "net_ns_inum", "sk_family", "sk_state", "sk_num", "sk_dport", "sk_daddr",
+            "sk_rcv_saddr", "sk_v6_daddr", "sk_v6_rcv_saddr", "sk_net", "tcp_snd_una",
             "icsk_retransmits"
         ),
     },
@@ -132,23 +99,9 @@ pub const PROBES: &[ProbeSpec] = &[
         group: "tcp",
         what: "TCP resets sent",
         needs: needs!(
-            DEV[0],
-            DEV[1],
-            DEV[2],
-            DEV[3],
-            "sk_family",
-            "sk_state",
-            "sk_num",
-            "sk_dport",
-            "sk_daddr",
-            "sk_rcv_saddr",
-            "sk_v6_daddr",
-            "sk_v6_rcv_saddr",
-            "sk_net",
-            "skb_dev",
-            "skb_head",
-            "skb_protocol",
-            "skb_network_header"
+            DEV[0], DEV[1], DEV[2], DEV[3], "sk_family", "sk_state", "sk_num", "sk_dport",
+            "sk_daddr", "sk_rcv_saddr", "sk_v6_daddr", "sk_v6_rcv_saddr", "sk_net", "skb_dev",
+            "skb_head", "skb_protocol", "skb_network_header"
         ),
     },
     ProbeSpec {
@@ -157,16 +110,8 @@ pub const PROBES: &[ProbeSpec] = &[
         group: "tcp",
         what: "TCP resets received",
         needs: needs!(
-            "net_ns_inum",
-            "sk_family",
-            "sk_state",
-            "sk_num",
-            "sk_dport",
-            "sk_daddr",
-            "sk_rcv_saddr",
-            "sk_v6_daddr",
-            "sk_v6_rcv_saddr",
-            "sk_net"
+            "net_ns_inum", "sk_family", "sk_state", "sk_num", "sk_dport", "sk_daddr",
+            "sk_rcv_saddr", "sk_v6_daddr", "sk_v6_rcv_saddr", "sk_net"
         ),
     },
     ProbeSpec {
@@ -175,16 +120,8 @@ pub const PROBES: &[ProbeSpec] = &[
         group: "drop",
         what: "packet drops with the kernel's drop reason",
         needs: needs!(
-            DEV[0],
-            DEV[1],
-            DEV[2],
-            DEV[3],
-            "skb_dev",
-            "skb_sk",
-            "skb_head",
-            "skb_protocol",
-            "skb_network_header",
-            "sk_net"
+            DEV[0], DEV[1], DEV[2], DEV[3], "skb_dev", "skb_sk", "skb_head", "skb_protocol",
+            "skb_network_header", "sk_net"
         ),
     },
 ];
@@ -254,41 +191,11 @@ macro_rules! config_fields {
 /// Value of a `KernelConfig` field by name (UNRESOLVED for unknown names).
 pub fn field_value(cfg: &KernelConfig, name: &str) -> u32 {
     config_fields!(
-        cfg,
-        name,
-        dev_ifindex,
-        dev_name,
-        dev_nd_net,
-        net_ns_inum,
-        br_dev,
-        port_dev,
-        fdb_addr,
-        fdb_vlan_id,
-        fdb_dst,
-        fdb_flags,
-        skb_dev,
-        skb_sk,
-        skb_head,
-        skb_data,
-        skb_protocol,
-        skb_network_header,
-        skb_transport_header,
-        sk_family,
-        sk_state,
-        sk_num,
-        sk_dport,
-        sk_daddr,
-        sk_rcv_saddr,
-        sk_v6_daddr,
-        sk_v6_rcv_saddr,
-        sk_net,
-        tcp_snd_una,
-        icsk_retransmits,
-        neigh_dev,
-        neigh_primary_key,
-        neigh_ha,
-        neigh_nud_state,
-        neigh_tbl,
+        cfg, name, dev_ifindex, dev_name, dev_nd_net, net_ns_inum, br_dev, port_dev, fdb_addr,
+        fdb_vlan_id, fdb_dst, fdb_flags, skb_dev, skb_sk, skb_head, skb_data, skb_protocol,
+        skb_network_header, skb_transport_header, sk_family, sk_state, sk_num, sk_dport,
+        sk_daddr, sk_rcv_saddr, sk_v6_daddr, sk_v6_rcv_saddr, sk_net, tcp_snd_una,
+        icsk_retransmits, neigh_dev, neigh_primary_key, neigh_ha, neigh_nud_state, neigh_tbl,
         tbl_family,
     )
 }
@@ -433,19 +340,16 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
         });
     }
 
-    let events = RingBuf::try_from(
-        ebpf.take_map("EVENTS")
-            .ok_or(LoadError::MissingMap("EVENTS"))?,
-    )
-    .map_err(|source| LoadError::Map {
-        name: "EVENTS",
-        source,
-    })?;
+    let events = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(LoadError::MissingMap("EVENTS"))?)
+        .map_err(|source| LoadError::Map {
+            name: "EVENTS",
+            source,
+        })?;
     let lost = PerCpuArray::try_from(ebpf.take_map("LOST").ok_or(LoadError::MissingMap("LOST"))?)
         .map_err(|source| LoadError::Map {
-        name: "LOST",
-        source,
-    })?;
+            name: "LOST",
+            source,
+        })?;
     let filtered = PerCpuArray::try_from(
         ebpf.take_map("DROP_FILTERED")
             .ok_or(LoadError::MissingMap("DROP_FILTERED"))?,
@@ -480,7 +384,10 @@ pub fn read_filtered(map: &PerCpuArray<MapData, u64>, reasons: &BTreeSet<u32>) -
         .iter()
         .filter(|&&r| r < DROP_FILTER_SLOTS)
         .map(|&r| {
-            let n = map.get(&r, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
+            let n = map
+                .get(&r, 0)
+                .map(|v| v.iter().sum::<u64>())
+                .unwrap_or(0);
             (r, n)
         })
         .collect()
