@@ -20,6 +20,7 @@
 //! `message` = one sentence, `tracer.alert` = the structured facts.
 
 mod arp;
+pub mod config;
 mod drops;
 mod fdb_flap;
 mod incident;
@@ -29,127 +30,15 @@ mod table;
 mod tests;
 mod text;
 
-use std::{net::IpAddr, time::Duration};
+use std::net::IpAddr;
 
 use serde::Serialize;
 
+use self::config::Cfg;
+pub use self::config::DetectConfig;
 use crate::event::{Action, ContainerRef, EcsEvent, Kind, Mac, RawJson};
 
 const NS_PER_S: i128 = 1_000_000_000;
-
-/// Every threshold and window of the detectors. `Default` gives the
-/// documented defaults; windows are event time.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DetectConfig {
-    /// `fdb_flap`: moves of one MAC between ports of one bridge...
-    pub fdb_flap_threshold: u32,
-    /// ...within this window (edges included).
-    pub fdb_flap_window: Duration,
-    /// `arp_duplicate_reply`: replies for one IP, with one MAC, to one
-    /// requester, counted per receiving (netns, interface)...
-    pub arp_duplicate_threshold: u32,
-    /// ...within this window.
-    pub arp_duplicate_window: Duration,
-    /// `ip_conflict`: two MACs answering for one IP in one namespace within
-    /// this window.
-    pub ip_conflict_window: Duration,
-    /// Least time between two alerts for the same ARP key
-    /// (`arp_duplicate_reply`, `ip_conflict`).
-    pub arp_realert_interval: Duration,
-    /// `retransmit_burst`: retransmits of one flow without forward progress
-    /// (`snd_una` unchanged)...
-    pub retransmit_threshold: u32,
-    /// ...within this window.
-    pub retransmit_window: Duration,
-    /// `retransmit_rollup`: one line per container per interval with affected flows.
-    pub retransmit_rollup_interval: Duration,
-    /// Least number of affected flows for a container roll-up line.
-    pub retransmit_rollup_min_flows: u32,
-    /// `drop_summary` interval.
-    pub drop_summary_interval: Duration,
-    /// Individual `skb_drop` lines printed per second of event time; the
-    /// rest are only counted in `drop_summary`. `u64::MAX`: no limit; 0: no
-    /// individual lines.
-    pub drop_lines_per_sec: u64,
-    /// Drops of one key in one interval from which the summary also counts
-    /// as a symptom for incidents (0: drops never open incidents).
-    pub drop_incident_threshold: u64,
-    /// Alerts sharing a container/IP/MAC within this window join one
-    /// incident; an incident with no symptom for this long is resolved.
-    pub incident_window: Duration,
-    /// Most keys per table (MACs, ARP keys, flows, drop keys, incidents);
-    /// the least recently seen are evicted beyond that.
-    pub max_keys: usize,
-}
-
-impl Default for DetectConfig {
-    fn default() -> Self {
-        Self {
-            fdb_flap_threshold: 3,
-            fdb_flap_window: Duration::from_secs(10),
-            arp_duplicate_threshold: 2,
-            arp_duplicate_window: Duration::from_secs(1),
-            ip_conflict_window: Duration::from_secs(10),
-            arp_realert_interval: Duration::from_secs(10),
-            retransmit_threshold: 3,
-            retransmit_window: Duration::from_secs(10),
-            retransmit_rollup_interval: Duration::from_secs(10),
-            retransmit_rollup_min_flows: 1,
-            drop_summary_interval: Duration::from_secs(10),
-            drop_lines_per_sec: 1000,
-            drop_incident_threshold: 100,
-            incident_window: Duration::from_secs(30),
-            max_keys: 100_000,
-        }
-    }
-}
-
-/// Windows in ns, thresholds clamped to sane minimums.
-#[derive(Clone, Debug)]
-pub(crate) struct Cfg {
-    pub(crate) flap_threshold: u32,
-    pub(crate) flap_window: i128,
-    pub(crate) dup_threshold: u32,
-    pub(crate) dup_window: i128,
-    pub(crate) conflict_window: i128,
-    pub(crate) arp_realert: i128,
-    pub(crate) rtx_threshold: u32,
-    pub(crate) rtx_window: i128,
-    pub(crate) rollup_interval: i128,
-    pub(crate) rollup_min_flows: u32,
-    pub(crate) drop_interval: i128,
-    pub(crate) drop_lines_per_sec: u64,
-    pub(crate) drop_incident_threshold: u64,
-    pub(crate) incident_window: i128,
-    pub(crate) max_keys: usize,
-}
-
-fn ns(d: Duration) -> i128 {
-    i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)
-}
-
-impl Cfg {
-    fn from(c: &DetectConfig) -> Self {
-        Self {
-            flap_threshold: c.fdb_flap_threshold.max(1),
-            flap_window: ns(c.fdb_flap_window),
-            dup_threshold: c.arp_duplicate_threshold.max(2),
-            dup_window: ns(c.arp_duplicate_window),
-            conflict_window: ns(c.ip_conflict_window),
-            arp_realert: ns(c.arp_realert_interval),
-            rtx_threshold: c.retransmit_threshold.max(1),
-            rtx_window: ns(c.retransmit_window),
-            // Intervals are clamped to 1 ms so time always moves forward.
-            rollup_interval: ns(c.retransmit_rollup_interval).max(1_000_000),
-            rollup_min_flows: c.retransmit_rollup_min_flows.max(1),
-            drop_interval: ns(c.drop_summary_interval).max(1_000_000),
-            drop_lines_per_sec: c.drop_lines_per_sec,
-            drop_incident_threshold: c.drop_incident_threshold,
-            incident_window: ns(c.incident_window),
-            max_keys: c.max_keys.max(16),
-        }
-    }
-}
 
 /// Table sizes and what was dropped to keep them bounded.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
