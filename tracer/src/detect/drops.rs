@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::{
+    interval::IntervalClock,
     table::{FastMap, Interner, OVERFLOW},
     text, Cfg, Facts, Sink, Symptom, NS_PER_S,
 };
@@ -56,7 +57,7 @@ struct DropEntry {
 
 pub(crate) struct Drops {
     limit: u64,
-    interval: i128,
+    clock: IntervalClock,
     incident_threshold: u64,
     max_keys: usize,
     table: FastMap<DropKey, DropEntry>,
@@ -65,8 +66,6 @@ pub(crate) struct Drops {
     locations: Interner<()>,
     sec: i128,
     printed_this_sec: u64,
-    epoch: i64,
-    epoch_start: i128,
     pub(crate) seen: u64,
     pub(crate) printed: u64,
     pub(crate) summarised: u64,
@@ -99,7 +98,7 @@ impl Drops {
     pub(crate) fn new(c: &Cfg) -> Self {
         Self {
             limit: c.drop_lines_per_sec,
-            interval: c.drop_interval,
+            clock: IntervalClock::new(c.drop_interval),
             incident_threshold: c.drop_incident_threshold,
             max_keys: c.max_keys,
             table: FastMap::default(),
@@ -108,8 +107,6 @@ impl Drops {
             locations: Interner::new(c.max_keys),
             sec: i128::MIN,
             printed_this_sec: 0,
-            epoch: 0,
-            epoch_start: 0,
             seen: 0,
             printed: 0,
             summarised: 0,
@@ -122,8 +119,7 @@ impl Drops {
     }
 
     pub(crate) fn start(&mut self, now: i128) {
-        self.epoch = epoch_of(now, self.interval);
-        self.epoch_start = i128::from(self.epoch) * self.interval;
+        self.clock.start(now);
     }
 
     /// Counts one drop; true when its line is to be printed.
@@ -201,24 +197,14 @@ impl Drops {
 
     /// Summaries of every finished interval up to `now`.
     pub(crate) fn advance(&mut self, now: i128, sink: &mut Sink) {
-        // Still in the current interval (checked on every event: no i128
-        // division for that).
-        if now < self.epoch_start + self.interval {
-            return;
+        if let Some(end) = self.clock.tick(now) {
+            self.emit(end, self.clock.len(), sink);
         }
-        let e = epoch_of(now, self.interval);
-        if e <= self.epoch {
-            return;
-        }
-        let end = (i128::from(self.epoch) + 1) * self.interval;
-        self.emit(end, self.interval, sink);
-        self.epoch = e;
-        self.epoch_start = i128::from(e) * self.interval;
     }
 
     /// Summaries of the current, unfinished interval (end of run).
     pub(crate) fn flush(&mut self, now: i128, sink: &mut Sink) {
-        let span = (now - self.epoch_start).max(0);
+        let span = self.clock.elapsed(now);
         self.emit(now, span, sink);
     }
 
@@ -321,8 +307,4 @@ impl Drops {
         // `clear` keeps the allocation: the next interval reuses it.
         self.table.clear();
     }
-}
-
-fn epoch_of(t: i128, interval: i128) -> i64 {
-    i64::try_from(t.div_euclid(interval)).unwrap_or(i64::MAX)
 }

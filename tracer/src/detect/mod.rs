@@ -24,6 +24,7 @@ pub mod config;
 mod drops;
 mod fdb_flap;
 mod incident;
+mod interval;
 mod retransmit;
 mod table;
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::{
     alert_line,
+    interval::IntervalClock,
     table::{Bounded, Episode, FastMap, Interner, Stamped, Verdict, OVERFLOW},
     text, Cfg, Facts, Member, Sink, Symptom,
 };
@@ -66,12 +67,10 @@ struct Roll {
 pub(crate) struct Retransmit {
     threshold: u32,
     window: i128,
-    interval: i128,
+    clock: IntervalClock,
     min_flows: u32,
     flows: Bounded<FlowKey, Flow>,
     containers: Interner<ContainerRef>,
-    epoch: i64,
-    epoch_start: i128,
     rolls: FastMap<RollKey, Roll>,
     max_rolls: usize,
     /// Roll-up counts not kept because the roll-up table was full.
@@ -129,12 +128,10 @@ impl Retransmit {
         Self {
             threshold: c.rtx_threshold,
             window: c.rtx_window,
-            interval: c.rollup_interval,
+            clock: IntervalClock::new(c.rollup_interval),
             min_flows: c.rollup_min_flows,
             flows: Bounded::new(c.max_keys),
             containers: Interner::new(c.max_keys),
-            epoch: 0,
-            epoch_start: 0,
             rolls: FastMap::default(),
             max_rolls: c.max_keys,
             rolls_dropped: 0,
@@ -159,8 +156,7 @@ impl Retransmit {
     }
 
     pub(crate) fn start(&mut self, now: i128) {
-        self.epoch = epoch_of(now, self.interval);
-        self.epoch_start = i128::from(self.epoch) * self.interval;
+        self.clock.start(now);
     }
 
     fn roll_key(&mut self, e: &Endpoint, fallback: Option<&ContainerRef>) -> Option<RollKey> {
@@ -243,7 +239,7 @@ impl Retransmit {
             }
         }
         let window = self.window;
-        let epoch = self.epoch;
+        let epoch = self.clock.epoch();
         let Some(f) = self.flows.get_mut(&key) else {
             return;
         };
@@ -433,24 +429,14 @@ impl Retransmit {
 
     /// Roll-ups of every finished interval up to `now`.
     pub(crate) fn advance(&mut self, now: i128, sink: &mut Sink) {
-        // Still in the current interval (checked on every event: no i128
-        // division for that).
-        if now < self.epoch_start + self.interval {
-            return;
+        if let Some(end) = self.clock.tick(now) {
+            self.emit(end, self.clock.len(), sink);
         }
-        let e = epoch_of(now, self.interval);
-        if e <= self.epoch {
-            return;
-        }
-        let end = (i128::from(self.epoch) + 1) * self.interval;
-        self.emit(end, self.interval, sink);
-        self.epoch = e;
-        self.epoch_start = i128::from(e) * self.interval;
     }
 
     /// Roll-ups of the current, unfinished interval (end of run).
     pub(crate) fn flush(&mut self, now: i128, sink: &mut Sink) {
-        let span = (now - self.epoch_start).max(0);
+        let span = self.clock.elapsed(now);
         self.emit(now, span, sink);
     }
 
@@ -500,8 +486,4 @@ impl Retransmit {
             sink.lines.push((line, None));
         }
     }
-}
-
-fn epoch_of(t: i128, interval: i128) -> i64 {
-    i64::try_from(t.div_euclid(interval)).unwrap_or(i64::MAX)
 }
