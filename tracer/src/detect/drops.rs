@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::{
-    interval::IntervalClock,
+    interval::{IntervalClock, PerInterval},
     table::{FastMap, Interner, OVERFLOW},
     text, Cfg, Facts, Sink, Symptom, NS_PER_S,
 };
@@ -118,10 +118,6 @@ impl Drops {
         self.table.len()
     }
 
-    pub(crate) fn start(&mut self, now: i128) {
-        self.clock.start(now);
-    }
-
     /// Counts one drop; true when its line is to be printed.
     pub(crate) fn observe(&mut self, ev: &EcsEvent, t: i128) -> bool {
         let container = match &ev.container {
@@ -194,18 +190,11 @@ impl Drops {
         }
         print
     }
+}
 
-    /// Summaries of every finished interval up to `now`.
-    pub(crate) fn advance(&mut self, now: i128, sink: &mut Sink) {
-        if let Some(end) = self.clock.tick(now) {
-            self.emit(end, self.clock.len(), sink);
-        }
-    }
-
-    /// Summaries of the current, unfinished interval (end of run).
-    pub(crate) fn flush(&mut self, now: i128, sink: &mut Sink) {
-        let span = self.clock.elapsed(now);
-        self.emit(now, span, sink);
+impl PerInterval for Drops {
+    fn clock(&mut self) -> &mut IntervalClock {
+        &mut self.clock
     }
 
     fn emit(&mut self, ts: i128, span: i128, sink: &mut Sink) {

@@ -1,6 +1,12 @@
 //! The interval clock of the detectors that report per interval
 //! (`drop_summary`, `retransmit_rollup`): event time cut into intervals
 //! aligned on multiples of their length since the Unix epoch.
+//!
+//! A detector that reports per interval holds an [`IntervalClock`] and
+//! implements [`PerInterval`] (what it says for one interval); starting,
+//! advancing and flushing at the end of a run come with the trait.
+
+use super::Sink;
 
 /// Which interval event time is in, and when it started.
 #[derive(Clone, Debug)]
@@ -61,6 +67,35 @@ impl IntervalClock {
         self.epoch = e;
         self.start = i128::from(e) * self.len;
         Some(end)
+    }
+}
+
+/// A detector that reports once per interval (`drop_summary`,
+/// `retransmit_rollup`).
+pub(crate) trait PerInterval {
+    fn clock(&mut self) -> &mut IntervalClock;
+
+    /// The lines of the interval ending at `ts`, which lasted `span` ns.
+    fn emit(&mut self, ts: i128, span: i128, sink: &mut Sink);
+
+    /// First event: the clock starts in `now`'s interval.
+    fn start(&mut self, now: i128) {
+        self.clock().start(now);
+    }
+
+    /// The lines of every finished interval up to `now`.
+    fn advance(&mut self, now: i128, sink: &mut Sink) {
+        let clock = self.clock();
+        if let Some(end) = clock.tick(now) {
+            let len = clock.len();
+            self.emit(end, len, sink);
+        }
+    }
+
+    /// The lines of the current, unfinished interval (end of run).
+    fn flush(&mut self, now: i128, sink: &mut Sink) {
+        let span = self.clock().elapsed(now);
+        self.emit(now, span, sink);
     }
 }
 

@@ -35,8 +35,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use self::config::Cfg;
 pub use self::config::DetectConfig;
+use self::{config::Cfg, interval::PerInterval};
 use crate::event::{Action, ContainerRef, EcsEvent, Kind, Mac, RawJson};
 
 const NS_PER_S: i128 = 1_000_000_000;

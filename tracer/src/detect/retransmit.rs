@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{
     alert_line,
-    interval::IntervalClock,
+    interval::{IntervalClock, PerInterval},
     table::{Bounded, Episode, FastMap, Interner, Stamped, Verdict, OVERFLOW},
     text, Cfg, Facts, Member, Sink, Symptom,
 };
@@ -153,10 +153,6 @@ impl Retransmit {
     pub(crate) fn expire(&mut self, now: i128) {
         let w = self.window;
         self.flows.expire(|f| now - f.last <= w);
-    }
-
-    pub(crate) fn start(&mut self, now: i128) {
-        self.clock.start(now);
     }
 
     fn roll_key(&mut self, e: &Endpoint, fallback: Option<&ContainerRef>) -> Option<RollKey> {
@@ -426,18 +422,11 @@ impl Retransmit {
         };
         (line, sym)
     }
+}
 
-    /// Roll-ups of every finished interval up to `now`.
-    pub(crate) fn advance(&mut self, now: i128, sink: &mut Sink) {
-        if let Some(end) = self.clock.tick(now) {
-            self.emit(end, self.clock.len(), sink);
-        }
-    }
-
-    /// Roll-ups of the current, unfinished interval (end of run).
-    pub(crate) fn flush(&mut self, now: i128, sink: &mut Sink) {
-        let span = self.clock.elapsed(now);
-        self.emit(now, span, sink);
+impl PerInterval for Retransmit {
+    fn clock(&mut self) -> &mut IntervalClock {
+        &mut self.clock
     }
 
     fn emit(&mut self, ts: i128, span: i128, sink: &mut Sink) {
