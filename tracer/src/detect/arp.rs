@@ -305,7 +305,7 @@ impl Arp {
         }
         if st.last_alert.is_some_and(|a| t - a < self.realert) {
             let n = st.sightings[i].replies;
-            sink.touch(Member::Ip(ip), "arp_duplicate_reply", n);
+            sink.touch(Member::Ip(ip), Some(Action::ArpDuplicateReply), n);
             return;
         }
         st.last_alert = Some(t);
@@ -368,7 +368,11 @@ impl Arp {
             st.ns = text::NsRef::new(ev.tracer.netns.as_ref(), ev.container.as_ref());
         }
         if st.last_alert.is_some_and(|a| t - a < self.realert) {
-            sink.touch(Member::Ip(ip), "ip_conflict", st.macs.len() as u64);
+            sink.touch(
+                Member::Ip(ip),
+                Some(Action::IpConflict),
+                st.macs.len() as u64,
+            );
             return;
         }
         st.last_alert = Some(t);
@@ -480,7 +484,7 @@ fn dup_alert(
         .cloned()
         .collect();
     let sym = Symptom {
-        kind: "arp_duplicate_reply",
+        kind: Action::ArpDuplicateReply,
         count: at.replies,
         containers,
         ips: vec![key.ip, key.requester],
@@ -561,7 +565,7 @@ fn conflict_alert(
         }
     }
     let sym = Symptom {
-        kind: "ip_conflict",
+        kind: Action::IpConflict,
         count: st.macs.len() as u64,
         containers,
         ips: vec![ip],

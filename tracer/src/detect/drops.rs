@@ -278,7 +278,7 @@ impl PerInterval for Drops {
             let sym =
                 (self.incident_threshold > 0 && e.total >= self.incident_threshold).then(|| {
                     Symptom {
-                        kind: "drop_summary",
+                        kind: Action::DropSummary,
                         count: e.total,
                         containers: container.into_iter().collect(),
                         ips,

@@ -213,7 +213,7 @@ impl FdbFlap {
             Verdict::Quiet => {}
             Verdict::Ongoing => {
                 let n = self.table.get(&key).map(|s| s.ep.count).unwrap_or(0);
-                sink.touch(Member::Mac(key.mac), "fdb_flap", n);
+                sink.touch(Member::Mac(key.mac), Some(Action::FdbFlap), n);
             }
             Verdict::Crossed | Verdict::Again => {
                 let info = macs.get(&key.mac);
@@ -432,7 +432,7 @@ fn alert(
         }
     }
     let sym = Symptom {
-        kind: "fdb_flap",
+        kind: Action::FdbFlap,
         count,
         containers,
         ips: ip.into_iter().collect(),

@@ -119,7 +119,8 @@ pub(crate) enum Facts {
 /// An alert as the incident correlator sees it.
 #[derive(Clone, Debug)]
 pub(crate) struct Symptom {
-    pub(crate) kind: &'static str,
+    /// The alert's `event.action`.
+    pub(crate) kind: Action,
     pub(crate) count: u64,
     pub(crate) containers: Vec<ContainerRef>,
     pub(crate) ips: Vec<IpAddr>,
@@ -141,13 +142,13 @@ pub(crate) struct Sink {
 /// incident open and its count current.
 pub(crate) struct Touch {
     pub(crate) member: Member,
-    /// Alert type whose count this updates (`""`: none).
-    pub(crate) kind: &'static str,
+    /// Alert type whose count this updates, if any.
+    pub(crate) kind: Option<Action>,
     pub(crate) count: u64,
 }
 
 impl Sink {
-    pub(crate) fn touch(&mut self, member: Member, kind: &'static str, count: u64) {
+    pub(crate) fn touch(&mut self, member: Member, kind: Option<Action>, count: u64) {
         self.touches.push(Touch {
             member,
             kind,
@@ -304,7 +305,7 @@ impl Detectors {
                         .as_ref()
                         .is_some_and(|n| n.new_state.contains("FAILED"));
                     if failed {
-                        self.sink.touch(Member::Ip(ip), "", 0);
+                        self.sink.touch(Member::Ip(ip), None, 0);
                     }
                 }
                 true

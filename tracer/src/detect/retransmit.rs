@@ -273,7 +273,7 @@ impl Retransmit {
         }
         match verdict {
             Verdict::Quiet => {}
-            Verdict::Ongoing => sink.touch(Member::Ip(rip), "retransmit_burst", count),
+            Verdict::Ongoing => sink.touch(Member::Ip(rip), Some(Action::RetransmitBurst), count),
             Verdict::Crossed | Verdict::Again => {
                 let (line, sym) = self.burst_alert(
                     ev,
@@ -405,7 +405,7 @@ impl Retransmit {
             }
         }
         let sym = Symptom {
-            kind: "retransmit_burst",
+            kind: Action::RetransmitBurst,
             count,
             containers,
             ips: ev.source.ip.into_iter().chain(Some(rip)).collect(),

@@ -9,7 +9,10 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 
 /// Every `event.action` tracer prints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Ordered by printed name, so maps keyed by actions list them as the
+/// strings sort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     // Kernel events (`event.kind: "event"`).
     /// A bridge learned a MAC on a port.
@@ -136,6 +139,18 @@ impl Action {
     }
 }
 
+impl Ord for Action {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for Action {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -167,6 +182,16 @@ mod tests {
             assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{s}\""));
         }
         assert_eq!(Action::from_name("fdb_flapping"), None);
+    }
+
+    #[test]
+    fn order_is_the_order_of_the_names() {
+        let mut by_action = Action::ALL;
+        by_action.sort();
+        let mut by_name = Action::ALL.map(Action::as_str);
+        by_name.sort();
+        assert_eq!(by_action.map(Action::as_str), by_name);
+        assert!(Action::ArpDuplicateReply < Action::FdbFlap);
     }
 
     #[test]
