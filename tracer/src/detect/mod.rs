@@ -18,6 +18,18 @@
 //!
 //! Alert lines: `event.kind: "alert"`, `event.action` = detector name,
 //! `message` = one sentence, `tracer.alert` = the structured facts.
+//!
+//! Input is typed: [`Detectors::observe`] matches the event's
+//! [`Action`] exhaustively, so a new action must say here whether a detector
+//! looks at it. Adding a detector touches:
+//! - `detect/<name>.rs`: its state (bounded `table`s), built from `Cfg`;
+//!   per-interval reports through `interval::PerInterval`;
+//! - `event/action.rs`: the [`Action`] of its alert lines;
+//! - this file: its field in [`Detectors`], its arm in `observe`, its
+//!   `Facts` variant and its table sizes in [`DetectStats`];
+//! - `detect/config.rs`: a row per setting (default, range, help), which
+//!   `main.rs` turns into a flag with one `#[arg]`;
+//! - `detect/incident.rs`, when its alerts add to incident explanations.
 
 mod arp;
 pub mod config;
