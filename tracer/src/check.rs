@@ -4,7 +4,7 @@
 use std::{collections::BTreeSet, fmt::Write as _, path::Path};
 
 use crate::{
-    event::{EcsEvent, Kind, ProbeInfo, SCHEMA_VERSION},
+    event::{Action, EcsEvent, Kind, ProbeInfo, SCHEMA_VERSION},
     kernel::{self, clock, privileges},
     probes::{self, LoadOptions, ProbeStatus},
 };
@@ -71,7 +71,7 @@ impl Report {
         let ts = clock::boot_now_ns() as i128 + clock::boot_to_wall_offset_ns();
         let mut buf = Vec::new();
         for p in &self.probes {
-            let mut e = EcsEvent::new(ts, Kind::State, "probe_status");
+            let mut e = EcsEvent::new(ts, Kind::State, Action::ProbeStatus);
             e.event.outcome = Some(if p.status == "attached" {
                 "success"
             } else {

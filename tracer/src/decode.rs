@@ -12,8 +12,8 @@ use tracer_ebpf::{
 
 use crate::{
     event::{
-        ifname, ip_from_wire, transport_name, EcsEvent, Endpoint, Interface, Kind, Mac, Neigh,
-        Netns, Network, SmolStr, Tcp,
+        ifname, ip_from_wire, transport_name, Action, EcsEvent, Endpoint, Interface, Kind, Mac,
+        Neigh, Netns, Network, SmolStr, Tcp,
     },
     kernel::btf::DropReasons,
 };
@@ -317,9 +317,9 @@ pub fn fdb_event(
     previous_port: Option<SmolStr>,
 ) -> EcsEvent {
     let action = match (delete, &previous_port) {
-        (true, _) => "fdb_delete",
-        (false, Some(_)) => "fdb_move",
-        (false, None) => "fdb_learn",
+        (true, _) => Action::FdbDelete,
+        (false, Some(_)) => Action::FdbMove,
+        (false, None) => Action::FdbLearn,
     };
     let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, action);
     netns_iface(&mut ev, &e.hdr);
@@ -334,7 +334,7 @@ pub fn fdb_event(
 }
 
 pub fn arp_event(t: &Tables, e: &ArpEvent) -> EcsEvent {
-    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, "arp_reply");
+    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, Action::ArpReply);
     netns_iface(&mut ev, &e.hdr);
     ev.source = Endpoint {
         ip: Some(IpAddr::from(e.sender_ip)),
@@ -381,7 +381,7 @@ pub fn nud_state_name(s: u8) -> SmolStr {
 
 pub fn neigh_event(t: &Tables, e: &NeighEvent) -> EcsEvent {
     const AF_INET6: u16 = 10;
-    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, "neigh_update");
+    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, Action::NeighUpdate);
     netns_iface(&mut ev, &e.hdr);
     let v6 = e.family == AF_INET6;
     let ip = ip_from_wire(&e.key, v6);
@@ -438,8 +438,8 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
     const AF_INET6: u16 = 10;
     let k = tcp_kind(e);
     let (action, direction) = match k {
-        Some(RecordKind::TcpRetransmit) => ("tcp_retransmit", None),
-        Some(RecordKind::TcpSendReset) => ("tcp_reset", Some("sent")),
+        Some(RecordKind::TcpRetransmit) => (Action::TcpRetransmit, None),
+        Some(RecordKind::TcpSendReset) => (Action::TcpReset, Some("sent")),
         // What parse() never hands over is read as a received reset, as before.
         Some(
             RecordKind::TcpReceiveReset
@@ -449,7 +449,7 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
             | RecordKind::NeighUpdate
             | RecordKind::SkbDrop,
         )
-        | None => ("tcp_reset", Some("received")),
+        | None => (Action::TcpReset, Some("received")),
     };
     let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, action);
     netns_iface(&mut ev, &e.hdr);
@@ -491,7 +491,7 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
 }
 
 pub fn drop_event(t: &mut Tables, e: &DropEvent) -> EcsEvent {
-    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, "skb_drop");
+    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, Action::SkbDrop);
     netns_iface(&mut ev, &e.hdr);
     if e.ip_version == 4 || e.ip_version == 6 {
         let v6 = e.ip_version == 6;

@@ -3,7 +3,12 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use tracer::{live, pipeline::Filter, probes};
+use tracer::{
+    detect::config::{setting, DetectConfig, Span},
+    live,
+    pipeline::Filter,
+    probes,
+};
 
 /// eBPF packet-loss tracer for container hosts.
 ///
@@ -170,7 +175,9 @@ struct RunArgs {
     detect: DetectArgs,
 }
 
-/// Detector thresholds and windows (same flags live and in replay).
+/// Detector thresholds and windows (same flags live and in replay). Flags,
+/// defaults, ranges and help come from the detectors' one table
+/// ([`setting`]); a value out of range is refused with the range.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Detectors")]
 struct DetectArgs {
@@ -178,70 +185,80 @@ struct DetectArgs {
     #[arg(long)]
     no_detect: bool,
 
-    /// fdb_flap: moves of one MAC between ports of one bridge...
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long = setting::FLAP_THRESHOLD.flag, help = setting::FLAP_THRESHOLD.help, value_name = "N",
+        default_value_t = setting::FLAP_THRESHOLD.default,
+        value_parser = |s: &str| setting::FLAP_THRESHOLD.parse(s))]
     flap_threshold: u32,
 
-    /// ...within this window.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    flap_window: Duration,
+    #[arg(long = setting::FLAP_WINDOW.flag, help = setting::FLAP_WINDOW.help, value_name = "DURATION",
+        default_value_t = setting::FLAP_WINDOW.default_span(),
+        value_parser = |s: &str| setting::FLAP_WINDOW.parse_span(s))]
+    flap_window: Span,
 
-    /// arp_duplicate_reply: replies for one IP with the same MAC to one requester...
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    #[arg(long = setting::ARP_DUPLICATE_THRESHOLD.flag, help = setting::ARP_DUPLICATE_THRESHOLD.help,
+        value_name = "N", default_value_t = setting::ARP_DUPLICATE_THRESHOLD.default,
+        value_parser = |s: &str| setting::ARP_DUPLICATE_THRESHOLD.parse(s))]
     arp_duplicate_threshold: u32,
 
-    /// ...within this window.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    arp_duplicate_window: Duration,
+    #[arg(long = setting::ARP_DUPLICATE_WINDOW.flag, help = setting::ARP_DUPLICATE_WINDOW.help,
+        value_name = "DURATION", default_value_t = setting::ARP_DUPLICATE_WINDOW.default_span(),
+        value_parser = |s: &str| setting::ARP_DUPLICATE_WINDOW.parse_span(s))]
+    arp_duplicate_window: Span,
 
-    /// ip_conflict: two MACs answering for one IP in one namespace within this window.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    ip_conflict_window: Duration,
+    #[arg(long = setting::IP_CONFLICT_WINDOW.flag, help = setting::IP_CONFLICT_WINDOW.help,
+        value_name = "DURATION", default_value_t = setting::IP_CONFLICT_WINDOW.default_span(),
+        value_parser = |s: &str| setting::IP_CONFLICT_WINDOW.parse_span(s))]
+    ip_conflict_window: Span,
 
-    /// retransmit_burst: retransmits of one flow without forward progress...
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long = setting::RETRANSMIT_THRESHOLD.flag, help = setting::RETRANSMIT_THRESHOLD.help,
+        value_name = "N", default_value_t = setting::RETRANSMIT_THRESHOLD.default,
+        value_parser = |s: &str| setting::RETRANSMIT_THRESHOLD.parse(s))]
     retransmit_threshold: u32,
 
-    /// ...within this window.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    retransmit_window: Duration,
+    #[arg(long = setting::RETRANSMIT_WINDOW.flag, help = setting::RETRANSMIT_WINDOW.help,
+        value_name = "DURATION", default_value_t = setting::RETRANSMIT_WINDOW.default_span(),
+        value_parser = |s: &str| setting::RETRANSMIT_WINDOW.parse_span(s))]
+    retransmit_window: Span,
 
-    /// Individual skb_drop lines per second; the rest are counted in drop_summary lines.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long = setting::DROP_LINES_PER_SEC.flag, help = setting::DROP_LINES_PER_SEC.help,
+        value_name = "N", default_value_t = setting::DROP_LINES_PER_SEC.default,
+        value_parser = |s: &str| setting::DROP_LINES_PER_SEC.parse(s))]
     drop_lines_per_sec: u64,
 
-    /// How often drop_summary lines (per namespace/container, reason, location) are printed.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    drop_summary_interval: Duration,
+    #[arg(long = setting::DROP_SUMMARY_INTERVAL.flag, help = setting::DROP_SUMMARY_INTERVAL.help,
+        value_name = "DURATION", default_value_t = setting::DROP_SUMMARY_INTERVAL.default_span(),
+        value_parser = |s: &str| setting::DROP_SUMMARY_INTERVAL.parse_span(s))]
+    drop_summary_interval: Span,
 
-    /// Alerts touching the same container/IP/MAC within this window join one incident;
-    /// an incident quiet for this long is resolved.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    incident_window: Duration,
+    #[arg(long = setting::INCIDENT_WINDOW.flag, help = setting::INCIDENT_WINDOW.help,
+        value_name = "DURATION", default_value_t = setting::INCIDENT_WINDOW.default_span(),
+        value_parser = |s: &str| setting::INCIDENT_WINDOW.parse_span(s))]
+    incident_window: Span,
 
-    /// Most keys (MACs, flows, drop keys...) each detector tracks; older ones are evicted and counted.
-    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    #[arg(long = setting::MAX_KEYS.flag, help = setting::MAX_KEYS.help, value_name = "N",
+        default_value_t = setting::MAX_KEYS.default,
+        value_parser = |s: &str| setting::MAX_KEYS.parse(s))]
     detect_max_keys: usize,
 }
 
 impl DetectArgs {
-    fn config(&self) -> Option<tracer::detect::DetectConfig> {
+    fn config(&self) -> Option<DetectConfig> {
         if self.no_detect {
             return None;
         }
-        Some(tracer::detect::DetectConfig {
-            fdb_flap_threshold: self.flap_threshold.max(1),
-            fdb_flap_window: self.flap_window,
-            arp_duplicate_threshold: self.arp_duplicate_threshold.max(2),
-            arp_duplicate_window: self.arp_duplicate_window,
-            ip_conflict_window: self.ip_conflict_window,
-            retransmit_threshold: self.retransmit_threshold.max(1),
-            retransmit_window: self.retransmit_window,
+        Some(DetectConfig {
+            fdb_flap_threshold: self.flap_threshold,
+            fdb_flap_window: self.flap_window.0,
+            arp_duplicate_threshold: self.arp_duplicate_threshold,
+            arp_duplicate_window: self.arp_duplicate_window.0,
+            ip_conflict_window: self.ip_conflict_window.0,
+            retransmit_threshold: self.retransmit_threshold,
+            retransmit_window: self.retransmit_window.0,
             drop_lines_per_sec: self.drop_lines_per_sec,
-            drop_summary_interval: self.drop_summary_interval.max(Duration::from_millis(100)),
-            incident_window: self.incident_window,
-            max_keys: self.detect_max_keys.max(16),
-            ..Default::default()
+            drop_summary_interval: self.drop_summary_interval.0,
+            incident_window: self.incident_window.0,
+            max_keys: self.detect_max_keys,
+            ..DetectConfig::DEFAULT
         })
     }
 }
@@ -471,5 +488,33 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    fn replay_detect(args: &[&str]) -> Result<Option<DetectConfig>, clap::Error> {
+        let argv = ["tracer", "replay", "x.capture"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Replay(a) => Ok(a.detect.config()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn detector_flags_default_to_the_table_and_refuse_out_of_range() {
+        assert_eq!(replay_detect(&[]).unwrap(), Some(DetectConfig::DEFAULT));
+        assert_eq!(replay_detect(&["--no-detect"]).unwrap(), None);
+        let c = replay_detect(&["--flap-threshold", "5", "--flap-window", "2s"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.fdb_flap_threshold, 5);
+        assert_eq!(c.fdb_flap_window, Duration::from_secs(2));
+        let e = replay_detect(&["--flap-threshold", "100000000"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--flap-threshold 100000000: must be between 1 and 100 (default 3)"),
+            "{e}"
+        );
+        assert!(replay_detect(&["--detect-max-keys", "3"]).is_err());
+        assert!(replay_detect(&["--drop-summary-interval", "1ms"]).is_err());
+        assert!(replay_detect(&["--arp-duplicate-threshold", "1"]).is_err());
     }
 }

@@ -12,7 +12,7 @@ use tracer_ebpf::kind;
 use crate::{
     decode::{self, DecodeError, Record, Tables},
     detect::{DetectConfig, Detectors},
-    event::{EcsEvent, Kind, ProbeInfo, SCHEMA_VERSION},
+    event::{Action, EcsEvent, Kind, ProbeInfo, SCHEMA_VERSION},
     fdb::{FdbTable, SeedEntry},
     identity::{IdentityIndex, IdentityUpdate},
 };
@@ -88,10 +88,10 @@ impl Filter {
     /// Output filter: `--action` on events, alerts and summaries; tracer
     /// status lines (state, loss reports) always pass.
     pub fn matches(&self, e: &EcsEvent) -> bool {
-        if e.event.kind == Kind::State || e.event.action == "loss_report" {
+        if e.event.kind == Kind::State || e.event.action == Action::LossReport {
             return true;
         }
-        self.actions.is_empty() || self.actions.contains(e.event.action)
+        self.actions.is_empty() || self.actions.contains(e.event.action.as_str())
     }
 }
 
@@ -240,7 +240,8 @@ impl Pipeline {
                 error,
             } => {
                 let ok = status == "attached";
-                let mut e = EcsEvent::new(self.tables.wall(*boot_ns), Kind::State, "probe_status");
+                let mut e =
+                    EcsEvent::new(self.tables.wall(*boot_ns), Kind::State, Action::ProbeStatus);
                 e.event.outcome = Some(if ok { "success" } else { "failure" });
                 e.message = Some(match (status.as_str(), error) {
                     ("attached", _) => format!("probe {name} attached to {tracepoint}"),
@@ -305,7 +306,7 @@ impl Pipeline {
     fn decode_error(&mut self, bytes: &[u8], err: DecodeError) -> EcsEvent {
         self.decode_errors += 1;
         let ts = decode::record_ts(bytes).unwrap_or(0);
-        let mut e = EcsEvent::new(self.tables.wall(ts), Kind::State, "decode_error");
+        let mut e = EcsEvent::new(self.tables.wall(ts), Kind::State, Action::DecodeError);
         e.message = Some(format!(
             "undecodable kernel record ({} bytes): {err}; tracer and its eBPF object disagree",
             bytes.len()
@@ -322,7 +323,7 @@ impl Pipeline {
         lost_total: u64,
         sinks: &[(String, u64)],
     ) -> EcsEvent {
-        let mut e = EcsEvent::new(self.tables.wall(boot_ns), Kind::Metric, "loss_report");
+        let mut e = EcsEvent::new(self.tables.wall(boot_ns), Kind::Metric, Action::LossReport);
         let n: u64 = lost.iter().map(|(_, n)| n).sum();
         let by: Map<String, Value> = lost
             .iter()
@@ -436,7 +437,7 @@ mod tests {
             &Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)),
             &mut out,
         );
-        let actions: Vec<_> = out.iter().map(|e| e.event.action).collect();
+        let actions: Vec<_> = out.iter().map(|e| e.event.action.as_str()).collect();
         assert_eq!(
             actions,
             ["fdb_learn", "fdb_move", "fdb_delete", "fdb_learn"]
@@ -451,7 +452,7 @@ mod tests {
         let mut p = pipeline();
         let mut out = Vec::new();
         p.process(&Input::Kernel(vec![1, 2, 3]), &mut out);
-        assert_eq!(out[0].event.action, "decode_error");
+        assert_eq!(out[0].event.action.as_str(), "decode_error");
         assert_eq!(p.decode_errors, 1);
     }
 

@@ -17,7 +17,7 @@ use super::{
     text, Cfg, Facts, Macs, Member, Sink, Symptom,
 };
 use crate::{
-    event::{ContainerRef, EcsEvent, Mac, Netns, SmolStr},
+    event::{Action, ContainerRef, EcsEvent, Mac, Netns, SmolStr},
     kernel::clock::format_ts,
 };
 
@@ -305,7 +305,7 @@ impl Arp {
         }
         if st.last_alert.is_some_and(|a| t - a < self.realert) {
             let n = st.sightings[i].replies;
-            sink.touch(Member::Ip(ip), "arp_duplicate_reply", n);
+            sink.touch(Member::Ip(ip), Some(Action::ArpDuplicateReply), n);
             return;
         }
         st.last_alert = Some(t);
@@ -368,7 +368,11 @@ impl Arp {
             st.ns = text::NsRef::new(ev.tracer.netns.as_ref(), ev.container.as_ref());
         }
         if st.last_alert.is_some_and(|a| t - a < self.realert) {
-            sink.touch(Member::Ip(ip), "ip_conflict", st.macs.len() as u64);
+            sink.touch(
+                Member::Ip(ip),
+                Some(Action::IpConflict),
+                st.macs.len() as u64,
+            );
             return;
         }
         st.last_alert = Some(t);
@@ -460,7 +464,7 @@ fn dup_alert(
         vxlan: vx.map(|v| v.ifname.as_str()),
         diagnosis,
     };
-    let mut line = alert_line(t, "arp_duplicate_reply", message, &payload);
+    let mut line = alert_line(t, Action::ArpDuplicateReply, message, &payload);
     line.container = ev.container.clone();
     line.source.ip = Some(key.ip);
     line.source.mac = Some(key.mac);
@@ -480,7 +484,7 @@ fn dup_alert(
         .cloned()
         .collect();
     let sym = Symptom {
-        kind: "arp_duplicate_reply",
+        kind: Action::ArpDuplicateReply,
         count: at.replies,
         containers,
         ips: vec![key.ip, key.requester],
@@ -539,7 +543,7 @@ fn conflict_alert(
         macs,
         window_s: text::secs(window),
     };
-    let mut line = alert_line(t, "ip_conflict", message, &payload);
+    let mut line = alert_line(t, Action::IpConflict, message, &payload);
     line.container = ev.container.clone();
     line.source.ip = Some(ip);
     line.source.mac = Some(mac);
@@ -561,7 +565,7 @@ fn conflict_alert(
         }
     }
     let sym = Symptom {
-        kind: "ip_conflict",
+        kind: Action::IpConflict,
         count: st.macs.len() as u64,
         containers,
         ips: vec![ip],

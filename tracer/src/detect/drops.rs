@@ -18,12 +18,13 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::{
+    interval::{IntervalClock, PerInterval},
     table::{FastMap, Interner, OVERFLOW},
     text, Cfg, Facts, Sink, Symptom, NS_PER_S,
 };
 use crate::explain::explain_drop;
 use crate::{
-    event::{ContainerRef, EcsEvent, Kind, Netns, RawJson},
+    event::{Action, ContainerRef, EcsEvent, Kind, Netns, RawJson},
     kernel::clock::format_ts,
 };
 
@@ -57,7 +58,7 @@ struct DropEntry {
 
 pub(crate) struct Drops {
     limit: u64,
-    interval: i128,
+    clock: IntervalClock,
     incident_threshold: u64,
     max_keys: usize,
     table: FastMap<DropKey, DropEntry>,
@@ -66,8 +67,6 @@ pub(crate) struct Drops {
     locations: Interner<()>,
     sec: i128,
     printed_this_sec: u64,
-    epoch: i64,
-    epoch_start: i128,
     pub(crate) seen: u64,
     pub(crate) printed: u64,
     pub(crate) summarised: u64,
@@ -100,7 +99,7 @@ impl Drops {
     pub(crate) fn new(c: &Cfg) -> Self {
         Self {
             limit: c.drop_lines_per_sec,
-            interval: c.drop_interval,
+            clock: IntervalClock::new(c.drop_interval),
             incident_threshold: c.drop_incident_threshold,
             max_keys: c.max_keys,
             table: FastMap::default(),
@@ -109,8 +108,6 @@ impl Drops {
             locations: Interner::new(c.max_keys),
             sec: i128::MIN,
             printed_this_sec: 0,
-            epoch: 0,
-            epoch_start: 0,
             seen: 0,
             printed: 0,
             summarised: 0,
@@ -120,11 +117,6 @@ impl Drops {
 
     pub(crate) fn len(&self) -> usize {
         self.table.len()
-    }
-
-    pub(crate) fn start(&mut self, now: i128) {
-        self.epoch = epoch_of(now, self.interval);
-        self.epoch_start = i128::from(self.epoch) * self.interval;
     }
 
     /// Counts one drop; true when its line is to be printed.
@@ -199,28 +191,11 @@ impl Drops {
         }
         print
     }
+}
 
-    /// Summaries of every finished interval up to `now`.
-    pub(crate) fn advance(&mut self, now: i128, sink: &mut Sink) {
-        // Still in the current interval (checked on every event: no i128
-        // division for that).
-        if now < self.epoch_start + self.interval {
-            return;
-        }
-        let e = epoch_of(now, self.interval);
-        if e <= self.epoch {
-            return;
-        }
-        let end = (i128::from(self.epoch) + 1) * self.interval;
-        self.emit(end, self.interval, sink);
-        self.epoch = e;
-        self.epoch_start = i128::from(e) * self.interval;
-    }
-
-    /// Summaries of the current, unfinished interval (end of run).
-    pub(crate) fn flush(&mut self, now: i128, sink: &mut Sink) {
-        let span = (now - self.epoch_start).max(0);
-        self.emit(now, span, sink);
+impl PerInterval for Drops {
+    fn clock(&mut self) -> &mut IntervalClock {
+        &mut self.clock
     }
 
     fn emit(&mut self, ts: i128, span: i128, sink: &mut Sink) {
@@ -294,7 +269,7 @@ impl Drops {
                 last_seen: format_ts(e.last),
                 destination_ips: ips.clone(),
             };
-            let mut line = EcsEvent::new(ts, Kind::Metric, "drop_summary");
+            let mut line = EcsEvent::new(ts, Kind::Metric, Action::DropSummary);
             line.message = Some(message);
             line.container = container.clone();
             line.tracer.netns = netns;
@@ -306,7 +281,7 @@ impl Drops {
             let sym =
                 (self.incident_threshold > 0 && e.total >= self.incident_threshold).then(|| {
                     Symptom {
-                        kind: "drop_summary",
+                        kind: Action::DropSummary,
                         count: e.total,
                         containers: container.into_iter().collect(),
                         ips,
@@ -324,8 +299,4 @@ impl Drops {
         // `clear` keeps the allocation: the next interval reuses it.
         self.table.clear();
     }
-}
-
-fn epoch_of(t: i128, interval: i128) -> i64 {
-    i64::try_from(t.div_euclid(interval)).unwrap_or(i64::MAX)
 }

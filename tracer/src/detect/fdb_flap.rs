@@ -18,7 +18,7 @@ use super::{
     text, Cfg, Facts, Macs, Member, Sink, Symptom,
 };
 use crate::{
-    event::{ContainerRef, EcsEvent, Mac, Netns, Peer, SmolStr},
+    event::{Action, ContainerRef, EcsEvent, Mac, Netns, Peer, SmolStr},
     kernel::clock::format_ts,
 };
 
@@ -213,7 +213,7 @@ impl FdbFlap {
             Verdict::Quiet => {}
             Verdict::Ongoing => {
                 let n = self.table.get(&key).map(|s| s.ep.count).unwrap_or(0);
-                sink.touch(Member::Mac(key.mac), "fdb_flap", n);
+                sink.touch(Member::Mac(key.mac), Some(Action::FdbFlap), n);
             }
             Verdict::Crossed | Verdict::Again => {
                 let info = macs.get(&key.mac);
@@ -411,7 +411,7 @@ fn alert(
         diagnosis,
         realert,
     };
-    let mut line = alert_line(t, "fdb_flap", message, &payload);
+    let mut line = alert_line(t, Action::FdbFlap, message, &payload);
     line.container = ev.container.clone();
     line.source.mac = Some(key.mac);
     line.source.ip = ip;
@@ -432,7 +432,7 @@ fn alert(
         }
     }
     let sym = Symptom {
-        kind: "fdb_flap",
+        kind: Action::FdbFlap,
         count,
         containers,
         ips: ip.into_iter().collect(),

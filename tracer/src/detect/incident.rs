@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::{text, Cfg, Facts, Member, Symptom, Touch};
 use crate::explain::explain_drop;
 use crate::{
-    event::{EcsEvent, Kind, Mac, RawJson},
+    event::{Action, EcsEvent, Kind, Mac, RawJson},
     kernel::clock::format_ts,
 };
 
@@ -50,7 +50,8 @@ struct Incident {
     /// The distinct display names, sorted (kept as names join, so a line
     /// does not sort them again).
     display: BTreeSet<String>,
-    types: BTreeMap<&'static str, TypeRec>,
+    /// By alert type; iterated in the order of the printed names.
+    types: BTreeMap<Action, TypeRec>,
     victims: BTreeSet<String>,
     flows: BTreeSet<String>,
     explanation: String,
@@ -140,7 +141,7 @@ impl Incidents {
         if let Some(id) = self.index.get(&touch.member) {
             if let Some(inc) = self.open.get_mut(id) {
                 inc.last_seen = inc.last_seen.max(t);
-                if let Some(r) = inc.types.get_mut(touch.kind) {
+                if let Some(r) = touch.kind.and_then(|k| inc.types.get_mut(&k)) {
                     if r.count != touch.count {
                         r.count = touch.count;
                         inc.stale = true;
@@ -321,7 +322,7 @@ fn add(inc: &mut Incident, sym: &Symptom, members: &[Member], ts: i128) -> bool 
             inc.names.insert(c.id.clone(), name);
         }
     }
-    match inc.types.get_mut(sym.kind) {
+    match inc.types.get_mut(&sym.kind) {
         Some(r) => {
             r.alerts += 1;
             r.count = sym.count;
@@ -375,7 +376,7 @@ fn merge(into: &mut Incident, from: Incident) {
         }
     }
     for (k, r) in from.types {
-        match into.types.get_mut(k) {
+        match into.types.get_mut(&k) {
             Some(mine) => mine.alerts += r.alerts,
             None => {
                 into.types.insert(k, r);
@@ -436,7 +437,7 @@ fn line(
             .types
             .iter()
             .map(|(k, r)| AlertCount {
-                type_: k,
+                type_: k.as_str(),
                 alerts: r.alerts,
                 count: r.count,
             })
@@ -454,7 +455,7 @@ fn line(
         merged_into: merged_into.map(inc_id),
         resolution,
     };
-    let mut e = EcsEvent::new(ts, Kind::Alert, "incident");
+    let mut e = EcsEvent::new(ts, Kind::Alert, Action::Incident);
     e.message = Some(match (state, merged_into) {
         ("resolved", Some(into)) => format!(
             "{} merged into {}: {}",
@@ -481,12 +482,12 @@ fn line(
 
 /// Writes the one-sentence explanation and the hint from the facts.
 fn explain(inc: &mut Incident) {
-    let facts = |k: &str| inc.types.get(k).map(|r| (&r.facts, r.alerts));
-    let flap = facts("fdb_flap");
-    let dup = facts("arp_duplicate_reply");
-    let conflict = facts("ip_conflict");
-    let rtx = facts("retransmit_burst");
-    let drops = facts("drop_summary");
+    let facts = |k: Action| inc.types.get(&k).map(|r| (&r.facts, r.alerts));
+    let flap = facts(Action::FdbFlap);
+    let dup = facts(Action::ArpDuplicateReply);
+    let conflict = facts(Action::IpConflict);
+    let rtx = facts(Action::RetransmitBurst);
+    let drops = facts(Action::DropSummary);
 
     // Who it is about.
     let labelled = |ip: &IpAddr, owner: &Option<String>| match owner {
@@ -561,7 +562,11 @@ fn explain(inc: &mut Incident) {
         _,
     )) = flap
     {
-        let count = inc.types.get("fdb_flap").map(|r| r.count).unwrap_or(0);
+        let count = inc
+            .types
+            .get(&Action::FdbFlap)
+            .map(|r| r.count)
+            .unwrap_or(0);
         let who = if subject_is_mac { "it" } else { "its MAC" };
         clauses.push(format!(
             "{who} flapped {count}× between {} on {bridge_ns}",

@@ -18,138 +18,40 @@
 //!
 //! Alert lines: `event.kind: "alert"`, `event.action` = detector name,
 //! `message` = one sentence, `tracer.alert` = the structured facts.
+//!
+//! Input is typed: [`Detectors::observe`] matches the event's
+//! [`Action`] exhaustively, so a new action must say here whether a detector
+//! looks at it. Adding a detector touches:
+//! - `detect/<name>.rs`: its state (bounded `table`s), built from `Cfg`;
+//!   per-interval reports through `interval::PerInterval`;
+//! - `event/action.rs`: the [`Action`] of its alert lines;
+//! - this file: its field in [`Detectors`], its arm in `observe`, its
+//!   `Facts` variant and its table sizes in [`DetectStats`];
+//! - `detect/config.rs`: a row per setting (default, range, help), which
+//!   `main.rs` turns into a flag with one `#[arg]`;
+//! - `detect/incident.rs`, when its alerts add to incident explanations.
 
 mod arp;
+pub mod config;
 mod drops;
 mod fdb_flap;
 mod incident;
+mod interval;
 mod retransmit;
 mod table;
 #[cfg(test)]
 mod tests;
 mod text;
 
-use std::{net::IpAddr, time::Duration};
+use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::event::{ContainerRef, EcsEvent, Kind, Mac, RawJson};
+pub use self::config::DetectConfig;
+use self::{config::Cfg, interval::PerInterval};
+use crate::event::{Action, ContainerRef, EcsEvent, Kind, Mac, RawJson};
 
 const NS_PER_S: i128 = 1_000_000_000;
-
-/// Every threshold and window of the detectors. `Default` gives the
-/// documented defaults; windows are event time.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DetectConfig {
-    /// `fdb_flap`: moves of one MAC between ports of one bridge...
-    pub fdb_flap_threshold: u32,
-    /// ...within this window (edges included).
-    pub fdb_flap_window: Duration,
-    /// `arp_duplicate_reply`: replies for one IP, with one MAC, to one
-    /// requester, counted per receiving (netns, interface)...
-    pub arp_duplicate_threshold: u32,
-    /// ...within this window.
-    pub arp_duplicate_window: Duration,
-    /// `ip_conflict`: two MACs answering for one IP in one namespace within
-    /// this window.
-    pub ip_conflict_window: Duration,
-    /// Least time between two alerts for the same ARP key
-    /// (`arp_duplicate_reply`, `ip_conflict`).
-    pub arp_realert_interval: Duration,
-    /// `retransmit_burst`: retransmits of one flow without forward progress
-    /// (`snd_una` unchanged)...
-    pub retransmit_threshold: u32,
-    /// ...within this window.
-    pub retransmit_window: Duration,
-    /// `retransmit_rollup`: one line per container per interval with affected flows.
-    pub retransmit_rollup_interval: Duration,
-    /// Least number of affected flows for a container roll-up line.
-    pub retransmit_rollup_min_flows: u32,
-    /// `drop_summary` interval.
-    pub drop_summary_interval: Duration,
-    /// Individual `skb_drop` lines printed per second of event time; the
-    /// rest are only counted in `drop_summary`. `u64::MAX`: no limit; 0: no
-    /// individual lines.
-    pub drop_lines_per_sec: u64,
-    /// Drops of one key in one interval from which the summary also counts
-    /// as a symptom for incidents (0: drops never open incidents).
-    pub drop_incident_threshold: u64,
-    /// Alerts sharing a container/IP/MAC within this window join one
-    /// incident; an incident with no symptom for this long is resolved.
-    pub incident_window: Duration,
-    /// Most keys per table (MACs, ARP keys, flows, drop keys, incidents);
-    /// the least recently seen are evicted beyond that.
-    pub max_keys: usize,
-}
-
-impl Default for DetectConfig {
-    fn default() -> Self {
-        Self {
-            fdb_flap_threshold: 3,
-            fdb_flap_window: Duration::from_secs(10),
-            arp_duplicate_threshold: 2,
-            arp_duplicate_window: Duration::from_secs(1),
-            ip_conflict_window: Duration::from_secs(10),
-            arp_realert_interval: Duration::from_secs(10),
-            retransmit_threshold: 3,
-            retransmit_window: Duration::from_secs(10),
-            retransmit_rollup_interval: Duration::from_secs(10),
-            retransmit_rollup_min_flows: 1,
-            drop_summary_interval: Duration::from_secs(10),
-            drop_lines_per_sec: 1000,
-            drop_incident_threshold: 100,
-            incident_window: Duration::from_secs(30),
-            max_keys: 100_000,
-        }
-    }
-}
-
-/// Windows in ns, thresholds clamped to sane minimums.
-#[derive(Clone, Debug)]
-pub(crate) struct Cfg {
-    pub(crate) flap_threshold: u32,
-    pub(crate) flap_window: i128,
-    pub(crate) dup_threshold: u32,
-    pub(crate) dup_window: i128,
-    pub(crate) conflict_window: i128,
-    pub(crate) arp_realert: i128,
-    pub(crate) rtx_threshold: u32,
-    pub(crate) rtx_window: i128,
-    pub(crate) rollup_interval: i128,
-    pub(crate) rollup_min_flows: u32,
-    pub(crate) drop_interval: i128,
-    pub(crate) drop_lines_per_sec: u64,
-    pub(crate) drop_incident_threshold: u64,
-    pub(crate) incident_window: i128,
-    pub(crate) max_keys: usize,
-}
-
-fn ns(d: Duration) -> i128 {
-    i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)
-}
-
-impl Cfg {
-    fn from(c: &DetectConfig) -> Self {
-        Self {
-            flap_threshold: c.fdb_flap_threshold.max(1),
-            flap_window: ns(c.fdb_flap_window),
-            dup_threshold: c.arp_duplicate_threshold.max(2),
-            dup_window: ns(c.arp_duplicate_window),
-            conflict_window: ns(c.ip_conflict_window),
-            arp_realert: ns(c.arp_realert_interval),
-            rtx_threshold: c.retransmit_threshold.max(1),
-            rtx_window: ns(c.retransmit_window),
-            // Intervals are clamped to 1 ms so time always moves forward.
-            rollup_interval: ns(c.retransmit_rollup_interval).max(1_000_000),
-            rollup_min_flows: c.retransmit_rollup_min_flows.max(1),
-            drop_interval: ns(c.drop_summary_interval).max(1_000_000),
-            drop_lines_per_sec: c.drop_lines_per_sec,
-            drop_incident_threshold: c.drop_incident_threshold,
-            incident_window: ns(c.incident_window),
-            max_keys: c.max_keys.max(16),
-        }
-    }
-}
 
 /// Table sizes and what was dropped to keep them bounded.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -229,7 +131,8 @@ pub(crate) enum Facts {
 /// An alert as the incident correlator sees it.
 #[derive(Clone, Debug)]
 pub(crate) struct Symptom {
-    pub(crate) kind: &'static str,
+    /// The alert's `event.action`.
+    pub(crate) kind: Action,
     pub(crate) count: u64,
     pub(crate) containers: Vec<ContainerRef>,
     pub(crate) ips: Vec<IpAddr>,
@@ -251,13 +154,13 @@ pub(crate) struct Sink {
 /// incident open and its count current.
 pub(crate) struct Touch {
     pub(crate) member: Member,
-    /// Alert type whose count this updates (`""`: none).
-    pub(crate) kind: &'static str,
+    /// Alert type whose count this updates, if any.
+    pub(crate) kind: Option<Action>,
     pub(crate) count: u64,
 }
 
 impl Sink {
-    pub(crate) fn touch(&mut self, member: Member, kind: &'static str, count: u64) {
+    pub(crate) fn touch(&mut self, member: Member, kind: Option<Action>, count: u64) {
         self.touches.push(Touch {
             member,
             kind,
@@ -273,7 +176,7 @@ impl Sink {
 /// A fresh alert line.
 pub(crate) fn alert_line(
     ts: i128,
-    action: &'static str,
+    action: Action,
     message: String,
     payload: &impl Serialize,
 ) -> EcsEvent {
@@ -375,32 +278,34 @@ impl Detectors {
         // Event time never goes backwards for the detectors: a record a
         // little out of order (per-CPU timestamps) counts at "now".
         let t = self.now;
+        // Every action named, no `_ =>` arm: a new action must say here
+        // whether a detector looks at it.
         let print = match ev.event.action {
-            "skb_drop" => self.drops.observe(ev, t),
-            "tcp_retransmit" => {
+            Action::SkbDrop => self.drops.observe(ev, t),
+            Action::TcpRetransmit => {
                 self.tcp.retransmit(ev, t, &mut self.sink);
                 true
             }
-            "tcp_reset" => {
+            Action::TcpReset => {
                 self.tcp.reset(ev);
                 true
             }
-            "fdb_move" => {
+            Action::FdbMove => {
                 self.learn_mac(&ev.source, None, t);
                 self.fdb.moved(ev, t, &self.macs, &mut self.sink);
                 true
             }
-            "fdb_learn" => {
+            Action::FdbLearn => {
                 self.learn_mac(&ev.source, None, t);
                 self.fdb.learned(ev, t, &self.macs, &mut self.sink);
                 true
             }
-            "arp_reply" => {
+            Action::ArpReply => {
                 self.learn_mac(&ev.source, ev.source.ip, t);
                 self.arp.reply(ev, t, &self.macs, &mut self.sink);
                 true
             }
-            "neigh_update" => {
+            Action::NeighUpdate => {
                 if let Some(ip) = ev.destination.ip {
                     self.learn_mac(&ev.destination, Some(ip), t);
                     // A failed resolution of an IP under investigation means
@@ -412,14 +317,28 @@ impl Detectors {
                         .as_ref()
                         .is_some_and(|n| n.new_state.contains("FAILED"));
                     if failed {
-                        self.sink.touch(Member::Ip(ip), "", 0);
+                        self.sink.touch(Member::Ip(ip), None, 0);
                     }
                 }
                 true
             }
-            // fdb_delete: a delete followed by a learn on another port is
-            // caught by `fdb_learn` (the flap state remembers the port).
-            _ => true,
+            // A delete followed by a learn on another port is caught by
+            // `FdbLearn` (the flap state remembers the port).
+            Action::FdbDelete => true,
+            // Lines of tracer's own with `event.kind: "event"` (none today):
+            // nothing to detect.
+            Action::FdbFlap
+            | Action::ArpDuplicateReply
+            | Action::IpConflict
+            | Action::RetransmitBurst
+            | Action::RetransmitRollup
+            | Action::DropSummary
+            | Action::Incident
+            | Action::ProbeStatus
+            | Action::LossReport
+            | Action::DetectorStatus
+            | Action::EnrichmentStatus
+            | Action::DecodeError => true,
         };
         self.drain(t, out);
         print
@@ -479,7 +398,7 @@ impl Detectors {
     /// minute of event time while tables overflow).
     fn status_line(&mut self, now: i128, s: DetectStats) -> EcsEvent {
         self.reported_loss = s.evictions + s.drop_overflow;
-        let mut e = EcsEvent::new(now, Kind::State, "detector_status");
+        let mut e = EcsEvent::new(now, Kind::State, Action::DetectorStatus);
         let mut msg = format!(
             "detectors hold {} keys; {} alerts, {} incidents opened so far",
             s.tracked_keys, s.alerts, s.incidents

@@ -11,11 +11,12 @@ use serde::Serialize;
 
 use super::{
     alert_line,
+    interval::{IntervalClock, PerInterval},
     table::{Bounded, Episode, FastMap, Interner, Stamped, Verdict, OVERFLOW},
     text, Cfg, Facts, Member, Sink, Symptom,
 };
 use crate::{
-    event::{ContainerRef, EcsEvent, Endpoint, Kind, Netns},
+    event::{Action, ContainerRef, EcsEvent, Endpoint, Kind, Netns},
     kernel::clock::format_ts,
 };
 
@@ -66,12 +67,10 @@ struct Roll {
 pub(crate) struct Retransmit {
     threshold: u32,
     window: i128,
-    interval: i128,
+    clock: IntervalClock,
     min_flows: u32,
     flows: Bounded<FlowKey, Flow>,
     containers: Interner<ContainerRef>,
-    epoch: i64,
-    epoch_start: i128,
     rolls: FastMap<RollKey, Roll>,
     max_rolls: usize,
     /// Roll-up counts not kept because the roll-up table was full.
@@ -129,12 +128,10 @@ impl Retransmit {
         Self {
             threshold: c.rtx_threshold,
             window: c.rtx_window,
-            interval: c.rollup_interval,
+            clock: IntervalClock::new(c.rollup_interval),
             min_flows: c.rollup_min_flows,
             flows: Bounded::new(c.max_keys),
             containers: Interner::new(c.max_keys),
-            epoch: 0,
-            epoch_start: 0,
             rolls: FastMap::default(),
             max_rolls: c.max_keys,
             rolls_dropped: 0,
@@ -156,11 +153,6 @@ impl Retransmit {
     pub(crate) fn expire(&mut self, now: i128) {
         let w = self.window;
         self.flows.expire(|f| now - f.last <= w);
-    }
-
-    pub(crate) fn start(&mut self, now: i128) {
-        self.epoch = epoch_of(now, self.interval);
-        self.epoch_start = i128::from(self.epoch) * self.interval;
     }
 
     fn roll_key(&mut self, e: &Endpoint, fallback: Option<&ContainerRef>) -> Option<RollKey> {
@@ -243,7 +235,7 @@ impl Retransmit {
             }
         }
         let window = self.window;
-        let epoch = self.epoch;
+        let epoch = self.clock.epoch();
         let Some(f) = self.flows.get_mut(&key) else {
             return;
         };
@@ -281,7 +273,7 @@ impl Retransmit {
         }
         match verdict {
             Verdict::Quiet => {}
-            Verdict::Ongoing => sink.touch(Member::Ip(rip), "retransmit_burst", count),
+            Verdict::Ongoing => sink.touch(Member::Ip(rip), Some(Action::RetransmitBurst), count),
             Verdict::Crossed | Verdict::Again => {
                 let (line, sym) = self.burst_alert(
                     ev,
@@ -393,7 +385,7 @@ impl Retransmit {
             last_seen: format_ts(last),
             realert,
         };
-        let mut line = alert_line(t, "retransmit_burst", message, &payload);
+        let mut line = alert_line(t, Action::RetransmitBurst, message, &payload);
         line.container = ev.container.clone();
         line.source = ev.source.clone();
         if line.source.container.is_none() {
@@ -413,7 +405,7 @@ impl Retransmit {
             }
         }
         let sym = Symptom {
-            kind: "retransmit_burst",
+            kind: Action::RetransmitBurst,
             count,
             containers,
             ips: ev.source.ip.into_iter().chain(Some(rip)).collect(),
@@ -430,28 +422,11 @@ impl Retransmit {
         };
         (line, sym)
     }
+}
 
-    /// Roll-ups of every finished interval up to `now`.
-    pub(crate) fn advance(&mut self, now: i128, sink: &mut Sink) {
-        // Still in the current interval (checked on every event: no i128
-        // division for that).
-        if now < self.epoch_start + self.interval {
-            return;
-        }
-        let e = epoch_of(now, self.interval);
-        if e <= self.epoch {
-            return;
-        }
-        let end = (i128::from(self.epoch) + 1) * self.interval;
-        self.emit(end, self.interval, sink);
-        self.epoch = e;
-        self.epoch_start = i128::from(e) * self.interval;
-    }
-
-    /// Roll-ups of the current, unfinished interval (end of run).
-    pub(crate) fn flush(&mut self, now: i128, sink: &mut Sink) {
-        let span = (now - self.epoch_start).max(0);
-        self.emit(now, span, sink);
+impl PerInterval for Retransmit {
+    fn clock(&mut self) -> &mut IntervalClock {
+        &mut self.clock
     }
 
     fn emit(&mut self, ts: i128, span: i128, sink: &mut Sink) {
@@ -492,7 +467,7 @@ impl Retransmit {
                 interval_s: text::secs(span),
                 peers,
             };
-            let mut line = alert_line(ts, "retransmit_rollup", message, &payload);
+            let mut line = alert_line(ts, Action::RetransmitRollup, message, &payload);
             debug_assert_eq!(line.event.kind, Kind::Alert);
             line.container = container;
             line.source.ip = ip;
@@ -500,8 +475,4 @@ impl Retransmit {
             sink.lines.push((line, None));
         }
     }
-}
-
-fn epoch_of(t: i128, interval: i128) -> i64 {
-    i64::try_from(t.div_euclid(interval)).unwrap_or(i64::MAX)
 }

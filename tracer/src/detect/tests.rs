@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::*;
-use crate::event::{ContainerRef, EcsEvent, Interface, Kind, Mac, Netns, Peer, Tcp};
+use crate::event::{Action, ContainerRef, EcsEvent, Interface, Kind, Mac, Netns, Peer, Tcp};
 
 const T0: i128 = 1_700_000_000 * NS_PER_S;
 const OVERLAY_NS: u32 = 4_026_532_300;
@@ -73,7 +73,7 @@ fn peer_for(port: &str) -> Option<Peer> {
     }
 }
 
-fn fdb(t: i128, action: &'static str, mac: Mac, port: &str, prev: Option<&str>) -> EcsEvent {
+fn fdb(t: i128, action: Action, mac: Mac, port: &str, prev: Option<&str>) -> EcsEvent {
     let mut e = EcsEvent::new(t, Kind::Event, action);
     e.tracer.netns = Some(overlay_ns());
     e.tracer.bridge = Some("br0".into());
@@ -90,7 +90,7 @@ fn fdb(t: i128, action: &'static str, mac: Mac, port: &str, prev: Option<&str>) 
 }
 
 fn fdb_move(t: i128, from: &str, to: &str) -> EcsEvent {
-    fdb(t, "fdb_move", API_MAC, to, Some(from))
+    fdb(t, Action::FdbMove, API_MAC, to, Some(from))
 }
 
 /// An ARP reply from `sender` (ip, mac) to `target` seen on `ifname` in `netns`.
@@ -104,7 +104,7 @@ fn arp(
     ifindex: u32,
     ns_container: Option<&str>,
 ) -> EcsEvent {
-    let mut e = EcsEvent::new(t, Kind::Event, "arp_reply");
+    let mut e = EcsEvent::new(t, Kind::Event, Action::ArpReply);
     e.source.ip = Some(ip(sender.0));
     e.source.mac = Some(sender.1);
     e.destination.ip = Some(ip(target.0));
@@ -130,7 +130,7 @@ fn reply_hops(t: i128, via: &str, out: &mut Vec<EcsEvent>) {
 }
 
 fn rtx(t: i128, sport: u16, dst: &str, snd_una: u32) -> EcsEvent {
-    let mut e = EcsEvent::new(t, Kind::Event, "tcp_retransmit");
+    let mut e = EcsEvent::new(t, Kind::Event, Action::TcpRetransmit);
     e.source.ip = Some(ip("10.0.0.5"));
     e.source.port = Some(sport);
     e.destination.ip = Some(ip(dst));
@@ -150,7 +150,7 @@ fn rtx(t: i128, sport: u16, dst: &str, snd_una: u32) -> EcsEvent {
 }
 
 fn drop_ev(t: i128, netns: u32, c: Option<&str>, reason: &str, location: &str) -> EcsEvent {
-    let mut e = EcsEvent::new(t, Kind::Event, "skb_drop");
+    let mut e = EcsEvent::new(t, Kind::Event, Action::SkbDrop);
     e.tracer.netns = Some(ns(netns));
     e.container = c.map(container);
     e.tracer.reason = Some(reason.into());
@@ -173,7 +173,9 @@ fn run(d: &mut Detectors, evs: &[EcsEvent]) -> (Vec<EcsEvent>, Vec<bool>) {
 }
 
 fn of<'a>(out: &'a [EcsEvent], action: &str) -> Vec<&'a EcsEvent> {
-    out.iter().filter(|e| e.event.action == action).collect()
+    out.iter()
+        .filter(|e| e.event.action.as_str() == action)
+        .collect()
 }
 
 fn payload(e: &EcsEvent) -> Value {
@@ -235,7 +237,7 @@ fn flap_below_threshold_and_single_move_are_quiet() {
 fn flap_other_macs_and_bridges_do_not_add_up() {
     let mut d = det();
     let mut evs = vec![fdb_move(ms(0), "veth7b2", "vxlan1")];
-    let mut other = fdb(ms(10), "fdb_move", WEB_MAC, "vxlan1", Some("veth1"));
+    let mut other = fdb(ms(10), Action::FdbMove, WEB_MAC, "vxlan1", Some("veth1"));
     other.source.container = None;
     evs.push(other);
     let mut other_bridge = fdb_move(ms(20), "vxlan1", "veth7b2");
@@ -364,10 +366,10 @@ fn flap_counts_delete_then_learn_on_another_port() {
     let mut d = det();
     let evs = [
         fdb_move(ms(0), "veth7b2", "vxlan1"),
-        fdb(ms(10), "fdb_delete", API_MAC, "vxlan1", None),
-        fdb(ms(20), "fdb_learn", API_MAC, "veth7b2", None),
-        fdb(ms(30), "fdb_delete", API_MAC, "veth7b2", None),
-        fdb(ms(40), "fdb_learn", API_MAC, "vxlan1", None),
+        fdb(ms(10), Action::FdbDelete, API_MAC, "vxlan1", None),
+        fdb(ms(20), Action::FdbLearn, API_MAC, "veth7b2", None),
+        fdb(ms(30), Action::FdbDelete, API_MAC, "veth7b2", None),
+        fdb(ms(40), Action::FdbLearn, API_MAC, "vxlan1", None),
     ];
     let (out, _) = run(&mut d, &evs);
     let a = of(&out, "fdb_flap");
@@ -379,11 +381,11 @@ fn flap_counts_delete_then_learn_on_another_port() {
 fn learn_without_history_or_on_same_port_is_no_move() {
     let mut d = det();
     let evs = [
-        fdb(ms(0), "fdb_learn", API_MAC, "veth7b2", None),
-        fdb(ms(1), "fdb_learn", API_MAC, "vxlan1", None),
+        fdb(ms(0), Action::FdbLearn, API_MAC, "veth7b2", None),
+        fdb(ms(1), Action::FdbLearn, API_MAC, "vxlan1", None),
         fdb_move(ms(2), "vxlan1", "veth7b2"),
-        fdb(ms(3), "fdb_learn", API_MAC, "veth7b2", None),
-        fdb(ms(4), "fdb_learn", API_MAC, "veth7b2", None),
+        fdb(ms(3), Action::FdbLearn, API_MAC, "veth7b2", None),
+        fdb(ms(4), Action::FdbLearn, API_MAC, "veth7b2", None),
     ];
     let (out, _) = run(&mut d, &evs);
     assert!(of(&out, "fdb_flap").is_empty(), "{out:#?}");
@@ -665,7 +667,7 @@ fn rollup_counts_affected_flows_per_container() {
 #[test]
 fn reset_forgets_the_flow() {
     let mut d = det();
-    let mut reset = EcsEvent::new(ms(300), Kind::Event, "tcp_reset");
+    let mut reset = EcsEvent::new(ms(300), Kind::Event, Action::TcpReset);
     // A received reset: source is the peer.
     reset.source.ip = Some(ip("10.0.0.3"));
     reset.source.port = Some(8080);
@@ -874,7 +876,7 @@ fn flood_of_distinct_flows_and_macs_stays_bounded_and_counts_evictions() {
         d.advance(t, &mut out);
         d.observe(&e, &mut out);
         let mac = Mac([2, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8, 1]);
-        let mut m = fdb(t, "fdb_move", mac, "vxlan1", Some("veth7b2"));
+        let mut m = fdb(t, Action::FdbMove, mac, "vxlan1", Some("veth7b2"));
         m.source.container = None;
         d.observe(&m, &mut out);
     }
@@ -1154,7 +1156,7 @@ fn unrelated_alerts_are_separate_incidents_and_a_bridge_merges_them() {
         evs.push(fdb_move(ms(i), "veth7b2", "vxlan1"));
     }
     for i in 0..3i64 {
-        let mut e = fdb(ms(10 + i), "fdb_move", other, "vxlan1", Some("veth1"));
+        let mut e = fdb(ms(10 + i), Action::FdbMove, other, "vxlan1", Some("veth1"));
         e.source.container = Some(container("db.1"));
         e.tracer.port_peer = None;
         e.tracer.previous_port_peer = None;
@@ -1258,7 +1260,7 @@ fn same_events_same_bytes() {
 fn alert_and_status_lines_fed_back_are_ignored() {
     let mut d = det();
     let mut out = Vec::new();
-    let e = EcsEvent::new(ms(0), Kind::Alert, "fdb_flap");
+    let e = EcsEvent::new(ms(0), Kind::Alert, Action::FdbFlap);
     assert!(d.observe(&e, &mut out));
     assert!(out.is_empty());
 }
@@ -1310,7 +1312,7 @@ fn print_examples() {
     let mut seen = std::collections::BTreeSet::new();
     for l in &out {
         let key = (
-            l.event.action,
+            l.event.action.as_str(),
             l.tracer
                 .incident
                 .as_ref()
@@ -1358,7 +1360,7 @@ fn throughput() {
             ),
             _ => fdb(
                 t,
-                "fdb_learn",
+                Action::FdbLearn,
                 Mac([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
                 "veth7b2",
                 None,
@@ -1394,7 +1396,7 @@ fn throughput() {
 fn failed_neighbour_resolution_keeps_an_incident_open_but_churn_does_not() {
     use crate::event::Neigh;
     let neigh = |t: i128, state: &str| {
-        let mut e = EcsEvent::new(t, Kind::Event, "neigh_update");
+        let mut e = EcsEvent::new(t, Kind::Event, Action::NeighUpdate);
         e.destination.ip = Some(ip("10.0.0.3"));
         e.tracer.netns = Some(ns(WEB_NS));
         e.tracer.neigh = Some(Neigh {

@@ -19,6 +19,10 @@ use std::{
 use serde::{Serialize, Serializer};
 pub use smol_str::SmolStr;
 
+pub use self::action::Action;
+
+mod action;
+
 /// Version of this schema, carried by `probe_status`/state lines.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -83,7 +87,7 @@ impl Serialize for Mac {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EventMeta {
     pub kind: Kind,
-    pub action: &'static str,
+    pub action: Action,
     /// ECS `event.category`.
     pub category: &'static str,
     /// ECS `event.type`.
@@ -506,8 +510,8 @@ pub struct EcsEvent {
 
 impl EcsEvent {
     /// An event with only the ECS envelope set. `timestamp` is Unix ns.
-    pub fn new(timestamp: i128, kind: Kind, action: &'static str) -> Self {
-        let (category, type_) = category_of(action);
+    pub fn new(timestamp: i128, kind: Kind, action: Action) -> Self {
+        let (category, type_) = action.category();
         Self {
             timestamp,
             event: EventMeta {
@@ -535,21 +539,6 @@ impl EcsEvent {
     /// Network namespace inode of the event, if it has one.
     pub fn netns(&self) -> Option<u32> {
         self.tracer.netns.as_ref().map(|n| n.inode)
-    }
-}
-
-/// ECS `event.category` / `event.type` for each action.
-fn category_of(action: &str) -> (&'static str, &'static str) {
-    match action {
-        "fdb_learn" => ("network", "creation"),
-        "fdb_move" => ("network", "change"),
-        "fdb_delete" => ("network", "deletion"),
-        "neigh_update" => ("network", "change"),
-        "probe_status" => ("host", "info"),
-        "loss_report" => ("host", "info"),
-        "detector_status" => ("host", "info"),
-        "skb_drop" => ("network", "denied"),
-        _ => ("network", "info"),
     }
 }
 
@@ -641,7 +630,7 @@ mod tests {
 
     #[test]
     fn empty_sections_are_omitted_and_order_is_fixed() {
-        let mut e = EcsEvent::new(1_700_000_000_123_456_789, Kind::Event, "arp_reply");
+        let mut e = EcsEvent::new(1_700_000_000_123_456_789, Kind::Event, Action::ArpReply);
         e.tracer.netns = Some(Netns {
             inode: 42,
             ..Netns::default()

@@ -29,7 +29,7 @@ use super::{
     names::{parse_netns_name, NetnsName},
     ContainerInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo, SourceState,
 };
-use crate::event::{Compose, ContainerRef, EcsEvent, Endpoint, Image, Peer, Swarm};
+use crate::event::{Action, Compose, ContainerRef, EcsEvent, Endpoint, Image, Peer, Swarm};
 
 /// Hash maps of the index: foldhash (randomly seeded, much faster than
 /// SipHash on these small keys). Iteration order never reaches the output.
@@ -897,7 +897,10 @@ impl IdentityIndex {
         }
         r.source = self.endpoint_owner(&ev.source, ts);
         r.destination = self.endpoint_owner(&ev.destination, ts);
-        if matches!(ev.event.action, "fdb_learn" | "fdb_move" | "fdb_delete") {
+        if matches!(
+            ev.event.action,
+            Action::FdbLearn | Action::FdbMove | Action::FdbDelete
+        ) {
             let bridge_network =
                 r.ns.and_then(|(_, e)| self.bridge_network(e, ev.tracer.bridge.as_deref()));
             let port = |p: &Option<SmolStr>, set: bool| {

@@ -37,7 +37,7 @@ pub use names::{parse_netns_name, NetnsName};
 use serde::{Deserialize, Serialize};
 pub use source::{spawn, IdentityHints};
 
-use crate::event::{EcsEvent, Kind};
+use crate::event::{Action, EcsEvent, Kind};
 
 /// Default grace period: how long an exited container (or a vanished
 /// namespace) keeps its identity for late events, in event time.
@@ -120,7 +120,7 @@ impl IdentityUpdate {
         else {
             return None;
         };
-        let mut e = EcsEvent::new(*ts, Kind::State, "enrichment_status");
+        let mut e = EcsEvent::new(*ts, Kind::State, Action::EnrichmentStatus);
         let ok = *state == SourceState::Ok;
         e.event.outcome = Some(if ok { "success" } else { "failure" });
         e.message = Some(match (ok, reason) {

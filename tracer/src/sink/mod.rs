@@ -306,7 +306,7 @@ mod tests {
         let mut e = EcsEvent::new(
             1_700_000_000_000_000_000 + i as i128,
             Kind::Event,
-            "skb_drop",
+            crate::event::Action::SkbDrop,
         );
         e.tracer.count = Some(i);
         e

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::{
-    event::{EcsEvent, Kind, Mac, Netns},
+    event::{Action, EcsEvent, Kind, Mac, Netns},
     identity::{EndpointInfo, VethPeer},
 };
 
@@ -196,7 +196,7 @@ fn index() -> IdentityIndex {
     ix
 }
 
-fn event(ts: i128, action: &'static str, netns: u32) -> EcsEvent {
+fn event(ts: i128, action: Action, netns: u32) -> EcsEvent {
     let mut e = EcsEvent::new(ts, Kind::Event, action);
     e.tracer.netns = Some(Netns {
         inode: netns,
@@ -207,7 +207,7 @@ fn event(ts: i128, action: &'static str, netns: u32) -> EcsEvent {
 
 fn fdb(
     ts: i128,
-    action: &'static str,
+    action: Action,
     netns: u32,
     bridge: &str,
     port: &str,
@@ -231,7 +231,7 @@ fn overlay_fdb_move_names_network_task_and_both_ports() {
     let ix = index();
     let mut e = fdb(
         T0 + S,
-        "fdb_move",
+        Action::FdbMove,
         NS_OV,
         "br0",
         "vxlan0",
@@ -266,7 +266,7 @@ fn overlay_fdb_move_names_network_task_and_both_ports() {
     // The lb sandbox is a namespace, not a container.
     let mut e = fdb(
         T0 + S,
-        "fdb_learn",
+        Action::FdbLearn,
         NS_OV,
         "br0",
         "veth1",
@@ -286,7 +286,7 @@ fn host_bridge_fdb_names_the_container_behind_each_port() {
     let ix = index();
     let mut e = fdb(
         T0 + S,
-        "fdb_learn",
+        Action::FdbLearn,
         HOST,
         "br-ecc1d7b96a6c",
         "vethA",
@@ -311,7 +311,7 @@ fn host_bridge_fdb_names_the_container_behind_each_port() {
     ] {
         let mut e = fdb(
             T0 + S,
-            "fdb_delete",
+            Action::FdbDelete,
             HOST,
             "br-ecc1d7b96a6c",
             port,
@@ -332,7 +332,7 @@ fn host_bridge_fdb_names_the_container_behind_each_port() {
     // A local entry (no port) gets no peer.
     let mut e = fdb(
         T0 + S,
-        "fdb_learn",
+        Action::FdbLearn,
         HOST,
         "br-ecc1d7b96a6c",
         "",
@@ -346,7 +346,7 @@ fn host_bridge_fdb_names_the_container_behind_each_port() {
 #[test]
 fn arp_and_neigh_name_both_ends() {
     let ix = index();
-    let mut e = event(T0 + S, "arp_reply", NS_A);
+    let mut e = event(T0 + S, Action::ArpReply, NS_A);
     e.source.ip = Some(ip("172.18.0.3"));
     e.source.mac = Some(Mac(MAC_B));
     e.destination.ip = Some(ip("172.18.0.2"));
@@ -364,18 +364,18 @@ fn arp_and_neigh_name_both_ends() {
     );
 
     // neigh_update: by IP alone (incomplete entry, no MAC yet).
-    let mut e = event(T0 + S, "neigh_update", NS_A);
+    let mut e = event(T0 + S, Action::NeighUpdate, NS_A);
     e.destination.ip = Some(ip("172.18.0.3"));
     ix.enrich(&mut e);
     assert_eq!(name(&e.destination.container), Some("bravo"));
     // The MAC decides over the IP when both resolve (what frames go to).
-    let mut e = event(T0 + S, "neigh_update", NS_A);
+    let mut e = event(T0 + S, Action::NeighUpdate, NS_A);
     e.destination.ip = Some(ip("172.18.0.3"));
     e.destination.mac = Some(Mac(MAC_A));
     ix.enrich(&mut e);
     assert_eq!(name(&e.destination.container), Some("alpha"));
     // Broadcast and zero MACs are nobody's: the IP decides.
-    let mut e = event(T0 + S, "arp_reply", NS_A);
+    let mut e = event(T0 + S, Action::ArpReply, NS_A);
     e.destination.ip = Some(ip("172.18.0.3"));
     e.destination.mac = Some(Mac([0; 6]));
     e.source.ip = Some(ip("172.18.0.2"));
@@ -388,7 +388,7 @@ fn arp_and_neigh_name_both_ends() {
 #[test]
 fn tcp_and_drops_name_local_and_remote_containers() {
     let ix = index();
-    let mut e = event(T0 + S, "tcp_retransmit", NS_A);
+    let mut e = event(T0 + S, Action::TcpRetransmit, NS_A);
     e.source.ip = Some(ip("172.18.0.2"));
     e.source.port = Some(40000);
     e.destination.ip = Some(ip("172.18.0.3"));
@@ -398,7 +398,7 @@ fn tcp_and_drops_name_local_and_remote_containers() {
     assert_eq!(name(&e.source.container), Some("alpha"));
     assert_eq!(name(&e.destination.container), Some("bravo"));
 
-    let mut e = event(T0 + S, "skb_drop", NS_B);
+    let mut e = event(T0 + S, Action::SkbDrop, NS_B);
     e.source.ip = Some(ip("172.18.0.2"));
     e.destination.ip = Some(ip("172.18.0.3"));
     ix.enrich(&mut e);
@@ -406,7 +406,7 @@ fn tcp_and_drops_name_local_and_remote_containers() {
     assert_eq!(name(&e.source.container), Some("alpha"));
 
     // Remote address of nobody known, loopback: nothing.
-    let mut e = event(T0 + S, "tcp_reset", NS_B);
+    let mut e = event(T0 + S, Action::TcpReset, NS_B);
     e.source.ip = Some(ip("192.0.2.7"));
     e.destination.ip = Some(ip("127.0.0.1"));
     ix.enrich(&mut e);
@@ -415,7 +415,7 @@ fn tcp_and_drops_name_local_and_remote_containers() {
 
     // A container reached only through its namespace's address (no API):
     // the overlay IP of the task is known from its interfaces.
-    let mut e = event(T0 + S, "skb_drop", NS_S);
+    let mut e = event(T0 + S, Action::SkbDrop, NS_S);
     e.source.ip = Some(ip("10.0.1.2"));
     ix.enrich(&mut e);
     assert_eq!(
@@ -427,7 +427,7 @@ fn tcp_and_drops_name_local_and_remote_containers() {
     );
     assert_eq!(name(&e.source.container), name(&e.container));
     // The overlay's gateway address is in a namespace without a container.
-    let mut e = event(T0 + S, "skb_drop", NS_S);
+    let mut e = event(T0 + S, Action::SkbDrop, NS_S);
     e.destination.ip = Some(ip("10.0.1.1"));
     ix.enrich(&mut e);
     assert!(e.destination.container.is_none());
@@ -436,14 +436,14 @@ fn tcp_and_drops_name_local_and_remote_containers() {
 #[test]
 fn unknown_namespace_and_fields_already_set() {
     let ix = index();
-    let mut e = event(T0 + S, "skb_drop", 999);
+    let mut e = event(T0 + S, Action::SkbDrop, 999);
     ix.enrich(&mut e);
     assert!(e.container.is_none());
     assert_eq!(e.tracer.netns.as_ref().unwrap().name, None);
     assert!(!ix.knows_netns(999));
     assert!(ix.knows_netns(NS_A));
 
-    let mut e = event(T0 + S, "skb_drop", NS_A);
+    let mut e = event(T0 + S, Action::SkbDrop, NS_A);
     e.container = Some(ContainerRef::new(crate::event::ContainerData {
         id: "given".into(),
         ..Default::default()
@@ -457,7 +457,7 @@ fn unknown_namespace_and_fields_already_set() {
     );
 
     // An event without a namespace still gets its endpoints.
-    let mut e = EcsEvent::new(T0 + S, Kind::Event, "skb_drop");
+    let mut e = EcsEvent::new(T0 + S, Kind::Event, Action::SkbDrop);
     e.destination.ip = Some(ip("172.18.0.3"));
     ix.enrich(&mut e);
     assert_eq!(name(&e.destination.container), Some("bravo"));
@@ -485,7 +485,7 @@ fn named_namespaces_prefer_ip_netns_names_and_resolve_lb_and_ingress() {
         (NS_IP, Some("blue"), None),
         (HOST, None, None),
     ] {
-        let mut e = event(T0 + S, "skb_drop", inode);
+        let mut e = event(T0 + S, Action::SkbDrop, inode);
         ix.enrich(&mut e);
         let n = e.tracer.netns.unwrap();
         assert_eq!(n.name.as_deref(), want_name, "{inode}");
@@ -496,7 +496,7 @@ fn named_namespaces_prefer_ip_netns_names_and_resolve_lb_and_ingress() {
         ts: T0,
         id: OV_ID.into(),
     });
-    let mut e = event(T0 + S, "skb_drop", NS_OV);
+    let mut e = event(T0 + S, Action::SkbDrop, NS_OV);
     ix.enrich(&mut e);
     assert_eq!(e.tracer.netns.unwrap().network, None);
 }
@@ -517,7 +517,7 @@ fn exited_container_keeps_identity_for_the_grace_period_then_is_pruned() {
         (gone + 30 * S, true),  // exactly at the end
         (gone + 31 * S, false), // past grace
     ] {
-        let mut e = event(ts, "skb_drop", NS_B);
+        let mut e = event(ts, Action::SkbDrop, NS_B);
         e.source.ip = Some(ip("172.18.0.3"));
         ix.enrich(&mut e);
         assert_eq!(
@@ -533,7 +533,7 @@ fn exited_container_keeps_identity_for_the_grace_period_then_is_pruned() {
         ts: gone + 20 * S,
         id: id('b'),
     });
-    let mut e = event(gone + 25 * S, "skb_drop", NS_B);
+    let mut e = event(gone + 25 * S, Action::SkbDrop, NS_B);
     ix.enrich(&mut e);
     assert_eq!(name(&e.container), Some("bravo"));
     // Time passes (an update's timestamp): pruned for good.
@@ -544,7 +544,7 @@ fn exited_container_keeps_identity_for_the_grace_period_then_is_pruned() {
     let after = ix.stats();
     assert_eq!(after.containers, before.containers - 1);
     assert_eq!(after.containers_exited, 0);
-    let mut e = event(gone, "skb_drop", NS_B);
+    let mut e = event(gone, Action::SkbDrop, NS_B);
     e.destination.mac = Some(Mac(MAC_B));
     ix.enrich(&mut e);
     assert!(e.container.is_none());
@@ -569,7 +569,7 @@ fn restarted_container_is_live_again_and_old_expiry_does_not_prune_it() {
         ts: T0 + 100 * S,
         source: "netns".into(),
     });
-    let mut e = event(T0 + 100 * S, "skb_drop", NS_B);
+    let mut e = event(T0 + 100 * S, Action::SkbDrop, NS_B);
     ix.enrich(&mut e);
     assert_eq!(name(&e.container), Some("bravo"));
     assert_eq!(ix.stats().containers_exited, 0);
@@ -593,11 +593,11 @@ fn reused_ip_names_the_new_container_and_late_events_the_old_one() {
             Some([2, 0x42, 0xac, 0x12, 0, 9]),
         ),
     });
-    let mut now = event(gone + 2 * S, "tcp_reset", NS_A);
+    let mut now = event(gone + 2 * S, Action::TcpReset, NS_A);
     now.destination.ip = Some(ip("172.18.0.3"));
     ix.enrich(&mut now);
     assert_eq!(name(&now.destination.container), Some("charlie"));
-    let mut late = event(gone - S, "tcp_reset", NS_A);
+    let mut late = event(gone - S, Action::TcpReset, NS_A);
     late.destination.ip = Some(ip("172.18.0.3"));
     ix.enrich(&mut late);
     assert_eq!(name(&late.destination.container), Some("bravo"));
@@ -616,7 +616,7 @@ fn interfaces_replace_addresses_and_namespaces_vanish_after_grace() {
         }],
     });
     let lookup = |ix: &IdentityIndex, a: &str, ts: i128| {
-        let mut e = event(ts, "skb_drop", HOST);
+        let mut e = event(ts, Action::SkbDrop, HOST);
         e.destination.ip = Some(ip(a));
         ix.enrich(&mut e);
         e.destination.container.is_some()
@@ -631,7 +631,15 @@ fn interfaces_replace_addresses_and_namespaces_vanish_after_grace() {
         ts: T0 + 5 * S,
         inode: NS_OV,
     });
-    let mut e = fdb(T0 + 6 * S, "fdb_delete", NS_OV, "br0", "veth0", None, MAC_S);
+    let mut e = fdb(
+        T0 + 6 * S,
+        Action::FdbDelete,
+        NS_OV,
+        "br0",
+        "veth0",
+        None,
+        MAC_S,
+    );
     ix.enrich(&mut e);
     assert_eq!(
         e.tracer.port_peer.as_ref().unwrap().kind,
@@ -645,7 +653,7 @@ fn interfaces_replace_addresses_and_namespaces_vanish_after_grace() {
     assert!(!ix.knows_netns(NS_OV));
     let mut e = fdb(
         T0 + 60 * S,
-        "fdb_delete",
+        Action::FdbDelete,
         NS_OV,
         "br0",
         "veth0",
@@ -670,7 +678,7 @@ fn host_namespace_never_names_a_container() {
             ..Default::default()
         },
     });
-    let mut e = event(T0 + S, "skb_drop", HOST);
+    let mut e = event(T0 + S, Action::SkbDrop, HOST);
     ix.enrich(&mut e);
     assert!(e.container.is_none());
     // Even when the host namespace is announced after the container.
@@ -684,7 +692,7 @@ fn host_namespace_never_names_a_container() {
         },
     });
     ix.apply(&ns(HOST, &[], &[]));
-    let mut e = event(T0 + S, "skb_drop", HOST);
+    let mut e = event(T0 + S, Action::SkbDrop, HOST);
     ix.enrich(&mut e);
     assert!(e.container.is_none());
 }
@@ -702,7 +710,7 @@ fn shared_namespace_is_named_for_its_owner() {
             ..Default::default()
         },
     });
-    let mut e = event(T0 + 2 * S, "skb_drop", NS_A);
+    let mut e = event(T0 + 2 * S, Action::SkbDrop, NS_A);
     ix.enrich(&mut e);
     assert_eq!(name(&e.container), Some("alpha"));
 }
@@ -718,7 +726,7 @@ fn container_known_before_its_namespace_is_named() {
         !ix.knows_netns(NS_A),
         "a placeholder is not a scanned namespace"
     );
-    let mut e = event(T0, "skb_drop", NS_A);
+    let mut e = event(T0, Action::SkbDrop, NS_A);
     ix.enrich(&mut e);
     assert_eq!(name(&e.container), Some("alpha"));
     ix.apply(&IdentityUpdate::ContainerRemove {
@@ -753,7 +761,7 @@ fn replay_of_recorded_updates_gives_the_same_enrichment() {
         vec![
             fdb(
                 T0 + 6 * S,
-                "fdb_move",
+                Action::FdbMove,
                 NS_OV,
                 "br0",
                 "vxlan0",
@@ -762,7 +770,7 @@ fn replay_of_recorded_updates_gives_the_same_enrichment() {
             ),
             fdb(
                 T0 + 6 * S,
-                "fdb_learn",
+                Action::FdbLearn,
                 HOST,
                 "br-ecc1d7b96a6c",
                 "vethA",
@@ -770,7 +778,7 @@ fn replay_of_recorded_updates_gives_the_same_enrichment() {
                 MAC_A,
             ),
             {
-                let mut e = event(T0 + 6 * S, "arp_reply", NS_A);
+                let mut e = event(T0 + 6 * S, Action::ArpReply, NS_A);
                 e.source.ip = Some(ip("172.18.0.3"));
                 e.destination.mac = Some(Mac(MAC_A));
                 e
@@ -800,7 +808,7 @@ fn untrusted_names_stay_inside_their_json_string() {
             ..container('a', evil, NS_A, &["172.18.0.2"], Some(MAC_A))
         },
     });
-    let mut e = event(T0 + S, "skb_drop", NS_A);
+    let mut e = event(T0 + S, Action::SkbDrop, NS_A);
     ix.enrich(&mut e);
     let mut out = Vec::new();
     e.write_line(&mut out).unwrap();
@@ -949,7 +957,7 @@ fn bench_enrich_10k_containers_100k_addresses() {
             0 => {
                 let mut e = fdb(
                     T0 + S,
-                    "fdb_learn",
+                    Action::FdbLearn,
                     HOST,
                     "br0",
                     &format!("veth{a:x}"),
@@ -960,7 +968,7 @@ fn bench_enrich_10k_containers_100k_addresses() {
                 e
             }
             1 => {
-                let mut e = event(T0 + S, "arp_reply", 100_000 + c);
+                let mut e = event(T0 + S, Action::ArpReply, 100_000 + c);
                 e.source.ip = Some(ip_of(b));
                 e.source.mac = Some(Mac(mac_of(b)));
                 e.destination.ip = Some(ip_of(a));
@@ -968,13 +976,13 @@ fn bench_enrich_10k_containers_100k_addresses() {
                 e
             }
             2 => {
-                let mut e = event(T0 + S, "tcp_retransmit", 100_000 + c);
+                let mut e = event(T0 + S, Action::TcpRetransmit, 100_000 + c);
                 e.source.ip = Some(ip_of(a));
                 e.destination.ip = Some(ip_of(b));
                 e
             }
             _ => {
-                let mut e = event(T0 + S, "skb_drop", 100_000 + c);
+                let mut e = event(T0 + S, Action::SkbDrop, 100_000 + c);
                 e.source.ip = Some(ip_of(b));
                 e.destination.ip = Some(ip_of(a));
                 e
@@ -1412,7 +1420,7 @@ fn probe_events() -> Vec<EcsEvent> {
         let ts = T0 + dt * S;
         for &n in &netns {
             for (k, a) in ips.iter().enumerate() {
-                let mut e = event(ts, "tcp_reset", n);
+                let mut e = event(ts, Action::TcpReset, n);
                 e.source.ip = Some(ip(a));
                 e.destination.mac = Some(Mac(macs[k % macs.len()]));
                 out.push(e);
@@ -1421,7 +1429,7 @@ fn probe_events() -> Vec<EcsEvent> {
         for (n, bridge, ports) in ports {
             for (k, p) in ports.iter().enumerate() {
                 let prev = ports[(k + 1) % ports.len()];
-                out.push(fdb(ts, "fdb_move", n, bridge, p, Some(prev), macs[k]));
+                out.push(fdb(ts, Action::FdbMove, n, bridge, p, Some(prev), macs[k]));
             }
         }
     }
@@ -1512,7 +1520,7 @@ fn snapshot_rebuilds_an_index_that_enriches_identically() {
         assert_eq!(shape(&r), shape(&ix), "after {u:?}");
         assert_eq!(enriched(&r, &events), enriched(&ix, &events), "after {u:?}");
     }
-    let mut e = event(T0 + 140 * S, "skb_drop", NS_POD);
+    let mut e = event(T0 + 140 * S, Action::SkbDrop, NS_POD);
     r.enrich(&mut e);
     assert_eq!(
         name(&e.container),
@@ -1734,7 +1742,7 @@ fn snapshot_rebuilds_the_same_index_under_random_updates() {
             let ts = t + dt * S;
             for n in [HOST, 200, 201, 202, 203, 204, 205, 206, 207, 208] {
                 for k in 0..10 {
-                    let mut e = event(ts, "arp_reply", n);
+                    let mut e = event(ts, Action::ArpReply, n);
                     e.source.ip = Some(addr(k));
                     e.destination.mac = Some(Mac(mac((k + 3) % 10)));
                     events.push(e);
@@ -1742,7 +1750,7 @@ fn snapshot_rebuilds_the_same_index_under_random_updates() {
                 for (k, p) in ["eth0", "br0", "vxlan0", "tap0", "eth1"].iter().enumerate() {
                     events.push(fdb(
                         ts,
-                        "fdb_learn",
+                        Action::FdbLearn,
                         n,
                         "br-ecc1d7b96a6c",
                         p,
