@@ -1,19 +1,18 @@
 //! Serialisation cost per line on the events of a synthetic capture:
-//! tracer's own NDJSON writer ([`tracer::ndjson::write_line`]) against
+//! tracer's own NDJSON writer ([`tracer::event::ndjson::write_line`]) against
 //! `serde_json::to_writer`. "hot": each batch of 16 events serialised 8 times
 //! in a row (replay serialises events it has just built, in cache); "cold":
 //! every event once (memory latency included). `NDJSON_BENCH=ours|serde`
 //! runs only that one, hot, for a profiler.
 //!
 //! `cargo bench -p tracer-bench --bench ndjson` (moved here from an
-//! `#[ignore]` unit test of tracer/src/ndjson.rs).
+//! `#[ignore]` unit test of tracer/src/event/ndjson.rs).
 
 use tracer::{
-    btf::DropReasons,
     capture::{CaptureReader, Record, RecordRef},
     decode::{Locations, Tables},
-    event::EcsEvent,
-    ndjson::write_line,
+    event::{ndjson::write_line, EcsEvent},
+    kernel::btf::DropReasons,
     pipeline::{Filter, Pipeline},
 };
 
@@ -42,7 +41,7 @@ fn synth_events(records: u64) -> Vec<EcsEvent> {
     while let Some(rec) = reader.next_ref().unwrap() {
         match rec {
             RecordRef::Kernel(b) => p.process_kernel(b, &mut events),
-            RecordRef::Other(Record::Symbols(v)) => p.tables.locations.extend(v),
+            RecordRef::Other(Record::Symbols(v)) => p.add_symbols(v),
             RecordRef::Other(Record::Input(i)) => p.process(&i, &mut events),
             RecordRef::Other(_) => {}
         }
