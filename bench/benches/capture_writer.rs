@@ -8,8 +8,8 @@
 //! `#[ignore]` unit test of tracer/src/capture/thread.rs).
 
 use tracer::{
-    btf::DropReasons,
     capture::{Header, ThreadedWriter, BATCH_BYTES},
+    kernel::btf::DropReasons,
 };
 
 fn thread_cpu_ns() -> u64 {
