@@ -9,6 +9,7 @@
 #
 #   @@MATRIX begin <uname -r>
 #   @@check <json>          `tracer check --json` (one probe_status per probe)
+#   @@premod <json>         the same in a VM before the modules are loaded
 #   @@fact <id> <key> <value>   names, addresses, MACs, netns inodes
 #   @@skip <id> <reason>    a scenario whose set-up the kernel refused
 #   @@run <id> <what>       progress (for the log)
@@ -318,6 +319,8 @@ if [ "$MATRIX_MODE" = vm ]; then
 		echo "@@MATRIX alive" >"$MATRIX_OUT"
 		poweroff -f
 	fi
+	# What a tracer started before Docker loaded the bridge would see.
+	"$TRACER" check --json 2>/dev/null | sed 's/^/@@premod /' >>"$MATRIX_OUT"
 	while read -r m; do
 		insmod "/lib/modules/$m.ko" || echo "@@stderr insmod $m failed" >>"$MATRIX_OUT"
 	done </modules.list

@@ -116,6 +116,26 @@ impl Row {
             probes_col.push_str(&format!(" ({})", failed.join("; ")));
         }
         let mut notes = Vec::new();
+        let before = c.probes_before_modules();
+        if !before.is_empty() {
+            let missing: Vec<String> = before
+                .iter()
+                .filter_map(|(n, why)| why.as_ref().map(|w| format!("{n} ({w})")))
+                .collect();
+            let attached = before.values().filter(|w| w.is_none()).count();
+            notes.push(if missing.is_empty() {
+                format!(
+                    "before bridge/vxlan/veth were loaded: {attached}/{} probes attach",
+                    before.len()
+                )
+            } else {
+                format!(
+                    "before bridge/vxlan/veth were loaded: {attached}/{} probes attach; not: {}",
+                    before.len(),
+                    missing.join("; ")
+                )
+            });
+        }
         let mut reasons: Vec<String> = c
             .lines
             .iter()
@@ -449,6 +469,7 @@ fn render(ws: &Workspace, rows: &[Row]) -> String {
         for o in &r.outcomes {
             cells.push(cell(o, &mut notes));
         }
+        let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
         let _ = writeln!(s, "| {} |", cells.join(" | "));
     }
     if !notes.is_empty() {

@@ -18,6 +18,8 @@ pub struct Capture {
     pub release: Option<String>,
     /// `tracer check --json`: one probe_status line per probe.
     pub check: Vec<Value>,
+    /// The same before bridge/vxlan/veth were loaded (VMs only).
+    pub premod: Vec<Value>,
     pub facts: HashMap<String, HashMap<String, String>>,
     /// Scenarios whose set-up the kernel refused, with the reason.
     pub skipped: HashMap<String, String>,
@@ -47,9 +49,14 @@ impl Capture {
                     _ if rest == "end" => c.complete = true,
                     _ => {}
                 },
-                "check" => {
+                "check" | "premod" => {
                     if let Ok(v) = serde_json::from_str(rest) {
-                        c.check.push(v);
+                        if tag == "check" {
+                            &mut c.check
+                        } else {
+                            &mut c.premod
+                        }
+                        .push(v);
                     }
                 }
                 "fact" => {
@@ -82,27 +89,35 @@ impl Capture {
     /// printed none).
     pub fn probes(&self) -> BTreeMap<String, Option<String>> {
         let from_run: Vec<&Value> = with_action(&self.lines, "probe_status");
-        let source: Vec<&Value> = if from_run.is_empty() {
-            self.check.iter().collect()
+        if from_run.is_empty() {
+            probe_map(self.check.iter())
         } else {
-            from_run
-        };
-        source
-            .into_iter()
-            .filter_map(|v| {
-                let name = v["tracer"]["probe"]["name"].as_str()?.to_owned();
-                let status = v["tracer"]["probe"]["status"].as_str().unwrap_or("?");
-                let why = (status != "attached").then(|| {
-                    let reason = v["tracer"]["probe"]["error"]
-                        .as_str()
-                        .or_else(|| v["message"].as_str())
-                        .unwrap_or("no reason given");
-                    format!("{status}: {reason}")
-                });
-                Some((name, why))
-            })
-            .collect()
+            probe_map(from_run.into_iter())
+        }
     }
+
+    /// [`Self::probes`] before the modules were loaded (empty on the host).
+    pub fn probes_before_modules(&self) -> BTreeMap<String, Option<String>> {
+        probe_map(self.premod.iter())
+    }
+}
+
+/// Probe name → None when attached, Some(reason) otherwise.
+fn probe_map<'a>(lines: impl Iterator<Item = &'a Value>) -> BTreeMap<String, Option<String>> {
+    lines
+        .filter_map(|v| {
+            let name = v["tracer"]["probe"]["name"].as_str()?.to_owned();
+            let status = v["tracer"]["probe"]["status"].as_str().unwrap_or("?");
+            let why = (status != "attached").then(|| {
+                let reason = v["tracer"]["probe"]["error"]
+                    .as_str()
+                    .or_else(|| v["message"].as_str())
+                    .unwrap_or("no reason given");
+                format!("{status}: {reason}")
+            });
+            Some((name, why))
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,16 +258,19 @@ fn probes_check(c: &Capture) -> Result<(), String> {
         return Err("the scenario script did not run to its end (see the console log)".into());
     }
     if c.check.is_empty() {
-        return Err(format!("`tracer check --json` printed nothing; {}", stderr_tail(c)).into());
+        return Err(format!(
+            "`tracer check --json` printed nothing; {}",
+            stderr_tail(c)
+        ));
     }
     let probes = c.probes();
     for p in PROBES {
         if !probes.contains_key(p) {
-            return Err(format!("no probe_status for {p}").into());
+            return Err(format!("no probe_status for {p}"));
         }
     }
     if let Some(bad) = c.bad_lines.first() {
-        return Err(format!("tracer printed a non-JSON line: {bad:?}").into());
+        return Err(format!("tracer printed a non-JSON line: {bad:?}"));
     }
     if c.exit != Some(0) {
         return Err(format!(
@@ -267,7 +285,7 @@ fn probes_check(c: &Capture) -> Result<(), String> {
         .ok_or("no final loss_report")?;
     eq(last, "event.kind", "metric")?;
     if !at(last, "tracer.lost_total").is_u64() {
-        return Err(format!("loss_report without lost_total: {last}").into());
+        return Err(format!("loss_report without lost_total: {last}"));
     }
     Ok(())
 }
