@@ -349,11 +349,17 @@ fn vm_row(series: &kernel::Series, bins: &vm::Bins, cache: &Path) -> Result<Row>
                 .join(" | ")
         );
     }
-    Ok(Row::from_capture(
+    let mut row = Row::from_capture(
         series.label,
         format!("qemu {} ({:.0} s)", accel.name, r.seconds),
         &c,
-    ))
+    );
+    row.notes.insert(0, format!("package {}", k.package));
+    if let Some(why) = &accel.why {
+        let why = why.lines().next().unwrap_or(why);
+        row.notes.insert(1, format!("qemu used TCG: {why}"));
+    }
+    Ok(row)
 }
 
 /// The same script on the host, in namespaces (under HOST_LOCK_ENV's lock
