@@ -203,7 +203,7 @@ pub fn run(ws: &Workspace, opts: Opts) -> Result<()> {
             ws.target_dir().join("matrix").join("KERNELS.md")
         }
     });
-    let rows = run_rows(ws, &wanted)?;
+    let rows = run_rows(ws, &wanted, false)?;
     let table = render(ws, &rows);
     println!("{table}");
     if let Some(parent) = output.parent() {
@@ -251,7 +251,8 @@ pub fn test_step(ws: &Workspace) -> Result<()> {
         "kernel matrix: the scenarios on Debian's {} kernel under qemu",
         series.label
     ));
-    let rows = run_rows(ws, &[series.label.to_owned()])?;
+    // Here a VM that does not boot or run is a failure, not a skipped row.
+    let rows = run_rows(ws, &[series.label.to_owned()], true)?;
     let table = render(ws, &rows);
     println!("{table}");
     let path = cache.join(format!("KERNELS-{}.md", series.label));
@@ -266,7 +267,9 @@ pub fn test_step(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-fn run_rows(ws: &Workspace, wanted: &[String]) -> Result<Vec<Row>> {
+/// The rows of `wanted`. A kernel that cannot be fetched or booted is a row
+/// of skipped scenarios saying why, unless `strict`: then it is an error.
+fn run_rows(ws: &Workspace, wanted: &[String], strict: bool) -> Result<Vec<Row>> {
     apt::ensure_sets(&[apt::Set::Test])?;
     let cache = ws.target_dir().join("matrix");
     fs::create_dir_all(&cache)?;
@@ -287,10 +290,14 @@ fn run_rows(ws: &Workspace, wanted: &[String]) -> Result<Vec<Row>> {
     for series in vms {
         let row = match &qemu {
             Err(e) => Row::unusable(series.label, format!("qemu is not usable here: {e:#}")),
-            Ok(()) => vm_row(series, &bins, &cache).unwrap_or_else(|e| {
-                warn(format!("{}: {e:#}", series.label));
-                Row::unusable(series.label, format!("{e:#}"))
-            }),
+            Ok(()) => match vm_row(series, &bins, &cache) {
+                Ok(row) => row,
+                Err(e) if strict => return Err(e.context(format!("kernel {}", series.label))),
+                Err(e) => {
+                    warn(format!("{}: {e:#}", series.label));
+                    Row::unusable(series.label, format!("{e:#}"))
+                }
+            },
         };
         rows.push(row);
     }
