@@ -17,18 +17,23 @@ use crate::cmd::{self, say};
 pub struct Series {
     /// Row label and `--kernel` value.
     pub label: &'static str,
-    /// `apt-cache search --names-only` pattern of its image packages.
-    pub pattern: &'static str,
+    /// `apt-cache search --names-only` patterns of its image packages
+    /// (anchored; `[0-9]+` is the only class used).
+    pub patterns: &'static [&'static str],
 }
 
 pub const SERIES: &[Series] = &[
     Series {
         label: "6.1",
-        pattern: r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$",
+        patterns: &[r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$"],
     },
     Series {
         label: "6.12",
-        pattern: r"^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$",
+        // bookworm(-security) builds, and bookworm-backports' names.
+        patterns: &[
+            r"^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$",
+            r"^linux-image-6\.12\.[0-9]+\+bpo-cloud-amd64-unsigned$",
+        ],
     },
 ];
 
@@ -120,7 +125,7 @@ pub fn fetch(series: &Series, cache: &Path) -> Result<Kernel> {
             newest(series)?.ok_or_else(|| {
                 anyhow!(
                     "no package matches {} in the apt sources, bookworm-backports included",
-                    series.pattern
+                    series.patterns.join(" or ")
                 )
             })?
         }
@@ -191,11 +196,15 @@ fn cached(series: &Series, kernels: &Path) -> Option<String> {
     names.pop()
 }
 
-/// The pattern is a plain anchored regex over `[0-9]+` runs; matched here
-/// without a regex engine: digits runs compared as classes.
+/// True when a pattern of the series matches `name`.
 fn matches_series(series: &Series, name: &str) -> bool {
-    let pat = series
-        .pattern
+    series.patterns.iter().any(|p| matches_pattern(p, name))
+}
+
+/// The patterns are plain anchored regexes whose only class is `[0-9]+`;
+/// matched here without a regex engine.
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let pat = pattern
         .trim_start_matches('^')
         .trim_end_matches('$')
         .replace(r"\.", ".")
@@ -246,18 +255,22 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// The series' package with the highest candidate version, if apt knows one.
 fn newest(series: &Series) -> Result<Option<String>> {
-    let mut search = Command::new("apt-cache");
-    search.args(["search", "--names-only", series.pattern]);
-    let out = cmd::probe(&mut search).context("cannot run apt-cache")?;
-    if !out.status.success() {
-        bail!("`{}` failed", cmd::display(&search));
+    let mut names: Vec<String> = Vec::new();
+    for pattern in series.patterns {
+        let mut search = Command::new("apt-cache");
+        search.args(["search", "--names-only", pattern]);
+        let out = cmd::probe(&mut search).context("cannot run apt-cache")?;
+        if !out.status.success() {
+            bail!("`{}` failed", cmd::display(&search));
+        }
+        names.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|n| matches_series(series, n))
+                .map(str::to_owned),
+        );
     }
-    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| matches_series(series, n))
-        .map(str::to_owned)
-        .collect();
     if names.is_empty() {
         return Ok(None);
     }
@@ -407,6 +420,11 @@ mod tests {
             s612,
             "linux-image-6.1.0-57-cloud-amd64-unsigned"
         ));
+        assert!(matches_series(
+            s612,
+            "linux-image-6.12.12+bpo-cloud-amd64-unsigned"
+        ));
+        assert!(!matches_series(s612, "linux-image-6.12.12+bpo-cloud-amd64"));
     }
 
     #[test]
