@@ -16,6 +16,7 @@
 #   @@tracer <json>         every NDJSON line of the `tracer run`
 #   @@stderr <text>         tracer's stderr
 #   @@exit <code>           tracer's exit code after SIGINT
+#   @@seconds <n>           how long the scenarios took
 #   @@MATRIX end
 #
 # Needs: sh, busybox (nc, ping), iproute2's ip, $TRACER, $HELPER
@@ -241,6 +242,7 @@ cleanup() {
 
 main() {
 	mkdir -p "$WORK"
+	t0=$(date +%s)
 	emit "@@MATRIX begin $(uname -r)"
 	"$TRACER" check --json 2>"$WORK/check.err" | sed 's/^/@@check /' >>"$MATRIX_OUT"
 	sed 's/^/@@stderr check: /' "$WORK/check.err" >>"$MATRIX_OUT"
@@ -297,6 +299,7 @@ main() {
 	sed 's/^/@@tracer /' "$WORK/out" >>"$MATRIX_OUT"
 	sed 's/^/@@stderr /' "$WORK/err" >>"$MATRIX_OUT"
 	cleanup
+	emit "@@seconds $(($(date +%s) - t0))"
 	emit "@@MATRIX end"
 }
 

@@ -30,6 +30,8 @@ pub struct Capture {
     pub stderr: Vec<String>,
     /// tracer's exit code after SIGINT.
     pub exit: Option<i32>,
+    /// How long the script's scenarios took (without a lock wait or boot).
+    pub seconds: Option<u64>,
     /// `@@MATRIX end` was seen: the script ran to its end.
     pub complete: bool,
 }
@@ -78,6 +80,7 @@ impl Capture {
                 },
                 "stderr" => c.stderr.push(rest.to_owned()),
                 "exit" => c.exit = rest.trim().parse().ok(),
+                "seconds" => c.seconds = rest.trim().parse().ok(),
                 _ => {}
             }
         }
