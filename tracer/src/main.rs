@@ -138,8 +138,11 @@ struct RunArgs {
     #[command(flatten)]
     filters: FilterArgs,
 
-    /// Record a capture to FILE (created 0600) next to the live output;
-    /// `tracer replay FILE` prints the same lines later, on any machine.
+    /// Record a capture to FILE next to the live output; `tracer replay FILE`
+    /// prints the same lines later, on any machine. FILE and its rotated
+    /// parts (FILE.1 ...) are always new files (mode 0600, never through a
+    /// symbolic link): tracer refuses to start when FILE or any FILE.N
+    /// exists, and never overwrites or deletes a file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
 
@@ -357,13 +360,10 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    // Refused before anything starts (the capture's own create makes each
+    // part with O_EXCL, so nothing is overwritten even if this races).
     if let Some(p) = &a.record {
-        if p.exists() {
-            anyhow::bail!(
-                "{} already exists: choose a new capture file (tracer never overwrites a capture)",
-                p.display()
-            );
-        }
+        tracer::capture::check_free(p)?;
     }
     let opts = live::RunOptions {
         duration: a.duration,

@@ -119,7 +119,16 @@ impl ThreadedWriter {
         drop_reasons: &DropReasons,
         rotate_bytes: Option<u64>,
     ) -> Result<Self, CaptureError> {
-        let mut w = CaptureWriter::create(path, header, drop_reasons, rotate_bytes)?;
+        let w = CaptureWriter::create(path, header, drop_reasons, rotate_bytes)?;
+        Self::start(path, w, rotate_bytes)
+    }
+
+    /// The writer thread over `w` (created by the caller).
+    fn start(
+        path: &Path,
+        mut w: CaptureWriter,
+        rotate_bytes: Option<u64>,
+    ) -> Result<Self, CaptureError> {
         w.set_manual_rotation();
         let part_bytes = w.part_bytes();
         let (tx, rx) = sync_channel(CHANNEL_DEPTH);
@@ -713,14 +722,15 @@ mod tests {
         }
     }
 
-    /// A part that cannot be created (a directory is in the way) stops the
+    /// A part that cannot be created (a directory took its name) stops the
     /// writer thread; a later call on the live side reports its error.
     #[test]
     fn a_write_error_is_reported_by_a_later_call() {
         let dir = TempDir::new("error");
         let path = dir.file("c");
-        fs::create_dir(part_path(&path, 1)).unwrap();
         let mut w = ThreadedWriter::create(&path, header(), &reasons(), Some(1_000)).unwrap();
+        // Taken after the start: the rotation into it fails.
+        fs::create_dir(part_path(&path, 1)).unwrap();
         let mut err = None;
         for i in 0..5_000u64 {
             let res = w
@@ -738,7 +748,7 @@ mod tests {
         }
         let err = err.expect("the error reached the live side").to_string();
         assert!(
-            err.contains("cannot create") && err.contains("c.1"),
+            err.contains("already exists") && err.contains("c.1"),
             "{err}"
         );
         // Stopped for good: later calls fail at once, finish says so.
@@ -761,8 +771,9 @@ mod tests {
     fn finish_reports_an_error_of_the_last_batch() {
         let dir = TempDir::new("error-finish");
         let path = dir.file("c");
-        fs::create_dir(part_path(&path, 1)).unwrap();
         let mut w = ThreadedWriter::create(&path, header(), &reasons(), Some(1_000)).unwrap();
+        // Taken after the start: the rotation into it fails.
+        fs::create_dir(part_path(&path, 1)).unwrap();
         for i in 0..20u64 {
             w.write_kernel(&drop_record(i, NS, UDP_RCV, 2)).unwrap();
             if w.rotation_due() {
@@ -775,23 +786,26 @@ mod tests {
         }
     }
 
-    /// A full disk (the `full` device, 1:7: every write is ENOSPC), on a
-    /// node of our own so /dev/full keeps its mode. Needs CAP_MKNOD.
+    /// A full disk: the writer writes to `/dev/full` (every write is
+    /// ENOSPC), opened as part 0 (a capture file is never an existing
+    /// file, so `create` cannot be pointed at it).
     #[test]
     fn disk_full_stops_the_recording() {
         let dir = TempDir::new("full");
         let path = dir.file("c");
-        let made = nix::sys::stat::mknod(
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let cw = CaptureWriter::on(
             &path,
-            nix::sys::stat::SFlag::S_IFCHR,
-            nix::sys::stat::Mode::from_bits_truncate(0o600),
-            nix::sys::stat::makedev(1, 7),
-        );
-        if let Err(e) = made {
-            eprintln!("skipped: cannot make a full device node ({e})");
-            return;
-        }
-        let mut w = ThreadedWriter::create(&path, header(), &reasons(), None).unwrap();
+            io::BufWriter::with_capacity(crate::capture::BUFFER_BYTES, full),
+            header(),
+            &reasons(),
+            None,
+        )
+        .unwrap();
+        let mut w = ThreadedWriter::start(&path, cw, None).unwrap();
         let mut err = None;
         for i in 0..5_000u64 {
             let res = w
