@@ -1,7 +1,8 @@
 //! `tracer`: command line.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tracer::{
     detect::config::{setting, DetectConfig, Span},
@@ -384,8 +385,10 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }),
         args: std::env::args().collect(),
     };
-    live::run(opts).await?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match live::run(opts).await? {
+        live::Exit::Clean => ExitCode::SUCCESS,
+        live::Exit::OutputFailed => ExitCode::FAILURE,
+    })
 }
 
 fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -457,10 +460,18 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let report = tracer::check::run(&a.kernel.btf, a.drop_reasons)?;
-    if a.json {
-        print!("{}", report.ndjson());
+    let text = if a.json {
+        report.ndjson()
     } else {
-        print!("{}", report.table());
+        report.table()
+    };
+    // Not print!: it panics when stdout is closed (`tracer check | head -1`).
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        // The reader had enough.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(e).context("writing to stdout"),
     }
     Ok(if report.attached() > 0 {
         ExitCode::SUCCESS

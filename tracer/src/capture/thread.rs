@@ -21,8 +21,13 @@
 use std::{
     io,
     path::{Path, PathBuf},
-    sync::mpsc::{sync_channel, Receiver, SyncSender},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc::{sync_channel, Receiver, SyncSender},
+        Arc,
+    },
     thread::JoinHandle,
+    time::Duration,
 };
 
 use thiserror::Error;
@@ -35,6 +40,11 @@ pub const BATCH_BYTES: usize = 64 << 10;
 /// Messages (batches, other inputs, flushes) in flight at most: with full
 /// batches, ~4 MiB besides the writer's own 1 MiB buffer.
 pub const CHANNEL_DEPTH: usize = 64;
+/// [`ThreadedWriter::congested`] once this many messages are in flight:
+/// the rest of the channel is headroom for the few non-kernel messages
+/// (identity, ticks, loss reports, the end) that follow, so that those
+/// sends never wait either.
+const CONGESTED_AT: usize = CHANNEL_DEPTH - 16;
 /// Name of the writer thread (`/proc/<pid>/task/<tid>/comm`).
 pub const THREAD_NAME: &str = "capture-writer";
 /// Emptied batches the writer thread hands back for reuse.
@@ -91,10 +101,13 @@ pub enum FinishError {
 /// there.
 ///
 /// Back-pressure: when the writer thread falls behind (a slow disk), the
-/// live side blocks on the bounded channel rather than drop records. A
-/// capture with holes would replay to something else than the live run
-/// printed; the kernel's ring buffer is what absorbs bursts meanwhile (and
-/// counts what it cannot hold, which the capture then records as loss).
+/// live side must not drop records: a capture with holes would replay to
+/// something else than the live run printed. It must not block either (the
+/// live loop answers signals and ticks): it asks [`Self::congested`]
+/// before each kernel record and, while the writer is behind, leaves the
+/// records in the kernel's ring buffer, which absorbs bursts (and counts
+/// what it cannot hold, which the capture then records as loss). A disk
+/// that takes nothing for long is given up with [`Self::abandon`].
 pub struct ThreadedWriter {
     path: PathBuf,
     tx: Option<SyncSender<Msg>>,
@@ -107,6 +120,10 @@ pub struct ThreadedWriter {
     part_bytes: u64,
     /// Records in this part after its preamble.
     part_records: u64,
+    /// Messages sent and not yet taken by the writer thread.
+    in_flight: Arc<AtomicUsize>,
+    /// Set by [`Self::abandon`]: the thread stops without the end marker.
+    abandoned: Arc<AtomicBool>,
 }
 
 impl ThreadedWriter {
@@ -133,11 +150,16 @@ impl ThreadedWriter {
         let part_bytes = w.part_bytes();
         let (tx, rx) = sync_channel(CHANNEL_DEPTH);
         let (spare_tx, spare) = sync_channel(SPARE_BATCHES);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let abandoned = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.into())
-            .spawn(move || {
-                no_wakeup_preemption();
-                write_all(w, rx, spare_tx)
+            .spawn({
+                let (in_flight, abandoned) = (Arc::clone(&in_flight), Arc::clone(&abandoned));
+                move || {
+                    no_wakeup_preemption();
+                    write_all(w, rx, spare_tx, &in_flight, &abandoned)
+                }
             })
             .map_err(|e| CaptureError::io("start the writer thread for", path, e))?;
         Ok(Self {
@@ -149,7 +171,64 @@ impl ThreadedWriter {
             rotate_bytes,
             part_bytes,
             part_records: 0,
+            in_flight,
+            abandoned,
         })
+    }
+
+    /// The writer thread is behind: the caller should hold further kernel
+    /// records back (they wait in the ring buffer) rather than hand them
+    /// over, which could wait for the disk.
+    #[inline]
+    pub fn congested(&self) -> bool {
+        // A thread that ended (on an error) takes nothing more: the next
+        // hand-over says why.
+        self.in_flight.load(Ordering::Relaxed) >= CONGESTED_AT
+            && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Gives the capture up without waiting for the writer thread (a disk
+    /// that takes nothing): the thread stops after the write it is in,
+    /// without the end marker, so the capture reads back as cut short at
+    /// its last complete record.
+    pub fn abandon(mut self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+        self.tx = None;
+        // Detached: it ends with its write, or with the process.
+        self.thread.take();
+    }
+
+    /// [`Self::finish_sink`], waiting at most `wait` for the writer thread;
+    /// after that the capture is left as [`Self::abandon`] leaves it.
+    pub fn finish_sink_within(self, wait: Duration) -> crate::sink::SinkStats {
+        let name = format!("capture {}", self.path.display());
+        let abandoned = Arc::clone(&self.abandoned);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("capture-finish".into())
+            .spawn(move || {
+                let _ = tx.send(self.finish_sink());
+            });
+        let error = match spawned {
+            Ok(_) => match rx.recv_timeout(wait) {
+                Ok(stats) => return stats,
+                Err(_) => format!(
+                    "the disk took no writes for {} s at exit: the capture ends at its last complete record (replay warns where)",
+                    wait.as_secs_f64()
+                ),
+            },
+            Err(e) => format!("cannot start a thread to finish it: {e}"),
+        };
+        abandoned.store(true, Ordering::Relaxed);
+        crate::sink::SinkStats {
+            name,
+            delivered: 0,
+            dropped: 0,
+            error: Some(crate::sink::SinkError::new(
+                "finishing the capture",
+                io::Error::new(io::ErrorKind::TimedOut, error),
+            )),
+        }
     }
 
     /// One ring-buffer record: appended to the batch (no checksum, no
@@ -279,6 +358,7 @@ impl ThreadedWriter {
         let Some(tx) = &self.tx else {
             return Err(self.gone());
         };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         if tx.send(msg).is_ok() {
             return Ok(());
         }
@@ -376,8 +456,19 @@ fn json_len<T: serde::Serialize + ?Sized>(v: &T) -> Result<usize, CaptureError> 
 
 /// The writer thread: everything in the order received, until the live
 /// side finishes (end marker, flush, sync) or a write fails.
-fn write_all(mut w: CaptureWriter, rx: Receiver<Msg>, spare: SyncSender<Vec<u8>>) -> Ended {
+fn write_all(
+    mut w: CaptureWriter,
+    rx: Receiver<Msg>,
+    spare: SyncSender<Vec<u8>>,
+    in_flight: &AtomicUsize,
+    abandoned: &AtomicBool,
+) -> Ended {
     for msg in rx {
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        if abandoned.load(Ordering::Relaxed) {
+            // Dropping `w` flushes its buffer: whole records.
+            return Ended::Abandoned;
+        }
         let res = match msg {
             Msg::Kernel(mut batch) => {
                 let res = write_batch(&mut w, &batch);
@@ -400,6 +491,9 @@ fn write_all(mut w: CaptureWriter, rx: Receiver<Msg>, spare: SyncSender<Vec<u8>>
         if let Err(e) = res {
             return Ended::Failed(e);
         }
+    }
+    if abandoned.load(Ordering::Relaxed) {
+        return Ended::Abandoned;
     }
     match w.finish() {
         Ok(stats) => Ended::Finished(stats),
