@@ -54,9 +54,23 @@ impl SmallFs {
     fn new(tag: &str, size: &str) -> Self {
         let dir = Dir::new(tag);
         let opts = format!("size={size},mode=0700");
-        sh(&["mount", "-t", "tmpfs", "-o", &opts, "tmpfs", dir.0.to_str().unwrap()]);
+        sh(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &opts,
+            "tmpfs",
+            dir.0.to_str().unwrap(),
+        ]);
         let fs = Self(dir);
-        let df = sh(&["findmnt", "-n", "-o", "FSTYPE,SIZE", fs.0 .0.to_str().unwrap()]);
+        let df = sh(&[
+            "findmnt",
+            "-n",
+            "-o",
+            "FSTYPE,SIZE",
+            fs.0 .0.to_str().unwrap(),
+        ]);
         assert!(df.starts_with("tmpfs"), "not a tmpfs mount: {df}");
         fs
     }
@@ -88,8 +102,7 @@ impl Flood {
         let thread = std::thread::spawn({
             let (stop, sent) = (stop.clone(), sent.clone());
             move || {
-                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                    .expect("setns");
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
                 let s = UdpSocket::bind((ip_a.as_str(), 0)).expect("bind");
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..64 {
@@ -285,8 +298,16 @@ fn run_piped_into_head_exits_promptly() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut err = String::new();
-    tracer.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    eprintln!("tracer exited {:?} after head, status {status}", t0.elapsed());
+    tracer
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    eprintln!(
+        "tracer exited {:?} after head, status {status}",
+        t0.elapsed()
+    );
     assert_eq!(status.code(), Some(0), "stderr: {err}");
     assert!(!err.contains("error"), "{err}");
 }
@@ -318,13 +339,26 @@ fn sigterm_and_sighup_under_a_flood_stop_with_a_complete_capture() {
         eprintln!("{sig}: exited {status} after {took:?}; flood sent {sent} datagrams meanwhile");
         assert!(sent > 1000, "the flood was not sustained ({sent})");
         drop(flood);
-        assert!(status.success(), "{sig}: {status}; stderr: {}", run.stderr());
+        assert!(
+            status.success(),
+            "{sig}: {status}; stderr: {}",
+            run.stderr()
+        );
         assert!(run.lines() > 100, "{} lines", run.lines());
         let (ok, lines, err) = replay(&cap);
         assert!(ok, "{sig}: replay failed: {err}");
-        assert!(!err.contains("warning"), "{sig}: capture not complete: {err}");
-        assert!(lines.contains("\"action\":\"skb_drop\""), "no drops recorded");
-        assert!(lines.contains("\"action\":\"loss_report\""), "no final loss report");
+        assert!(
+            !err.contains("warning"),
+            "{sig}: capture not complete: {err}"
+        );
+        assert!(
+            lines.contains("\"action\":\"skb_drop\""),
+            "no drops recorded"
+        );
+        assert!(
+            lines.contains("\"action\":\"loss_report\""),
+            "no final loss report"
+        );
     }
 }
 
@@ -348,17 +382,27 @@ fn second_sigint_exits_at_once_with_a_replayable_capture() {
     run.signal(Signal::SIGINT);
     std::thread::sleep(Duration::from_millis(300));
     // Still stopping: its stdout queue waits for a reader (5 s at most).
-    assert!(run.child.try_wait().unwrap().is_none(), "stopped too fast to test");
+    assert!(
+        run.child.try_wait().unwrap().is_none(),
+        "stopped too fast to test"
+    );
     run.signal(Signal::SIGINT);
     let (status, took) = run.wait_exit(Duration::from_secs(2));
     eprintln!("second SIGINT: exited {status} after {took:?}");
     drop(flood);
     assert_eq!(status.code(), Some(130), "stderr: {}", run.stderr());
-    assert!(run.stderr().contains("SIGINT again: exiting now"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("SIGINT again: exiting now"),
+        "{}",
+        run.stderr()
+    );
     drop(run.held.take());
     let (ok, lines, err) = replay(&cap);
     assert!(ok, "replay failed: {err}");
-    assert!(lines.contains("\"action\":\"skb_drop\""), "no drops recorded: {err}");
+    assert!(
+        lines.contains("\"action\":\"skb_drop\""),
+        "no drops recorded: {err}"
+    );
 }
 
 /// An existing FILE, a symbolic link (dangling or not) and an existing
@@ -444,8 +488,14 @@ fn full_disk_stops_recording_and_live_output_continues() {
     assert_eq!(err.matches("recording stopped").count(), 1, "{err}");
     assert!(err.contains("No space left on device"), "{err}");
     let (ok, _, rerr) = replay(&cap);
-    assert!(ok, "the capture up to the full disk does not replay: {rerr}");
-    assert!(rerr.contains("warning"), "a cut-short capture must say so: {rerr}");
+    assert!(
+        ok,
+        "the capture up to the full disk does not replay: {rerr}"
+    );
+    assert!(
+        rerr.contains("warning"),
+        "a cut-short capture must say so: {rerr}"
+    );
 }
 
 /// Stdout redirected to a file on a full disk: the error is on stderr at
@@ -466,5 +516,8 @@ fn stdout_on_a_full_disk_exits_non_zero_at_once() {
     assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
     assert!(err.contains("writing to stdout"), "{err}");
     let written = file_len(&small.file("out.ndjson"));
-    assert!(written > 100 << 10, "the disk did not fill: {written} bytes");
+    assert!(
+        written > 100 << 10,
+        "the disk did not fill: {written} bytes"
+    );
 }

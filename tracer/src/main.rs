@@ -26,8 +26,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Attach the probes and stream NDJSON events to stdout until SIGINT/SIGTERM
-    /// (or --duration), then detach, flush everything and exit 0.
+    /// Attach the probes and stream NDJSON events to stdout until SIGINT,
+    /// SIGTERM, SIGHUP or --duration, then detach, flush everything (within
+    /// a bounded time) and exit 0. A second SIGINT/SIGTERM exits at once
+    /// (status 130; the capture ends at its last complete record). A closed
+    /// stdout (`tracer run | head`) stops the run with status 0; any other
+    /// output error (a full disk) is reported at once and exits 1.
     ///
     /// Needs root (or CAP_BPF + CAP_PERFMON, plus CAP_NET_ADMIN + CAP_SYS_ADMIN
     /// to read other network namespaces).
