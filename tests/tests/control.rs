@@ -521,3 +521,23 @@ fn stdout_on_a_full_disk_exits_non_zero_at_once() {
         "the disk did not fill: {written} bytes"
     );
 }
+
+/// `tracer check | head -1`: no panic on the closed pipe, exit status 0.
+#[test]
+fn check_piped_into_head_does_not_panic() {
+    require_root();
+    let mut check = Command::new(tracer_bin())
+        .args(["check", "--drop-reasons"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tracer check");
+    // The reader is gone before check writes anything (it loads and
+    // attaches every probe first): its write gets EPIPE.
+    let stdout = check.stdout.take().unwrap();
+    drop(stdout);
+    let out = check.wait_with_output().expect("tracer check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
