@@ -923,6 +923,56 @@ mod tests {
         drop(w);
     }
 
+    /// A writer that takes nothing (a pipe nobody reads stands for a hung
+    /// disk): `congested` says so before any call would wait, so a caller
+    /// that asks never blocks; `abandon` and `finish_sink_within` return
+    /// at once / after their bound.
+    #[test]
+    fn a_stuck_disk_is_congestion_not_a_wait() {
+        use std::os::fd::AsRawFd as _;
+        let dir = TempDir::new("stuck");
+        let path = dir.file("c");
+        for finish in [false, true] {
+            let (r, w) = nix::unistd::pipe().unwrap();
+            assert!(w.as_raw_fd() > 2);
+            let cw = CaptureWriter::on(
+                &path,
+                io::BufWriter::with_capacity(crate::capture::BUFFER_BYTES, fs::File::from(w)),
+                header(),
+                &reasons(),
+                None,
+            )
+            .unwrap();
+            let mut w = ThreadedWriter::start(&path, cw, None).unwrap();
+            let t0 = std::time::Instant::now();
+            let mut written = 0u64;
+            while !w.congested() {
+                w.write_kernel(&drop_record(written, NS, UDP_RCV, 2))
+                    .unwrap();
+                written += 1;
+                assert!(written < 10_000_000, "never congested");
+            }
+            // Far more than the pipe holds went in, and nothing waited long.
+            assert!(written > 10_000, "{written}");
+            assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+            // The headroom takes the few other inputs without waiting.
+            w.write_input(Input::Tick { boot_ns: 1 }).unwrap();
+            w.flush().unwrap();
+            let t0 = std::time::Instant::now();
+            if finish {
+                let stats = w.finish_sink_within(Duration::from_millis(300));
+                let e = stats.error.expect("not finished");
+                assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+                assert!(e.to_string().contains("the disk took no writes"), "{e}");
+            } else {
+                w.abandon();
+            }
+            assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+            // The stuck thread ends once its writes fail.
+            drop(r);
+        }
+    }
+
     /// Dropped without `finish`: what was handed in is on disk, without an
     /// end marker, byte for byte what a dropped synchronous writer leaves.
     #[test]
