@@ -408,7 +408,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("ring buffer readiness")?;
-                let drained = drain(guard.get_inner_mut(), &mut live, &hints, &mut last_hint, DRAIN_BUDGET);
+                let rb = guard.get_inner_mut();
+                let drained = drain(rb, &mut live, &hints, &mut last_hint, DRAIN_BUDGET);
                 // Budget used up: still readable, so the loop comes back
                 // here after the other branches had their turn. Empty, or
                 // held back for the capture writer: wait to be woken (or
@@ -419,7 +420,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
                 let _ = live.out.flush();
             }
             _ = drain_tick.tick() => {
-                if drain(ring.get_mut(), &mut live, &hints, &mut last_hint, DRAIN_BUDGET) != Drained::Empty {
+                let rb = ring.get_mut();
+                if drain(rb, &mut live, &hints, &mut last_hint, DRAIN_BUDGET) != Drained::Empty {
                     let _ = live.out.flush();
                 }
             }
@@ -431,7 +433,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
             }, if !live.capture_congested() => {
                 live.feed(Input::Identity(u));
             }
-            _ = tick.tick() => {
+            // While the capture writer is behind, ticks wait too: what they
+            // record (tick, loss report, flush) must neither wait for the
+            // writer nor be left out of the capture. The drain tick gives
+            // up a capture stuck for CAPTURE_STALL.
+            _ = tick.tick(), if !live.capture_congested() => {
                 let sinks = live.out.take_dropped();
                 if let Some(input) = losses.poll(false, sinks) {
                     live.feed(input);
