@@ -333,6 +333,7 @@ fn netns_iface(e: &mut EcsEvent, h: &EventHeader) {
         e.tracer.interface = Some(Interface {
             name: ifname(&h.ifname),
             index: h.ifindex,
+            kind: None,
         });
     }
     e.tracer.cpu = Some(h.cpu);
