@@ -279,7 +279,20 @@ async fn list_networks(docker: &Docker) -> Result<Vec<NetworkInfo>, String> {
     Ok(out)
 }
 
-async fn snapshot(docker: &Docker, tx: &mpsc::Sender<DockerMsg>) -> Result<(), String> {
+/// Most containers a snapshot inspects for their namespace (the rest are
+/// inspected at the next snapshots, this many at a time).
+const INSPECTS_PER_SNAPSHOT: usize = 256;
+
+/// Lists networks and containers. A list does not say which namespace a
+/// container's process is in; each container not yet inspected in this
+/// session is inspected once (`netns`: id → namespace, kept here), so the
+/// runtime's own answer (its process's namespace) is what identity trusts
+/// over the cgroup paths a container can write itself.
+async fn snapshot(
+    docker: &Docker,
+    tx: &mpsc::Sender<DockerMsg>,
+    netns: &mut HashMap<String, Option<u32>>,
+) -> Result<(), String> {
     let ts = now_ns();
     let networks = list_networks(docker).await?;
     let list = call(
@@ -289,6 +302,21 @@ async fn snapshot(docker: &Docker, tx: &mpsc::Sender<DockerMsg>) -> Result<(), S
     .await?;
     let mut containers: Vec<DockerContainer> = list.iter().filter_map(from_summary).collect();
     containers.sort_by(|a, b| a.id.cmp(&b.id));
+    netns.retain(|id, _| containers.iter().any(|c| &c.id == id));
+    let mut inspected = 0;
+    for c in &mut containers {
+        if let Some(ns) = netns.get(&c.id) {
+            c.netns = *ns;
+            continue;
+        }
+        if inspected == INSPECTS_PER_SNAPSHOT {
+            continue;
+        }
+        inspected += 1;
+        let found = inspect(docker, &c.id).await?.and_then(|i| i.netns);
+        netns.insert(c.id.clone(), found);
+        c.netns = found;
+    }
     let _ = tx
         .send(DockerMsg::Snapshot {
             ts,
@@ -325,6 +353,7 @@ async fn handle_event(
     docker: &Docker,
     m: EventMessage,
     tx: &mpsc::Sender<DockerMsg>,
+    netns: &mut HashMap<String, Option<u32>>,
 ) -> Result<(), String> {
     let ts = event_ts(&m);
     let action = m.action.as_deref().unwrap_or("");
@@ -339,10 +368,12 @@ async fn handle_event(
                     // Not running any more by the time of the inspect: its
                     // `die` event follows.
                     if let Some(c) = inspect(docker, &id).await?.filter(|c| c.running) {
+                        netns.insert(c.id.clone(), c.netns);
                         let _ = tx.send(DockerMsg::Container { ts, container: c }).await;
                     }
                 }
                 "die" | "destroy" => {
+                    netns.remove(&id);
                     let _ = tx.send(DockerMsg::Removed { ts, id }).await;
                 }
                 _ => {}
@@ -356,6 +387,7 @@ async fn handle_event(
                     .cloned();
                 if let Some(id) = id {
                     if let Some(c) = inspect(docker, &id).await?.filter(|c| c.running) {
+                        netns.insert(c.id.clone(), c.netns);
                         let _ = tx.send(DockerMsg::Container { ts, container: c }).await;
                     }
                 }
@@ -390,7 +422,8 @@ async fn session(
     .await?;
     // Events since just before the first snapshot: nothing falls between.
     let since = now_ns();
-    snapshot(&docker, tx).await?;
+    let mut netns = HashMap::new();
+    snapshot(&docker, tx, &mut netns).await?;
     let _ = tx
         .send(DockerMsg::Status {
             ts: now_ns(),
@@ -419,9 +452,9 @@ async fn session(
             ev = events.next() => match ev {
                 None => return Err("the Docker event stream ended (engine restarted?)".into()),
                 Some(Err(e)) => return Err(format!("Docker event stream: {e}")),
-                Some(Ok(m)) => handle_event(&docker, m, tx).await?,
+                Some(Ok(m)) => handle_event(&docker, m, tx, &mut netns).await?,
             },
-            _ = tick.tick() => snapshot(&docker, tx).await?,
+            _ = tick.tick() => snapshot(&docker, tx, &mut netns).await?,
             _ = tx.closed() => return Ok(()),
         }
     }

@@ -351,7 +351,7 @@ impl IdentityIndex {
             IdentityUpdate::Status { source, state, .. } => {
                 self.status.insert(source.clone(), *state);
             }
-            IdentityUpdate::Synced { .. } => {}
+            IdentityUpdate::Synced { .. } | IdentityUpdate::Conflict { .. } => {}
         }
         self.prune();
     }
