@@ -85,7 +85,18 @@ impl Pacer {
 /// Replays into `w`. Errors after some output (a corrupt record) still
 /// flush what was printed before them.
 pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySummary> {
-    let mut reader = CaptureReader::open(&opts.path)?;
+    let reader = CaptureReader::open(&opts.path)?;
+    replay_reader(reader, opts, w)
+}
+
+/// [`replay`] of an opened capture (`opts.path` is not read): the whole
+/// pipeline — capture reader, identity, detectors, serialiser — driven by
+/// the capture's bytes alone (what the `pipeline` fuzz target runs).
+pub fn replay_reader<W: Write>(
+    mut reader: CaptureReader,
+    opts: &ReplayOptions,
+    w: W,
+) -> anyhow::Result<ReplaySummary> {
     let header = reader.header().clone();
     let mut pipeline = Pipeline::new(
         Tables {
