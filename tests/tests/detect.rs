@@ -168,12 +168,26 @@ fn udp_noports(ns: &Netns) -> u64 {
 
 /// Under a UDP flood to a closed port, output stays bounded (rate limit)
 /// while every drop is accounted for: lines + summary counts + loss = kernel.
+///
+/// The loss that may excuse a missing drop is the drop probe's own
+/// (`lost_by_probe.kfree_skb`, summed over every `loss_report`), not the
+/// host-wide total of every probe; with none lost, the count is exact.
 #[test]
 fn drop_storm_is_rate_limited_and_fully_accounted() {
     require_root();
     let topo = BridgeTopo::new();
     let b_inode = topo.b.inode();
-    let t = start(&[b_inode], &["--drop-lines-per-sec", "50", "--drop-summary-interval", "1s"]);
+    let t = start(
+        &[b_inode],
+        &[
+            "--drop-lines-per-sec",
+            "50",
+            "--drop-summary-interval",
+            "1s",
+            "--ring-buffer-size",
+            "64M",
+        ],
+    );
     let before = udp_noports(&topo.b);
     let (ip_a, ip_b) = (topo.ip_a.clone(), topo.ip_b.clone());
     const N: u64 = 20_000;
@@ -198,16 +212,31 @@ fn drop_storm_is_rate_limited_and_fully_accounted() {
         .filter(is_ours)
         .map(|v| v["tracer"]["count"].as_u64().unwrap_or(0))
         .sum();
-    let lost = with_action(&lines, "loss_report")
-        .last()
-        .and_then(|v| v["tracer"]["lost_total"].as_u64())
-        .expect("final loss report");
+    let reports = with_action(&lines, "loss_report");
+    assert!(!reports.is_empty(), "a final loss report");
+    // Drop records lost in the ring, from every report (each says what was
+    // lost since the one before).
+    let lost: u64 = reports
+        .iter()
+        .map(|v| v["tracer"]["lost_by_probe"]["kfree_skb"].as_u64().unwrap_or(0))
+        .sum();
     assert!(kernel >= N, "kernel counted {kernel} NoPorts for {N} datagrams");
     assert!(printed < kernel / 4, "rate limit did not bound output: {printed} lines");
-    assert!(
-        printed + summarised <= kernel && printed + summarised + lost >= kernel,
-        "accounting: {printed} lines + {summarised} summarised + {lost} lost vs kernel {kernel}"
-    );
+    if lost == 0 {
+        assert_eq!(
+            printed + summarised,
+            kernel,
+            "accounting with nothing lost: {printed} lines + {summarised} summarised vs kernel {kernel}"
+        );
+    } else {
+        // Lost drop records may have been anyone's: they can only excuse
+        // as many of this namespace's drops as were lost.
+        eprintln!("{lost} drop records lost in the ring buffer during the flood");
+        assert!(
+            printed + summarised <= kernel && printed + summarised + lost >= kernel,
+            "accounting: {printed} lines + {summarised} summarised + {lost} drop records lost vs kernel {kernel}"
+        );
+    }
 }
 
 /// Issue 13: interface names are chosen by whoever has CAP_NET_ADMIN in a
