@@ -302,12 +302,17 @@ fn hostile_vxlan_name_is_quoted_in_the_hint_and_a_veth_named_vx_is_no_vxlan() {
         }
     }
 
-    let hint = with_action(&lines, "incident")
-        .iter()
+    let incident = with_action(&lines, "incident")
+        .into_iter()
         .rev()
-        .find_map(|v| v["tracer"]["incident"]["hint"].as_str().filter(|h| h.contains("neigh del")))
-        .expect("an incident with the vxlan hint")
-        .to_string();
+        .find(|v| {
+            v["tracer"]["incident"]["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains("neigh del"))
+        })
+        .expect("an incident with the vxlan hint");
+    eprintln!("incident line: {incident}");
+    let hint = incident["tracer"]["incident"]["hint"].as_str().unwrap_or_default().to_string();
     let quoted = format!("'v'\\''$(>{})'", topo.tag);
     assert!(hint.contains(&format!("dev {quoted}")), "{hint}");
     let start = hint.find("ip -n ").expect("ip -n in the hint");
