@@ -293,6 +293,9 @@ impl Locations {
     }
 }
 
+/// Largest clock offset [`Tables::wall`] applies (ns, either sign).
+pub const MAX_BOOT_TO_WALL: i128 = 1 << 96;
+
 /// What decoding needs beyond the record: names and the clock offset.
 pub struct Tables {
     pub drop_reasons: DropReasons,
@@ -318,7 +321,13 @@ impl Tables {
     }
 
     pub fn wall(&self, boot_ns: u64) -> i128 {
-        boot_ns as i128 + self.boot_to_wall_ns
+        // A capture's header can claim any offset: held to ±2^96 ns (far
+        // beyond any clock), event times and the detectors' arithmetic on
+        // them (windows, intervals) never overflow.
+        boot_ns as i128
+            + self
+                .boot_to_wall_ns
+                .clamp(-MAX_BOOT_TO_WALL, MAX_BOOT_TO_WALL)
     }
 }
 
@@ -558,6 +567,22 @@ mod tests {
 
     fn bytes_of<T: aya::Pod>(v: &T) -> Vec<u8> {
         tracer_ebpf::pod_bytes(v).to_vec()
+    }
+
+    #[test]
+    fn a_hostile_clock_offset_never_overflows_event_time() {
+        for off in [i128::MAX, i128::MIN, 1 << 100, -(1 << 100)] {
+            let t = Tables {
+                drop_reasons: Default::default(),
+                locations: Locations::default(),
+                boot_to_wall_ns: off,
+                reason_cache: Default::default(),
+            };
+            let w = t.wall(u64::MAX);
+            assert!(w.abs() <= MAX_BOOT_TO_WALL + u64::MAX as i128, "{w}");
+            // What the detectors add to event times (a day-long window).
+            assert!(w.checked_add(86_400 * 1_000_000_000).is_some());
+        }
     }
 
     #[test]

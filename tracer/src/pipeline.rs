@@ -335,7 +335,8 @@ impl Pipeline {
         sinks: &[(String, u64)],
     ) -> EcsEvent {
         let mut e = EcsEvent::new(self.tables.wall(boot_ns), Kind::Metric, Action::LossReport);
-        let n: u64 = lost.iter().map(|(_, n)| n).sum();
+        // Saturating: a capture's loss counts are whatever it says.
+        let n: u64 = lost.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
         let by: Map<String, Value> = lost
             .iter()
             .filter(|(_, n)| *n > 0)
@@ -498,6 +499,23 @@ mod tests {
             "{:?}",
             s.message
         );
+    }
+
+    #[test]
+    fn loss_counts_of_a_hostile_capture_saturate() {
+        let mut p = pipeline();
+        let mut out = Vec::new();
+        p.process(
+            &Input::Loss {
+                boot_ns: 1,
+                lost: vec![(kind::SKB_DROP, u64::MAX), (kind::FDB_UPDATE, 5)],
+                filtered: vec![],
+                lost_total: u64::MAX,
+                sinks: vec![],
+            },
+            &mut out,
+        );
+        assert_eq!(out[0].tracer.lost, Some(u64::MAX));
     }
 
     #[test]
