@@ -91,10 +91,11 @@ pub enum IdentityUpdate {
     Synced { ts: i128, source: String },
     /// Two sources disagree about a container's namespace: processes in
     /// `claimed_netns` carry its id in their cgroup path, while `runtime`
-    /// (when it knows the container) says its process is in `netns`, or,
-    /// without the runtime, other processes claim it in `netns` first.
-    /// Identity follows `netns`. Sent once per conflict; turned into one
-    /// `enrichment_status` state line (state `conflict`).
+    /// (when it knows the container) says its process is in `netns`.
+    /// Identity follows `netns`; without the runtime, processes in more
+    /// than one namespace claim the id, and identity names neither (`netns`
+    /// absent). Sent once per conflict; turned into one `enrichment_status`
+    /// state line (state `conflict`).
     Conflict {
         ts: i128,
         id: String,
@@ -135,7 +136,13 @@ impl IdentityUpdate {
             claimed_netns,
         } = self
         {
-            return Some(conflict_event(*ts, id, runtime.as_deref(), *netns, *claimed_netns));
+            return Some(conflict_event(
+                *ts,
+                id,
+                runtime.as_deref(),
+                *netns,
+                *claimed_netns,
+            ));
         }
         let Self::Status {
             ts,
@@ -190,7 +197,7 @@ fn conflict_event(
             "container {short}: processes in netns {claimed} carry its id in their cgroup path, but {rt} says its process is in {follows}; identity follows {rt} (a container may be posing as another)"
         ),
         None => format!(
-            "container {short}: processes in netns {claimed} and in {follows} both carry its id in their cgroup path; identity follows {follows} (a container may be posing as another)"
+            "container {short}: processes in netns {claimed} and in another namespace carry its id in their cgroup path and no runtime says which is right; identity names neither (a container may be posing as another)"
         ),
     });
     let mut m = serde_json::Map::new();

@@ -86,6 +86,8 @@ async fn run(
         }
     }
     let (docker_tx, mut docker_rx) = mpsc::channel::<DockerMsg>(256);
+    // Conflicts wait for the runtime's first answer (or its failure).
+    c.docker_pending = cfg.enable_docker;
     let docker_task = cfg.enable_docker.then(|| {
         tokio::spawn(docker::run(
             cfg.docker_socket.clone(),
@@ -143,6 +145,9 @@ struct Coordinator {
     docker: BTreeMap<String, DockerContainer>,
     /// Conflicts already reported (id, claimed namespace).
     reported_conflicts: BTreeSet<(String, u32)>,
+    /// The Docker source is enabled and has neither delivered its first
+    /// snapshot nor failed: conflicts are not judged yet.
+    docker_pending: bool,
     docker_ok: bool,
     networks: BTreeMap<String, NetworkInfo>,
     tombstones: HashMap<String, Instant>,
@@ -169,6 +174,7 @@ impl Coordinator {
             proc_containers: BTreeMap::new(),
             docker: BTreeMap::new(),
             reported_conflicts: BTreeSet::new(),
+            docker_pending: false,
             docker_ok: false,
             networks: BTreeMap::new(),
             tombstones: HashMap::new(),
@@ -317,6 +323,7 @@ impl Coordinator {
         match m {
             DockerMsg::Status { ts, error } => {
                 self.docker_ok = error.is_none();
+                self.docker_pending = false;
                 let state = if self.docker_ok {
                     SourceState::Ok
                 } else {
@@ -341,6 +348,7 @@ impl Coordinator {
                 }
                 self.docker = fresh;
                 self.docker_ok = true;
+                self.docker_pending = false;
                 self.publish(ts).await;
                 self.synced(ts, SOURCE_DOCKER).await;
             }
@@ -380,28 +388,31 @@ impl Coordinator {
 
     /// The namespace identity gives container `id`, and whether the
     /// runtime said so: the runtime's answer (its process's namespace) for
-    /// a container it knows, else the first namespace whose processes
-    /// carry the id in their cgroup path. A cgroup path is written by
-    /// whoever controls the cgroup (a container can nest a cgroup named
-    /// after another container's id), so it never overrides the runtime.
+    /// a container it knows, else the one namespace whose processes carry
+    /// the id in their cgroup path. A cgroup path is written by whoever
+    /// controls the cgroup (a container can nest a cgroup named after
+    /// another container's id), so it never overrides the runtime, and
+    /// two namespaces claiming one id without the runtime's word get
+    /// neither.
     fn netns_of(&self, id: &str) -> (Option<u32>, bool) {
         let by_runtime = self.docker.get(id).and_then(|d| d.netns);
         match by_runtime {
             Some(n) => (Some(n), true),
-            None => (
-                self.proc_containers
-                    .get(id)
-                    .and_then(|c| c.first())
-                    .map(|p| p.netns),
-                false,
-            ),
+            None => match self.proc_containers.get(id).map(Vec::as_slice) {
+                Some([one]) => (Some(one.netns), false),
+                _ => (None, false),
+            },
         }
     }
 
     /// Claims of a container's id from namespaces other than the one
-    /// identity follows ([`Self::netns_of`]), as conflict updates.
+    /// identity follows ([`Self::netns_of`]), as conflict updates; none
+    /// while the runtime's first answer is awaited.
     fn conflicts(&self, ts: i128) -> Vec<IdentityUpdate> {
         let mut out = Vec::new();
+        if self.docker_pending {
+            return out;
+        }
         for (id, claims) in &self.proc_containers {
             let (netns, by_runtime) = self.netns_of(id);
             for c in claims {
@@ -661,25 +672,60 @@ mod tests {
         assert!(upserted_netns(&ups).is_empty(), "{ups:?}");
     }
 
-    /// Without the runtime, two namespaces claiming one id: the first
-    /// (deterministic) is followed and the other is reported.
+    /// Without the runtime, two namespaces claiming one id: neither is
+    /// believed, both are reported.
     #[tokio::test]
-    async fn two_claims_without_the_runtime_are_a_conflict() {
+    async fn two_claims_without_the_runtime_are_a_conflict_naming_neither() {
         let (mut c, mut rx) = coordinator();
         c.on_scan(scan_with_claims(10, &[9, 4])).await;
         let ups = drain(&mut rx);
-        assert_eq!(upserted_netns(&ups), vec![Some(4)], "{ups:?}");
+        assert_eq!(upserted_netns(&ups), vec![None], "{ups:?}");
+        let cs = conflicts(&ups);
+        assert_eq!(cs.len(), 2, "{ups:?}");
+        assert!(cs.iter().all(|u| matches!(
+            u,
+            IdentityUpdate::Conflict {
+                runtime: None,
+                netns: None,
+                ..
+            }
+        )));
+        let msg = cs[0].status_event().unwrap().message.unwrap();
+        assert!(msg.contains("identity names neither"), "{msg}");
+    }
+
+    /// While the runtime's first answer is awaited, a claim in two
+    /// namespaces is not judged (Docker answers a moment later).
+    #[tokio::test]
+    async fn conflicts_wait_for_the_runtime() {
+        let (mut c, mut rx) = coordinator();
+        c.docker_pending = true;
+        c.on_scan(scan_with_claims(10, &[5, 7])).await;
+        assert!(conflicts(&drain(&mut rx)).is_empty());
+        c.on_docker(DockerMsg::Snapshot {
+            ts: 11,
+            networks: vec![],
+            containers: vec![DockerContainer {
+                id: ID.into(),
+                running: true,
+                netns: Some(7),
+                ..Default::default()
+            }],
+        })
+        .await;
+        let ups = drain(&mut rx);
         let cs = conflicts(&ups);
         assert_eq!(cs.len(), 1, "{ups:?}");
         assert!(matches!(
             cs[0],
             IdentityUpdate::Conflict {
-                runtime: None,
-                netns: Some(4),
-                claimed_netns: 9,
+                runtime: Some(_),
+                netns: Some(7),
+                claimed_netns: 5,
                 ..
             }
         ));
+        assert_eq!(upserted_netns(&ups).last(), Some(&Some(7)), "{ups:?}");
     }
 
     #[tokio::test]
