@@ -202,14 +202,35 @@ pub fn kind_name(k: u32) -> &'static str {
     }
 }
 
+/// Most addresses [`Locations`] caches. A kernel has a few hundred drop
+/// sites; a hostile capture can name any number of addresses, each
+/// resolved fresh once the cache is full (the same text, uncached).
+pub const MAX_LOCATIONS: usize = 1 << 16;
+
+/// Longest symbol text kept from a capture's symbol table (bytes): kernel
+/// symbols are far shorter; a longer one is cut at a character boundary.
+pub const MAX_SYMBOL_LEN: usize = 256;
+
 /// Kernel code addresses to `symbol+0xoff`, cached: the live run resolves
 /// from /proc/kallsyms, a replay from the table recorded in the capture.
+/// At most [`MAX_LOCATIONS`] entries, whatever the capture holds.
 #[derive(Default)]
 pub struct Locations {
     cache: HashMap<u64, SmolStr, foldhash::fast::RandomState>,
     source: Option<crate::kernel::kallsyms::Symbols>,
     /// Addresses resolved since the last [`Locations::take_new`] (for captures).
     new: Vec<(u64, String)>,
+}
+
+fn cap_symbol(s: &str) -> &str {
+    if s.len() <= MAX_SYMBOL_LEN {
+        return s;
+    }
+    let mut end = MAX_SYMBOL_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 impl Locations {
@@ -222,13 +243,9 @@ impl Locations {
 
     /// A table of already-resolved addresses (replay).
     pub fn from_table(entries: impl IntoIterator<Item = (u64, String)>) -> Self {
-        Self {
-            cache: entries
-                .into_iter()
-                .map(|(a, s)| (a, SmolStr::new(s)))
-                .collect(),
-            ..Self::default()
-        }
+        let mut l = Self::default();
+        l.extend(entries);
+        l
     }
 
     pub fn format(&mut self, addr: u64) -> SmolStr {
@@ -240,15 +257,34 @@ impl Locations {
             None => format!("{addr:#x}"),
         };
         let shared = SmolStr::new(&s);
-        self.cache.insert(addr, shared.clone());
-        self.new.push((addr, s));
+        // Full: not cached. Live, it is still recorded each time it is
+        // resolved, so a replay prints the same name.
+        if self.cache.len() < MAX_LOCATIONS {
+            self.cache.insert(addr, shared.clone());
+            self.new.push((addr, s));
+        } else if self.source.is_some() && self.new.len() < MAX_LOCATIONS {
+            self.new.push((addr, s));
+        }
         shared
     }
 
-    /// Adds recorded resolutions (replay).
+    /// Adds recorded resolutions (replay), up to [`MAX_LOCATIONS`] in all.
     pub fn extend(&mut self, entries: impl IntoIterator<Item = (u64, String)>) {
-        self.cache
-            .extend(entries.into_iter().map(|(a, s)| (a, SmolStr::new(s))));
+        for (a, s) in entries {
+            if self.cache.len() >= MAX_LOCATIONS && !self.cache.contains_key(&a) {
+                continue;
+            }
+            self.cache.insert(a, SmolStr::new(cap_symbol(&s)));
+        }
+    }
+
+    /// Cached addresses.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
     }
 
     /// Resolutions made since the last call, to be recorded with the capture.
@@ -256,6 +292,9 @@ impl Locations {
         std::mem::take(&mut self.new)
     }
 }
+
+/// Largest clock offset [`Tables::wall`] applies (ns, either sign).
+pub const MAX_BOOT_TO_WALL: i128 = 1 << 96;
 
 /// What decoding needs beyond the record: names and the clock offset.
 pub struct Tables {
@@ -282,7 +321,13 @@ impl Tables {
     }
 
     pub fn wall(&self, boot_ns: u64) -> i128 {
-        boot_ns as i128 + self.boot_to_wall_ns
+        // A capture's header can claim any offset: held to ±2^96 ns (far
+        // beyond any clock), event times and the detectors' arithmetic on
+        // them (windows, intervals) never overflow.
+        boot_ns as i128
+            + self
+                .boot_to_wall_ns
+                .clamp(-MAX_BOOT_TO_WALL, MAX_BOOT_TO_WALL)
     }
 }
 
@@ -297,6 +342,7 @@ fn netns_iface(e: &mut EcsEvent, h: &EventHeader) {
         e.tracer.interface = Some(Interface {
             name: ifname(&h.ifname),
             index: h.ifindex,
+            kind: None,
         });
     }
     e.tracer.cpu = Some(h.cpu);
@@ -521,6 +567,43 @@ mod tests {
 
     fn bytes_of<T: aya::Pod>(v: &T) -> Vec<u8> {
         tracer_ebpf::pod_bytes(v).to_vec()
+    }
+
+    #[test]
+    fn a_hostile_clock_offset_never_overflows_event_time() {
+        for off in [i128::MAX, i128::MIN, 1 << 100, -(1 << 100)] {
+            let t = Tables {
+                drop_reasons: Default::default(),
+                locations: Locations::default(),
+                boot_to_wall_ns: off,
+                reason_cache: Default::default(),
+            };
+            let w = t.wall(u64::MAX);
+            assert!(w.abs() <= MAX_BOOT_TO_WALL + u64::MAX as i128, "{w}");
+            // What the detectors add to event times (a day-long window).
+            assert!(w.checked_add(86_400 * 1_000_000_000).is_some());
+        }
+    }
+
+    #[test]
+    fn locations_stay_bounded_in_a_hostile_capture() {
+        let mut l = Locations::default();
+        // A capture's symbol tables naming far more addresses than a
+        // kernel has drop sites, with absurdly long names.
+        l.extend((0..MAX_LOCATIONS as u64 + 5000).map(|a| (a, "é".repeat(1000))));
+        assert_eq!(l.len(), MAX_LOCATIONS);
+        let s = l.format(7);
+        assert!(s.len() <= MAX_SYMBOL_LEN && s.chars().all(|c| c == 'é'));
+        // Addresses past the bound still print, uncached.
+        let far = MAX_LOCATIONS as u64 + 100;
+        assert_eq!(l.format(far), format!("{far:#x}"));
+        for a in 0..10_000u64 {
+            l.format(u64::MAX - a);
+        }
+        assert_eq!(l.len(), MAX_LOCATIONS);
+        // A re-stated table updates what is cached.
+        l.extend([(7, "ip_rcv+0x1".to_string())]);
+        assert_eq!(l.format(7), "ip_rcv+0x1");
     }
 
     #[test]

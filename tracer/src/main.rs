@@ -58,8 +58,8 @@ struct SynthArgs {
     /// Kernel records to generate.
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
-    /// Containers on the synthetic overlay.
-    #[arg(long, default_value_t = 1000)]
+    /// Containers on the synthetic overlay (1 to 1000000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     containers: u32,
     /// Peers each container talks to (its long-lived connections and the
     /// addresses it resolves by ARP); 0: a random peer per record and ARP
@@ -77,8 +77,9 @@ struct ReplayArgs {
     /// Capture file (the first part).
     file: PathBuf,
 
-    /// Pace the replay: 1 = real time, 10 = ten times faster. Default: as fast as possible.
-    #[arg(long, default_value_t = 0.0, value_name = "FACTOR")]
+    /// Pace the replay: 1 = real time, 10 = ten times faster, 0.5 = half
+    /// speed (0.001 to 1000000). Default (0): as fast as possible.
+    #[arg(long, default_value_t = 0.0, value_name = "FACTOR", value_parser = parse_speed)]
     speed: f64,
 
     #[command(flatten)]
@@ -395,10 +396,27 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
-    if !(a.speed >= 0.0 && a.speed.is_finite()) {
-        anyhow::bail!("--speed must be 0 (as fast as possible) or a positive factor");
+/// `--speed`: 0 (as fast as possible) or a factor in [0.001, 1e6]; NaN,
+/// infinities, negatives and factors that would make one second of the
+/// capture last for years are refused here, before anything runs.
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    if v == 0.0 || (v.is_finite() && (MIN_SPEED..=MAX_SPEED).contains(&v)) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "must be 0 (as fast as possible) or a factor from {MIN_SPEED} to {MAX_SPEED}"
+        ))
     }
+}
+
+const MIN_SPEED: f64 = 0.001;
+const MAX_SPEED: f64 = 1_000_000.0;
+
+fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let opts = tracer::replay::ReplayOptions {
         path: a.file,
         speed: a.speed,
@@ -497,6 +515,28 @@ mod tests {
         assert!(parse_ring_size("8X").is_err());
         assert!(parse_ring_size("").is_err());
         assert!(parse_ring_size("99999999999G").is_err());
+    }
+
+    #[test]
+    fn replay_speed_is_refused_out_of_range_not_panicked_on() {
+        let speed = |v: &str| {
+            let flag = format!("--speed={v}");
+            Cli::try_parse_from(["tracer", "replay", "x.capture", &flag]).map(|c| match c.command {
+                Command::Replay(a) => a.speed,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(speed("0").unwrap(), 0.0);
+        assert_eq!(speed("10").unwrap(), 10.0);
+        assert_eq!(speed("0.5").unwrap(), 0.5);
+        for bad in ["1e-12", "NaN", "inf", "-inf", "-1", "1e300", "fast"] {
+            let e = speed(bad).unwrap_err().to_string();
+            assert!(e.contains("--speed"), "{bad}: {e}");
+        }
+        assert!(speed("1e-12")
+            .unwrap_err()
+            .to_string()
+            .contains("must be 0 (as fast as possible) or a factor from 0.001 to 1000000"));
     }
 
     #[test]

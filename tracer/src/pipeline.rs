@@ -261,7 +261,12 @@ impl Pipeline {
                 e.tracer.schema_version = Some(SCHEMA_VERSION);
                 out.push(e);
             }
-            Input::FdbSeed(entries) => self.fdb.seed(entries),
+            Input::FdbSeed(entries) => {
+                self.fdb.seed(entries);
+                if let Some(d) = self.detect.as_mut() {
+                    d.set_fdb_table_evictions(self.fdb.evicted);
+                }
+            }
             Input::Finish { boot_ns } => {
                 if let Some(d) = self.detect.as_mut() {
                     d.finish(self.tables.wall(*boot_ns), out);
@@ -282,6 +287,7 @@ impl Pipeline {
         match rec {
             Record::FdbUpdate(e) => {
                 let port = decode::port_name(e);
+                let evicted = self.fdb.evicted;
                 let prev = self.fdb.update(
                     e.hdr.netns,
                     e.br_ifindex,
@@ -290,6 +296,11 @@ impl Pipeline {
                     e.hdr.ifindex,
                     &port,
                 );
+                if self.fdb.evicted != evicted {
+                    if let Some(d) = self.detect.as_mut() {
+                        d.set_fdb_table_evictions(self.fdb.evicted);
+                    }
+                }
                 decode::fdb_event(&self.tables, e, false, prev)
             }
             Record::FdbDelete(e) => {
@@ -324,7 +335,8 @@ impl Pipeline {
         sinks: &[(String, u64)],
     ) -> EcsEvent {
         let mut e = EcsEvent::new(self.tables.wall(boot_ns), Kind::Metric, Action::LossReport);
-        let n: u64 = lost.iter().map(|(_, n)| n).sum();
+        // Saturating: a capture's loss counts are whatever it says.
+        let n: u64 = lost.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
         let by: Map<String, Value> = lost
             .iter()
             .filter(|(_, n)| *n > 0)
@@ -445,6 +457,65 @@ mod tests {
         assert_eq!(out[1].tracer.previous_port.as_deref(), Some("veth1"));
         assert_eq!(out[1].tracer.port.as_deref(), Some("vxlan0"));
         assert_eq!(out[1].tracer.bridge.as_deref(), Some("br0"));
+    }
+
+    #[test]
+    fn fdb_table_evictions_are_reported_in_detector_status_only_when_nonzero() {
+        let status = |p: &mut Pipeline| {
+            let mut out = Vec::new();
+            p.process(&Input::Finish { boot_ns: 10 }, &mut out);
+            out.into_iter()
+                .find(|e| e.event.action == Action::DetectorStatus)
+                .unwrap()
+        };
+        let mut p = pipeline();
+        p.detect = Some(Detectors::new(DetectConfig::default()));
+        let mut out = Vec::new();
+        p.process(
+            &Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)),
+            &mut out,
+        );
+        let s = status(&mut p);
+        let detect = s.tracer.detect.as_ref().unwrap();
+        assert!(detect.get("fdb_table_evictions").is_none(), "{detect}");
+
+        let mut p = pipeline();
+        p.detect = Some(Detectors::new(DetectConfig::default()));
+        p.fdb = FdbTable::with_capacity(2);
+        for mac in 0..5u8 {
+            let mut b = fdb_bytes(5, b"veth1", kind::FDB_UPDATE);
+            // FdbEvent.mac follows the header and br_ifindex.
+            let at = std::mem::offset_of!(FdbEvent, mac);
+            b[at + 5] = mac;
+            p.process(&Input::Kernel(b), &mut out);
+        }
+        let s = status(&mut p);
+        assert_eq!(s.tracer.detect.as_ref().unwrap()["fdb_table_evictions"], 3);
+        assert!(
+            s.message
+                .as_deref()
+                .unwrap()
+                .contains("3 MAC → port entries forgotten"),
+            "{:?}",
+            s.message
+        );
+    }
+
+    #[test]
+    fn loss_counts_of_a_hostile_capture_saturate() {
+        let mut p = pipeline();
+        let mut out = Vec::new();
+        p.process(
+            &Input::Loss {
+                boot_ns: 1,
+                lost: vec![(kind::SKB_DROP, u64::MAX), (kind::FDB_UPDATE, 5)],
+                filtered: vec![],
+                lost_total: u64::MAX,
+                sinks: vec![],
+            },
+            &mut out,
+        );
+        assert_eq!(out[0].tracer.lost, Some(u64::MAX));
     }
 
     #[test]

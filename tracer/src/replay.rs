@@ -65,12 +65,16 @@ struct Pacer {
 
 impl Pacer {
     fn wait(&mut self, ts: Option<u64>) {
-        if self.speed <= 0.0 {
+        // 0, NaN, infinite or negative: as fast as possible.
+        if !(self.speed > 0.0 && self.speed.is_finite()) {
             return;
         }
         let Some(ts) = ts else { return };
         let (t0, i0) = *self.start.get_or_insert((ts, Instant::now()));
-        let due = Duration::from_secs_f64(ts.saturating_sub(t0) as f64 / 1e9 / self.speed);
+        // Never panics: a factor the CLI did not check (a library caller)
+        // that overflows a Duration waits as long as a Duration can.
+        let due = Duration::try_from_secs_f64(ts.saturating_sub(t0) as f64 / 1e9 / self.speed)
+            .unwrap_or(Duration::MAX);
         let elapsed = i0.elapsed();
         if due > elapsed {
             std::thread::sleep(due - elapsed);
@@ -81,7 +85,18 @@ impl Pacer {
 /// Replays into `w`. Errors after some output (a corrupt record) still
 /// flush what was printed before them.
 pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySummary> {
-    let mut reader = CaptureReader::open(&opts.path)?;
+    let reader = CaptureReader::open(&opts.path)?;
+    replay_reader(reader, opts, w)
+}
+
+/// [`replay`] of an opened capture (`opts.path` is not read): the whole
+/// pipeline — capture reader, identity, detectors, serialiser — driven by
+/// the capture's bytes alone (what the `pipeline` fuzz target runs).
+pub fn replay_reader<W: Write>(
+    mut reader: CaptureReader,
+    opts: &ReplayOptions,
+    w: W,
+) -> anyhow::Result<ReplaySummary> {
     let header = reader.header().clone();
     let mut pipeline = Pipeline::new(
         Tables {

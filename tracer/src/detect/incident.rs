@@ -661,17 +661,24 @@ fn explain(inc: &mut Incident) {
             .as_ref()
             .map(text::mac_cmd)
             .unwrap_or_else(|| "<mac>".into());
+        // Every name pasted into a command is one quoted shell word: a
+        // container with CAP_NET_ADMIN names its interfaces.
+        let dev = text::sh(vx);
         let neigh = match ip {
-            Some(ip) => ns.cmd(&format!("ip neigh del {ip} dev {vx}")),
+            Some(ip) => ns.cmd(&format!("ip neigh del {ip} dev {dev}")),
             None => format!(
                 "{} (then {})",
-                ns.cmd(&format!("ip neigh show dev {vx} | grep -i {mac_s}")),
-                ns.cmd(&format!("ip neigh del <that ip> dev {vx}"))
+                ns.cmd(&format!("ip neigh show dev {dev} | grep -i {mac_s}")),
+                ns.cmd(&format!("ip neigh del <that ip> dev {dev}"))
             ),
         };
-        let fdb = ns.cmd(&format!("bridge fdb del {mac_s} dev {vx}"));
+        let fdb = ns.cmd(&format!("bridge fdb del {mac_s} dev {dev}"));
         let link = if ns.name().is_some() {
-            format!(" (a Docker namespace must first be linked: ln -s /var/run/docker/netns/{nsname} /var/run/netns/{nsname})")
+            format!(
+                " (a Docker namespace must first be linked: ln -s {} {})",
+                text::sh(&format!("/var/run/docker/netns/{nsname}")),
+                text::sh(&format!("/var/run/netns/{nsname}"))
+            )
         } else {
             String::new()
         };

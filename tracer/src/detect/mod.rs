@@ -76,6 +76,15 @@ pub struct DetectStats {
     pub drops_seen: u64,
     pub drops_printed: u64,
     pub drops_summarised: u64,
+    /// Entries the pipeline's MAC → port table (what tells an `fdb_move`
+    /// from an `fdb_learn`) forgot because it was full, least recently
+    /// seen first. Printed only when nonzero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub fdb_table_evictions: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// What an alert touches, for joining alerts into incidents.
@@ -243,6 +252,8 @@ pub struct Detectors {
     /// was lost since the last one (evictions, drops counted as "(other)").
     next_status: i128,
     reported_loss: u64,
+    /// See [`DetectStats::fdb_table_evictions`] (counted by the pipeline).
+    fdb_table_evictions: u64,
 }
 
 impl Detectors {
@@ -263,7 +274,14 @@ impl Detectors {
             max_keys: c.max_keys,
             next_status: 0,
             reported_loss: 0,
+            fdb_table_evictions: 0,
         }
+    }
+
+    /// The pipeline's MAC → port table has evicted `n` entries in all
+    /// (reported in `detector_status`).
+    pub fn set_fdb_table_evictions(&mut self, n: u64) {
+        self.fdb_table_evictions = n;
     }
 
     /// Every event in order. Returns false when the event line itself must
@@ -372,7 +390,7 @@ impl Detectors {
         if now >= self.next_status {
             self.next_status = now + STATUS_EVERY;
             let s = self.stats();
-            if s.evictions + s.drop_overflow > self.reported_loss {
+            if s.evictions + s.drop_overflow + s.fdb_table_evictions > self.reported_loss {
                 out.push(self.status_line(now, s));
             }
         }
@@ -397,7 +415,7 @@ impl Detectors {
     /// forget to stay within `--max-keys` (at the end of a run, and once a
     /// minute of event time while tables overflow).
     fn status_line(&mut self, now: i128, s: DetectStats) -> EcsEvent {
-        self.reported_loss = s.evictions + s.drop_overflow;
+        self.reported_loss = s.evictions + s.drop_overflow + s.fdb_table_evictions;
         let mut e = EcsEvent::new(now, Kind::State, Action::DetectorStatus);
         let mut msg = format!(
             "detectors hold {} keys; {} alerts, {} incidents opened so far",
@@ -414,6 +432,13 @@ impl Detectors {
             msg.push_str(&format!(
                 "; {} drops counted under \"(other)\" (drop table full)",
                 s.drop_overflow
+            ));
+        }
+        if s.fdb_table_evictions > 0 {
+            msg.push_str(&format!(
+                "; {} MAC → port entries forgotten (FDB table full, least recently seen first): \
+                 a move of such a MAC reads as a learn",
+                s.fdb_table_evictions
             ));
         }
         e.message = Some(msg);
@@ -454,6 +479,7 @@ impl Detectors {
             drops_seen: self.drops.seen,
             drops_printed: self.drops.printed,
             drops_summarised: self.drops.summarised,
+            fdb_table_evictions: self.fdb_table_evictions,
         }
     }
 

@@ -113,6 +113,12 @@ fn arp(
     e.tracer.interface = Some(Interface {
         name: ifname.into(),
         index: ifindex,
+        // What identity enrichment says of this test topology's links.
+        kind: match ifname {
+            "vxlan1" => Some("vxlan"),
+            "eth0" | "veth7b2" | "veth9c1" => Some("veth"),
+            _ => None,
+        },
     });
     e.container = ns_container.map(container);
     e.network.type_ = Some("arp");
@@ -306,22 +312,44 @@ fn flap_between_two_veths_is_not_called_vxlan() {
     assert!(payload(a[0]).get("vxlan").is_none());
 }
 
+/// A port is a vxlan by its link kind only: a name a container chose
+/// (`vxfoo`, `vxlan-evil`) says nothing.
 #[test]
-fn flap_vxlan_recognised_by_name_without_peer() {
-    let mut d = det();
-    let mk = |t, from: &str, to: &str| {
-        let mut e = fdb_move(t, from, to);
-        e.tracer.port_peer = None;
-        e.tracer.previous_port_peer = None;
-        e
+fn flap_vxlan_decided_by_link_kind_never_by_name() {
+    let run_with = |port: &str, peer: Option<Peer>| {
+        let mut d = det();
+        let mk = |t, from: &str, to: &str| {
+            let mut e = fdb_move(t, from, to);
+            let p = |name: &str| {
+                if name == port {
+                    peer.clone().map(Box::new)
+                } else {
+                    peer_for(name).map(Box::new)
+                }
+            };
+            e.tracer.port_peer = p(to);
+            e.tracer.previous_port_peer = p(from);
+            e
+        };
+        let evs = [
+            mk(ms(0), "veth7b2", port),
+            mk(ms(1), port, "veth7b2"),
+            mk(ms(2), "veth7b2", port),
+        ];
+        let (out, _) = run(&mut d, &evs);
+        payload(of(&out, "fdb_flap")[0])
     };
-    let evs = [
-        mk(ms(0), "veth7b2", "vx-001001-x"),
-        mk(ms(1), "vx-001001-x", "veth7b2"),
-        mk(ms(2), "veth7b2", "vx-001001-x"),
-    ];
-    let (out, _) = run(&mut d, &evs);
-    assert_eq!(payload(of(&out, "fdb_flap")[0])["vxlan"], "vx-001001-x");
+    // Named like a vxlan, unknown to identity: not called one.
+    let p = run_with("vx-001001-x", None);
+    assert!(p.get("vxlan").is_none(), "{p}");
+    assert_eq!(p["diagnosis"], "duplicate_mac_or_loop");
+    // Named like a vxlan, a veth by its link kind: not a vxlan.
+    let p = run_with("vxfoo", Some(veth_peer("vxfoo", "other.1")));
+    assert!(p.get("vxlan").is_none(), "{p}");
+    // Any name, a vxlan by its link kind: the vxlan outage.
+    let p = run_with("tun0", Some(vxlan_peer("tun0")));
+    assert_eq!(p["vxlan"], "tun0");
+    assert_eq!(p["diagnosis"], "vxlan_proxy_arp");
 }
 
 #[test]
@@ -1029,6 +1057,61 @@ fn a_large_incident_lists_its_first_members_and_counts_the_rest() {
     let mut b = Vec::new();
     last.write_line(&mut b).unwrap();
     assert!(b.len() < 16 * 1024, "{} bytes", b.len());
+}
+
+/// The outage through a vxlan and an overlay namespace whose names a
+/// hostile container chose: the hint pastes each as one quoted shell word.
+#[test]
+fn incident_hint_quotes_hostile_interface_and_namespace_names() {
+    let vx = "vx$(touch /tmp/p)";
+    let nsname = "1-x'y z";
+    let rename = |mut e: EcsEvent| {
+        let swap = |s: &mut Option<smol_str::SmolStr>| {
+            if s.as_deref() == Some("vxlan1") {
+                *s = Some(vx.into());
+            }
+        };
+        swap(&mut e.tracer.port);
+        swap(&mut e.tracer.previous_port);
+        for p in [&mut e.tracer.port_peer, &mut e.tracer.previous_port_peer]
+            .into_iter()
+            .flatten()
+        {
+            if p.interface == "vxlan1" {
+                p.interface = vx.into();
+            }
+        }
+        if let Some(i) = e.tracer.interface.as_mut() {
+            if i.name == "vxlan1" {
+                i.name = vx.into();
+            }
+        }
+        if let Some(n) = e.tracer.netns.as_mut() {
+            if n.name.as_deref() == Some("1-8f3e2a1b") {
+                n.name = Some(nsname.into());
+            }
+        }
+        e
+    };
+    let evs: Vec<EcsEvent> = outage().into_iter().map(rename).collect();
+    let mut d = det();
+    let (out, _) = run(&mut d, &evs);
+    let last = *of(&out, "incident").last().unwrap();
+    let hint = payload(last)["hint"].as_str().unwrap().to_string();
+    assert!(
+        hint.contains(r#"ip -n '1-x'\''y z' neigh del 10.0.0.3 dev 'vx$(touch /tmp/p)'"#),
+        "{hint}"
+    );
+    assert!(
+        hint.contains(
+            r#"bridge -n '1-x'\''y z' fdb del 02:42:0a:00:00:03 dev 'vx$(touch /tmp/p)'"#
+        ),
+        "{hint}"
+    );
+    assert!(
+        hint.contains(r#"ln -s '/var/run/docker/netns/1-x'\''y z' '/var/run/netns/1-x'\''y z'"#),
+        "{hint}"
+    );
 }
 
 #[test]

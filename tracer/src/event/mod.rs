@@ -312,6 +312,13 @@ pub struct Netns {
 pub struct Interface {
     pub name: SmolStr,
     pub index: u32,
+    /// What the interface is by its link kind (rtnetlink `IFLA_INFO_KIND`,
+    /// carried in identity updates so a replay knows it too): `vxlan`,
+    /// `veth`, `bridge`, `uplink`, `other`; none when identity does not
+    /// know the interface. Filled by enrichment for ARP replies, for the
+    /// detectors; not printed.
+    #[serde(skip)]
+    pub kind: Option<&'static str>,
 }
 
 /// `tracer.neigh`: neighbour-table details.

@@ -277,7 +277,7 @@ impl Json for Netns {
 
 impl Json for Interface {
     fn write_json(&self, out: &mut Vec<u8>) {
-        let Interface { name, index } = self;
+        let Interface { name, index, .. } = self;
         out.extend_from_slice(b"{\"name\":");
         write_str(out, name);
         required!(out, "index", index);
@@ -760,6 +760,7 @@ mod tests {
             interface: Some(Interface {
                 name: "eth0".into(),
                 index: 7,
+                kind: None,
             }),
             bridge: Some("br0".into()),
             port: Some("".into()),
@@ -1567,6 +1568,7 @@ mod tests {
                 interface: self.opt(|r| Interface {
                     name: r.smol(),
                     index: r.int(u32::MAX as u64) as u32,
+                    kind: None,
                 }),
                 bridge: self.opt(Self::smol),
                 port: self.opt(Self::smol),

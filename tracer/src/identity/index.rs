@@ -180,6 +180,19 @@ enum IfKind {
     Other,
 }
 
+impl IfKind {
+    /// `tracer.interface.kind` (not printed; for the detectors).
+    fn word(self) -> &'static str {
+        match self {
+            IfKind::Veth => "veth",
+            IfKind::Vxlan => "vxlan",
+            IfKind::Bridge => "bridge",
+            IfKind::Uplink => "uplink",
+            IfKind::Other => "other",
+        }
+    }
+}
+
 fn if_kind(kind: Option<&str>) -> IfKind {
     match kind {
         Some("veth") => IfKind::Veth,
@@ -338,7 +351,7 @@ impl IdentityIndex {
             IdentityUpdate::Status { source, state, .. } => {
                 self.status.insert(source.clone(), *state);
             }
-            IdentityUpdate::Synced { .. } => {}
+            IdentityUpdate::Synced { .. } | IdentityUpdate::Conflict { .. } => {}
         }
         self.prune();
     }
@@ -955,6 +968,15 @@ impl IdentityIndex {
         }
         if let Some(p) = &r.port_peer {
             ev.tracer.port_peer = Some(self.peer_of(p, &ev.tracer.port));
+        }
+        // An ARP reply's interface by its link kind: the ARP detector
+        // tells a vxlan answering for a container by it.
+        if ev.event.action == Action::ArpReply {
+            if let (Some(i), Some((_, e))) = (ev.tracer.interface.as_mut(), r.ns) {
+                if i.kind.is_none() {
+                    i.kind = e.ifaces.get(i.name.as_str()).map(|f| f.kind.word());
+                }
+            }
         }
         if let Some(p) = &r.previous_port_peer {
             ev.tracer.previous_port_peer = Some(self.peer_of(p, &ev.tracer.previous_port));

@@ -89,6 +89,22 @@ pub enum IdentityUpdate {
     },
     /// A source delivered its first complete snapshot.
     Synced { ts: i128, source: String },
+    /// Two sources disagree about a container's namespace: processes in
+    /// `claimed_netns` carry its id in their cgroup path, while `runtime`
+    /// (when it knows the container) says its process is in `netns`.
+    /// Identity follows `netns`; without the runtime, processes in more
+    /// than one namespace claim the id, and identity names neither (`netns`
+    /// absent). Sent once per conflict; turned into one `enrichment_status`
+    /// state line (state `conflict`).
+    Conflict {
+        ts: i128,
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        runtime: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<u32>,
+        claimed_netns: u32,
+    },
 }
 
 impl IdentityUpdate {
@@ -103,7 +119,8 @@ impl IdentityUpdate {
             | Self::NetworkUpsert { ts, .. }
             | Self::NetworkRemove { ts, .. }
             | Self::Status { ts, .. }
-            | Self::Synced { ts, .. } => *ts,
+            | Self::Synced { ts, .. }
+            | Self::Conflict { ts, .. } => *ts,
         }
     }
 
@@ -111,6 +128,22 @@ impl IdentityUpdate {
     /// (`None` for every other variant). Deterministic: built from the
     /// update alone.
     pub fn status_event(&self) -> Option<EcsEvent> {
+        if let Self::Conflict {
+            ts,
+            id,
+            runtime,
+            netns,
+            claimed_netns,
+        } = self
+        {
+            return Some(conflict_event(
+                *ts,
+                id,
+                runtime.as_deref(),
+                *netns,
+                *claimed_netns,
+            ));
+        }
         let Self::Status {
             ts,
             source,
@@ -141,6 +174,42 @@ impl IdentityUpdate {
         e.tracer.enrichment = Some(Box::new(serde_json::Value::Object(m)));
         Some(e)
     }
+}
+
+/// The `enrichment_status` line of an [`IdentityUpdate::Conflict`].
+fn conflict_event(
+    ts: i128,
+    id: &str,
+    runtime: Option<&str>,
+    netns: Option<u32>,
+    claimed: u32,
+) -> EcsEvent {
+    // Ids are hex, but a hostile one is cut by characters, never bytes.
+    let short: String = id.chars().take(12).collect();
+    let mut e = EcsEvent::new(ts, Kind::State, Action::EnrichmentStatus);
+    e.event.outcome = Some("failure");
+    let follows = match netns {
+        Some(n) => format!("netns {n}"),
+        None => "no namespace".to_string(),
+    };
+    e.message = Some(match runtime {
+        Some(rt) => format!(
+            "container {short}: processes in netns {claimed} carry its id in their cgroup path, but {rt} says its process is in {follows}; identity follows {rt} (a container may be posing as another)"
+        ),
+        None => format!(
+            "container {short}: processes in netns {claimed} and in another namespace carry its id in their cgroup path and no runtime says which is right; identity names neither (a container may be posing as another)"
+        ),
+    });
+    let mut m = serde_json::Map::new();
+    m.insert("source".into(), runtime.unwrap_or("netns").into());
+    m.insert("state".into(), "conflict".into());
+    m.insert("container_id".into(), id.into());
+    m.insert("claimed_netns".into(), claimed.into());
+    if let Some(n) = netns {
+        m.insert("netns".into(), n.into());
+    }
+    e.tracer.enrichment = Some(Box::new(serde_json::Value::Object(m)));
+    e
 }
 
 /// Health of one identity source.

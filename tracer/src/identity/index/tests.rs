@@ -385,6 +385,37 @@ fn arp_and_neigh_name_both_ends() {
     assert_eq!(name(&e.source.container), Some("alpha"));
 }
 
+/// An ARP reply's interface gets its link kind from identity (what the ARP
+/// detector decides "vxlan" by), never from its name.
+#[test]
+fn arp_reply_interface_kind_is_the_link_kind_not_the_name() {
+    let mut ix = index();
+    ix.apply(&IdentityUpdate::NetnsInterfaces {
+        ts: T0,
+        inode: NS_IP,
+        interfaces: vec![
+            iface(30, "vxfoo", Some("veth")),
+            iface(31, "tun$(id)", Some("vxlan")),
+        ],
+    });
+    let kind = |netns: u32, name: &str| {
+        let mut e = event(T0 + S, Action::ArpReply, netns);
+        e.tracer.interface = Some(crate::event::Interface {
+            name: name.into(),
+            index: 1,
+            kind: None,
+        });
+        ix.enrich(&mut e);
+        e.tracer.interface.unwrap().kind
+    };
+    assert_eq!(kind(NS_OV, "vxlan0"), Some("vxlan"));
+    assert_eq!(kind(NS_OV, "veth0"), Some("veth"));
+    assert_eq!(kind(NS_IP, "vxfoo"), Some("veth"));
+    assert_eq!(kind(NS_IP, "tun$(id)"), Some("vxlan"));
+    assert_eq!(kind(NS_IP, "vxlan9"), None, "unknown to identity");
+    assert_eq!(kind(12345, "vxlan0"), None, "unknown namespace");
+}
+
 #[test]
 fn tcp_and_drops_name_local_and_remote_containers() {
     let ix = index();
