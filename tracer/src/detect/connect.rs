@@ -401,10 +401,16 @@ impl Connect {
         }
         let (alerted, syns) = (a.alerted, a.syns);
         if alerted {
-            sink.touch(Member::Ip(key.dst), Some(Action::ConnectFailed), u64::from(syns));
+            sink.touch(
+                Member::Ip(key.dst),
+                Some(Action::ConnectFailed),
+                u64::from(syns),
+            );
             return;
         }
-        let w = self.waiting.entry(CauseKey::Dst(key.dst), || Waiting { key, t });
+        let w = self
+            .waiting
+            .entry(CauseKey::Dst(key.dst), || Waiting { key, t });
         w.key = key;
         w.t = t;
         if let Some(c) = self.cause_for(&key) {
@@ -485,13 +491,7 @@ impl Connect {
 
     /// Marks the attempt alerted and, unless this client/destination was
     /// alerted within the window, says so.
-    fn conclude(
-        &mut self,
-        key: FlowKey,
-        cause: Option<Cause>,
-        t: i128,
-        sink: &mut Sink,
-    ) {
+    fn conclude(&mut self, key: FlowKey, cause: Option<Cause>, t: i128, sink: &mut Sink) {
         self.unwait(&key);
         let Some(a) = self.attempts.get_mut(&key) else {
             return;
@@ -505,7 +505,11 @@ impl Connect {
         };
         let window = self.window;
         if self.said.get(&pair).is_some_and(|s| t - s.t < window) {
-            sink.touch(Member::Ip(key.dst), Some(Action::ConnectFailed), u64::from(a.syns));
+            sink.touch(
+                Member::Ip(key.dst),
+                Some(Action::ConnectFailed),
+                u64::from(a.syns),
+            );
             return;
         }
         self.said.entry(pair, || Said { t }).t = t;
@@ -664,9 +668,7 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
             ),
         }
     };
-    let message = format!(
-        "TCP connection from {client} to {dst} never established: {why}"
-    );
+    let message = format!("TCP connection from {client} to {dst} never established: {why}");
     let payload = Alert {
         type_: "connect_failed",
         cause: kind.as_str(),

@@ -6,9 +6,7 @@ use std::{net::IpAddr, sync::Arc};
 use serde_json::Value;
 
 use super::*;
-use crate::event::{
-    Action, ContainerRef, EcsEvent, Kind, Neigh, Netns, ServiceRef, Tcp,
-};
+use crate::event::{Action, ContainerRef, EcsEvent, Kind, Neigh, Netns, ServiceRef, Tcp};
 
 const T0: i128 = 1_700_000_000 * NS_PER_S;
 const CLIENT_NS: u32 = 4_026_532_600;
@@ -165,17 +163,29 @@ fn reset_in_an_established_flow_is_not_a_failed_connect() {
 fn firewall_drop_in_a_router_namespace_before_the_retransmit() {
     let router = named_ns(ROUTER_NS, "cf-router", None);
     let out = run(&[
-        drop_at(ms(0), router.clone(), "NETFILTER_DROP", "nf_hook_slow", "10.0.2.3"),
+        drop_at(
+            ms(0),
+            router.clone(),
+            "NETFILTER_DROP",
+            "nf_hook_slow",
+            "10.0.2.3",
+        ),
         syn(ms(1000), "10.0.2.3", "SYN_SENT"),
     ]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
     let m = msg(a[0]);
-    assert!(m.contains("a firewall rule in netns cf-router dropped the SYN"), "{m}");
+    assert!(
+        m.contains("a firewall rule in netns cf-router dropped the SYN"),
+        "{m}"
+    );
     assert!(m.contains("nf_hook_slow"), "{m}");
     let p = payload(a[0]);
     assert_eq!(p["cause"], "firewall");
-    assert!(p["hint"].as_str().unwrap().contains("ip netns exec cf-router nft list ruleset"));
+    assert!(p["hint"]
+        .as_str()
+        .unwrap()
+        .contains("ip netns exec cf-router nft list ruleset"));
 }
 
 #[test]
@@ -183,7 +193,13 @@ fn firewall_drop_after_the_retransmit_still_correlates() {
     let router = named_ns(ROUTER_NS, "cf-router", None);
     let out = run(&[
         syn(ms(1000), "10.0.2.3", "SYN_SENT"),
-        drop_at(ms(1001), router, "NETFILTER_DROP", "nf_hook_slow", "10.0.2.3"),
+        drop_at(
+            ms(1001),
+            router,
+            "NETFILTER_DROP",
+            "nf_hook_slow",
+            "10.0.2.3",
+        ),
     ]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
@@ -194,18 +210,32 @@ fn firewall_drop_after_the_retransmit_still_correlates() {
 fn neigh_failed_for_the_destination_names_arp() {
     let out = run(&[
         syn(ms(1000), "10.0.1.99", "SYN_SENT"),
-        neigh_failed(ms(3000), named_ns(CLIENT_NS, "cf-client", None), "10.0.1.99"),
+        neigh_failed(
+            ms(3000),
+            named_ns(CLIENT_NS, "cf-client", None),
+            "10.0.1.99",
+        ),
     ]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
-    assert!(msg(a[0]).contains("nobody answers ARP for 10.0.1.99"), "{}", msg(a[0]));
+    assert!(
+        msg(a[0]).contains("nobody answers ARP for 10.0.1.99"),
+        "{}",
+        msg(a[0])
+    );
     assert_eq!(payload(a[0])["cause"], "no_arp");
 }
 
 #[test]
 fn neigh_failed_drop_before_the_attempt() {
     let out = run(&[
-        drop_at(ms(0), named_ns(CLIENT_NS, "cf-client", None), "NEIGH_FAILED", "__neigh_event_send", "10.0.1.99"),
+        drop_at(
+            ms(0),
+            named_ns(CLIENT_NS, "cf-client", None),
+            "NEIGH_FAILED",
+            "__neigh_event_send",
+            "10.0.1.99",
+        ),
         syn(ms(1000), "10.0.1.99", "SYN_SENT"),
     ]);
     let a = alerts(&out);
@@ -216,7 +246,13 @@ fn neigh_failed_drop_before_the_attempt() {
 #[test]
 fn no_route() {
     let out = run(&[
-        drop_at(ms(0), named_ns(ROUTER_NS, "cf-router", None), "IP_INNOROUTES", "ip_route_input_slow", "10.9.0.1"),
+        drop_at(
+            ms(0),
+            named_ns(ROUTER_NS, "cf-router", None),
+            "IP_INNOROUTES",
+            "ip_route_input_slow",
+            "10.9.0.1",
+        ),
         syn(ms(1000), "10.9.0.1", "SYN_SENT"),
     ]);
     let a = alerts(&out);
@@ -227,8 +263,20 @@ fn no_route() {
 #[test]
 fn most_telling_cause_wins() {
     let out = run(&[
-        drop_at(ms(0), named_ns(ROUTER_NS, "cf-router", None), "NEIGH_FAILED", "x", "10.0.2.3"),
-        drop_at(ms(1), named_ns(ROUTER_NS, "cf-router", None), "NETFILTER_DROP", "nf_hook_slow", "10.0.2.3"),
+        drop_at(
+            ms(0),
+            named_ns(ROUTER_NS, "cf-router", None),
+            "NEIGH_FAILED",
+            "x",
+            "10.0.2.3",
+        ),
+        drop_at(
+            ms(1),
+            named_ns(ROUTER_NS, "cf-router", None),
+            "NETFILTER_DROP",
+            "nf_hook_slow",
+            "10.0.2.3",
+        ),
         syn(ms(1000), "10.0.2.3", "SYN_SENT"),
     ]);
     assert_eq!(payload(alerts(&out)[0])["cause"], "firewall");
@@ -255,7 +303,13 @@ fn a_flow_that_establishes_is_forgotten_silently() {
         // Progress: the same flow retransmits data, it established.
         syn(ms(5000), "10.0.3.3", "ESTABLISHED"),
         // A late drop of another packet to the address: no attempt waits.
-        drop_at(ms(5001), router, "NETFILTER_DROP", "nf_hook_slow", "10.0.3.3"),
+        drop_at(
+            ms(5001),
+            router,
+            "NETFILTER_DROP",
+            "nf_hook_slow",
+            "10.0.3.3",
+        ),
     ]);
     assert!(alerts(&out).is_empty(), "{out:#?}");
 }
@@ -263,7 +317,13 @@ fn a_flow_that_establishes_is_forgotten_silently() {
 #[test]
 fn one_alert_per_client_and_destination_per_window() {
     let router = named_ns(ROUTER_NS, "cf-router", None);
-    let mut evs = vec![drop_at(ms(0), router, "NETFILTER_DROP", "nf_hook_slow", "10.0.2.3")];
+    let mut evs = vec![drop_at(
+        ms(0),
+        router,
+        "NETFILTER_DROP",
+        "nf_hook_slow",
+        "10.0.2.3",
+    )];
     for i in 0..5 {
         let mut s = syn(ms(1000 + i * 10), "10.0.2.3", "SYN_SENT");
         s.source.port = Some(40000 + i as u16);
@@ -286,12 +346,21 @@ fn vip_of_a_swarm_service_not_served_says_so_with_the_hint() {
     s.tracer.service = Some(svc.clone());
     let out = run(&[
         s,
-        drop_at(ms(1100), named_ns(CLIENT_NS, "cf-client", None), "NEIGH_FAILED", "__neigh_event_send", "10.0.5.2"),
+        drop_at(
+            ms(1100),
+            named_ns(CLIENT_NS, "cf-client", None),
+            "NEIGH_FAILED",
+            "__neigh_event_send",
+            "10.0.5.2",
+        ),
     ]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
     let m = msg(a[0]);
-    assert!(m.contains("swarm service web at its VIP 10.0.5.2:80"), "{m}");
+    assert!(
+        m.contains("swarm service web at its VIP 10.0.5.2:80"),
+        "{m}"
+    );
     assert!(m.contains("not served on this host"), "{m}");
     let p = payload(a[0]);
     assert_eq!(p["vip_not_served"], true);
