@@ -17,7 +17,8 @@
 //! come first: a cause seen before the retransmit is remembered for
 //! [`CAUSE_TTL`]; an attempt seen before its cause waits for it. An attempt
 //! alerts when it has a cause, or after [`SYN_THRESHOLD`] SYN retransmits
-//! without one ("no answer, nothing dropped here"). A flow that shows
+//! spread over at least [`NO_ANSWER_AFTER`] without one ("no answer,
+//! nothing dropped here"). A flow that shows
 //! progress (a retransmit in any other state: it established) before
 //! alerting is forgotten silently. One alert per client and destination
 //! (address, port) per window; both tables are bounded (evictions counted).
@@ -36,6 +37,10 @@ use crate::event::{Action, ContainerRef, EcsEvent, Netns, ServiceRef, SmolStr};
 
 /// SYN retransmits without any cause seen before alerting "no answer".
 pub(crate) const SYN_THRESHOLD: u32 = 3;
+/// ...and at least this long after the first one (a neighbour resolution
+/// takes about 3 s to fail, and its drops must have had their chance: a
+/// cause beats "no answer").
+pub(crate) const NO_ANSWER_AFTER: i128 = 5 * NS_PER_S;
 /// How long a cause (a drop, a failed neighbour) is remembered for an
 /// attempt that comes later.
 pub(crate) const CAUSE_TTL: i128 = 30 * NS_PER_S;
@@ -399,7 +404,7 @@ impl Connect {
         if ev.tracer.service.is_some() {
             a.service.clone_from(&ev.tracer.service);
         }
-        let (alerted, syns) = (a.alerted, a.syns);
+        let (alerted, syns, first) = (a.alerted, a.syns, a.first);
         if alerted {
             sink.touch(
                 Member::Ip(key.dst),
@@ -415,7 +420,7 @@ impl Connect {
         w.t = t;
         if let Some(c) = self.cause_for(&key) {
             self.conclude(key, Some(c), t, sink);
-        } else if syns >= SYN_THRESHOLD {
+        } else if syns >= SYN_THRESHOLD && t - first >= NO_ANSWER_AFTER {
             self.conclude(key, None, t, sink);
         }
     }

@@ -284,8 +284,10 @@ fn most_telling_cause_wins() {
 
 #[test]
 fn unanswered_syns_without_a_cause_alert_at_the_threshold_only() {
-    let evs: Vec<EcsEvent> = (0..3)
-        .map(|i| syn(ms(1000 * (1 << i)), "10.0.3.3", "SYN_SENT"))
+    // Linux's SYN timer: 1 s, then 3 s, then 7 s after the first SYN.
+    let evs: Vec<EcsEvent> = [1000, 3000, 7000]
+        .into_iter()
+        .map(|t| syn(ms(t), "10.0.3.3", "SYN_SENT"))
         .collect();
     assert!(alerts(&run(&evs[..2])).is_empty());
     let out = run(&evs);
@@ -405,4 +407,25 @@ fn state_is_bounded_and_evictions_counted() {
     let st = d.stats();
     assert!(st.connect_keys <= 4 * 16, "{st:?}");
     assert!(st.evictions > 0, "{st:?}");
+}
+
+#[test]
+fn quick_retransmits_wait_for_a_late_neighbour_failure() {
+    // Three SYN retransmits within 2 s (no "no answer" yet), then the
+    // neighbour resolution fails and drops the queued SYN.
+    let out = run(&[
+        syn(ms(1000), "10.0.1.99", "SYN_SENT"),
+        syn(ms(2000), "10.0.1.99", "SYN_SENT"),
+        syn(ms(3000), "10.0.1.99", "SYN_SENT"),
+        drop_at(
+            ms(3100),
+            named_ns(CLIENT_NS, "cf-client", None),
+            "NEIGH_FAILED",
+            "__neigh_event_send",
+            "10.0.1.99",
+        ),
+    ]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    assert_eq!(payload(a[0])["cause"], "no_arp");
 }
