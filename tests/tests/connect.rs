@@ -63,7 +63,13 @@ fn connect_to_a_port_nothing_listens_on_says_nothing_listens() {
     let got = t.wait_for(Duration::from_secs(5), |v| {
         v["event"]["action"] == "connect_failed"
     });
-    let (lines, _) = t.stop();
+    let (lines, raw) = t.stop();
+    for l in raw
+        .iter()
+        .filter(|l| l.contains("\"connect_failed\"") || l.contains("\"incident\""))
+    {
+        eprintln!("raw line: {l}");
+    }
     assert!(got.is_some(), "no connect_failed alert");
     let a = alert_to(&lines, &topo.ip_b, port);
     assert_eq!(a.len(), 1, "one alert per client/destination: {a:?}");
@@ -214,7 +220,13 @@ fn firewall_rule_in_a_router_namespace_is_named() {
     let got = t.wait_for(Duration::from_secs(5), |v| {
         v["event"]["action"] == "connect_failed"
     });
-    let (lines, _) = t.stop();
+    let (lines, raw) = t.stop();
+    for l in raw
+        .iter()
+        .filter(|l| l.contains("\"connect_failed\"") || l.contains("\"incident\""))
+    {
+        eprintln!("raw line: {l}");
+    }
     assert!(got.is_some(), "no connect_failed alert");
     let a = alert_to(&lines, &server_ip, port);
     assert_eq!(a.len(), 1, "{a:?}");
@@ -261,7 +273,13 @@ fn address_nobody_has_says_nobody_answers_arp() {
     let got = t.wait_for(Duration::from_secs(5), |v| {
         v["event"]["action"] == "connect_failed"
     });
-    let (lines, _) = t.stop();
+    let (lines, raw) = t.stop();
+    for l in raw
+        .iter()
+        .filter(|l| l.contains("\"connect_failed\"") || l.contains("\"incident\""))
+    {
+        eprintln!("raw line: {l}");
+    }
     assert!(got.is_some(), "no connect_failed alert");
     let a = alert_to(&lines, &ghost, 8080);
     assert_eq!(a.len(), 1, "{a:?}");

@@ -171,7 +171,13 @@ fn connect_to_a_swarm_vip_not_served_here_names_the_service_and_the_hint() {
     let got = t.wait_for(Duration::from_secs(10), |v| {
         v["event"]["action"] == "connect_failed"
     });
-    let (lines, _) = t.stop();
+    let (lines, raw) = t.stop();
+    for l in raw
+        .iter()
+        .filter(|l| l.contains("\"connect_failed\"") || l.contains("\"incident\""))
+    {
+        eprintln!("raw line: {l}");
+    }
     let a = got.unwrap_or_else(|| {
         let seen: Vec<String> = lines
             .iter()
