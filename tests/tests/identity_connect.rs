@@ -150,7 +150,12 @@ fn connect_to_a_swarm_vip_not_served_here_names_the_service_and_the_hint() {
     let ns_path = format!("/proc/{pid}/ns/net");
     let ns_c = fs::metadata(&ns_path).expect("client netns").ino();
 
-    let t = Tracer::start(&["--netns", &ns_c.to_string()]);
+    let dir = std::env::temp_dir().join(format!("tracer-vip-{}-{tag}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("capture dir");
+    let cap = dir.join("vip.capture");
+    let cap_s = cap.to_string_lossy().into_owned();
+    let t = Tracer::start(&["--netns", &ns_c.to_string(), "--record", &cap_s]);
     // Identity from Docker (containers, networks, services) is in.
     t.wait_for(Duration::from_secs(20), |v| {
         v["event"]["action"] == "enrichment_status"
@@ -223,4 +228,27 @@ fn connect_to_a_swarm_vip_not_served_here_names_the_service_and_the_hint() {
         })
         .unwrap_or_else(|| panic!("no incident about the VIP: {inc:?}"));
     assert!(i["tracer"]["incident"].to_string().contains("dnsrr"), "{i}");
+
+    // Replay names the same service from the recorded identity updates and
+    // prints the same alert and incident lines, byte for byte.
+    let out = Command::new(tracer_tests::tracer_bin())
+        .arg("replay")
+        .arg(&cap)
+        .output()
+        .expect("run tracer replay");
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed = String::from_utf8(out.stdout).expect("utf-8");
+    let verdicts = |text: &mut dyn Iterator<Item = String>| -> Vec<String> {
+        text.filter(|l| l.contains("\"connect_failed\"") || l.contains("\"action\":\"incident\""))
+            .collect()
+    };
+    let live_v = verdicts(&mut raw.iter().cloned());
+    let replay_v = verdicts(&mut replayed.lines().map(str::to_string));
+    assert!(!live_v.is_empty());
+    assert_eq!(live_v, replay_v, "replay differs from the live run");
+    let _ = fs::remove_dir_all(&dir);
 }
