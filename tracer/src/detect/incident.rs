@@ -344,6 +344,9 @@ fn add(inc: &mut Incident, sym: &Symptom, members: &[Member], ts: i128) -> bool 
         Facts::ArpDup { requester, .. } if inc.victims.len() < MAX_VICTIMS => {
             inc.victims.insert(requester.clone());
         }
+        Facts::Connect { client, .. } if inc.victims.len() < MAX_VICTIMS => {
+            inc.victims.insert(client.clone());
+        }
         Facts::Retransmit { flow, src, .. } => {
             if inc.victims.len() < MAX_VICTIMS {
                 inc.victims.insert(src.clone());
@@ -488,6 +491,7 @@ fn explain(inc: &mut Incident) {
     let conflict = facts(Action::IpConflict);
     let rtx = facts(Action::RetransmitBurst);
     let drops = facts(Action::DropSummary);
+    let conn = facts(Action::ConnectFailed);
 
     // Who it is about.
     let labelled = |ip: &IpAddr, owner: &Option<String>| match owner {
@@ -536,6 +540,8 @@ fn explain(inc: &mut Incident) {
                 }
             }
         }
+    } else if let Some((Facts::Connect { dst, .. }, _)) = conn {
+        dst.clone()
     } else if let Some((Facts::Retransmit { dst, dst_ip, .. }, _)) = rtx {
         subject_owner = Some(dst.clone());
         if *dst == dst_ip.to_string() {
@@ -612,6 +618,12 @@ fn explain(inc: &mut Incident) {
             text::join_and(&words)
         ));
     }
+    if let Some((Facts::Connect { .. }, n)) = conn {
+        clauses.push(format!(
+            "{n} TCP connection{} never established",
+            if n == 1 { "" } else { "s" }
+        ));
+    }
     if rtx.is_some() {
         let n = inc.flows.len().max(1);
         clauses.push(format!(
@@ -639,7 +651,7 @@ fn explain(inc: &mut Incident) {
         .filter(|v| Some(*v) != subject_owner.as_ref() && **v != subject)
         .cloned()
         .collect();
-    let head = if victims.is_empty() || (dup.is_none() && rtx.is_none()) {
+    let head = if victims.is_empty() || (dup.is_none() && rtx.is_none() && conn.is_none()) {
         subject.clone()
     } else {
         format!("{subject} unreachable from {}", text::join_and(&victims))
@@ -721,6 +733,8 @@ fn explain(inc: &mut Incident) {
                 text::join_and(ports)
             ),
         )
+    } else if let Some((Facts::Connect { why, hint, .. }, _)) = conn {
+        (why.clone(), hint.clone())
     } else if let Some((
         Facts::Retransmit {
             src,

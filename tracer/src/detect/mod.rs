@@ -11,6 +11,9 @@
 //!   and IP conflicts (one IP, two MACs);
 //! - [`retransmit`]: TCP flows retransmitting without forward progress, with a
 //!   per-container roll-up;
+//! - [`connect`]: TCP connections that never establish, with the cause
+//!   (nothing listens, a firewall, no ARP answer, no route) correlated
+//!   across namespaces;
 //! - [`drops`]: per-drop lines rate-limited on event time, every drop
 //!   accounted for in interval summaries;
 //! - [`incident`]: alerts sharing a container, IP or MAC within a window
@@ -33,6 +36,9 @@
 
 mod arp;
 pub mod config;
+mod connect;
+#[cfg(test)]
+mod connect_tests;
 mod drops;
 mod fdb_flap;
 mod incident;
@@ -66,6 +72,10 @@ pub struct DetectStats {
     pub arp_keys: usize,
     pub flows: usize,
     pub drop_keys: usize,
+    /// `connect_failed` state: attempts, causes, alerted pairs (printed
+    /// only when non-zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub connect_keys: usize,
     pub open_incidents: usize,
     /// Drops counted under the "(other)" key because the drop table was full.
     pub drop_overflow: u64,
@@ -83,8 +93,8 @@ pub struct DetectStats {
     pub fdb_table_evictions: u64,
 }
 
-fn is_zero(v: &u64) -> bool {
-    *v == 0
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// What an alert touches, for joining alerts into incidents.
@@ -134,6 +144,13 @@ pub(crate) enum Facts {
         location: String,
         total: u64,
         place: String,
+    },
+    Connect {
+        client: String,
+        dst: String,
+        /// The cause, one clause.
+        why: String,
+        hint: String,
     },
 }
 
@@ -242,6 +259,7 @@ pub struct Detectors {
     fdb: fdb_flap::FdbFlap,
     arp: arp::Arp,
     tcp: retransmit::Retransmit,
+    connect: connect::Connect,
     drops: drops::Drops,
     incidents: incident::Incidents,
     macs: Macs,
@@ -263,6 +281,7 @@ impl Detectors {
             fdb: fdb_flap::FdbFlap::new(&c),
             arp: arp::Arp::new(&c),
             tcp: retransmit::Retransmit::new(&c),
+            connect: connect::Connect::new(&c),
             drops: drops::Drops::new(&c),
             incidents: incident::Incidents::new(&c),
             macs: table::Bounded::new(c.max_keys),
@@ -299,12 +318,17 @@ impl Detectors {
         // Every action named, no `_ =>` arm: a new action must say here
         // whether a detector looks at it.
         let print = match ev.event.action {
-            Action::SkbDrop => self.drops.observe(ev, t),
+            Action::SkbDrop => {
+                self.connect.drop(ev, t, &mut self.sink);
+                self.drops.observe(ev, t)
+            }
             Action::TcpRetransmit => {
+                self.connect.retransmit(ev, t, &mut self.sink);
                 self.tcp.retransmit(ev, t, &mut self.sink);
                 true
             }
             Action::TcpReset => {
+                self.connect.reset(ev, t, &mut self.sink);
                 self.tcp.reset(ev);
                 true
             }
@@ -336,6 +360,7 @@ impl Detectors {
                         .is_some_and(|n| n.new_state.contains("FAILED"));
                     if failed {
                         self.sink.touch(Member::Ip(ip), None, 0);
+                        self.connect.neigh(ev, t, &mut self.sink);
                     }
                 }
                 true
@@ -350,6 +375,7 @@ impl Detectors {
             | Action::IpConflict
             | Action::RetransmitBurst
             | Action::RetransmitRollup
+            | Action::ConnectFailed
             | Action::DropSummary
             | Action::Incident
             | Action::ProbeStatus
@@ -451,27 +477,32 @@ impl Detectors {
         let arp_keys = self.arp.len();
         let flows = self.tcp.len();
         let drop_keys = self.drops.len();
+        let connect_keys = self.connect.len();
         let open_incidents = self.incidents.len();
         DetectStats {
             tracked_keys: fdb_macs
                 + arp_keys
                 + flows
                 + drop_keys
+                + connect_keys
                 + open_incidents
                 + self.macs.len(),
             evictions: self.fdb.evicted()
                 + self.arp.evicted()
                 + self.tcp.evicted()
+                + self.connect.evicted()
                 + self.incidents.evicted
                 + self.macs.evicted,
             expired: self.fdb.expired()
                 + self.arp.expired()
                 + self.tcp.expired()
+                + self.connect.expired()
                 + self.macs.expired,
             fdb_macs,
             arp_keys,
             flows,
             drop_keys,
+            connect_keys,
             open_incidents,
             drop_overflow: self.drops.overflow,
             alerts: self.alerts,
@@ -520,6 +551,7 @@ impl Detectors {
         self.fdb.expire(now);
         self.arp.expire(now);
         self.tcp.expire(now);
+        self.connect.expire(now);
         self.macs.expire(|m| now - m.last <= MAC_IP_TTL);
     }
 }

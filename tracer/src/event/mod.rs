@@ -350,6 +350,28 @@ pub struct Tcp {
     pub retransmits: Option<u8>,
 }
 
+/// `tracer.service`: the swarm service whose virtual IP (VIP) the event's
+/// destination address is. ECS has no field for "the service behind a
+/// destination address" (`service.*` describes the observed service, not a
+/// peer), so it lives under `tracer.*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// Fields in alphabetical order (it also goes into alert payloads).
+pub struct ServiceRef {
+    /// `vip` (Docker's default: one virtual IP, load-balanced by IPVS) or
+    /// `dnsrr` (DNS round robin, no VIP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<String>,
+    /// Service id.
+    pub id: String,
+    /// Service name (`docker service ls`).
+    pub name: String,
+    /// Docker network of the VIP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The destination address is the service's VIP.
+    pub vip: bool,
+}
+
 /// `tracer.probe`: status of one kernel probe.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ProbeInfo {
@@ -451,6 +473,9 @@ pub struct TracerFields {
     pub neigh: Option<Neigh>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp: Option<Tcp>,
+    /// Swarm service whose VIP the destination is (see [`ServiceRef`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<std::sync::Arc<ServiceRef>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<Box<ProbeInfo>>,
     /// Records the kernel could not deliver (ring buffer full), since the last report.

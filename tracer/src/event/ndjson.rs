@@ -354,6 +354,7 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
         location,
         neigh,
         tcp,
+        service,
         probe,
         lost,
         lost_total,
@@ -382,6 +383,7 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
     optional!(out, "location", location);
     optional!(out, "neigh", neigh);
     optional!(out, "tcp", tcp);
+    optional!(out, "service", service, serde);
     optional!(out, "probe", probe);
     optional!(out, "lost", lost);
     optional!(out, "lost_total", lost_total);
@@ -659,7 +661,7 @@ mod tests {
 
     use super::*;
     use crate::event::{
-        Action, Compose, ContainerData, ContainerRef, Image, RawJson, SmolStr, Swarm,
+        Action, Compose, ContainerData, ContainerRef, Image, RawJson, ServiceRef, SmolStr, Swarm,
     };
 
     fn reference(e: &EcsEvent) -> Vec<u8> {
@@ -784,6 +786,13 @@ mod tests {
                 snd_una: Some(u32::MAX),
                 retransmits: Some(u8::MAX),
             }),
+            service: Some(Arc::new(ServiceRef {
+                name: "web".into(),
+                id: "x2\u{1}".into(),
+                endpoint_mode: Some("vip".into()),
+                network: Some("backend".into()),
+                vip: true,
+            })),
             probe: Some(Box::new(ProbeInfo {
                 name: "skb_drop".into(),
                 tracepoint: "skb:kfree_skb".into(),
@@ -1048,6 +1057,19 @@ mod tests {
             "tcp.all",
             |e| e.tracer.tcp = Some(Tcp::default()),
             |e, _| e.tracer.tcp = Some(Tcp::default()),
+        ),
+        (
+            "service",
+            |e| e.tracer.service = None,
+            |e, _| {
+                e.tracer.service = Some(std::sync::Arc::new(ServiceRef {
+                    name: "web\"x".into(),
+                    id: "svc1".into(),
+                    endpoint_mode: Some("vip".into()),
+                    network: None,
+                    vip: true,
+                }))
+            },
         ),
         (
             "probe",
@@ -1591,6 +1613,15 @@ mod tests {
                     direction: r.opt(Self::static_str),
                     snd_una: r.opt(|r| r.int(u32::MAX as u64) as u32),
                     retransmits: r.opt(|r| r.int(u8::MAX as u64) as u8),
+                }),
+                service: self.opt(|r| {
+                    std::sync::Arc::new(ServiceRef {
+                        name: r.string(),
+                        id: r.string(),
+                        endpoint_mode: r.opt(Self::string),
+                        network: r.opt(Self::string),
+                        vip: r.int(1) == 1,
+                    })
                 }),
                 probe: self.opt(|r| {
                     Box::new(ProbeInfo {

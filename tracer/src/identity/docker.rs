@@ -17,18 +17,20 @@ use std::{
 use bollard::{
     errors::Error as BollardError,
     models::{
-        ContainerInspectResponse, ContainerSummary, EndpointSettings, EventMessage,
-        EventMessageTypeEnum, Network,
+        ContainerInspectResponse, ContainerSummary, EndpointSettings, EndpointSpecModeEnum,
+        EventMessage, EventMessageTypeEnum, Network, Service,
     },
-    query_parameters::{EventsOptions, ListContainersOptions, ListNetworksOptions},
+    query_parameters::{
+        EventsOptions, ListContainersOptions, ListNetworksOptions, ListServicesOptions,
+    },
     Docker, API_DEFAULT_VERSION,
 };
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{
-    now_ns, procfs, EndpointInfo, NetworkInfo, LABEL_COMPOSE_PROJECT, LABEL_COMPOSE_SERVICE,
-    LABEL_SWARM_SERVICE, LABEL_SWARM_TASK,
+    now_ns, procfs, EndpointInfo, NetworkInfo, ServiceInfo, ServiceVip, LABEL_COMPOSE_PROJECT,
+    LABEL_COMPOSE_SERVICE, LABEL_SWARM_SERVICE, LABEL_SWARM_TASK,
 };
 
 /// Deadline of every request (connect, version, lists, inspect).
@@ -77,6 +79,12 @@ pub(crate) enum DockerMsg {
     Networks {
         ts: i128,
         networks: Vec<NetworkInfo>,
+    },
+    /// The complete list of swarm services (empty when this engine is not a
+    /// swarm manager: workers cannot list services).
+    Services {
+        ts: i128,
+        services: Vec<ServiceInfo>,
     },
 }
 
@@ -243,6 +251,77 @@ pub(crate) fn from_network(n: &Network) -> Option<NetworkInfo> {
     })
 }
 
+fn mode_name(m: &EndpointSpecModeEnum) -> Option<String> {
+    match m {
+        EndpointSpecModeEnum::VIP => Some("vip".into()),
+        EndpointSpecModeEnum::DNSRR => Some("dnsrr".into()),
+        EndpointSpecModeEnum::EMPTY => None,
+    }
+}
+
+/// A service as identity keeps it: id, name, endpoint mode, VIPs
+/// (`Addr` is `10.0.5.2/24`).
+pub(crate) fn from_service(s: &Service) -> Option<ServiceInfo> {
+    let id = s.id.clone().filter(|i| !i.is_empty())?;
+    let spec = s.spec.as_ref();
+    let name = spec
+        .and_then(|sp| sp.name.clone())
+        .unwrap_or_else(|| id.clone());
+    let ep = s.endpoint.as_ref();
+    let endpoint_mode = ep
+        .and_then(|e| e.spec.as_ref())
+        .and_then(|sp| sp.mode.as_ref())
+        .or_else(|| {
+            spec.and_then(|sp| sp.endpoint_spec.as_ref())
+                .and_then(|e| e.mode.as_ref())
+        })
+        .and_then(mode_name);
+    let mut vips: Vec<ServiceVip> = ep
+        .and_then(|e| e.virtual_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let addr = v.addr.as_deref()?;
+            let ip = addr.split('/').next()?.parse().ok()?;
+            Some(ServiceVip {
+                network_id: v.network_id.clone().unwrap_or_default(),
+                ip,
+            })
+        })
+        .collect();
+    vips.sort_by(|a, b| (&a.network_id, a.ip).cmp(&(&b.network_id, b.ip)));
+    Some(ServiceInfo {
+        id,
+        name,
+        endpoint_mode,
+        vips,
+    })
+}
+
+/// Swarm services; none when the engine is not a manager (or not in a
+/// swarm): that is not a failure of the source.
+async fn list_services(docker: &Docker) -> Result<Vec<ServiceInfo>, String> {
+    let r = tokio::time::timeout(
+        API_TIMEOUT,
+        docker.list_services(None::<ListServicesOptions>),
+    )
+    .await;
+    match r {
+        Ok(Ok(list)) => {
+            let mut out: Vec<ServiceInfo> = list.iter().filter_map(from_service).collect();
+            out.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(out)
+        }
+        // 503: "This node is not a swarm manager".
+        Ok(Err(BollardError::DockerResponseServerError { .. })) => Ok(Vec::new()),
+        Ok(Err(e)) => Err(format!("listing services: {e}")),
+        Err(_) => Err(format!(
+            "listing services: no answer within {} s",
+            API_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 /// A request with a deadline, failures as text (the status reason).
 async fn call<T>(
     what: &str,
@@ -317,6 +396,7 @@ async fn snapshot(
         netns.insert(c.id.clone(), found);
         c.netns = found;
     }
+    let services = list_services(docker).await?;
     let _ = tx
         .send(DockerMsg::Snapshot {
             ts,
@@ -324,6 +404,7 @@ async fn snapshot(
             containers,
         })
         .await;
+    let _ = tx.send(DockerMsg::Services { ts, services }).await;
     Ok(())
 }
 
@@ -398,6 +479,12 @@ async fn handle_event(
             }
             _ => {}
         },
+        Some(EventMessageTypeEnum::SERVICE) => {
+            // Its VIPs are allocated with it; an update may change the
+            // endpoint mode.
+            let services = list_services(docker).await?;
+            let _ = tx.send(DockerMsg::Services { ts, services }).await;
+        }
         _ => {}
     }
     Ok(())
@@ -433,7 +520,11 @@ async fn session(
     *backoff = BACKOFF_START;
     let filters = HashMap::from([(
         "type".to_string(),
-        vec!["container".to_string(), "network".to_string()],
+        vec![
+            "container".to_string(),
+            "network".to_string(),
+            "service".to_string(),
+        ],
     )]);
     let mut events = docker.events(Some(EventsOptions {
         since: Some(format!(
@@ -541,6 +632,33 @@ mod tests {
             from_network(&n).unwrap().bridge.as_deref(),
             Some("br-0123456789ab")
         );
+    }
+
+    #[test]
+    fn service_json_maps_to_vips_and_mode() {
+        // Shape as `GET /services` returns it (API 1.41).
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "ID": "x2ypq0l1hvbqe1o3d9y2dz5c9",
+            "Spec": {"Name": "web", "EndpointSpec": {"Mode": "vip"}},
+            "Endpoint": {"Spec": {"Mode": "vip"}, "VirtualIPs": [
+                {"NetworkID": "4zd4qm3u2hy1czgdz9lcy1fwa", "Addr": "10.0.5.2/24"},
+                {"NetworkID": "qc7yx7w7ysr3kovyvln2wy8gr", "Addr": "10.255.0.7/16"}
+            ]}
+        }))
+        .unwrap();
+        let s = from_service(&svc).unwrap();
+        assert_eq!(s.name, "web");
+        assert_eq!(s.endpoint_mode.as_deref(), Some("vip"));
+        assert_eq!(s.vips.len(), 2);
+        assert_eq!(s.vips[0].network_id, "4zd4qm3u2hy1czgdz9lcy1fwa");
+        assert_eq!(s.vips[0].ip, "10.0.5.2".parse::<IpAddr>().unwrap());
+        let dnsrr: Service = serde_json::from_value(serde_json::json!({
+            "ID": "y", "Spec": {"Name": "db", "EndpointSpec": {"Mode": "dnsrr"}}, "Endpoint": {}
+        }))
+        .unwrap();
+        let d = from_service(&dnsrr).unwrap();
+        assert_eq!(d.endpoint_mode.as_deref(), Some("dnsrr"));
+        assert!(d.vips.is_empty());
     }
 
     #[test]

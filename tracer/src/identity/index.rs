@@ -27,9 +27,11 @@ use smol_str::SmolStr;
 
 use super::{
     names::{parse_netns_name, NetnsName},
-    ContainerInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo, SourceState,
+    ContainerInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo, ServiceInfo, SourceState,
 };
-use crate::event::{Action, Compose, ContainerRef, EcsEvent, Endpoint, Image, Peer, Swarm};
+use crate::event::{
+    Action, Compose, ContainerRef, EcsEvent, Endpoint, Image, Peer, ServiceRef, Swarm,
+};
 
 /// Hash maps of the index: foldhash (randomly seeded, much faster than
 /// SipHash on these small keys). Iteration order never reaches the output.
@@ -268,6 +270,11 @@ pub struct IdentityIndex {
     expiries: BTreeMap<(i128, u64), (Expiry, i128)>,
     seq: u64,
     status: BTreeMap<String, SourceState>,
+    /// Swarm services by id.
+    services: BTreeMap<String, ServiceInfo>,
+    /// VIP → the service it belongs to (rebuilt when services or networks
+    /// change; one shared handle per VIP, cloned into events).
+    vips: Map<IpAddr, std::sync::Arc<ServiceRef>>,
 }
 
 impl Default for IdentityIndex {
@@ -294,6 +301,8 @@ impl IdentityIndex {
             expiries: BTreeMap::new(),
             seq: 0,
             status: BTreeMap::new(),
+            services: BTreeMap::new(),
+            vips: Map::default(),
         }
     }
 
@@ -343,10 +352,20 @@ impl IdentityIndex {
             IdentityUpdate::NetworkUpsert { network, .. } => {
                 self.networks.insert(network.id.clone(), network.clone());
                 self.networks_changed();
+                self.services_changed();
             }
             IdentityUpdate::NetworkRemove { id, .. } => {
                 self.networks.remove(id);
                 self.networks_changed();
+                self.services_changed();
+            }
+            IdentityUpdate::ServiceUpsert { service, .. } => {
+                self.services.insert(service.id.clone(), service.clone());
+                self.services_changed();
+            }
+            IdentityUpdate::ServiceRemove { id, .. } => {
+                self.services.remove(id);
+                self.services_changed();
             }
             IdentityUpdate::Status { source, state, .. } => {
                 self.status.insert(source.clone(), *state);
@@ -978,9 +997,43 @@ impl IdentityIndex {
                 }
             }
         }
+        if !self.vips.is_empty() {
+            if let Some(s) = ev.destination.ip.and_then(|ip| self.vips.get(&ip)) {
+                ev.tracer.service = Some(s.clone());
+            }
+        }
         if let Some(p) = &r.previous_port_peer {
             ev.tracer.previous_port_peer = Some(self.peer_of(p, &ev.tracer.previous_port));
         }
+    }
+
+    /// Rebuilds VIP → service (services and networks are few).
+    fn services_changed(&mut self) {
+        self.vips.clear();
+        for s in self.services.values() {
+            for v in &s.vips {
+                let network = self
+                    .networks
+                    .get(&v.network_id)
+                    .map(|n| n.name.clone())
+                    .or_else(|| Some(v.network_id.chars().take(12).collect()));
+                self.vips.insert(
+                    v.ip,
+                    std::sync::Arc::new(ServiceRef {
+                        endpoint_mode: s.endpoint_mode.clone(),
+                        id: s.id.clone(),
+                        name: s.name.clone(),
+                        network,
+                        vip: true,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// The swarm service whose VIP `ip` is.
+    pub fn service_of_vip(&self, ip: IpAddr) -> Option<&std::sync::Arc<ServiceRef>> {
+        self.vips.get(&ip)
     }
 
     /// Look-up cost alone, for the benchmark: how many fields `enrich`
@@ -1060,6 +1113,8 @@ fn container_ref(c: &ContainerInfo) -> ContainerRef {
 }
 
 #[cfg(test)]
+mod service_tests;
+#[cfg(test)]
 mod tests;
 
 /// Restating the index: the updates that rebuild it, for the start of a
@@ -1121,6 +1176,12 @@ impl IdentityIndex {
             out.push(IdentityUpdate::NetworkUpsert {
                 ts: now,
                 network: n.clone(),
+            });
+        }
+        for s in self.services.values() {
+            out.push(IdentityUpdate::ServiceUpsert {
+                ts: now,
+                service: s.clone(),
             });
         }
         let mut netns: Vec<(u32, &NetnsEntry)> = self.netns.iter().map(|(k, e)| (*k, e)).collect();

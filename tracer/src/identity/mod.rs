@@ -78,6 +78,11 @@ pub enum IdentityUpdate {
     NetworkUpsert { ts: i128, network: NetworkInfo },
     /// A Docker network was removed.
     NetworkRemove { ts: i128, id: String },
+    /// A swarm service exists (its VIPs per network, its endpoint mode);
+    /// replaces what was known about it.
+    ServiceUpsert { ts: i128, service: ServiceInfo },
+    /// A swarm service was removed.
+    ServiceRemove { ts: i128, id: String },
     /// A source became degraded or recovered. Turned into one
     /// `enrichment_status` state line by [`IdentityUpdate::status_event`].
     Status {
@@ -118,6 +123,8 @@ impl IdentityUpdate {
             | Self::NetnsRemove { ts, .. }
             | Self::NetworkUpsert { ts, .. }
             | Self::NetworkRemove { ts, .. }
+            | Self::ServiceUpsert { ts, .. }
+            | Self::ServiceRemove { ts, .. }
             | Self::Status { ts, .. }
             | Self::Synced { ts, .. }
             | Self::Conflict { ts, .. } => *ts,
@@ -340,6 +347,28 @@ pub struct NetworkInfo {
     /// (`docker0`, `br-<id prefix>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<String>,
+}
+
+/// A swarm service (Docker API `GET /services`): its endpoint mode and
+/// its virtual IPs, one per network it is attached to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceInfo {
+    pub id: String,
+    pub name: String,
+    /// `Endpoint.Spec.Mode`: `vip` (the default) or `dnsrr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<String>,
+    /// `Endpoint.VirtualIPs`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<ServiceVip>,
+}
+
+/// One virtual IP of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceVip {
+    pub network_id: String,
+    pub ip: IpAddr,
 }
 
 /// Configuration of the live sources.

@@ -18,8 +18,8 @@ use super::{
     docker::{self, DockerContainer, DockerMsg},
     now_ns,
     scan::{self, RawLink, ScanRequest, ScanResult},
-    ContainerInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo, SourceConfig,
-    SourceState,
+    ContainerInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo, ServiceInfo,
+    SourceConfig, SourceState,
 };
 
 const UPDATES_CAPACITY: usize = 4096;
@@ -150,6 +150,7 @@ struct Coordinator {
     docker_pending: bool,
     docker_ok: bool,
     networks: BTreeMap<String, NetworkInfo>,
+    services: BTreeMap<String, ServiceInfo>,
     tombstones: HashMap<String, Instant>,
     hinted: HashMap<u32, Instant>,
 
@@ -157,6 +158,7 @@ struct Coordinator {
     sent_ns: BTreeMap<u32, NetnsInfo>,
     sent_ifaces: BTreeMap<u32, Vec<InterfaceInfo>>,
     sent_networks: BTreeMap<String, NetworkInfo>,
+    sent_services: BTreeMap<String, ServiceInfo>,
     sent_status: BTreeMap<&'static str, SourceState>,
     synced: BTreeSet<&'static str>,
 }
@@ -177,12 +179,14 @@ impl Coordinator {
             docker_pending: false,
             docker_ok: false,
             networks: BTreeMap::new(),
+            services: BTreeMap::new(),
             tombstones: HashMap::new(),
             hinted: HashMap::new(),
             sent_containers: BTreeMap::new(),
             sent_ns: BTreeMap::new(),
             sent_ifaces: BTreeMap::new(),
             sent_networks: BTreeMap::new(),
+            sent_services: BTreeMap::new(),
             // The namespace source is assumed fine until it is not: only
             // its failures and recoveries are worth a line.
             sent_status: BTreeMap::from([(SOURCE_NETNS, SourceState::Ok)]),
@@ -383,6 +387,10 @@ impl Coordinator {
                 self.networks = networks.into_iter().map(|n| (n.id.clone(), n)).collect();
                 self.publish(ts).await;
             }
+            DockerMsg::Services { ts, services } => {
+                self.services = services.into_iter().map(|s| (s.id.clone(), s)).collect();
+                self.publish(ts).await;
+            }
         }
     }
 
@@ -481,6 +489,14 @@ impl Coordinator {
                 });
             }
         }
+        for (id, sv) in &self.services {
+            if self.sent_services.get(id) != Some(sv) {
+                ups.push(IdentityUpdate::ServiceUpsert {
+                    ts,
+                    service: sv.clone(),
+                });
+            }
+        }
         for (ino, n) in &self.ns {
             if self.sent_ns.get(ino) != Some(n) {
                 ups.push(IdentityUpdate::NetnsUpsert {
@@ -540,7 +556,15 @@ impl Coordinator {
         {
             ups.push(IdentityUpdate::NetworkRemove { ts, id: id.clone() });
         }
+        for id in self
+            .sent_services
+            .keys()
+            .filter(|i| !self.services.contains_key(*i))
+        {
+            ups.push(IdentityUpdate::ServiceRemove { ts, id: id.clone() });
+        }
         self.sent_networks = self.networks.clone();
+        self.sent_services = self.services.clone();
         self.sent_ns = self.ns.clone();
         self.sent_ifaces = ifaces;
         self.sent_containers = desired;
