@@ -13,6 +13,8 @@
 //!   per-container roll-up;
 //! - [`drops`]: per-drop lines rate-limited on event time, every drop
 //!   accounted for in interval summaries;
+//! - [`overlay`]: multicast an overlay drops, the overlay's own traffic
+//!   between hosts blocked, MTU blackholes (all read from drops);
 //! - [`incident`]: alerts sharing a container, IP or MAC within a window
 //!   joined into one incident with a lifecycle and an explanation.
 //!
@@ -37,6 +39,9 @@ mod drops;
 mod fdb_flap;
 mod incident;
 mod interval;
+mod overlay;
+#[cfg(test)]
+mod overlay_tests;
 mod retransmit;
 mod table;
 #[cfg(test)]
@@ -66,6 +71,10 @@ pub struct DetectStats {
     pub arp_keys: usize,
     pub flows: usize,
     pub drop_keys: usize,
+    /// Overlay faults tracked (multicast, underlay, MTU); printed only when
+    /// there are some.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub overlay_keys: usize,
     pub open_incidents: usize,
     /// Drops counted under the "(other)" key because the drop table was full.
     pub drop_overflow: u64,
@@ -76,6 +85,10 @@ pub struct DetectStats {
     pub drops_seen: u64,
     pub drops_printed: u64,
     pub drops_summarised: u64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What an alert touches, for joining alerts into incidents.
@@ -126,6 +139,74 @@ pub(crate) enum Facts {
         total: u64,
         place: String,
     },
+    Multicast {
+        sender: String,
+        /// `group:port`.
+        group: String,
+        overlay: String,
+    },
+    Underlay {
+        peer: IpAddr,
+        /// The protocol and port, in words.
+        what: String,
+        place: String,
+        /// "overlay backend" / "overlays a and b".
+        rides: String,
+        hint: String,
+    },
+    Mtu {
+        flow: String,
+        place: String,
+        recommended: Option<u32>,
+        hint: String,
+        reason: String,
+    },
+}
+
+/// What the detectors ask about the host beyond the event itself (the
+/// identity index answers, live and in replay alike).
+pub trait NetFacts {
+    /// IFLA_MTU of interface `ifname` in namespace `netns`.
+    fn mtu(&self, netns: u32, ifname: &str) -> Option<u32>;
+    /// The interface of the namespace with the smallest MTU (`lo` aside).
+    fn smallest_mtu(&self, netns: u32) -> Option<(String, u32)>;
+    /// Whether `ip` is an address of namespace `netns`.
+    fn is_local(&self, netns: u32, ip: IpAddr) -> bool;
+    /// The vxlan data-path ports of this host, each with the overlays on it.
+    fn vxlan_ports(&self) -> Vec<(u16, Vec<String>)>;
+}
+
+/// Nothing known beyond the events.
+pub struct NoFacts;
+
+impl NetFacts for NoFacts {
+    fn mtu(&self, _: u32, _: &str) -> Option<u32> {
+        None
+    }
+    fn smallest_mtu(&self, _: u32) -> Option<(String, u32)> {
+        None
+    }
+    fn is_local(&self, _: u32, _: IpAddr) -> bool {
+        false
+    }
+    fn vxlan_ports(&self) -> Vec<(u16, Vec<String>)> {
+        Vec::new()
+    }
+}
+
+impl NetFacts for crate::identity::IdentityIndex {
+    fn mtu(&self, netns: u32, ifname: &str) -> Option<u32> {
+        crate::identity::IdentityIndex::mtu(self, netns, ifname)
+    }
+    fn smallest_mtu(&self, netns: u32) -> Option<(String, u32)> {
+        crate::identity::IdentityIndex::smallest_mtu(self, netns)
+    }
+    fn is_local(&self, netns: u32, ip: IpAddr) -> bool {
+        crate::identity::IdentityIndex::is_local(self, netns, ip)
+    }
+    fn vxlan_ports(&self) -> Vec<(u16, Vec<String>)> {
+        crate::identity::IdentityIndex::vxlan_ports(self)
+    }
 }
 
 /// An alert as the incident correlator sees it.
@@ -234,6 +315,7 @@ pub struct Detectors {
     arp: arp::Arp,
     tcp: retransmit::Retransmit,
     drops: drops::Drops,
+    overlay: overlay::Overlay,
     incidents: incident::Incidents,
     macs: Macs,
     sink: Sink,
@@ -253,6 +335,7 @@ impl Detectors {
             arp: arp::Arp::new(&c),
             tcp: retransmit::Retransmit::new(&c),
             drops: drops::Drops::new(&c),
+            overlay: overlay::Overlay::new(&c),
             incidents: incident::Incidents::new(&c),
             macs: table::Bounded::new(c.max_keys),
             now: 0,
@@ -270,6 +353,17 @@ impl Detectors {
     /// not be printed (rate-limited drop). Appends alert / summary /
     /// incident lines to `out`.
     pub fn observe(&mut self, ev: &EcsEvent, out: &mut Vec<EcsEvent>) -> bool {
+        self.observe_with(ev, &NoFacts, out)
+    }
+
+    /// [`Detectors::observe`] with what identity knows about the host
+    /// (interface MTUs, local addresses, vxlan ports).
+    pub fn observe_with(
+        &mut self,
+        ev: &EcsEvent,
+        facts: &dyn NetFacts,
+        out: &mut Vec<EcsEvent>,
+    ) -> bool {
         if ev.event.kind != Kind::Event {
             // Our own lines or status lines fed back: nothing to detect.
             return true;
@@ -281,7 +375,10 @@ impl Detectors {
         // Every action named, no `_ =>` arm: a new action must say here
         // whether a detector looks at it.
         let print = match ev.event.action {
-            Action::SkbDrop => self.drops.observe(ev, t),
+            Action::SkbDrop => {
+                self.overlay.drop(ev, t, facts, &mut self.sink);
+                self.drops.observe(ev, t)
+            }
             Action::TcpRetransmit => {
                 self.tcp.retransmit(ev, t, &mut self.sink);
                 true
@@ -333,6 +430,9 @@ impl Detectors {
             | Action::RetransmitBurst
             | Action::RetransmitRollup
             | Action::DropSummary
+            | Action::OverlayMulticastDropped
+            | Action::OverlayUnderlayBlocked
+            | Action::MtuBlackhole
             | Action::Incident
             | Action::ProbeStatus
             | Action::LossReport
@@ -426,27 +526,32 @@ impl Detectors {
         let arp_keys = self.arp.len();
         let flows = self.tcp.len();
         let drop_keys = self.drops.len();
+        let overlay_keys = self.overlay.len();
         let open_incidents = self.incidents.len();
         DetectStats {
             tracked_keys: fdb_macs
                 + arp_keys
                 + flows
                 + drop_keys
+                + overlay_keys
                 + open_incidents
                 + self.macs.len(),
             evictions: self.fdb.evicted()
                 + self.arp.evicted()
                 + self.tcp.evicted()
+                + self.overlay.evicted()
                 + self.incidents.evicted
                 + self.macs.evicted,
             expired: self.fdb.expired()
                 + self.arp.expired()
                 + self.tcp.expired()
+                + self.overlay.expired()
                 + self.macs.expired,
             fdb_macs,
             arp_keys,
             flows,
             drop_keys,
+            overlay_keys,
             open_incidents,
             drop_overflow: self.drops.overflow,
             alerts: self.alerts,
@@ -494,6 +599,7 @@ impl Detectors {
         self.fdb.expire(now);
         self.arp.expire(now);
         self.tcp.expire(now);
+        self.overlay.expire(now);
         self.macs.expire(|m| now - m.last <= MAC_IP_TTL);
     }
 }

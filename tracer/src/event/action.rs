@@ -44,6 +44,12 @@ pub enum Action {
     RetransmitRollup,
     /// `drop_summary` metric.
     DropSummary,
+    /// `overlay_multicast_dropped` alert.
+    OverlayMulticastDropped,
+    /// `overlay_underlay_blocked` alert.
+    OverlayUnderlayBlocked,
+    /// `mtu_blackhole` alert.
+    MtuBlackhole,
     /// `incident` lifecycle line.
     Incident,
     // tracer's own state.
@@ -61,7 +67,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 23] = [
         Action::FdbLearn,
         Action::FdbMove,
         Action::FdbDelete,
@@ -76,6 +82,9 @@ impl Action {
         Action::RetransmitBurst,
         Action::RetransmitRollup,
         Action::DropSummary,
+        Action::OverlayMulticastDropped,
+        Action::OverlayUnderlayBlocked,
+        Action::MtuBlackhole,
         Action::Incident,
         Action::ProbeStatus,
         Action::LossReport,
@@ -101,6 +110,9 @@ impl Action {
             Action::RetransmitBurst => "retransmit_burst",
             Action::RetransmitRollup => "retransmit_rollup",
             Action::DropSummary => "drop_summary",
+            Action::OverlayMulticastDropped => "overlay_multicast_dropped",
+            Action::OverlayUnderlayBlocked => "overlay_underlay_blocked",
+            Action::MtuBlackhole => "mtu_blackhole",
             Action::Incident => "incident",
             Action::ProbeStatus => "probe_status",
             Action::LossReport => "loss_report",
@@ -127,6 +139,9 @@ impl Action {
             | Action::RetransmitBurst
             | Action::RetransmitRollup
             | Action::DropSummary
+            | Action::OverlayMulticastDropped
+            | Action::OverlayUnderlayBlocked
+            | Action::MtuBlackhole
             | Action::Incident
             | Action::EnrichmentStatus
             | Action::DecodeError => ("network", "info"),
