@@ -20,14 +20,13 @@ fn start(nss: &[u64]) -> Tracer {
     Tracer::start(&a)
 }
 
-fn nft(ns: &Netns, rules: &str) {
-    sh(&["ip", "netns", "exec", &ns.name, "nft", rules]);
-}
-
-fn alert<'a>(lines: &'a [Value], action: &str) -> &'a Value {
-    let a = with_action(lines, action);
-    assert!(!a.is_empty(), "no {action} alert in {} lines", lines.len());
-    a[0]
+/// Loads an nftables ruleset into the namespace (it goes with it).
+fn nft(ns: &Netns, ruleset: &str) {
+    let path = std::env::temp_dir().join(format!("tracer-test-{}.nft", ns.name));
+    std::fs::write(&path, ruleset).expect("write ruleset");
+    let p = path.to_string_lossy().into_owned();
+    sh(&["ip", "netns", "exec", &ns.name, "nft", "-f", &p]);
+    let _ = std::fs::remove_file(path);
 }
 
 fn incident_with<'a>(lines: &'a [Value], alert_type: &str) -> &'a Value {
@@ -138,7 +137,7 @@ fn underlay_vxlan_port_blocked_names_the_peer_and_the_ports() {
     }
     nft(
         &h2,
-        "add table inet tracertest { chain input { type filter hook input priority 0; udp dport 4789 drop; } }",
+        "table inet tracertest {\n chain input { type filter hook input priority 0; udp dport 4789 drop; }\n}\n",
     );
     let h2_inode = h2.inode();
     let t = start(&[h1.inode(), h2_inode]);
@@ -211,7 +210,7 @@ fn mtu_blackhole_names_where_packets_die_and_the_mtu() {
     sh(&["ip", "netns", "exec", &r.name, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     nft(
         &r,
-        "add table ip tracertest { chain output { type filter hook output priority 0; icmp type destination-unreachable icmp code frag-needed drop; } }",
+        "table ip tracertest {\n chain output { type filter hook output priority 0; icmp type destination-unreachable icmp code frag-needed drop; }\n}\n",
     );
     let r_inode = r.inode();
     let t = start(&[c.inode(), r_inode, s.inode()]);
