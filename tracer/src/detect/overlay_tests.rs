@@ -134,7 +134,7 @@ fn run(d: &mut Detectors, facts: &dyn NetFacts, evs: &[EcsEvent]) -> Vec<EcsEven
     out
 }
 
-fn of<'a>(out: &'a [EcsEvent], action: Action) -> Vec<&'a EcsEvent> {
+fn of(out: &[EcsEvent], action: Action) -> Vec<&EcsEvent> {
     out.iter().filter(|e| e.event.action == action).collect()
 }
 
