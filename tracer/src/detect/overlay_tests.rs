@@ -517,3 +517,43 @@ fn overlay_fault_table_is_bounded_and_counts_evictions() {
     assert!(s.overlay_keys <= 64, "{s:?}");
     assert!(s.evictions > 0, "{s:?}");
 }
+
+#[test]
+fn retransmits_of_the_blackholed_flow_join_the_mtu_incident_and_keep_its_diagnosis() {
+    let mut d = det();
+    let f = router_facts();
+    let mut evs = vec![too_big(ms(0), 5201)];
+    for i in 0..4 {
+        let mut e = EcsEvent::new(ms(200 + i * 200), Kind::Event, Action::TcpRetransmit);
+        e.source.ip = Some(ip("10.9.1.2"));
+        e.source.port = Some(45000);
+        e.destination.ip = Some(ip("10.9.2.2"));
+        e.destination.port = Some(5201);
+        e.tracer.netns = Some(plain_ns(HZ_NS, "client"));
+        e.tracer.tcp = Some(crate::event::Tcp {
+            state: Some("ESTABLISHED"),
+            snd_una: Some(7),
+            retransmits: Some(1),
+            ..Default::default()
+        });
+        evs.push(e);
+        evs.push(too_big(ms(250 + i * 200), 5201));
+    }
+    let out = run(&mut d, &f, &evs);
+    assert_eq!(of(&out, Action::MtuBlackhole).len(), 1);
+    assert_eq!(of(&out, Action::RetransmitBurst).len(), 1);
+    let inc = of(&out, Action::Incident);
+    let last = payload(inc.last().unwrap());
+    assert_eq!(last["id"], "inc-1", "one incident: {inc:?}");
+    let types: Vec<&str> = last["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["mtu_blackhole", "retransmit_burst"]);
+    let expl = last["explanation"].as_str().unwrap();
+    assert!(expl.contains("retransmits without progress"), "{expl}");
+    assert!(expl.contains("an MTU blackhole (the path fits 1400-byte packets)"), "{expl}");
+    assert!(last["hint"].as_str().unwrap().contains("mtu=1400"));
+}
