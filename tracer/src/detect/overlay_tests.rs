@@ -554,6 +554,9 @@ fn retransmits_of_the_blackholed_flow_join_the_mtu_incident_and_keep_its_diagnos
     assert_eq!(types, ["mtu_blackhole", "retransmit_burst"]);
     let expl = last["explanation"].as_str().unwrap();
     assert!(expl.contains("retransmits without progress"), "{expl}");
-    assert!(expl.contains("an MTU blackhole (the path fits 1400-byte packets)"), "{expl}");
+    assert!(
+        expl.contains("an MTU blackhole (the path fits 1400-byte packets)"),
+        "{expl}"
+    );
     assert!(last["hint"].as_str().unwrap().contains("mtu=1400"));
 }
