@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::{
     alert_line,
     table::{Bounded, Stamped},
-    text, Cfg, Facts, NetFacts, Sink, Symptom,
+    text, Cfg, Facts, NetFacts, Sink, Symptom, NS_PER_S,
 };
 use crate::{
     event::{Action, ContainerRef, EcsEvent, Netns},
@@ -76,6 +76,12 @@ impl Stamped for Entry {
 pub(crate) struct Overlay {
     window: i128,
     table: Bounded<Key, Entry>,
+    /// This host's vxlan ports and overlays, asked of [`NetFacts`] at most
+    /// once per second of event time (a UDP flood must not walk every
+    /// namespace per packet); deterministic, as replay feeds the same
+    /// identity at the same event times.
+    ports: Vec<(u16, Vec<String>)>,
+    ports_until: i128,
 }
 
 /// Which of the overlay's own protocols a packet is.
@@ -225,6 +231,8 @@ impl Overlay {
         Self {
             window: c.incident_window,
             table: Bounded::new(c.max_keys),
+            ports: Vec::new(),
+            ports_until: i128::MIN,
         }
     }
 
@@ -238,6 +246,15 @@ impl Overlay {
 
     pub(crate) fn expired(&self) -> u64 {
         self.table.expired
+    }
+
+    /// The vxlan ports, refreshed from `facts` once per second of event time.
+    fn vxlan_ports(&mut self, t: i128, facts: &dyn NetFacts) -> &[(u16, Vec<String>)] {
+        if t >= self.ports_until {
+            self.ports = facts.vxlan_ports();
+            self.ports_until = t + NS_PER_S;
+        }
+        &self.ports
     }
 
     /// Recovered faults (quiet for a window) are forgotten.
@@ -402,12 +419,14 @@ impl Overlay {
             ev.source.port.unwrap_or(0),
             ev.destination.port.unwrap_or(0),
         );
-        let vxlan_ports = facts.vxlan_ports();
-        let is_vxlan_port = |p: u16| p == VXLAN_PORT || vxlan_ports.iter().any(|(vp, _)| *vp == p);
+        let is_vxlan_port = |p: u16, ports: &[(u16, Vec<String>)]| {
+            p == VXLAN_PORT || ports.iter().any(|(vp, _)| *vp == p)
+        };
+        let udp_vxlan = transport == "udp" && is_vxlan_port(dport, self.vxlan_ports(t, facts));
         // The well-known port is the destination's, except for replies
         // (gossip and manager answer from theirs).
         let (channel, port) = match transport {
-            "udp" if is_vxlan_port(dport) => (Channel::Vxlan, dport),
+            "udp" if udp_vxlan => (Channel::Vxlan, dport),
             "udp" if dport == GOSSIP_PORT || sport == GOSSIP_PORT => {
                 (Channel::GossipUdp, GOSSIP_PORT)
             }
@@ -444,6 +463,7 @@ impl Overlay {
         ) else {
             return;
         };
+        let vxlan_ports = self.vxlan_ports(t, facts).to_vec();
         let netns = ev.tracer.netns.as_ref();
         let place = text::ns_label(netns).replacen("overlay ", "overlay namespace ", 1);
         // The overlays that ride on what was dropped: the vxlans on this
@@ -592,7 +612,7 @@ impl Overlay {
         let path = facts.smallest_mtu(netns_inode);
         let vxlan = ev.network.transport.as_deref() == Some("udp")
             && ev.destination.port.is_some_and(|p| {
-                p == VXLAN_PORT || facts.vxlan_ports().iter().any(|(vp, _)| *vp == p)
+                p == VXLAN_PORT || self.vxlan_ports(t, facts).iter().any(|(vp, _)| *vp == p)
             });
         let path_mtu = path.as_ref().map(|(_, m)| *m);
         // Room for VXLAN's headers when the overlay's frames are what dies

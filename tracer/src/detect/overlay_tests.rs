@@ -336,6 +336,8 @@ fn outgoing_gossip_reply_and_esp_name_the_other_host() {
     let p = payload(a[0]);
     assert_eq!(p["peer"], "192.168.50.7");
     assert_eq!(p["direction"], "outgoing");
+    // Gossip carries every overlay of the host.
+    assert_eq!(p["overlays"][1], "frontend");
     assert_eq!(p["port"], 7946);
     assert!(msg(a[0]).contains("to peer host 192.168.50.7 (gossip tcp/7946)"));
     let p = payload(a[1]);
