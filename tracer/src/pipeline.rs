@@ -194,7 +194,7 @@ impl Pipeline {
             out.splice(i..i, self.alerts.drain(..));
             i += n;
         }
-        if !d.observe(&out[i], &mut self.alerts) {
+        if !d.observe_with(&out[i], &self.identity, &mut self.alerts) {
             out.truncate(i);
         }
         out.append(&mut self.alerts);

@@ -54,6 +54,8 @@ impl Set {
             BUSYBOX_STATIC,
             req("tcpdump", Some("tcpdump")),
             req("procps", Some("ps")),
+            // Firewall rules of the overlay underlay and MTU blackhole tests.
+            req("nftables", Some("nft")),
         ];
         const BENCH: &[Pkg] = &[
             req("iperf3", Some("iperf3")),

@@ -492,6 +492,9 @@ fn explain(inc: &mut Incident) {
     let rtx = facts(Action::RetransmitBurst);
     let drops = facts(Action::DropSummary);
     let conn = facts(Action::ConnectFailed);
+    let mcast = facts(Action::OverlayMulticastDropped);
+    let underlay = facts(Action::OverlayUnderlayBlocked);
+    let mtu = facts(Action::MtuBlackhole);
 
     // Who it is about.
     let labelled = |ip: &IpAddr, owner: &Option<String>| match owner {
@@ -549,6 +552,12 @@ fn explain(inc: &mut Incident) {
         } else {
             format!("{dst_ip} ({dst})")
         }
+    } else if let Some((Facts::Multicast { sender, .. }, _)) = mcast {
+        sender.clone()
+    } else if let Some((Facts::Underlay { peer, .. }, _)) = underlay {
+        format!("peer host {peer}")
+    } else if let Some((Facts::Mtu { flow, .. }, _)) = mtu {
+        flow.clone()
     } else if let Some((Facts::Drops { place, .. }, _)) = drops {
         place.clone()
     } else {
@@ -645,6 +654,26 @@ fn explain(inc: &mut Incident) {
         clauses.push(format!("{total} packets dropped in {place} ({reason})"));
     }
 
+    if let Some((Facts::Multicast { group, overlay, .. }, _)) = mcast {
+        clauses.push(format!("its multicast to {group} is dropped by {overlay}"));
+    }
+    if let Some((
+        Facts::Underlay {
+            what, place, rides, ..
+        },
+        _,
+    )) = underlay
+    {
+        clauses.push(format!(
+            "its {what} is dropped in {place}, so {rides} cannot reach it"
+        ));
+    }
+    if let Some((Facts::Mtu { place, reason, .. }, _)) = mtu {
+        clauses.push(format!(
+            "packets too big for the path die in {place} ({reason})"
+        ));
+    }
+
     let victims: Vec<String> = inc
         .victims
         .iter()
@@ -735,6 +764,30 @@ fn explain(inc: &mut Incident) {
         )
     } else if let Some((Facts::Connect { why, hint, .. }, _)) = conn {
         (why.clone(), hint.clone())
+    } else if let Some((
+        Facts::Mtu {
+            recommended, hint, ..
+        },
+        _,
+    )) = mtu
+    {
+        (
+            match recommended {
+                Some(m) => format!("an MTU blackhole (the path fits {m}-byte packets)"),
+                None => "an MTU blackhole".to_string(),
+            },
+            hint.clone(),
+        )
+    } else if let Some((Facts::Underlay { hint, .. }, _)) = underlay {
+        (
+            "the overlay's own traffic between the hosts is blocked".to_string(),
+            hint.clone(),
+        )
+    } else if let Some((Facts::Multicast { .. }, _)) = mcast {
+        (
+            "overlay networks do not carry multicast between hosts".to_string(),
+            "use unicast/TCP member discovery (e.g. Hazelcast's tcp-ip join listing the members or the service name, JGroups TCPPING) or a multicast-capable network driver (macvlan/ipvlan)".to_string(),
+        )
     } else if let Some((
         Facts::Retransmit {
             src,

@@ -16,6 +16,8 @@
 //!   across namespaces;
 //! - [`drops`]: per-drop lines rate-limited on event time, every drop
 //!   accounted for in interval summaries;
+//! - [`overlay`]: multicast an overlay drops, the overlay's own traffic
+//!   between hosts blocked, MTU blackholes (all read from drops);
 //! - [`incident`]: alerts sharing a container, IP or MAC within a window
 //!   joined into one incident with a lifecycle and an explanation.
 //!
@@ -43,6 +45,9 @@ mod drops;
 mod fdb_flap;
 mod incident;
 mod interval;
+mod overlay;
+#[cfg(test)]
+mod overlay_tests;
 mod retransmit;
 mod table;
 #[cfg(test)]
@@ -76,6 +81,10 @@ pub struct DetectStats {
     /// only when non-zero).
     #[serde(skip_serializing_if = "is_zero")]
     pub connect_keys: usize,
+    /// Overlay faults tracked (multicast, underlay, MTU); printed only when
+    /// there are some.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub overlay_keys: usize,
     pub open_incidents: usize,
     /// Drops counted under the "(other)" key because the drop table was full.
     pub drop_overflow: u64,
@@ -96,6 +105,7 @@ pub struct DetectStats {
 fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
+
 
 /// What an alert touches, for joining alerts into incidents.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,6 +162,74 @@ pub(crate) enum Facts {
         why: String,
         hint: String,
     },
+    Multicast {
+        sender: String,
+        /// `group:port`.
+        group: String,
+        overlay: String,
+    },
+    Underlay {
+        peer: IpAddr,
+        /// The protocol and port, in words.
+        what: String,
+        place: String,
+        /// "overlay backend" / "overlays a and b".
+        rides: String,
+        hint: String,
+    },
+    Mtu {
+        flow: String,
+        place: String,
+        recommended: Option<u32>,
+        hint: String,
+        reason: String,
+    },
+}
+
+/// What the detectors ask about the host beyond the event itself (the
+/// identity index answers, live and in replay alike).
+pub trait NetFacts {
+    /// IFLA_MTU of interface `ifname` in namespace `netns`.
+    fn mtu(&self, netns: u32, ifname: &str) -> Option<u32>;
+    /// The interface of the namespace with the smallest MTU (`lo` aside).
+    fn smallest_mtu(&self, netns: u32) -> Option<(String, u32)>;
+    /// Whether `ip` is an address of namespace `netns`.
+    fn is_local(&self, netns: u32, ip: IpAddr) -> bool;
+    /// The vxlan data-path ports of this host, each with the overlays on it.
+    fn vxlan_ports(&self) -> Vec<(u16, Vec<String>)>;
+}
+
+/// Nothing known beyond the events.
+pub struct NoFacts;
+
+impl NetFacts for NoFacts {
+    fn mtu(&self, _: u32, _: &str) -> Option<u32> {
+        None
+    }
+    fn smallest_mtu(&self, _: u32) -> Option<(String, u32)> {
+        None
+    }
+    fn is_local(&self, _: u32, _: IpAddr) -> bool {
+        false
+    }
+    fn vxlan_ports(&self) -> Vec<(u16, Vec<String>)> {
+        Vec::new()
+    }
+}
+
+impl NetFacts for crate::identity::IdentityIndex {
+    fn mtu(&self, netns: u32, ifname: &str) -> Option<u32> {
+        crate::identity::IdentityIndex::mtu(self, netns, ifname)
+    }
+    fn smallest_mtu(&self, netns: u32) -> Option<(String, u32)> {
+        crate::identity::IdentityIndex::smallest_mtu(self, netns)
+    }
+    fn is_local(&self, netns: u32, ip: IpAddr) -> bool {
+        crate::identity::IdentityIndex::is_local(self, netns, ip)
+    }
+    fn vxlan_ports(&self) -> Vec<(u16, Vec<String>)> {
+        crate::identity::IdentityIndex::vxlan_ports(self)
+    }
 }
 
 /// An alert as the incident correlator sees it.
@@ -261,6 +339,7 @@ pub struct Detectors {
     tcp: retransmit::Retransmit,
     connect: connect::Connect,
     drops: drops::Drops,
+    overlay: overlay::Overlay,
     incidents: incident::Incidents,
     macs: Macs,
     sink: Sink,
@@ -283,6 +362,7 @@ impl Detectors {
             tcp: retransmit::Retransmit::new(&c),
             connect: connect::Connect::new(&c),
             drops: drops::Drops::new(&c),
+            overlay: overlay::Overlay::new(&c),
             incidents: incident::Incidents::new(&c),
             macs: table::Bounded::new(c.max_keys),
             now: 0,
@@ -307,6 +387,17 @@ impl Detectors {
     /// not be printed (rate-limited drop). Appends alert / summary /
     /// incident lines to `out`.
     pub fn observe(&mut self, ev: &EcsEvent, out: &mut Vec<EcsEvent>) -> bool {
+        self.observe_with(ev, &NoFacts, out)
+    }
+
+    /// [`Detectors::observe`] with what identity knows about the host
+    /// (interface MTUs, local addresses, vxlan ports).
+    pub fn observe_with(
+        &mut self,
+        ev: &EcsEvent,
+        facts: &dyn NetFacts,
+        out: &mut Vec<EcsEvent>,
+    ) -> bool {
         if ev.event.kind != Kind::Event {
             // Our own lines or status lines fed back: nothing to detect.
             return true;
@@ -320,6 +411,7 @@ impl Detectors {
         let print = match ev.event.action {
             Action::SkbDrop => {
                 self.connect.drop(ev, t, &mut self.sink);
+                self.overlay.drop(ev, t, facts, &mut self.sink);
                 self.drops.observe(ev, t)
             }
             Action::TcpRetransmit => {
@@ -377,6 +469,9 @@ impl Detectors {
             | Action::RetransmitRollup
             | Action::ConnectFailed
             | Action::DropSummary
+            | Action::OverlayMulticastDropped
+            | Action::OverlayUnderlayBlocked
+            | Action::MtuBlackhole
             | Action::Incident
             | Action::ProbeStatus
             | Action::LossReport
@@ -478,6 +573,7 @@ impl Detectors {
         let flows = self.tcp.len();
         let drop_keys = self.drops.len();
         let connect_keys = self.connect.len();
+        let overlay_keys = self.overlay.len();
         let open_incidents = self.incidents.len();
         DetectStats {
             tracked_keys: fdb_macs
@@ -485,24 +581,28 @@ impl Detectors {
                 + flows
                 + drop_keys
                 + connect_keys
+                + overlay_keys
                 + open_incidents
                 + self.macs.len(),
             evictions: self.fdb.evicted()
                 + self.arp.evicted()
                 + self.tcp.evicted()
                 + self.connect.evicted()
+                + self.overlay.evicted()
                 + self.incidents.evicted
                 + self.macs.evicted,
             expired: self.fdb.expired()
                 + self.arp.expired()
                 + self.tcp.expired()
                 + self.connect.expired()
+                + self.overlay.expired()
                 + self.macs.expired,
             fdb_macs,
             arp_keys,
             flows,
             drop_keys,
             connect_keys,
+            overlay_keys,
             open_incidents,
             drop_overflow: self.drops.overflow,
             alerts: self.alerts,
@@ -552,6 +652,7 @@ impl Detectors {
         self.arp.expire(now);
         self.tcp.expire(now);
         self.connect.expire(now);
+        self.overlay.expire(now);
         self.macs.expire(|m| now - m.last <= MAC_IP_TTL);
     }
 }

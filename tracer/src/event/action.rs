@@ -46,6 +46,12 @@ pub enum Action {
     ConnectFailed,
     /// `drop_summary` metric.
     DropSummary,
+    /// `overlay_multicast_dropped` alert.
+    OverlayMulticastDropped,
+    /// `overlay_underlay_blocked` alert.
+    OverlayUnderlayBlocked,
+    /// `mtu_blackhole` alert.
+    MtuBlackhole,
     /// `incident` lifecycle line.
     Incident,
     // tracer's own state.
@@ -63,7 +69,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 24] = [
         Action::FdbLearn,
         Action::FdbMove,
         Action::FdbDelete,
@@ -79,6 +85,9 @@ impl Action {
         Action::RetransmitRollup,
         Action::ConnectFailed,
         Action::DropSummary,
+        Action::OverlayMulticastDropped,
+        Action::OverlayUnderlayBlocked,
+        Action::MtuBlackhole,
         Action::Incident,
         Action::ProbeStatus,
         Action::LossReport,
@@ -105,6 +114,9 @@ impl Action {
             Action::RetransmitRollup => "retransmit_rollup",
             Action::ConnectFailed => "connect_failed",
             Action::DropSummary => "drop_summary",
+            Action::OverlayMulticastDropped => "overlay_multicast_dropped",
+            Action::OverlayUnderlayBlocked => "overlay_underlay_blocked",
+            Action::MtuBlackhole => "mtu_blackhole",
             Action::Incident => "incident",
             Action::ProbeStatus => "probe_status",
             Action::LossReport => "loss_report",
@@ -132,6 +144,9 @@ impl Action {
             | Action::RetransmitRollup
             | Action::ConnectFailed
             | Action::DropSummary
+            | Action::OverlayMulticastDropped
+            | Action::OverlayUnderlayBlocked
+            | Action::MtuBlackhole
             | Action::Incident
             | Action::EnrichmentStatus
             | Action::DecodeError => ("network", "info"),

@@ -206,9 +206,14 @@ fn if_kind(kind: Option<&str>) -> IfKind {
     }
 }
 
+/// IANA's VXLAN port (Docker's default data-path port).
+const VXLAN_IANA_PORT: u16 = 4789;
+
 struct Iface {
     kind: IfKind,
     peer_netns: Option<u32>,
+    mtu: Option<u32>,
+    vxlan_port: Option<u16>,
 }
 
 #[derive(Default)]
@@ -330,6 +335,57 @@ impl IdentityIndex {
     /// [`super::IdentityHints::hint_netns`]).
     pub fn knows_netns(&self, inode: u32) -> bool {
         self.netns.get(&inode).is_some_and(|n| n.known)
+    }
+
+    /// The MTU of interface `ifname` in namespace `netns`, if reported.
+    pub fn mtu(&self, netns: u32, ifname: &str) -> Option<u32> {
+        self.netns.get(&netns)?.ifaces.get(ifname)?.mtu
+    }
+
+    /// The interface with the smallest MTU in a namespace (`lo` aside):
+    /// where a packet too big for the path leaves it.
+    pub fn smallest_mtu(&self, netns: u32) -> Option<(String, u32)> {
+        let e = self.netns.get(&netns)?;
+        e.ifaces
+            .iter()
+            .filter(|(n, _)| n.as_str() != "lo")
+            .filter_map(|(n, i)| i.mtu.map(|m| (m, n)))
+            .min()
+            .map(|(m, n)| (n.clone(), m))
+    }
+
+    /// Whether `ip` is an address of namespace `netns`.
+    pub fn is_local(&self, netns: u32, ip: IpAddr) -> bool {
+        self.netns.get(&netns).is_some_and(|e| e.ips.contains(&ip))
+    }
+
+    /// The UDP ports this host's vxlans send to, each with the overlays
+    /// (Docker network, else namespace, else interface name) riding on it,
+    /// sorted. A vxlan whose port was not reported counts as 4789.
+    pub fn vxlan_ports(&self) -> Vec<(u16, Vec<String>)> {
+        let mut by_port: std::collections::BTreeMap<u16, std::collections::BTreeSet<String>> =
+            Default::default();
+        for e in self.netns.values() {
+            for (name, i) in &e.ifaces {
+                if i.kind != IfKind::Vxlan {
+                    continue;
+                }
+                let label = e
+                    .network
+                    .as_deref()
+                    .or(e.name.as_deref())
+                    .unwrap_or(name.as_str())
+                    .to_string();
+                by_port
+                    .entry(i.vxlan_port.unwrap_or(VXLAN_IANA_PORT))
+                    .or_default()
+                    .insert(label);
+            }
+        }
+        by_port
+            .into_iter()
+            .map(|(p, s)| (p, s.into_iter().collect()))
+            .collect()
     }
 
     /// Applies one update. Deterministic: the same updates in the same order
@@ -659,6 +715,8 @@ impl IdentityIndex {
                 Iface {
                     kind: if_kind(i.kind.as_deref()),
                     peer_netns: i.peer.as_ref().and_then(|p| p.netns),
+                    mtu: i.mtu,
+                    vxlan_port: i.vxlan_port,
                 },
             );
             if i.name == "lo" {
@@ -1310,6 +1368,8 @@ impl IdentityIndex {
                     ifindex: 0,
                     netns: Some(n),
                 }),
+                mtu: i.mtu,
+                vxlan_port: i.vxlan_port,
                 ..Default::default()
             })
             .collect();

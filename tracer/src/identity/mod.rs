@@ -321,6 +321,12 @@ pub struct InterfaceInfo {
     pub peer: Option<VethPeer>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addrs: Vec<IpAddr>,
+    /// IFLA_MTU (absent in captures made before it was recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// A vxlan's UDP destination port (IFLA_VXLAN_PORT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vxlan_port: Option<u16>,
 }
 
 /// The other end of a veth: its ifindex, and its namespace when resolved.
