@@ -69,6 +69,26 @@ fn read_pod<T: aya::Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeEr
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// A [`TcpEvent`]; a record of the first layout (before `ack_age_ms` and
+/// `rto_ms`, [`tracer_ebpf::TCP_EVENT_V1_SIZE`] bytes, older captures) reads
+/// with both as 0 (unknown).
+fn read_tcp(bytes: &[u8]) -> Result<TcpEvent, DecodeError> {
+    if bytes.len() >= size_of::<TcpEvent>() {
+        return read_pod(bytes, "tcp event");
+    }
+    let v1 = tracer_ebpf::TCP_EVENT_V1_SIZE;
+    let Some(prefix) = bytes.get(..v1) else {
+        return Err(DecodeError::Short {
+            what: "tcp event",
+            len: bytes.len(),
+            need: v1,
+        });
+    };
+    let mut full = [0u8; size_of::<TcpEvent>()];
+    full[..v1].copy_from_slice(prefix);
+    read_pod(&full, "tcp event")
+}
+
 /// What a kernel record is: `EventHeader::kind` as an enum. Still a `u32` on
 /// the wire (the [`tracer_ebpf::kind`] consts); matches on it are exhaustive,
 /// without a `_ =>` arm, so a new kind is handled everywhere or fails to compile.
@@ -167,7 +187,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, DecodeError> {
         RecordKind::ArpReply => Record::ArpReply(read_pod(bytes, "arp event")?),
         RecordKind::NeighUpdate => Record::Neigh(read_pod(bytes, "neigh event")?),
         RecordKind::TcpRetransmit | RecordKind::TcpSendReset | RecordKind::TcpReceiveReset => {
-            Record::Tcp(read_pod(bytes, "tcp event")?)
+            Record::Tcp(read_tcp(bytes)?)
         }
         RecordKind::SkbDrop => Record::Drop(read_pod(bytes, "drop event")?),
     })
@@ -486,6 +506,8 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
         direction,
         snd_una: retrans.then_some(e.snd_una),
         retransmits: retrans.then_some(e.retransmits),
+        ack_age_ms: (retrans && e.ack_age_ms != 0).then_some(e.ack_age_ms),
+        rto_ms: (retrans && e.rto_ms != 0).then_some(e.rto_ms),
     });
     ev
 }
