@@ -344,7 +344,7 @@ fn add(inc: &mut Incident, sym: &Symptom, members: &[Member], ts: i128) -> bool 
         Facts::ArpDup { requester, .. } if inc.victims.len() < MAX_VICTIMS => {
             inc.victims.insert(requester.clone());
         }
-        Facts::Retransmit { flow, src, .. } => {
+        Facts::Retransmit { flow, src, .. } | Facts::IdleFlow { flow, src, .. } => {
             if inc.victims.len() < MAX_VICTIMS {
                 inc.victims.insert(src.clone());
             }
@@ -488,6 +488,7 @@ fn explain(inc: &mut Incident) {
     let conflict = facts(Action::IpConflict);
     let rtx = facts(Action::RetransmitBurst);
     let drops = facts(Action::DropSummary);
+    let idle = facts(Action::IdleFlowKilled);
 
     // Who it is about.
     let labelled = |ip: &IpAddr, owner: &Option<String>| match owner {
@@ -543,6 +544,8 @@ fn explain(inc: &mut Incident) {
         } else {
             format!("{dst_ip} ({dst})")
         }
+    } else if let Some((Facts::IdleFlow { flow, .. }, _)) = idle {
+        flow.clone()
     } else if let Some((Facts::Drops { place, .. }, _)) = drops {
         place.clone()
     } else {
@@ -621,6 +624,24 @@ fn explain(inc: &mut Incident) {
         ));
     }
     if let Some((
+        Facts::IdleFlow {
+            idle_ms,
+            place,
+            drop,
+            ..
+        },
+        _,
+    )) = idle
+    {
+        let idle = super::idle::idle_words(*idle_ms);
+        clauses.push(match (place, drop) {
+            (Some(place), Some(drop)) => {
+                format!("a flow idle {idle} then had every segment dropped in {place} ({drop})")
+            }
+            _ => format!("a flow idle {idle} then had no segment acknowledged"),
+        });
+    }
+    if let Some((
         Facts::Drops {
             reason,
             total,
@@ -639,7 +660,7 @@ fn explain(inc: &mut Incident) {
         .filter(|v| Some(*v) != subject_owner.as_ref() && **v != subject)
         .cloned()
         .collect();
-    let head = if victims.is_empty() || (dup.is_none() && rtx.is_none()) {
+    let head = if victims.is_empty() || (dup.is_none() && rtx.is_none() && idle.is_none()) {
         subject.clone()
     } else {
         format!("{subject} unreachable from {}", text::join_and(&victims))
@@ -713,6 +734,11 @@ fn explain(inc: &mut Incident) {
                 ns.cmd(&format!("bridge fdb show | grep -i {}", text::mac_cmd(mac))),
                 text::join_and(ports)
             ),
+        )
+    } else if idle.is_some() {
+        (
+            "a stateful device forgot the idle connection (swarm's IPVS load balancer expires idle TCP entries after 900 s by default; conntrack; firewalls)".to_string(),
+            super::idle::HINT.to_string(),
         )
     } else if let Some((
         Facts::Retransmit {

@@ -11,6 +11,9 @@
 //!   and IP conflicts (one IP, two MACs);
 //! - [`retransmit`]: TCP flows retransmitting without forward progress, with a
 //!   per-container roll-up;
+//! - [`idle`]: an idle TCP flow whose first send after the silence is never
+//!   acknowledged, joined with that flow's drops on this host (a stateful
+//!   device forgot the connection);
 //! - [`drops`]: per-drop lines rate-limited on event time, every drop
 //!   accounted for in interval summaries;
 //! - [`incident`]: alerts sharing a container, IP or MAC within a window
@@ -35,6 +38,7 @@ mod arp;
 pub mod config;
 mod drops;
 mod fdb_flap;
+mod idle;
 mod incident;
 mod interval;
 mod retransmit;
@@ -66,6 +70,8 @@ pub struct DetectStats {
     pub arp_keys: usize,
     pub flows: usize,
     pub drop_keys: usize,
+    /// Idle-flow candidates and the TCP drops they may be joined with.
+    pub idle_keys: usize,
     pub open_incidents: usize,
     /// Drops counted under the "(other)" key because the drop table was full.
     pub drop_overflow: u64,
@@ -119,6 +125,15 @@ pub(crate) enum Facts {
         dst: String,
         dst_ip: IpAddr,
         src_ns: text::NsRef,
+    },
+    IdleFlow {
+        flow: String,
+        src: String,
+        idle_ms: u32,
+        /// Where its segments were dropped ("netns lb-1"), if on this host.
+        place: Option<String>,
+        /// "REASON at location" of those drops.
+        drop: Option<String>,
     },
     Drops {
         reason: String,
@@ -233,6 +248,7 @@ pub struct Detectors {
     fdb: fdb_flap::FdbFlap,
     arp: arp::Arp,
     tcp: retransmit::Retransmit,
+    idle: idle::Idle,
     drops: drops::Drops,
     incidents: incident::Incidents,
     macs: Macs,
@@ -252,6 +268,7 @@ impl Detectors {
             fdb: fdb_flap::FdbFlap::new(&c),
             arp: arp::Arp::new(&c),
             tcp: retransmit::Retransmit::new(&c),
+            idle: idle::Idle::new(&c),
             drops: drops::Drops::new(&c),
             incidents: incident::Incidents::new(&c),
             macs: table::Bounded::new(c.max_keys),
@@ -281,13 +298,18 @@ impl Detectors {
         // Every action named, no `_ =>` arm: a new action must say here
         // whether a detector looks at it.
         let print = match ev.event.action {
-            Action::SkbDrop => self.drops.observe(ev, t),
+            Action::SkbDrop => {
+                self.idle.drop_seen(ev, t);
+                self.drops.observe(ev, t)
+            }
             Action::TcpRetransmit => {
                 self.tcp.retransmit(ev, t, &mut self.sink);
+                self.idle.retransmit(ev, t, &mut self.sink);
                 true
             }
             Action::TcpReset => {
                 self.tcp.reset(ev);
+                self.idle.reset(ev);
                 true
             }
             Action::FdbMove => {
@@ -332,6 +354,7 @@ impl Detectors {
             | Action::IpConflict
             | Action::RetransmitBurst
             | Action::RetransmitRollup
+            | Action::IdleFlowKilled
             | Action::DropSummary
             | Action::Incident
             | Action::ProbeStatus
@@ -426,27 +449,32 @@ impl Detectors {
         let arp_keys = self.arp.len();
         let flows = self.tcp.len();
         let drop_keys = self.drops.len();
+        let idle_keys = self.idle.len();
         let open_incidents = self.incidents.len();
         DetectStats {
             tracked_keys: fdb_macs
                 + arp_keys
                 + flows
                 + drop_keys
+                + idle_keys
                 + open_incidents
                 + self.macs.len(),
             evictions: self.fdb.evicted()
                 + self.arp.evicted()
                 + self.tcp.evicted()
+                + self.idle.evicted()
                 + self.incidents.evicted
                 + self.macs.evicted,
             expired: self.fdb.expired()
                 + self.arp.expired()
                 + self.tcp.expired()
+                + self.idle.expired()
                 + self.macs.expired,
             fdb_macs,
             arp_keys,
             flows,
             drop_keys,
+            idle_keys,
             open_incidents,
             drop_overflow: self.drops.overflow,
             alerts: self.alerts,
@@ -494,6 +522,7 @@ impl Detectors {
         self.fdb.expire(now);
         self.arp.expire(now);
         self.tcp.expire(now);
+        self.idle.expire(now);
         self.macs.expire(|m| now - m.last <= MAC_IP_TTL);
     }
 }

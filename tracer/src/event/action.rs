@@ -42,6 +42,8 @@ pub enum Action {
     RetransmitBurst,
     /// `retransmit_rollup` alert.
     RetransmitRollup,
+    /// `idle_flow_killed` alert.
+    IdleFlowKilled,
     /// `drop_summary` metric.
     DropSummary,
     /// `incident` lifecycle line.
@@ -61,7 +63,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 21] = [
         Action::FdbLearn,
         Action::FdbMove,
         Action::FdbDelete,
@@ -75,6 +77,7 @@ impl Action {
         Action::IpConflict,
         Action::RetransmitBurst,
         Action::RetransmitRollup,
+        Action::IdleFlowKilled,
         Action::DropSummary,
         Action::Incident,
         Action::ProbeStatus,
@@ -100,6 +103,7 @@ impl Action {
             Action::IpConflict => "ip_conflict",
             Action::RetransmitBurst => "retransmit_burst",
             Action::RetransmitRollup => "retransmit_rollup",
+            Action::IdleFlowKilled => "idle_flow_killed",
             Action::DropSummary => "drop_summary",
             Action::Incident => "incident",
             Action::ProbeStatus => "probe_status",
@@ -126,6 +130,7 @@ impl Action {
             | Action::IpConflict
             | Action::RetransmitBurst
             | Action::RetransmitRollup
+            | Action::IdleFlowKilled
             | Action::DropSummary
             | Action::Incident
             | Action::EnrichmentStatus
