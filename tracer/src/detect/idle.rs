@@ -32,8 +32,11 @@
 //! one, one more retransmit is waited for (records of other CPUs may still
 //! bring the drop) and the alert says none was seen on this host. Progress
 //! (a new `snd_una`) or a reset ends the episode: a flow that recovers
-//! never alerts. Both tables are bounded (`--detect-max-keys`), evictions
-//! counted in `detector_status`.
+//! never alerts. State: the retransmitting flows and the drops of their
+//! tuples, both bounded by `--detect-max-keys` (evictions counted in
+//! `detector_status`), and a fixed ring of the last 256 TCP drops of any
+//! tuple (a flow's first drop comes before its first retransmit): a storm of
+//! unrelated TCP drops never grows the tables.
 
 use std::net::IpAddr;
 
@@ -74,13 +77,8 @@ impl Tuple {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct FlowKey {
-    netns: u32,
-    tuple: Tuple,
-}
-
 /// Drops of one tuple (the latest place, reason and location).
+#[derive(Clone)]
 struct DropSeen {
     count: u64,
     last: i128,
@@ -98,6 +96,9 @@ impl Stamped for DropSeen {
 
 #[derive(Default)]
 struct IdleFlow {
+    /// The socket's namespace: the same tuple in another namespace is
+    /// another flow (it replaces this one).
+    netns: u32,
     snd_una: Option<u32>,
     /// Least `ack_age - rto` of RTO retransmits (ms).
     idle_rto_ms: Option<u32>,
@@ -125,9 +126,19 @@ impl Stamped for IdleFlow {
 pub(crate) struct Idle {
     threshold: u32,
     idle_min: i128,
-    flows: Bounded<FlowKey, IdleFlow>,
+    /// Flows retransmitting with a known ACK age, by their tuple.
+    flows: Bounded<Tuple, IdleFlow>,
+    /// Drops of those flows' tuples (either direction).
     drops: Bounded<Tuple, DropSeen>,
+    /// The last TCP drops of any tuple, for a flow whose drops came before
+    /// its first retransmit (the first send after the silence is dropped
+    /// before anything is retransmitted): a fixed ring, so a storm of
+    /// unrelated TCP drops costs a copy each and never grows the tables.
+    recent: std::collections::VecDeque<(Tuple, DropSeen)>,
 }
+
+/// TCP drops kept in [`Idle::recent`].
+const RECENT: usize = 256;
 
 #[derive(Serialize)]
 struct End<'a> {
@@ -185,6 +196,7 @@ impl Idle {
             idle_min: c.idle_min,
             flows: Bounded::new(c.max_keys),
             drops: Bounded::new(c.max_keys),
+            recent: std::collections::VecDeque::with_capacity(RECENT),
         }
     }
 
@@ -205,7 +217,8 @@ impl Idle {
         self.drops.expire(|d| now - d.last <= KEEP);
     }
 
-    /// A TCP drop: remembered by its tuple for the flows it may belong to.
+    /// A TCP drop: joined to a retransmitting flow of its tuple (either
+    /// direction), else kept in the ring of recent drops.
     pub(crate) fn drop_seen(&mut self, ev: &EcsEvent, t: i128) {
         if ev.network.transport.as_deref() != Some("tcp") {
             return;
@@ -213,24 +226,52 @@ impl Idle {
         let Some(tuple) = tuple_of(&ev.source, &ev.destination) else {
             return;
         };
+        let seen = DropSeen {
+            count: 1,
+            last: t,
+            netns: ev.tracer.netns.clone(),
+            container: ev.container.clone(),
+            reason: ev.tracer.reason.clone().unwrap_or_default(),
+            location: ev.tracer.location.clone().unwrap_or_default(),
+        };
+        if self.flows.get(&tuple).is_some() || self.flows.get(&tuple.reverse()).is_some() {
+            self.add_drop(tuple, seen);
+        } else {
+            if self.recent.len() == RECENT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back((tuple, seen));
+        }
+    }
+
+    fn add_drop(&mut self, tuple: Tuple, seen: DropSeen) {
         let d = self.drops.entry(tuple, || DropSeen {
             count: 0,
-            last: t,
-            netns: None,
-            container: None,
-            reason: SmolStr::default(),
-            location: SmolStr::default(),
+            ..seen.clone()
         });
-        d.count += 1;
-        d.last = t;
-        if d.netns.as_ref().map(|n| n.inode) != ev.netns() || d.netns.is_none() {
-            d.netns = ev.tracer.netns.clone();
+        d.count += seen.count;
+        d.last = d.last.max(seen.last);
+        d.netns = seen.netns;
+        if seen.container.is_some() {
+            d.container = seen.container;
         }
-        if ev.container.is_some() {
-            d.container = ev.container.clone();
+        d.reason = seen.reason;
+        d.location = seen.location;
+    }
+
+    /// A new flow takes the recent drops of its tuple.
+    fn claim_recent(&mut self, tuple: Tuple) {
+        let rev = tuple.reverse();
+        let mut i = 0;
+        while i < self.recent.len() {
+            if self.recent[i].0 == tuple || self.recent[i].0 == rev {
+                if let Some((t, seen)) = self.recent.remove(i) {
+                    self.add_drop(t, seen);
+                }
+            } else {
+                i += 1;
+            }
         }
-        d.reason = ev.tracer.reason.clone().unwrap_or_default();
-        d.location = ev.tracer.location.clone().unwrap_or_default();
     }
 
     /// A retransmit with the socket's ACK age.
@@ -248,15 +289,30 @@ impl Idle {
         let Some(tuple) = tuple_of(&ev.source, &ev.destination) else {
             return;
         };
-        let key = FlowKey {
-            netns: ev.netns().unwrap_or(0),
-            tuple,
-        };
-        let f = self.flows.entry(key, IdleFlow::default);
-        if f.count > 0 && f.snd_una != tcp.snd_una {
-            // Forward progress: the flow recovered; a new episode starts.
-            *f = IdleFlow::default();
+        let netns = ev.netns().unwrap_or(0);
+        let key = tuple;
+        let new = self.flows.get(&key).is_none_or(|f| f.netns != netns);
+        if new {
+            self.flows.remove(&key);
+            self.claim_recent(tuple);
         }
+        let f = self.flows.entry(key, || IdleFlow {
+            netns,
+            ..IdleFlow::default()
+        });
+        if f.count > 0 && f.snd_una != tcp.snd_una {
+            // Forward progress: the flow recovered; a new episode starts,
+            // without the drops of the last one.
+            *f = IdleFlow {
+                netns,
+                ..IdleFlow::default()
+            };
+            self.drops.remove(&tuple);
+            self.drops.remove(&tuple.reverse());
+        }
+        let Some(f) = self.flows.get_mut(&key) else {
+            return;
+        };
         if f.count == 0 {
             f.first = t;
             f.snd_una = tcp.snd_una;
@@ -312,10 +368,13 @@ impl Idle {
             (&ev.source, &ev.destination)
         };
         if let Some(tuple) = tuple_of(l, r) {
-            self.flows.remove(&FlowKey {
-                netns: ev.netns().unwrap_or(0),
-                tuple,
-            });
+            if self
+                .flows
+                .get(&tuple)
+                .is_some_and(|f| f.netns == ev.netns().unwrap_or(0))
+            {
+                self.flows.remove(&tuple);
+            }
         }
     }
 
