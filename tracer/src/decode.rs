@@ -692,6 +692,42 @@ mod tests {
     }
 
     #[test]
+    fn retransmit_carries_ack_age_and_old_records_still_decode() {
+        let mut t = TcpEvent {
+            hdr: hdr(kind::TCP_RETRANSMIT),
+            sport: 40000,
+            dport: 8080,
+            family: 2,
+            state: 1,
+            has_sk: 1,
+            snd_una: 7,
+            retransmits: 1,
+            ack_age_ms: 903_412,
+            rto_ms: 204,
+            ..Default::default()
+        };
+        t.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        t.daddr[..4].copy_from_slice(&[10, 0, 0, 9]);
+        let full = bytes_of(&t);
+        let Record::Tcp(e) = parse(&full).unwrap() else {
+            panic!()
+        };
+        let v = serde_json::to_value(tcp_event(&tables(), &e)).unwrap();
+        assert_eq!(v["tracer"]["tcp"]["ack_age_ms"], 903_412);
+        assert_eq!(v["tracer"]["tcp"]["rto_ms"], 204);
+        // A record of the first layout (older captures): no ACK age.
+        let v1 = &full[..tracer_ebpf::TCP_EVENT_V1_SIZE];
+        let Record::Tcp(e) = parse(v1).unwrap() else {
+            panic!()
+        };
+        assert_eq!((e.snd_una, e.ack_age_ms, e.rto_ms), (7, 0, 0));
+        let v = serde_json::to_value(tcp_event(&tables(), &e)).unwrap();
+        assert!(v["tracer"]["tcp"].get("ack_age_ms").is_none(), "{v}");
+        assert_eq!(v["tracer"]["tcp"]["snd_una"], 7);
+        assert!(parse(&full[..tracer_ebpf::TCP_EVENT_V1_SIZE - 1]).is_err());
+    }
+
+    #[test]
     fn neigh_update_without_new_lladdr_keeps_old() {
         let mut n = NeighEvent {
             hdr: hdr(kind::NEIGH_UPDATE),
