@@ -69,6 +69,26 @@ fn read_pod<T: aya::Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeEr
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// A [`TcpEvent`]; a record of the first layout (before `ack_age_ms` and
+/// `rto_ms`, [`tracer_ebpf::TCP_EVENT_V1_SIZE`] bytes, older captures) reads
+/// with both as 0 (unknown).
+fn read_tcp(bytes: &[u8]) -> Result<TcpEvent, DecodeError> {
+    if bytes.len() >= size_of::<TcpEvent>() {
+        return read_pod(bytes, "tcp event");
+    }
+    let v1 = tracer_ebpf::TCP_EVENT_V1_SIZE;
+    let Some(prefix) = bytes.get(..v1) else {
+        return Err(DecodeError::Short {
+            what: "tcp event",
+            len: bytes.len(),
+            need: v1,
+        });
+    };
+    let mut full = [0u8; size_of::<TcpEvent>()];
+    full[..v1].copy_from_slice(prefix);
+    read_pod(&full, "tcp event")
+}
+
 /// What a kernel record is: `EventHeader::kind` as an enum. Still a `u32` on
 /// the wire (the [`tracer_ebpf::kind`] consts); matches on it are exhaustive,
 /// without a `_ =>` arm, so a new kind is handled everywhere or fails to compile.
@@ -167,7 +187,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, DecodeError> {
         RecordKind::ArpReply => Record::ArpReply(read_pod(bytes, "arp event")?),
         RecordKind::NeighUpdate => Record::Neigh(read_pod(bytes, "neigh event")?),
         RecordKind::TcpRetransmit | RecordKind::TcpSendReset | RecordKind::TcpReceiveReset => {
-            Record::Tcp(read_pod(bytes, "tcp event")?)
+            Record::Tcp(read_tcp(bytes)?)
         }
         RecordKind::SkbDrop => Record::Drop(read_pod(bytes, "drop event")?),
     })
@@ -532,6 +552,8 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
         direction,
         snd_una: retrans.then_some(e.snd_una),
         retransmits: retrans.then_some(e.retransmits),
+        ack_age_ms: (retrans && e.ack_age_ms != 0).then_some(e.ack_age_ms),
+        rto_ms: (retrans && e.rto_ms != 0).then_some(e.rto_ms),
     });
     ev
 }
@@ -750,6 +772,42 @@ mod tests {
         assert_eq!(v["destination"]["port"], 5555);
         assert_eq!(v["tracer"]["tcp"]["direction"], "received");
         assert_eq!(v["tracer"]["tcp"]["state"], "ESTABLISHED");
+    }
+
+    #[test]
+    fn retransmit_carries_ack_age_and_old_records_still_decode() {
+        let mut t = TcpEvent {
+            hdr: hdr(kind::TCP_RETRANSMIT),
+            sport: 40000,
+            dport: 8080,
+            family: 2,
+            state: 1,
+            has_sk: 1,
+            snd_una: 7,
+            retransmits: 1,
+            ack_age_ms: 903_412,
+            rto_ms: 204,
+            ..Default::default()
+        };
+        t.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        t.daddr[..4].copy_from_slice(&[10, 0, 0, 9]);
+        let full = bytes_of(&t);
+        let Record::Tcp(e) = parse(&full).unwrap() else {
+            panic!()
+        };
+        let v = serde_json::to_value(tcp_event(&tables(), &e)).unwrap();
+        assert_eq!(v["tracer"]["tcp"]["ack_age_ms"], 903_412);
+        assert_eq!(v["tracer"]["tcp"]["rto_ms"], 204);
+        // A record of the first layout (older captures): no ACK age.
+        let v1 = &full[..tracer_ebpf::TCP_EVENT_V1_SIZE];
+        let Record::Tcp(e) = parse(v1).unwrap() else {
+            panic!()
+        };
+        assert_eq!((e.snd_una, e.ack_age_ms, e.rto_ms), (7, 0, 0));
+        let v = serde_json::to_value(tcp_event(&tables(), &e)).unwrap();
+        assert!(v["tracer"]["tcp"].get("ack_age_ms").is_none(), "{v}");
+        assert_eq!(v["tracer"]["tcp"]["snd_una"], 7);
+        assert!(parse(&full[..tracer_ebpf::TCP_EVENT_V1_SIZE - 1]).is_err());
     }
 
     #[test]

@@ -229,6 +229,11 @@ struct DetectArgs {
         value_parser = |s: &str| setting::RETRANSMIT_WINDOW.parse_span(s))]
     retransmit_window: Span,
 
+    #[arg(long = setting::IDLE_MIN.flag, help = setting::IDLE_MIN.help,
+        value_name = "DURATION", default_value_t = setting::IDLE_MIN.default_span(),
+        value_parser = |s: &str| setting::IDLE_MIN.parse_span(s))]
+    idle_min: Span,
+
     #[arg(long = setting::DROP_LINES_PER_SEC.flag, help = setting::DROP_LINES_PER_SEC.help,
         value_name = "N", default_value_t = setting::DROP_LINES_PER_SEC.default,
         value_parser = |s: &str| setting::DROP_LINES_PER_SEC.parse(s))]
@@ -263,6 +268,7 @@ impl DetectArgs {
             ip_conflict_window: self.ip_conflict_window.0,
             retransmit_threshold: self.retransmit_threshold,
             retransmit_window: self.retransmit_window.0,
+            idle_min: self.idle_min.0,
             drop_lines_per_sec: self.drop_lines_per_sec,
             drop_summary_interval: self.drop_summary_interval.0,
             incident_window: self.incident_window.0,

@@ -347,7 +347,7 @@ fn add(inc: &mut Incident, sym: &Symptom, members: &[Member], ts: i128) -> bool 
         Facts::Connect { client, .. } if inc.victims.len() < MAX_VICTIMS => {
             inc.victims.insert(client.clone());
         }
-        Facts::Retransmit { flow, src, .. } => {
+        Facts::Retransmit { flow, src, .. } | Facts::IdleFlow { flow, src, .. } => {
             if inc.victims.len() < MAX_VICTIMS {
                 inc.victims.insert(src.clone());
             }
@@ -495,6 +495,7 @@ fn explain(inc: &mut Incident) {
     let mcast = facts(Action::OverlayMulticastDropped);
     let underlay = facts(Action::OverlayUnderlayBlocked);
     let mtu = facts(Action::MtuBlackhole);
+    let idle = facts(Action::IdleFlowKilled);
 
     // Who it is about.
     let labelled = |ip: &IpAddr, owner: &Option<String>| match owner {
@@ -556,7 +557,7 @@ fn explain(inc: &mut Incident) {
         sender.clone()
     } else if let Some((Facts::Underlay { peer, .. }, _)) = underlay {
         format!("peer host {peer}")
-    } else if let Some((Facts::Mtu { flow, .. }, _)) = mtu {
+    } else if let Some((Facts::Mtu { flow, .. } | Facts::IdleFlow { flow, .. }, _)) = mtu.or(idle) {
         flow.clone()
     } else if let Some((Facts::Drops { place, .. }, _)) = drops {
         place.clone()
@@ -642,6 +643,24 @@ fn explain(inc: &mut Incident) {
         ));
     }
     if let Some((
+        Facts::IdleFlow {
+            idle_ms,
+            place,
+            drop,
+            ..
+        },
+        _,
+    )) = idle
+    {
+        let idle = super::idle::idle_words(*idle_ms);
+        clauses.push(match (place, drop) {
+            (Some(place), Some(drop)) => {
+                format!("a flow idle {idle} then had every segment dropped in {place} ({drop})")
+            }
+            _ => format!("a flow idle {idle} then had no segment acknowledged"),
+        });
+    }
+    if let Some((
         Facts::Drops {
             reason,
             total,
@@ -680,7 +699,7 @@ fn explain(inc: &mut Incident) {
         .filter(|v| Some(*v) != subject_owner.as_ref() && **v != subject)
         .cloned()
         .collect();
-    let head = if victims.is_empty() || (dup.is_none() && rtx.is_none() && conn.is_none()) {
+    let head = if victims.is_empty() || (dup.is_none() && rtx.is_none() && conn.is_none() && idle.is_none()) {
         subject.clone()
     } else {
         format!("{subject} unreachable from {}", text::join_and(&victims))
@@ -787,6 +806,11 @@ fn explain(inc: &mut Incident) {
         (
             "overlay networks do not carry multicast between hosts".to_string(),
             "use unicast/TCP member discovery (e.g. Hazelcast's tcp-ip join listing the members or the service name, JGroups TCPPING) or a multicast-capable network driver (macvlan/ipvlan)".to_string(),
+        )
+    } else if idle.is_some() {
+        (
+            "a stateful device forgot the idle connection (swarm's IPVS load balancer expires idle TCP entries after 900 s by default; conntrack; firewalls)".to_string(),
+            super::idle::HINT.to_string(),
         )
     } else if let Some((
         Facts::Retransmit {

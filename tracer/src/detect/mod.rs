@@ -14,6 +14,9 @@
 //! - [`connect`]: TCP connections that never establish, with the cause
 //!   (nothing listens, a firewall, no ARP answer, no route) correlated
 //!   across namespaces;
+//! - [`idle`]: an idle TCP flow whose first send after the silence is never
+//!   acknowledged, joined with that flow's drops on this host (a stateful
+//!   device forgot the connection);
 //! - [`drops`]: per-drop lines rate-limited on event time, every drop
 //!   accounted for in interval summaries;
 //! - [`overlay`]: multicast an overlay drops, the overlay's own traffic
@@ -43,6 +46,7 @@ mod connect;
 mod connect_tests;
 mod drops;
 mod fdb_flap;
+mod idle;
 mod incident;
 mod interval;
 mod overlay;
@@ -85,6 +89,10 @@ pub struct DetectStats {
     /// there are some.
     #[serde(skip_serializing_if = "is_zero")]
     pub overlay_keys: usize,
+    /// Idle-flow candidates and the TCP drops they may be joined with;
+    /// printed only when there are some.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub idle_keys: usize,
     pub open_incidents: usize,
     /// Drops counted under the "(other)" key because the drop table was full.
     pub drop_overflow: u64,
@@ -148,6 +156,15 @@ pub(crate) enum Facts {
         dst: String,
         dst_ip: IpAddr,
         src_ns: text::NsRef,
+    },
+    IdleFlow {
+        flow: String,
+        src: String,
+        idle_ms: u32,
+        /// Where its segments were dropped ("netns lb-1"), if on this host.
+        place: Option<String>,
+        /// "REASON at location" of those drops.
+        drop: Option<String>,
     },
     Drops {
         reason: String,
@@ -338,6 +355,7 @@ pub struct Detectors {
     arp: arp::Arp,
     tcp: retransmit::Retransmit,
     connect: connect::Connect,
+    idle: idle::Idle,
     drops: drops::Drops,
     overlay: overlay::Overlay,
     incidents: incident::Incidents,
@@ -361,6 +379,7 @@ impl Detectors {
             arp: arp::Arp::new(&c),
             tcp: retransmit::Retransmit::new(&c),
             connect: connect::Connect::new(&c),
+            idle: idle::Idle::new(&c),
             drops: drops::Drops::new(&c),
             overlay: overlay::Overlay::new(&c),
             incidents: incident::Incidents::new(&c),
@@ -412,16 +431,19 @@ impl Detectors {
             Action::SkbDrop => {
                 self.connect.drop(ev, t, &mut self.sink);
                 self.overlay.drop(ev, t, facts, &mut self.sink);
+                self.idle.drop_seen(ev, t);
                 self.drops.observe(ev, t)
             }
             Action::TcpRetransmit => {
                 self.connect.retransmit(ev, t, &mut self.sink);
                 self.tcp.retransmit(ev, t, &mut self.sink);
+                self.idle.retransmit(ev, t, &mut self.sink);
                 true
             }
             Action::TcpReset => {
                 self.connect.reset(ev, t, &mut self.sink);
                 self.tcp.reset(ev);
+                self.idle.reset(ev);
                 true
             }
             Action::FdbMove => {
@@ -468,6 +490,7 @@ impl Detectors {
             | Action::RetransmitBurst
             | Action::RetransmitRollup
             | Action::ConnectFailed
+            | Action::IdleFlowKilled
             | Action::DropSummary
             | Action::OverlayMulticastDropped
             | Action::OverlayUnderlayBlocked
@@ -574,6 +597,7 @@ impl Detectors {
         let drop_keys = self.drops.len();
         let connect_keys = self.connect.len();
         let overlay_keys = self.overlay.len();
+        let idle_keys = self.idle.len();
         let open_incidents = self.incidents.len();
         DetectStats {
             tracked_keys: fdb_macs
@@ -582,6 +606,7 @@ impl Detectors {
                 + drop_keys
                 + connect_keys
                 + overlay_keys
+                + idle_keys
                 + open_incidents
                 + self.macs.len(),
             evictions: self.fdb.evicted()
@@ -589,6 +614,7 @@ impl Detectors {
                 + self.tcp.evicted()
                 + self.connect.evicted()
                 + self.overlay.evicted()
+                + self.idle.evicted()
                 + self.incidents.evicted
                 + self.macs.evicted,
             expired: self.fdb.expired()
@@ -596,6 +622,7 @@ impl Detectors {
                 + self.tcp.expired()
                 + self.connect.expired()
                 + self.overlay.expired()
+                + self.idle.expired()
                 + self.macs.expired,
             fdb_macs,
             arp_keys,
@@ -603,6 +630,7 @@ impl Detectors {
             drop_keys,
             connect_keys,
             overlay_keys,
+            idle_keys,
             open_incidents,
             drop_overflow: self.drops.overflow,
             alerts: self.alerts,
@@ -653,6 +681,7 @@ impl Detectors {
         self.tcp.expire(now);
         self.connect.expire(now);
         self.overlay.expire(now);
+        self.idle.expire(now);
         self.macs.expire(|m| now - m.last <= MAC_IP_TTL);
     }
 }

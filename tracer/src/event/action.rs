@@ -44,6 +44,8 @@ pub enum Action {
     RetransmitRollup,
     /// `connect_failed` alert: a TCP connection that never establishes.
     ConnectFailed,
+    /// `idle_flow_killed` alert.
+    IdleFlowKilled,
     /// `drop_summary` metric.
     DropSummary,
     /// `overlay_multicast_dropped` alert.
@@ -69,7 +71,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::FdbLearn,
         Action::FdbMove,
         Action::FdbDelete,
@@ -84,6 +86,7 @@ impl Action {
         Action::RetransmitBurst,
         Action::RetransmitRollup,
         Action::ConnectFailed,
+        Action::IdleFlowKilled,
         Action::DropSummary,
         Action::OverlayMulticastDropped,
         Action::OverlayUnderlayBlocked,
@@ -113,6 +116,7 @@ impl Action {
             Action::RetransmitBurst => "retransmit_burst",
             Action::RetransmitRollup => "retransmit_rollup",
             Action::ConnectFailed => "connect_failed",
+            Action::IdleFlowKilled => "idle_flow_killed",
             Action::DropSummary => "drop_summary",
             Action::OverlayMulticastDropped => "overlay_multicast_dropped",
             Action::OverlayUnderlayBlocked => "overlay_underlay_blocked",
@@ -143,6 +147,7 @@ impl Action {
             | Action::RetransmitBurst
             | Action::RetransmitRollup
             | Action::ConnectFailed
+            | Action::IdleFlowKilled
             | Action::DropSummary
             | Action::OverlayMulticastDropped
             | Action::OverlayUnderlayBlocked

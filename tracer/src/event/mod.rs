@@ -348,6 +348,14 @@ pub struct Tcp {
     /// Consecutive RTO retransmits of the socket (retransmits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retransmits: Option<u8>,
+    /// Milliseconds since the socket last received an ACK (retransmits;
+    /// from `tcp_sock.rcv_tstamp`), absent when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_age_ms: Option<u32>,
+    /// The socket's retransmission timeout in milliseconds (retransmits;
+    /// `icsk_rto`), absent when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rto_ms: Option<u32>,
 }
 
 /// `tracer.service`: the swarm service whose virtual IP (VIP) the event's

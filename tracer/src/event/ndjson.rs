@@ -311,12 +311,16 @@ impl Json for Tcp {
             direction,
             snd_una,
             retransmits,
+            ack_age_ms,
+            rto_ms,
         } = self;
         object(out, |out| {
             optional!(out, "state", state);
             optional!(out, "direction", direction);
             optional!(out, "snd_una", snd_una);
             optional!(out, "retransmits", retransmits);
+            optional!(out, "ack_age_ms", ack_age_ms);
+            optional!(out, "rto_ms", rto_ms);
         });
     }
 }
@@ -785,6 +789,8 @@ mod tests {
                 direction: Some("sent"),
                 snd_una: Some(u32::MAX),
                 retransmits: Some(u8::MAX),
+                ack_age_ms: Some(u32::MAX),
+                rto_ms: Some(u32::MAX),
             }),
             service: Some(Arc::new(ServiceRef {
                 name: "web".into(),
@@ -1049,6 +1055,26 @@ mod tests {
             |e, _| {
                 e.tracer.tcp = Some(Tcp {
                     retransmits: Some(0),
+                    ..Tcp::default()
+                })
+            },
+        ),
+        (
+            "tcp.ack_age_ms",
+            |e| e.tracer.tcp.as_mut().unwrap().ack_age_ms = None,
+            |e, _| {
+                e.tracer.tcp = Some(Tcp {
+                    ack_age_ms: Some(0),
+                    ..Tcp::default()
+                })
+            },
+        ),
+        (
+            "tcp.rto_ms",
+            |e| e.tracer.tcp.as_mut().unwrap().rto_ms = None,
+            |e, _| {
+                e.tracer.tcp = Some(Tcp {
+                    rto_ms: Some(0),
                     ..Tcp::default()
                 })
             },
@@ -1613,6 +1639,8 @@ mod tests {
                     direction: r.opt(Self::static_str),
                     snd_una: r.opt(|r| r.int(u32::MAX as u64) as u32),
                     retransmits: r.opt(|r| r.int(u8::MAX as u64) as u8),
+                    ack_age_ms: r.opt(|r| r.int(u32::MAX as u64) as u32),
+                    rto_ms: r.opt(|r| r.int(u32::MAX as u64) as u32),
                 }),
                 service: self.opt(|r| {
                     std::sync::Arc::new(ServiceRef {
