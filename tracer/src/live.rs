@@ -18,7 +18,7 @@ use crate::{
     kernel::{self, clock, privileges},
     pipeline::{loss_delta, Filter, Input, Pipeline},
     probes::{self, LoadOptions},
-    sink::{self, Lines, Queued, SinkStats},
+    sink::{self, text::TextView, Lines, Queued, SinkStats},
 };
 
 /// Options of `tracer run`.
@@ -42,6 +42,10 @@ pub struct RunOptions {
     pub identity: Option<crate::identity::SourceConfig>,
     /// Command line, recorded in the capture header.
     pub args: Vec<String>,
+    /// `host.name` of every event (recorded in the capture header).
+    pub host_name: Option<String>,
+    /// `--format text`; None: NDJSON.
+    pub text: Option<crate::sink::text::TextOptions>,
 }
 
 /// The live run's data path: every input goes through the pipeline, into
@@ -132,7 +136,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Some(path) => Some(
             ThreadedWriter::create(
                 path,
-                crate::capture::Header::this_host(opts.args.clone(), boot_to_wall_ns),
+                crate::capture::Header::this_host(
+                    opts.args.clone(),
+                    boot_to_wall_ns,
+                    opts.host_name.clone(),
+                ),
                 &info.drop_reasons,
                 opts.record_rotate,
             )
@@ -165,7 +173,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 .context("starting the stdout writer thread")?,
             )],
             sink::BATCH_BYTES,
-        ),
+        )
+        .with_host_name(opts.host_name.as_deref())
+        .with_text(opts.text.map(TextView::new)),
         batch: Vec::new(),
         capture,
     };

@@ -438,6 +438,7 @@ mod tests {
             started_unix_ns: 1_700_000_123_000_000_000,
             args: vec!["tracer".into(), "run".into(), "--record".into(), "x".into()],
             part: 0,
+            host_name: None,
         }
     }
 
@@ -625,6 +626,7 @@ mod tests {
                 speed: 0.0,
                 filter: Filter::default(),
                 detect: None,
+                text: None,
             },
             &mut out,
         )
