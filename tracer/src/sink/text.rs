@@ -222,7 +222,15 @@ impl TextView {
     /// Removes the status block from the screen (cursor to its first line).
     fn erase(&mut self, out: &mut Vec<u8>) {
         if self.drawn > 0 {
-            let _ = write_bytes(out, format_args!("\x1b[{}F\x1b[J", self.drawn));
+            // Line by line, upwards: CR, then cursor up (CUU) and erase
+            // the line (EL) for each line of the block. Not ED ("erase to
+            // the end of the screen"): from the top-left corner that clears
+            // the whole screen, which tmux (scroll-on-clear) and some
+            // terminals answer by pushing the screen into the scrollback.
+            out.push(b'\r');
+            for _ in 0..self.drawn {
+                out.extend_from_slice(b"\x1b[A\x1b[2K");
+            }
             self.drawn = 0;
         }
     }
@@ -469,10 +477,6 @@ fn truncate(s: &str, n: usize) -> String {
     t
 }
 
-fn write_bytes(out: &mut Vec<u8>, args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
-    std::io::Write::write_fmt(out, args)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,9 +586,10 @@ mod tests {
         assert!(s.contains("\x1b[1;35mINCIDENT"), "{s:?}");
         // Block drawn after the first event (3 lines: heading, web, status),
         // erased before the sentence, then drawn again (and at the end).
-        assert!(s.contains("\x1b[3F\x1b[J"), "{s:?}");
+        let erase = "\r\x1b[A\x1b[2K\x1b[A\x1b[2K\x1b[A\x1b[2K";
+        assert!(s.contains(erase), "{s:?}");
         let sentence = s.find("INCIDENT").unwrap();
-        let erased = s.find("\x1b[3F\x1b[J").unwrap();
+        let erased = s.find(erase).unwrap();
         assert!(
             erased < sentence && s[sentence..].contains("skb_drop 1"),
             "{s:?}"
