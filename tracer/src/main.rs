@@ -166,7 +166,10 @@ struct FilterArgs {
 
     /// Only print events involving this container: its name, full id or an
     /// id prefix of 12 or more characters; as the event's container, source
-    /// or destination, or behind the bridge port. Repeatable.
+    /// or destination, or behind the bridge port. Repeatable. Like --netns
+    /// and --interface (and unlike --action, which only chooses the lines
+    /// printed), applied before the detectors: alerts, incidents and drop
+    /// summaries are those of the selected containers' events.
     #[arg(long = "container", value_name = "NAME|ID")]
     containers: Vec<String>,
 
