@@ -591,6 +591,48 @@ mod tests {
     }
 
     #[test]
+    fn container_service_and_output_flags_parse() {
+        let argv = [
+            "tracer",
+            "replay",
+            "x.capture",
+            "--container",
+            "web-1",
+            "--container",
+            "0123456789ab",
+            "--service",
+            "api",
+            "--format",
+            "text",
+            "--color",
+            "never",
+        ];
+        let Command::Replay(a) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not replay");
+        };
+        let f = a.filters.filter();
+        assert_eq!(f.containers.len(), 2);
+        assert!(f.services.contains("api"));
+        assert_eq!(a.output.format, Some(Format::Text));
+        let t = a.output.text().unwrap();
+        assert!(!t.colour, "--color never");
+        let run = [
+            "tracer",
+            "run",
+            "--host-name",
+            "node-7",
+            "--format",
+            "ndjson",
+        ];
+        let Command::Run(r) = Cli::try_parse_from(run).unwrap().command else {
+            panic!("not run");
+        };
+        assert_eq!(r.host_name.as_deref(), Some("node-7"));
+        assert!(r.output.text().is_none(), "--format ndjson");
+        assert!(Cli::try_parse_from(["tracer", "replay", "x", "--format", "xml"]).is_err());
+    }
+
+    #[test]
     fn detector_flags_default_to_the_table_and_refuse_out_of_range() {
         assert_eq!(replay_detect(&[]).unwrap(), Some(DetectConfig::DEFAULT));
         assert_eq!(replay_detect(&["--no-detect"]).unwrap(), None);
