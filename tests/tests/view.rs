@@ -353,3 +353,39 @@ fn live_lines_carry_host_name() {
     assert_eq!(replayed, live, "replay prints the recorded host.name");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A live run on a terminal: the text view by default, with every probe
+/// counted as attached on the status line, and a clean exit.
+#[test]
+fn live_lines_carry_host_name_and_the_text_view_shows_probe_status() {
+    require_root();
+    let cmd = format!(
+        "{} run --netns 1 --duration 4s; echo exit=$?",
+        shell_quote(&tracer_bin())
+    );
+    let (_t, pane) = Tmux::run(&cmd, false);
+    assert!(pane.contains("exit=0"), "{pane}");
+    assert!(
+        !pane.contains("{\"@timestamp\""),
+        "NDJSON on a terminal: {pane}"
+    );
+    let status = pane
+        .lines()
+        .find(|l| l.starts_with("probes: "))
+        .unwrap_or_else(|| panic!("no status line: {pane}"));
+    let attached: u32 = status
+        .trim_start_matches("probes: ")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        attached >= 8 && status.contains(" attached, 0 failed"),
+        "{status}"
+    );
+    assert_eq!(
+        pane.matches("raw events, by container").count(),
+        1,
+        "{pane}"
+    );
+}
