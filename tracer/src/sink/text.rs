@@ -364,9 +364,9 @@ impl TextView {
         }
         s.push('\n');
         let width = self.opts.width.max(40);
+        // The hint is printed on its own line below: not twice.
+        let hint = hint(e);
         if let Some(m) = &e.message {
-            // The hint is printed on its own line below: not twice.
-            let hint = hint(e);
             let m = match &hint {
                 Some(h) => m
                     .strip_suffix(h.as_str())
@@ -375,19 +375,15 @@ impl TextView {
                 None => m,
             };
             wrap(s, m, INDENT, width);
-            if let Some(h) = hint {
-                let mut line = String::new();
-                for _ in 0..INDENT {
-                    line.push(' ');
-                }
-                self.pal.paint(&mut line, CYAN, "hint:");
-                s.push_str(&line);
-                let mut rest = String::new();
-                wrap(&mut rest, &h, INDENT + 6, width);
-                // The first line continues after "hint:".
-                s.push(' ');
-                s.push_str(rest.trim_start());
-            }
+        }
+        if let Some(h) = hint {
+            s.push_str(&" ".repeat(INDENT));
+            self.pal.paint(s, CYAN, "hint:");
+            let mut rest = String::new();
+            wrap(&mut rest, &h, INDENT + 6, width);
+            // The first line continues after "hint:".
+            s.push(' ');
+            s.push_str(rest.trim_start());
         }
     }
 }
