@@ -84,7 +84,12 @@ impl Report {
                 error: p.error.clone(),
             }));
             e.tracer.schema_version = Some(SCHEMA_VERSION);
-            let _ = e.write_line(&mut buf);
+            let start = buf.len();
+            if let Err(err) = e.write_line(&mut buf) {
+                // Never half a line.
+                buf.truncate(start);
+                log::warn!("a probe_status line could not be serialised: {err}");
+            }
         }
         String::from_utf8_lossy(&buf).into_owned()
     }

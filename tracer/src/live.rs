@@ -1,10 +1,31 @@
 //! The live run: load and attach, read the ring buffer through tokio's
 //! `AsyncFd`, feed the [`Pipeline`], hand its lines to the sinks (queued:
-//! the reader never waits for them), report losses, and on SIGINT/SIGTERM
-//! or `--duration` (a [`CancellationToken`]) detach, drain everything and
-//! exit cleanly.
+//! the reader never waits for them), report losses, and stop cleanly.
+//!
+//! Staying in control:
+//! - The ring buffer is drained in batches of at most [`DRAIN_BUDGET`]
+//!   records; between batches the loop is back in its `select!`, so
+//!   signals, `--duration`, loss reports, identity updates and capture
+//!   flushes run under a producer faster than the consumer.
+//! - Nothing in the loop waits for a reader or a disk: sinks are queued,
+//!   and while the capture writer is behind, kernel records stay in the
+//!   ring buffer ([`ThreadedWriter::congested`]); a capture that takes
+//!   nothing for [`CAPTURE_STALL`] is given up (live output goes on).
+//! - Stop (a [`CancellationToken`]): SIGINT, SIGTERM, SIGHUP (unless a
+//!   sink can be reopened: then SIGHUP reopens it), `--duration`, or a sink
+//!   that stopped for good (stdout closed: quietly, exit 0; a write error:
+//!   reported at once, exit 1). Stopping detaches the probes first (the
+//!   producer stops), drains what is left for at most [`STOP_DRAIN`],
+//!   finishes the capture (end marker; at most [`CAPTURE_FINISH_WAIT`]) and
+//!   the sinks (at most [`crate::sink::queued::FINISH_WAIT`]), saying what
+//!   was not written. A second SIGINT/SIGTERM exits at once with status
+//!   130: the capture then ends at its last complete record.
 
-use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeSet,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context as _};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
@@ -48,6 +69,27 @@ pub struct RunOptions {
     pub text: Option<crate::sink::text::TextOptions>,
 }
 
+/// Ring-buffer records fed per turn of the loop at most.
+pub const DRAIN_BUDGET: usize = 4096;
+/// After the probes are detached, what is left in the ring buffer is read
+/// for this long at most.
+pub const STOP_DRAIN: Duration = Duration::from_secs(2);
+/// A capture writer that takes nothing for this long is given up.
+pub const CAPTURE_STALL: Duration = Duration::from_secs(10);
+/// How long the capture is waited for at exit.
+pub const CAPTURE_FINISH_WAIT: Duration = Duration::from_secs(10);
+/// Exit status after a second SIGINT/SIGTERM (128 + SIGINT, the shell's).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// How a live run ended (errors before the run are `Err`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything written (or stdout was closed by its reader).
+    Clean,
+    /// Output failed; already reported on stderr: exit 1.
+    OutputFailed,
+}
+
 /// The live run's data path: every input goes through the pipeline, into
 /// the capture (when recording) and out to the sinks as NDJSON.
 struct Live {
@@ -58,9 +100,36 @@ struct Live {
     /// Frames, checksums and writes on its own thread; this side only
     /// copies kernel records into a batch (see [`ThreadedWriter`]).
     capture: Option<ThreadedWriter>,
+    /// Since when the capture writer has been behind.
+    congested_since: Option<Instant>,
 }
 
 impl Live {
+    /// The capture writer is behind: hold kernel records back (in the
+    /// ring buffer). Gives the capture up when it stalled too long.
+    fn capture_congested(&mut self) -> bool {
+        let Some(w) = self.capture.as_ref() else {
+            return false;
+        };
+        if !w.congested() {
+            self.congested_since = None;
+            return false;
+        }
+        let since = *self.congested_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < CAPTURE_STALL {
+            return true;
+        }
+        eprintln!(
+            "tracer: error: recording stopped: the disk took no capture writes for {} s; the capture ends at its last complete record; live output continues",
+            CAPTURE_STALL.as_secs()
+        );
+        if let Some(w) = self.capture.take() {
+            w.abandon();
+        }
+        self.congested_since = None;
+        false
+    }
+
     fn feed(&mut self, input: Input) {
         if let Input::Kernel(bytes) = &input {
             return self.feed_kernel(bytes);
@@ -121,7 +190,7 @@ impl Live {
     }
 }
 
-pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
     privileges::check()?;
     privileges::raise_memlock();
     let info = kernel::kernel_info(&opts.btf_path)?;
@@ -170,7 +239,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     std::io::stdout(),
                     sink::QUEUE_BYTES,
                 )
-                .context("starting the stdout writer thread")?,
+                .context("starting the stdout writer thread")?
+                // `tracer run | head -3` ends when head does, even on a
+                // quiet host.
+                .watch_reader(libc::STDOUT_FILENO),
             )],
             sink::BATCH_BYTES,
         )
@@ -178,7 +250,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .with_text(opts.text.map(TextView::new)),
         batch: Vec::new(),
         capture,
+        congested_since: None,
     };
+    let sink_stopped = live.out.stop_notice();
 
     // Identity sources start first; their initial scan is awaited briefly so
     // the first events already carry names (never longer than 3 s).
@@ -277,14 +351,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 )
             },
         )?;
-    // Shutdown: SIGINT, SIGTERM or --duration cancels the run; the loop
-    // below then detaches and drains.
+    // Shutdown: SIGINT, SIGTERM, SIGHUP, --duration or a stopped sink
+    // cancels the run; the loop below then detaches and drains. The signal
+    // task lives on until the run returns: a second SIGINT/SIGTERM exits
+    // at once, whatever the shutdown is waiting for.
     let shutdown = CancellationToken::new();
+    let done = CancellationToken::new();
+    let (hup_tx, mut hup_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(SignalKind::hangup())?;
     let duration = opts.duration;
     tokio::spawn({
-        let shutdown = shutdown.clone();
+        let (shutdown, done) = (shutdown.clone(), done.clone());
         async move {
             let deadline = async {
                 match duration {
@@ -292,18 +371,34 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                _ = sigint.recv() => {}
-                _ = sigterm.recv() => {}
-                _ = deadline => {}
-                // Cancelled by the run itself (an error below).
-                _ = shutdown.cancelled() => {}
+            tokio::pin!(deadline);
+            loop {
+                let name = tokio::select! {
+                    _ = sigint.recv() => "SIGINT",
+                    _ = sigterm.recv() => "SIGTERM",
+                    _ = sighup.recv() => {
+                        // The loop decides: reopen, or stop as on SIGTERM.
+                        let _ = hup_tx.send(());
+                        continue;
+                    }
+                    _ = &mut deadline, if !shutdown.is_cancelled() => {
+                        shutdown.cancel();
+                        continue;
+                    }
+                    _ = done.cancelled() => return,
+                };
+                if shutdown.is_cancelled() {
+                    eprintln!(
+                        "tracer: {name} again: exiting now; the capture, if any, ends at its last complete record"
+                    );
+                    std::process::exit(EXIT_INTERRUPTED);
+                }
+                shutdown.cancel();
             }
-            shutdown.cancel();
         }
     });
-    // Whatever way the loop ends, the stopper task ends with it.
-    let _stop_guard = shutdown.clone().drop_guard();
+    // Whatever way the run ends, the signal task ends with it.
+    let _done_guard = done.drop_guard();
     let mut tick = tokio::time::interval(opts.loss_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut losses = LossCounters {
@@ -316,17 +411,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut last_hint = 0u32;
     let mut drain_tick = tokio::time::interval(probes::DRAIN_INTERVAL);
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Output that failed (not a closed pipe), reported when it happened.
+    let mut output_failed = false;
 
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("ring buffer readiness")?;
-                drain(guard.get_inner_mut(), &mut live, &hints, &mut last_hint);
-                guard.clear_ready();
+                let rb = guard.get_inner_mut();
+                let drained = drain(rb, &mut live, &hints, &mut last_hint, DRAIN_BUDGET);
+                // Budget used up: still readable, so the loop comes back
+                // here after the other branches had their turn. Empty, or
+                // held back for the capture writer: wait to be woken (or
+                // for the drain tick).
+                if drained != Drained::Budget {
+                    guard.clear_ready();
+                }
                 let _ = live.out.flush();
             }
             _ = drain_tick.tick() => {
-                if drain(ring.get_mut(), &mut live, &hints, &mut last_hint) > 0 {
+                let rb = ring.get_mut();
+                if drain(rb, &mut live, &hints, &mut last_hint, DRAIN_BUDGET) != Drained::Empty {
                     let _ = live.out.flush();
                 }
             }
@@ -335,10 +440,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     Some(rx) => rx.recv().await,
                     None => std::future::pending().await,
                 }
-            } => {
+            }, if !live.capture_congested() => {
                 live.feed(Input::Identity(u));
             }
-            _ = tick.tick() => {
+            // While the capture writer is behind, ticks wait too: what they
+            // record (tick, loss report, flush) must neither wait for the
+            // writer nor be left out of the capture. The drain tick gives
+            // up a capture stuck for CAPTURE_STALL.
+            _ = tick.tick(), if !live.capture_congested() => {
                 let sinks = live.out.take_dropped();
                 if let Some(input) = losses.poll(false, sinks) {
                     live.feed(input);
@@ -353,13 +462,60 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     }
                 }
             }
+            Some(()) = hup_rx.recv() => {
+                match live.out.reopen() {
+                    Ok(true) => log::info!("SIGHUP: output files reopened"),
+                    // Nothing to reopen: the session is gone, stop as on SIGTERM.
+                    Ok(false) => shutdown.cancel(),
+                    // The stop notice says so.
+                    Err(_) => {}
+                }
+            }
+            e = sink_stopped.stopped() => {
+                // A closed pipe is the reader's choice (`tracer run | head`):
+                // stop quietly. Any other error: say so now, exit 1.
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    eprintln!("tracer: error: {e}; stopping");
+                    output_failed = true;
+                }
+                break;
+            }
             _ = shutdown.cancelled() => break,
         }
     }
+    shutdown.cancel();
 
-    // Detach first so nothing new arrives, then drain what is left.
+    // Detach first so nothing new arrives, then drain what is left, for a
+    // bounded time (the capture writer may be behind).
     drop(ebpf);
-    drain(ring.get_mut(), &mut live, &hints, &mut last_hint);
+    let stop_by = Instant::now() + STOP_DRAIN;
+    loop {
+        match drain(
+            ring.get_mut(),
+            &mut live,
+            &hints,
+            &mut last_hint,
+            DRAIN_BUDGET,
+        ) {
+            Drained::Empty => break,
+            _ if Instant::now() >= stop_by => {
+                eprintln!(
+                    "tracer: warning: stopping: records left in the ring buffer after {} s were not read",
+                    STOP_DRAIN.as_secs()
+                );
+                break;
+            }
+            Drained::Budget => {}
+            Drained::HeldBack => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    // The last inputs must not wait for a stuck capture writer either.
+    if live.capture.as_ref().is_some_and(|w| w.congested()) {
+        if let Some(w) = live.capture.take() {
+            eprintln!("tracer: error: recording stopped: the disk is not taking capture writes; the capture ends at its last complete record");
+            w.abandon();
+        }
+    }
     let sinks = live.out.take_dropped();
     if let Some(input) = losses.poll(true, sinks) {
         live.feed(input);
@@ -371,7 +527,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // then the sinks' (everything queued written). Each reports the same way.
     let mut finished: Vec<SinkStats> = Vec::new();
     if let Some(w) = live.capture.take() {
-        finished.push(w.finish_sink());
+        finished.push(w.finish_sink_within(CAPTURE_FINISH_WAIT));
     }
     let lines = live.out.lines();
     finished.extend(live.out.finish());
@@ -391,6 +547,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             failed = stats
                 .error
                 .take_if(|e| e.kind() != std::io::ErrorKind::BrokenPipe);
+            if output_failed {
+                // Said when it happened.
+                failed = None;
+            }
         }
         if let Some(msg) = sink::problem(&stats) {
             let level = if stats.error.is_some() {
@@ -405,18 +565,39 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if let Some(e) = failed {
         return Err(e).context("writing NDJSON to stdout");
     }
-    Ok(())
+    Ok(if output_failed {
+        Exit::OutputFailed
+    } else {
+        Exit::Clean
+    })
 }
 
-/// Feeds every record waiting in the ring buffer; returns how many.
+/// Why [`drain`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drained {
+    /// The ring buffer is empty.
+    Empty,
+    /// The budget was used up: more may be waiting.
+    Budget,
+    /// The capture writer is behind: the rest waits in the ring buffer.
+    HeldBack,
+}
+
+/// Feeds the records waiting in the ring buffer, at most `budget` of them.
 fn drain(
     rb: &mut aya::maps::RingBuf<aya::maps::MapData>,
     live: &mut Live,
     hints: &crate::identity::IdentityHints,
     last_hint: &mut u32,
-) -> usize {
-    let mut n = 0;
-    while let Some(item) = rb.next() {
+    budget: usize,
+) -> Drained {
+    for _ in 0..budget {
+        if live.capture_congested() {
+            return Drained::HeldBack;
+        }
+        let Some(item) = rb.next() else {
+            return Drained::Empty;
+        };
         let bytes: &[u8] = &item;
         // An event from a namespace identity does not know yet: ask the
         // sources to look (never blocks).
@@ -427,9 +608,8 @@ fn drain(
             }
         }
         live.feed_kernel(bytes);
-        n += 1;
     }
-    n
+    Drained::Budget
 }
 
 /// Kernel loss counters and what was last reported.

@@ -1,7 +1,8 @@
 //! `tracer`: command line.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tracer::{
     detect::config::{setting, DetectConfig, Span},
@@ -26,8 +27,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Attach the probes and stream NDJSON events to stdout until SIGINT/SIGTERM
-    /// (or --duration), then detach, flush everything and exit 0.
+    /// Attach the probes and stream NDJSON events to stdout until SIGINT,
+    /// SIGTERM, SIGHUP or --duration, then detach, flush everything (within
+    /// a bounded time) and exit 0. A second SIGINT/SIGTERM exits at once
+    /// (status 130; the capture ends at its last complete record). A closed
+    /// stdout (`tracer run | head`) stops the run with status 0; any other
+    /// output error (a full disk) is reported at once and exits 1.
     ///
     /// Needs root (or CAP_BPF + CAP_PERFMON, plus CAP_NET_ADMIN + CAP_SYS_ADMIN
     /// to read other network namespaces).
@@ -218,8 +223,11 @@ struct RunArgs {
     #[command(flatten)]
     filters: FilterArgs,
 
-    /// Record a capture to FILE (created 0600) next to the live output;
-    /// `tracer replay FILE` prints the same lines later, on any machine.
+    /// Record a capture to FILE next to the live output; `tracer replay FILE`
+    /// prints the same lines later, on any machine. FILE and its rotated
+    /// parts (FILE.1 ...) are always new files (mode 0600, never through a
+    /// symbolic link): tracer refuses to start when FILE or any FILE.N
+    /// exists, and never overwrites or deletes a file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
 
@@ -446,13 +454,10 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    // Refused before anything starts (the capture's own create makes each
+    // part with O_EXCL, so nothing is overwritten even if this races).
     if let Some(p) = &a.record {
-        if p.exists() {
-            anyhow::bail!(
-                "{} already exists: choose a new capture file (tracer never overwrites a capture)",
-                p.display()
-            );
-        }
+        tracer::capture::check_free(p)?;
     }
     let opts = live::RunOptions {
         duration: a.duration,
@@ -475,8 +480,10 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         host_name: a.host_name.or_else(tracer::capture::host_name),
         text: a.output.text(),
     };
-    live::run(opts).await?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match live::run(opts).await? {
+        live::Exit::Clean => ExitCode::SUCCESS,
+        live::Exit::OutputFailed => ExitCode::FAILURE,
+    })
 }
 
 fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -549,10 +556,18 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let report = tracer::check::run(&a.kernel.btf, a.drop_reasons)?;
-    if a.json {
-        print!("{}", report.ndjson());
+    let text = if a.json {
+        report.ndjson()
     } else {
-        print!("{}", report.table());
+        report.table()
+    };
+    // Not print!: it panics when stdout is closed (`tracer check | head -1`).
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        // The reader had enough.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(e).context("writing to stdout"),
     }
     Ok(if report.attached() > 0 {
         ExitCode::SUCCESS

@@ -5,6 +5,7 @@ mod apt;
 mod cmd;
 mod docker;
 mod fuzz;
+mod matrix;
 mod setup;
 mod tasks;
 mod ws;
@@ -74,7 +75,9 @@ enum Command {
     ///
     /// Builds target/debug/tracer, runs `cargo test -p tracer`, then
     /// `cargo test -p tracer-tests -- --test-threads=1 [FILTER]` with
-    /// TRACER_BIN pointing at the binary. When tests/tests/identity*.rs exist
+    /// TRACER_BIN pointing at the binary. Without a FILTER, then the kernel
+    /// matrix for Debian's 6.1 under qemu (see `matrix`) when qemu is usable
+    /// here; it says why when not; TRACER_TESTS_MATRIX=0 leaves it out. When tests/tests/identity*.rs exist
     /// (container tests), Docker is prepared first unless TRACER_TESTS_DOCKER=0.
     Test {
         /// Only the unit tests (no root needed).
@@ -105,6 +108,27 @@ enum Command {
         #[arg(long, value_delimiter = ',', value_name = "NAME")]
         only: Vec<String>,
         /// Where to write the report (default: BENCHMARKS.md for a full run).
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Run tracer's real-topology scenarios on other kernels; write KERNELS.md (root).
+    ///
+    /// For Debian's 6.1 and 6.12 cloud kernels (the newest package of each,
+    /// fetched with `apt-get download` and cached under target/matrix/):
+    /// packs a busybox initramfs with the release tracer, iproute2 and the
+    /// bridge/vxlan/veth modules, boots it under qemu (KVM when a guest boots
+    /// under it here, else TCG; installs qemu-system-x86 and cpio), and runs
+    /// `tracer check` and the scenarios of the foundation and detector tests
+    /// inside. The host's own kernel is a row too: the same scenarios in
+    /// namespaces (under `flock $TRACER_INTEGRATION_LOCK` when that is set).
+    /// Each scenario is passed, failed or skipped with the reason. A full run
+    /// writes KERNELS.md; a run of some kernels target/matrix/KERNELS.md.
+    #[command(verbatim_doc_comment)]
+    Matrix {
+        /// Only these rows: 6.1, 6.12, host (comma separated or repeated).
+        #[arg(long = "kernel", value_delimiter = ',', value_name = "KERNEL")]
+        kernels: Vec<String>,
+        /// Where to write the table.
         #[arg(long, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
     },
@@ -167,6 +191,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run { debug, args } => tasks::run(&ws, debug, &args)?,
         Command::Test { unit_only, filter } => tasks::test(&ws, unit_only, &filter)?,
         Command::Fuzz { seconds } => fuzz::run(&ws, seconds)?,
+        Command::Matrix { kernels, output } => {
+            setup::run(&ws, &[Set::Test])?;
+            matrix::run(&ws, matrix::Opts { kernels, output })?;
+        }
         Command::Bench {
             quick,
             only,

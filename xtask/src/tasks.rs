@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _, Result};
 use crate::{
     apt::{self, Pkg, Set},
     cmd::{self, is_root, say},
-    docker, setup,
+    docker, matrix, setup,
     ws::Workspace,
 };
 
@@ -153,7 +153,13 @@ pub fn test(ws: &Workspace, unit_only: bool, filter: &[String]) -> Result<()> {
         .env("RUST_BACKTRACE", "1")
         .args(["test", "-p", "tracer-tests", "--", "--test-threads=1"])
         .args(filter);
-    cmd::run(&mut integration)
+    cmd::run(&mut integration)?;
+    if filter.is_empty() {
+        matrix::test_step(ws)?;
+    } else {
+        say("kernel matrix step left out: a test filter was given");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ use thiserror::Error;
 pub use self::{
     reader::{CaptureReader, RecordRef},
     thread::{FinishError, ThreadedWriter, BATCH_BYTES, THREAD_NAME},
-    writer::{CaptureStats, CaptureWriter},
+    writer::{check_free, CaptureStats, CaptureWriter},
 };
 use crate::{kernel::btf::DropReasons, pipeline::Input};
 
@@ -207,6 +207,10 @@ pub enum CaptureError {
         #[source]
         source: io::Error,
     },
+    #[error("{} already exists: choose a new capture file (tracer never overwrites, truncates or removes a file)", path.display())]
+    Exists { path: PathBuf },
+    #[error("{} exists (a part of an earlier capture at {}?): choose another capture file name, or move the old parts away (tracer never overwrites, truncates or removes a file)", part.display(), path.display())]
+    PartExists { path: PathBuf, part: PathBuf },
     #[error("{} is empty: not a tracer capture (or the recording died before writing anything)", path.display())]
     Empty { path: PathBuf },
     #[error("{} is not a tracer capture (bad magic)", path.display())]

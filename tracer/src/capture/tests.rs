@@ -560,8 +560,6 @@ fn huge_declared_length_does_not_allocate() {
 fn files_are_created_0600() {
     let dir = TempDir::new("mode");
     let path = dir.file("c");
-    fs::write(&path, b"old contents, world readable").unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
     let mut w = CaptureWriter::create(&path, header(), &reasons(), Some(200)).unwrap();
     for i in 0..20 {
         w.write_input(&Input::Kernel(drop_record(i, UDP_RCV, 2)))
@@ -608,12 +606,6 @@ fn write_rotating(path: &Path, n: u64, rotate: u64) -> (Vec<Input>, CaptureStats
 fn rotation_makes_self_describing_parts_read_in_order() {
     let dir = TempDir::new("rotation");
     let path = dir.file("c");
-    // A stale part of an earlier, longer capture goes away...
-    let stale = part_path(&path, 9);
-    fs::write(part_path(&path, 1), prefix_bytes(1)).unwrap();
-    fs::write(&stale, prefix_bytes(1)).unwrap();
-    // ...but a file that is not a capture is left alone.
-    fs::write(part_path(&path, 2), b"").unwrap();
     let (inputs, stats) = write_rotating(&path, 100, 1500);
     assert!(stats.parts.len() >= 4, "{stats:?}");
     for (n, p) in stats.parts.iter().enumerate() {
@@ -627,11 +619,6 @@ fn rotation_makes_self_describing_parts_read_in_order() {
             p.display()
         );
     }
-    assert!(
-        stale.exists(),
-        "FILE.9 was not a continuation (FILE.2 was not a capture)"
-    );
-
     // FILE reads on through every part; the re-stated state is skipped.
     let mut r = CaptureReader::open(&path).unwrap();
     let all = read_all(&mut r).unwrap();
@@ -674,6 +661,129 @@ fn rotation_makes_self_describing_parts_read_in_order() {
         let tail = inputs_of(&recs);
         assert_eq!(tail[1..], inputs[inputs.len() - (tail.len() - 1)..]);
     }
+}
+
+/// Every file in `dir`, with its contents (symbolic links as their target).
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let p = e.path();
+            let meta = fs::symlink_metadata(&p).unwrap();
+            let body = if meta.file_type().is_symlink() {
+                fs::read_link(&p)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else {
+                fs::read(&p).unwrap()
+            };
+            (e.file_name().to_string_lossy().into_owned(), body)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// An existing FILE, a symbolic link (even a dangling one) or an
+/// existing part FILE.N is refused with one clear error, before anything
+/// is created; nothing in the directory changes.
+#[test]
+fn a_taken_path_is_refused_and_left_untouched() {
+    let dir = TempDir::new("taken");
+    let path = dir.file("c");
+    let target = dir.file("target");
+
+    fs::write(&path, b"an earlier capture").unwrap();
+    let before = snapshot(dir.path());
+    let err = CaptureWriter::create(&path, header(), &reasons(), None)
+        .err()
+        .expect("refused");
+    assert!(matches!(err, CaptureError::Exists { .. }), "{err}");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(snapshot(dir.path()), before);
+    fs::remove_file(&path).unwrap();
+
+    // A dangling symbolic link: its target is not created.
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    let before = snapshot(dir.path());
+    let err = CaptureWriter::create(&path, header(), &reasons(), None)
+        .err()
+        .expect("refused");
+    assert!(matches!(err, CaptureError::Exists { .. }), "{err}");
+    assert!(!target.exists(), "followed the link");
+    assert_eq!(snapshot(dir.path()), before);
+    fs::remove_file(&path).unwrap();
+
+    // A part of an earlier recording (whatever its contents): FILE itself
+    // is not created either.
+    for n in [1, 2, 17] {
+        let part = part_path(&path, n);
+        fs::write(&part, prefix_bytes(1)).unwrap();
+        let before = snapshot(dir.path());
+        let err = CaptureWriter::create(&path, header(), &reasons(), Some(1 << 20))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, CaptureError::PartExists { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("{} exists", part.display())),
+            "{err}"
+        );
+        assert!(!path.exists());
+        assert_eq!(snapshot(dir.path()), before);
+        fs::remove_file(&part).unwrap();
+    }
+    // Names that are not parts are no obstacle.
+    fs::write(dir.file("c.old"), b"x").unwrap();
+    fs::write(dir.file("c.1x"), b"x").unwrap();
+    fs::write(dir.file("cc.1"), b"x").unwrap();
+    CaptureWriter::create(&path, header(), &reasons(), None)
+        .unwrap()
+        .finish()
+        .unwrap();
+}
+
+/// A part name taken while recording (someone created FILE.2, or a link
+/// there): the rotation fails with a clear error, the file is untouched,
+/// and the parts before it are complete.
+#[test]
+fn rotation_never_overwrites_a_part_that_appeared() {
+    let dir = TempDir::new("rotate-taken");
+    let path = dir.file("c");
+    let mut w = CaptureWriter::create(&path, header(), &reasons(), Some(300)).unwrap();
+    w.set_manual_rotation();
+    let squatter = part_path(&path, 2);
+    fs::write(&squatter, b"not ours").unwrap();
+    let mut err = None;
+    for i in 0..100 {
+        if w.rotation_due() {
+            if let Err(e) = w.rotate(&[]) {
+                err = Some(e);
+                break;
+            }
+        }
+        w.write_input(&Input::Kernel(drop_record(i, UDP_RCV, 2)))
+            .unwrap();
+    }
+    let err = err.expect("the rotation into c.2 failed");
+    assert!(matches!(err, CaptureError::Exists { .. }), "{err}");
+    assert_eq!(fs::read(&squatter).unwrap(), b"not ours");
+    drop(w);
+    // FILE and FILE.1 hold every record up to the failed rotation; the
+    // reader then finds c.2 is not a part of this capture.
+    let mut r = CaptureReader::open(&path).unwrap();
+    let mut kernel = 0;
+    let end = loop {
+        match r.next_record() {
+            Ok(Some(Record::Input(Input::Kernel(_)))) => kernel += 1,
+            Ok(Some(_)) => {}
+            other => break other,
+        }
+    };
+    assert!(kernel > 2, "{kernel} records");
+    assert!(end.is_err(), "{end:?}");
 }
 
 #[test]

@@ -21,8 +21,13 @@
 use std::{
     io,
     path::{Path, PathBuf},
-    sync::mpsc::{sync_channel, Receiver, SyncSender},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc::{sync_channel, Receiver, SyncSender},
+        Arc,
+    },
     thread::JoinHandle,
+    time::Duration,
 };
 
 use thiserror::Error;
@@ -35,6 +40,11 @@ pub const BATCH_BYTES: usize = 64 << 10;
 /// Messages (batches, other inputs, flushes) in flight at most: with full
 /// batches, ~4 MiB besides the writer's own 1 MiB buffer.
 pub const CHANNEL_DEPTH: usize = 64;
+/// [`ThreadedWriter::congested`] once this many messages are in flight:
+/// the rest of the channel is headroom for the few non-kernel messages
+/// (identity, ticks, loss reports, the end) that follow, so that those
+/// sends never wait either.
+const CONGESTED_AT: usize = CHANNEL_DEPTH - 16;
 /// Name of the writer thread (`/proc/<pid>/task/<tid>/comm`).
 pub const THREAD_NAME: &str = "capture-writer";
 /// Emptied batches the writer thread hands back for reuse.
@@ -91,10 +101,13 @@ pub enum FinishError {
 /// there.
 ///
 /// Back-pressure: when the writer thread falls behind (a slow disk), the
-/// live side blocks on the bounded channel rather than drop records. A
-/// capture with holes would replay to something else than the live run
-/// printed; the kernel's ring buffer is what absorbs bursts meanwhile (and
-/// counts what it cannot hold, which the capture then records as loss).
+/// live side must not drop records: a capture with holes would replay to
+/// something else than the live run printed. It must not block either (the
+/// live loop answers signals and ticks): it asks [`Self::congested`]
+/// before each kernel record and, while the writer is behind, leaves the
+/// records in the kernel's ring buffer, which absorbs bursts (and counts
+/// what it cannot hold, which the capture then records as loss). A disk
+/// that takes nothing for long is given up with [`Self::abandon`].
 pub struct ThreadedWriter {
     path: PathBuf,
     tx: Option<SyncSender<Msg>>,
@@ -107,6 +120,10 @@ pub struct ThreadedWriter {
     part_bytes: u64,
     /// Records in this part after its preamble.
     part_records: u64,
+    /// Messages sent and not yet taken by the writer thread.
+    in_flight: Arc<AtomicUsize>,
+    /// Set by [`Self::abandon`]: the thread stops without the end marker.
+    abandoned: Arc<AtomicBool>,
 }
 
 impl ThreadedWriter {
@@ -119,16 +136,30 @@ impl ThreadedWriter {
         drop_reasons: &DropReasons,
         rotate_bytes: Option<u64>,
     ) -> Result<Self, CaptureError> {
-        let mut w = CaptureWriter::create(path, header, drop_reasons, rotate_bytes)?;
+        let w = CaptureWriter::create(path, header, drop_reasons, rotate_bytes)?;
+        Self::start(path, w, rotate_bytes)
+    }
+
+    /// The writer thread over `w` (created by the caller).
+    fn start(
+        path: &Path,
+        mut w: CaptureWriter,
+        rotate_bytes: Option<u64>,
+    ) -> Result<Self, CaptureError> {
         w.set_manual_rotation();
         let part_bytes = w.part_bytes();
         let (tx, rx) = sync_channel(CHANNEL_DEPTH);
         let (spare_tx, spare) = sync_channel(SPARE_BATCHES);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let abandoned = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.into())
-            .spawn(move || {
-                no_wakeup_preemption();
-                write_all(w, rx, spare_tx)
+            .spawn({
+                let (in_flight, abandoned) = (Arc::clone(&in_flight), Arc::clone(&abandoned));
+                move || {
+                    no_wakeup_preemption();
+                    write_all(w, rx, spare_tx, &in_flight, &abandoned)
+                }
             })
             .map_err(|e| CaptureError::io("start the writer thread for", path, e))?;
         Ok(Self {
@@ -140,7 +171,64 @@ impl ThreadedWriter {
             rotate_bytes,
             part_bytes,
             part_records: 0,
+            in_flight,
+            abandoned,
         })
+    }
+
+    /// The writer thread is behind: the caller should hold further kernel
+    /// records back (they wait in the ring buffer) rather than hand them
+    /// over, which could wait for the disk.
+    #[inline]
+    pub fn congested(&self) -> bool {
+        // A thread that ended (on an error) takes nothing more: the next
+        // hand-over says why.
+        self.in_flight.load(Ordering::Relaxed) >= CONGESTED_AT
+            && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Gives the capture up without waiting for the writer thread (a disk
+    /// that takes nothing): the thread stops after the write it is in,
+    /// without the end marker, so the capture reads back as cut short at
+    /// its last complete record.
+    pub fn abandon(mut self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+        self.tx = None;
+        // Detached: it ends with its write, or with the process.
+        self.thread.take();
+    }
+
+    /// [`Self::finish_sink`], waiting at most `wait` for the writer thread;
+    /// after that the capture is left as [`Self::abandon`] leaves it.
+    pub fn finish_sink_within(self, wait: Duration) -> crate::sink::SinkStats {
+        let name = format!("capture {}", self.path.display());
+        let abandoned = Arc::clone(&self.abandoned);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("capture-finish".into())
+            .spawn(move || {
+                let _ = tx.send(self.finish_sink());
+            });
+        let error = match spawned {
+            Ok(_) => match rx.recv_timeout(wait) {
+                Ok(stats) => return stats,
+                Err(_) => format!(
+                    "the disk took no writes for {} s at exit: the capture ends at its last complete record (replay warns where)",
+                    wait.as_secs_f64()
+                ),
+            },
+            Err(e) => format!("cannot start a thread to finish it: {e}"),
+        };
+        abandoned.store(true, Ordering::Relaxed);
+        crate::sink::SinkStats {
+            name,
+            delivered: 0,
+            dropped: 0,
+            error: Some(crate::sink::SinkError::new(
+                "finishing the capture",
+                io::Error::new(io::ErrorKind::TimedOut, error),
+            )),
+        }
     }
 
     /// One ring-buffer record: appended to the batch (no checksum, no
@@ -270,6 +358,7 @@ impl ThreadedWriter {
         let Some(tx) = &self.tx else {
             return Err(self.gone());
         };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         if tx.send(msg).is_ok() {
             return Ok(());
         }
@@ -367,8 +456,19 @@ fn json_len<T: serde::Serialize + ?Sized>(v: &T) -> Result<usize, CaptureError> 
 
 /// The writer thread: everything in the order received, until the live
 /// side finishes (end marker, flush, sync) or a write fails.
-fn write_all(mut w: CaptureWriter, rx: Receiver<Msg>, spare: SyncSender<Vec<u8>>) -> Ended {
+fn write_all(
+    mut w: CaptureWriter,
+    rx: Receiver<Msg>,
+    spare: SyncSender<Vec<u8>>,
+    in_flight: &AtomicUsize,
+    abandoned: &AtomicBool,
+) -> Ended {
     for msg in rx {
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        if abandoned.load(Ordering::Relaxed) {
+            // Dropping `w` flushes its buffer: whole records.
+            return Ended::Abandoned;
+        }
         let res = match msg {
             Msg::Kernel(mut batch) => {
                 let res = write_batch(&mut w, &batch);
@@ -391,6 +491,9 @@ fn write_all(mut w: CaptureWriter, rx: Receiver<Msg>, spare: SyncSender<Vec<u8>>
         if let Err(e) = res {
             return Ended::Failed(e);
         }
+    }
+    if abandoned.load(Ordering::Relaxed) {
+        return Ended::Abandoned;
     }
     match w.finish() {
         Ok(stats) => Ended::Finished(stats),
@@ -715,14 +818,15 @@ mod tests {
         }
     }
 
-    /// A part that cannot be created (a directory is in the way) stops the
+    /// A part that cannot be created (a directory took its name) stops the
     /// writer thread; a later call on the live side reports its error.
     #[test]
     fn a_write_error_is_reported_by_a_later_call() {
         let dir = TempDir::new("error");
         let path = dir.file("c");
-        fs::create_dir(part_path(&path, 1)).unwrap();
         let mut w = ThreadedWriter::create(&path, header(), &reasons(), Some(1_000)).unwrap();
+        // Taken after the start: the rotation into it fails.
+        fs::create_dir(part_path(&path, 1)).unwrap();
         let mut err = None;
         for i in 0..5_000u64 {
             let res = w
@@ -740,7 +844,7 @@ mod tests {
         }
         let err = err.expect("the error reached the live side").to_string();
         assert!(
-            err.contains("cannot create") && err.contains("c.1"),
+            err.contains("already exists") && err.contains("c.1"),
             "{err}"
         );
         // Stopped for good: later calls fail at once, finish says so.
@@ -763,8 +867,9 @@ mod tests {
     fn finish_reports_an_error_of_the_last_batch() {
         let dir = TempDir::new("error-finish");
         let path = dir.file("c");
-        fs::create_dir(part_path(&path, 1)).unwrap();
         let mut w = ThreadedWriter::create(&path, header(), &reasons(), Some(1_000)).unwrap();
+        // Taken after the start: the rotation into it fails.
+        fs::create_dir(part_path(&path, 1)).unwrap();
         for i in 0..20u64 {
             w.write_kernel(&drop_record(i, NS, UDP_RCV, 2)).unwrap();
             if w.rotation_due() {
@@ -777,23 +882,26 @@ mod tests {
         }
     }
 
-    /// A full disk (the `full` device, 1:7: every write is ENOSPC), on a
-    /// node of our own so /dev/full keeps its mode. Needs CAP_MKNOD.
+    /// A full disk: the writer writes to `/dev/full` (every write is
+    /// ENOSPC), opened as part 0 (a capture file is never an existing
+    /// file, so `create` cannot be pointed at it).
     #[test]
     fn disk_full_stops_the_recording() {
         let dir = TempDir::new("full");
         let path = dir.file("c");
-        let made = nix::sys::stat::mknod(
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let cw = CaptureWriter::on(
             &path,
-            nix::sys::stat::SFlag::S_IFCHR,
-            nix::sys::stat::Mode::from_bits_truncate(0o600),
-            nix::sys::stat::makedev(1, 7),
-        );
-        if let Err(e) = made {
-            eprintln!("skipped: cannot make a full device node ({e})");
-            return;
-        }
-        let mut w = ThreadedWriter::create(&path, header(), &reasons(), None).unwrap();
+            io::BufWriter::with_capacity(crate::capture::BUFFER_BYTES, full),
+            header(),
+            &reasons(),
+            None,
+        )
+        .unwrap();
+        let mut w = ThreadedWriter::start(&path, cw, None).unwrap();
         let mut err = None;
         for i in 0..5_000u64 {
             let res = w
@@ -815,6 +923,56 @@ mod tests {
             e => panic!("{e}"),
         }
         drop(w);
+    }
+
+    /// A writer that takes nothing (a pipe nobody reads stands for a hung
+    /// disk): `congested` says so before any call would wait, so a caller
+    /// that asks never blocks; `abandon` and `finish_sink_within` return
+    /// at once / after their bound.
+    #[test]
+    fn a_stuck_disk_is_congestion_not_a_wait() {
+        use std::os::fd::AsRawFd as _;
+        let dir = TempDir::new("stuck");
+        let path = dir.file("c");
+        for finish in [false, true] {
+            let (r, w) = nix::unistd::pipe().unwrap();
+            assert!(w.as_raw_fd() > 2);
+            let cw = CaptureWriter::on(
+                &path,
+                io::BufWriter::with_capacity(crate::capture::BUFFER_BYTES, fs::File::from(w)),
+                header(),
+                &reasons(),
+                None,
+            )
+            .unwrap();
+            let mut w = ThreadedWriter::start(&path, cw, None).unwrap();
+            let t0 = std::time::Instant::now();
+            let mut written = 0u64;
+            while !w.congested() {
+                w.write_kernel(&drop_record(written, NS, UDP_RCV, 2))
+                    .unwrap();
+                written += 1;
+                assert!(written < 10_000_000, "never congested");
+            }
+            // Far more than the pipe holds went in, and nothing waited long.
+            assert!(written > 10_000, "{written}");
+            assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+            // The headroom takes the few other inputs without waiting.
+            w.write_input(Input::Tick { boot_ns: 1 }).unwrap();
+            w.flush().unwrap();
+            let t0 = std::time::Instant::now();
+            if finish {
+                let stats = w.finish_sink_within(Duration::from_millis(300));
+                let e = stats.error.expect("not finished");
+                assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+                assert!(e.to_string().contains("the disk took no writes"), "{e}");
+            } else {
+                w.abandon();
+            }
+            assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+            // The stuck thread ends once its writes fail.
+            drop(r);
+        }
     }
 
     /// Dropped without `finish`: what was handed in is on disk, without an

@@ -3,14 +3,17 @@
 use std::{
     collections::BTreeMap,
     fs::{self, File, OpenOptions, Permissions},
-    io::{self, BufWriter, Read as _, Write as _},
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    io::{self, BufWriter, Write as _},
+    os::unix::{
+        ffi::OsStrExt as _,
+        fs::{OpenOptionsExt as _, PermissionsExt as _},
+    },
     path::{Path, PathBuf},
 };
 
 use super::{
     flags, frame_bytes, part_path, prefix_bytes, record_type, CaptureError, End, Header,
-    BUFFER_BYTES, FORMAT_VERSION, FRAME_LEN, MAGIC, PREFIX_LEN,
+    BUFFER_BYTES, FORMAT_VERSION, FRAME_LEN, PREFIX_LEN,
 };
 use crate::{kernel::btf::DropReasons, pipeline::Input};
 
@@ -53,19 +56,33 @@ pub struct CaptureWriter {
 }
 
 impl CaptureWriter {
-    /// Creates `path` (mode 0600, truncated if it exists) and writes the
-    /// header and the drop-reason table. With `rotate_bytes`, a part that
-    /// has reached that size is closed and the capture goes on in
-    /// `path.1`, `path.2` … Stale parts of an earlier capture at the same
-    /// path (`path.N` files that are tracer captures) are removed.
+    /// Creates `path` (a new file, mode 0600: never an existing file or a
+    /// symbolic link, see [`create_part`]) and writes the header and the
+    /// drop-reason table. With `rotate_bytes`, a part that has reached that
+    /// size is closed and the capture goes on in `path.1`, `path.2` …,
+    /// each created the same way. Refuses to start when `path` or any
+    /// `path.N` exists ([`check_free`]): nothing is ever overwritten,
+    /// truncated or removed.
     pub fn create(
         path: &Path,
         header: Header,
         drop_reasons: &DropReasons,
         rotate_bytes: Option<u64>,
     ) -> Result<Self, CaptureError> {
-        remove_stale_parts(path)?;
+        check_free(path)?;
         let out = create_part(path)?;
+        Self::on(path, out, header, drop_reasons, rotate_bytes)
+    }
+
+    /// A writer on `out`, an open file standing for part 0 at `path`
+    /// (later parts are created next to `path`).
+    pub(super) fn on(
+        path: &Path,
+        out: BufWriter<File>,
+        header: Header,
+        drop_reasons: &DropReasons,
+        rotate_bytes: Option<u64>,
+    ) -> Result<Self, CaptureError> {
         let mut w = Self {
             base: path.to_path_buf(),
             path: path.to_path_buf(),
@@ -278,35 +295,83 @@ impl CaptureWriter {
     }
 }
 
-/// A new part file: created or truncated, mode 0600 even if it existed.
+/// A new part file, created by this call: `O_CREAT | O_EXCL | O_NOFOLLOW`,
+/// mode 0600. An existing file (or a symbolic link, even a dangling one)
+/// at `path` is an error and is left as it was.
 fn create_part(path: &Path) -> Result<BufWriter<File>, CaptureError> {
     let file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(0o600)
         .open(path)
-        .map_err(|e| CaptureError::io("create", path, e))?;
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => CaptureError::Exists {
+                path: path.to_path_buf(),
+            },
+            _ => CaptureError::io("create", path, e),
+        })?;
+    // Our own new file: 0600 whatever the umask left of it.
     file.set_permissions(Permissions::from_mode(0o600))
         .map_err(|e| CaptureError::io("set the mode of", path, e))?;
     Ok(BufWriter::with_capacity(BUFFER_BYTES, file))
 }
 
-/// Removes `path.1`, `path.2` … while they exist and are tracer captures
-/// (never anything else, such as logrotate's `path.1`).
-fn remove_stale_parts(path: &Path) -> Result<(), CaptureError> {
-    for part in 1.. {
-        let p = part_path(path, part);
-        let mut magic = [0u8; MAGIC.len()];
-        let is_capture = match File::open(&p) {
-            Ok(mut f) => f.read_exact(&mut magic).is_ok() && magic == MAGIC,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-            Err(e) => return Err(CaptureError::io("open", &p, e)),
-        };
-        if !is_capture {
-            break;
+/// Refuses a capture path that is taken: `path` itself (any kind of file,
+/// a symbolic link included) or a part name `path.N` of it (an earlier
+/// recording's parts: a reader would read on into them). Checked before
+/// anything is created; [`create_part`]'s `O_EXCL` is what makes each
+/// creation safe against a file appearing in between.
+pub fn check_free(path: &Path) -> Result<(), CaptureError> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => {
+            return Err(CaptureError::Exists {
+                path: path.to_path_buf(),
+            })
         }
-        fs::remove_file(&p).map_err(|e| CaptureError::io("remove stale capture part", &p, e))?;
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(CaptureError::io("look at", path, e)),
     }
-    Ok(())
+    let Some(name) = path.file_name() else {
+        return Err(CaptureError::io(
+            "create",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+        ));
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // No directory: the create says so.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(CaptureError::io("list", dir, e)),
+    };
+    let mut taken: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| CaptureError::io("list", dir, e))?;
+        let entry_name = entry.file_name();
+        let Some(suffix) = entry_name.as_bytes().strip_prefix(name.as_bytes()) else {
+            continue;
+        };
+        let Some(digits) = suffix.strip_prefix(b".") else {
+            continue;
+        };
+        if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+            let n = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(u64::MAX);
+            taken.push((n, entry.path()));
+        }
+    }
+    match taken.into_iter().min() {
+        Some((_, part)) => Err(CaptureError::PartExists {
+            path: path.to_path_buf(),
+            part,
+        }),
+        None => Ok(()),
+    }
 }

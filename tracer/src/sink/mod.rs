@@ -10,17 +10,29 @@
 //! A queued sink's queue is bounded; what does not fit is dropped, counted,
 //! and reported in `loss_report` (`tracer.sink_dropped`) and at exit.
 //!
+//! A sink that stops for good (a closed pipe, a full disk) says so through
+//! the [`StopNotice`] its [`Lines`] hands it, from whatever thread found
+//! the error: the live run waits on it in its loop and stops (a closed
+//! pipe: quietly, exit 0; any other error: reported at once, exit 1).
+//!
 //! A new sink implements [`Sink`] (or is a [`Queued`] over its own
-//! [`std::io::Write`]), and the live run adds it to its [`Lines`].
+//! [`std::io::Write`]), and the live run adds it to its [`Lines`]. A file
+//! sink that can be reopened (logrotate) says so with
+//! [`Sink::reopenable`]: SIGHUP then calls [`Sink::reopen`] instead of
+//! stopping the run.
 
 mod direct;
 mod queued;
 pub mod text;
 
-use std::io;
+use std::{
+    io,
+    sync::{Arc, Mutex},
+};
 
 use bytes::Bytes;
 use thiserror::Error;
+use tokio_util::sync::CancellationToken;
 
 use self::text::TextView;
 pub use self::{
@@ -69,6 +81,43 @@ impl SinkError {
     }
 }
 
+/// Tells the owner of some sinks, from any thread, that one of them
+/// stopped for good, and why (the first one that did).
+#[derive(Clone, Debug, Default)]
+pub struct StopNotice {
+    token: CancellationToken,
+    /// (what failed, error kind, message) of the first stop.
+    first: Arc<Mutex<Option<(String, io::ErrorKind, String)>>>,
+}
+
+impl StopNotice {
+    /// A sink stopped on `e` (later calls keep the first error).
+    pub fn stop(&self, e: &SinkError) {
+        {
+            let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+            if first.is_none() {
+                *first = Some((e.what.clone(), e.kind(), e.source.to_string()));
+            }
+        }
+        self.token.cancel();
+    }
+
+    /// The first sink's error, once one stopped.
+    pub fn error(&self) -> Option<SinkError> {
+        let first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        first.as_ref().map(|(what, kind, msg)| {
+            SinkError::new(what.clone(), io::Error::new(*kind, msg.clone()))
+        })
+    }
+
+    /// Waits until a sink stopped; returns its error.
+    pub async fn stopped(&self) -> SinkError {
+        self.token.cancelled().await;
+        self.error()
+            .unwrap_or_else(|| SinkError::new("a sink", io::Error::other("stopped")))
+    }
+}
+
 /// What a sink did, at the end (or so far).
 #[derive(Debug)]
 pub struct SinkStats {
@@ -104,6 +153,24 @@ pub trait Sink {
     /// Lines dropped so far because the queue was full (0 for a direct sink).
     fn dropped(&self) -> u64;
 
+    /// Where to say that this sink stopped for good when that is found on
+    /// another thread (a queued sink's writer). The default does nothing:
+    /// a sink that fails on the caller's thread returns the error from
+    /// `push`/`flush`, which [`Lines`] passes on to the same notice.
+    fn notify_stop(&mut self, _notice: StopNotice) {}
+
+    /// Can [`Self::reopen`] start over (a file sink, for logrotate)? Then
+    /// SIGHUP reopens instead of stopping the live run.
+    fn reopenable(&self) -> bool {
+        false
+    }
+
+    /// Closes and reopens the destination (SIGHUP); only called when
+    /// [`Self::reopenable`].
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// Writes everything queued, flushes, and says what happened.
     fn finish(self: Box<Self>) -> SinkStats;
 }
@@ -132,12 +199,19 @@ pub struct Lines<'a> {
     /// `--format text`: the lines are sentences and a status block, not
     /// NDJSON (a line counts one event).
     text: Option<Box<TextView>>,
+    /// Fired when a sink stops for good.
+    notice: StopNotice,
 }
 
 impl<'a> Lines<'a> {
-    pub fn new(sinks: Vec<Box<dyn Sink + 'a>>, batch_bytes: usize) -> Self {
+    pub fn new(mut sinks: Vec<Box<dyn Sink + 'a>>, batch_bytes: usize) -> Self {
         let reported = vec![0; sinks.len()];
+        let notice = StopNotice::default();
+        for s in &mut sinks {
+            s.notify_stop(notice.clone());
+        }
         Self {
+            notice,
             sinks,
             buf: Vec::with_capacity(batch_bytes + (1 << 16)),
             pending: 0,
@@ -164,6 +238,27 @@ impl<'a> Lines<'a> {
     /// Lines serialised so far.
     pub fn lines(&self) -> u64 {
         self.lines
+    }
+
+    /// Fired when any sink stops for good (see [`StopNotice`]).
+    pub fn stop_notice(&self) -> StopNotice {
+        self.notice.clone()
+    }
+
+    /// SIGHUP: reopens every reopenable sink. `false` when there is none
+    /// (the caller then stops, as on SIGTERM).
+    pub fn reopen(&mut self) -> Result<bool, SinkError> {
+        let mut any = false;
+        for s in &mut self.sinks {
+            if s.reopenable() {
+                any = true;
+                if let Err(e) = s.reopen() {
+                    self.notice.stop(&e);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(any)
     }
 
     /// Serialises `e` (one line); hands a batch on when the buffer is full.
@@ -221,6 +316,9 @@ impl<'a> Lines<'a> {
         let mut first = res;
         for s in &mut self.sinks {
             let r = s.flush();
+            if let Err(e) = &r {
+                self.notice.stop(e);
+            }
             if first.is_ok() {
                 first = r;
             }
@@ -251,6 +349,9 @@ impl<'a> Lines<'a> {
         let mut first = Ok(());
         for s in &mut self.sinks {
             let r = s.push(batch.clone());
+            if let Err(e) = &r {
+                self.notice.stop(e);
+            }
             if first.is_ok() {
                 first = r;
             }

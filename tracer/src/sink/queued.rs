@@ -2,7 +2,10 @@
 //! through a bounded queue. Pushing never waits for the writer: a batch
 //! that does not fit in the queue is dropped and counted, so a slow reader
 //! of stdout (or, later, a slow file or socket) costs lines, never the
-//! ring-buffer reader's time.
+//! ring-buffer reader's time. A write error stops the writer, which says
+//! so at once through the [`StopNotice`] (the live loop stops on it);
+//! [`Sink::finish`] waits for the writer at most [`FINISH_WAIT`], so a
+//! reader that takes nothing cannot hold tracer's exit forever.
 
 use std::{
     collections::VecDeque,
@@ -12,9 +15,16 @@ use std::{
         Arc, Condvar, Mutex, MutexGuard,
     },
     thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
-use super::{Batch, Sink, SinkError, SinkStats};
+use super::{Batch, Sink, SinkError, SinkStats, StopNotice};
+
+/// How often an idle writer looks whether its reader is gone
+/// ([`Queued::watch_reader`]).
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+/// How long [`Sink::finish`] waits for the writer to write what is queued.
+pub const FINISH_WAIT: Duration = Duration::from_secs(5);
 
 /// Bytes of lines a queued sink holds at most (beyond them, batches are
 /// dropped): a few seconds of a busy host's output.
@@ -30,6 +40,12 @@ struct State {
     closed: bool,
     /// The writer stopped on this error.
     error: Option<(io::ErrorKind, String)>,
+    /// Told when the writer stops on an error.
+    notice: Option<StopNotice>,
+    /// The writer thread has returned.
+    done: bool,
+    /// See [`Queued::watch_reader`].
+    watch: Option<std::os::fd::RawFd>,
 }
 
 #[derive(Default)]
@@ -48,6 +64,9 @@ impl Shared {
 
 pub struct Queued {
     name: String,
+    /// Lines queued so far (delivered, queued or lost in a failed write).
+    queued: u64,
+    finish_wait: Duration,
     shared: Arc<Shared>,
     capacity: usize,
     dropped: u64,
@@ -66,20 +85,49 @@ impl Queued {
         capacity: usize,
     ) -> io::Result<Self> {
         let shared = Arc::new(Shared::default());
+        let name = name.into();
         let thread = {
             let shared = Arc::clone(&shared);
+            let what = format!("writing to {name}");
             std::thread::Builder::new()
                 .name(thread_name.into())
-                .spawn(move || write_all(w, &shared))?
+                .spawn(move || {
+                    let res = write_all(w, &shared, &what);
+                    let mut st = shared.lock();
+                    st.done = true;
+                    drop(st);
+                    shared.ready.notify_all();
+                    res
+                })?
         };
         Ok(Self {
-            name: name.into(),
+            name,
+            queued: 0,
+            finish_wait: FINISH_WAIT,
             shared,
             capacity,
             dropped: 0,
             reported: false,
             thread: Some(thread),
         })
+    }
+
+    /// While idle, the writer looks every [`WATCH_INTERVAL`] whether the
+    /// reader of `fd` (the descriptor it writes to) is gone: a pipe whose
+    /// reader exited, a socket closed by its peer. That ends the sink as a
+    /// failed write with EPIPE would, without waiting for the next line
+    /// (on a quiet host, `tracer run | head -3` would otherwise run on
+    /// until the next event). `fd` must stay open as long as the sink.
+    pub fn watch_reader(self, fd: std::os::fd::RawFd) -> Self {
+        self.shared.lock().watch = Some(fd);
+        self.shared.ready.notify_all();
+        self
+    }
+
+    /// [`Sink::finish`] waits this long at most (tests).
+    pub fn with_finish_wait(mut self, wait: Duration) -> Self {
+        self.finish_wait = wait;
+        self
     }
 
     fn error(&self, kind: io::ErrorKind, msg: &str) -> SinkError {
@@ -114,6 +162,7 @@ impl Sink for Queued {
             return Ok(());
         }
         st.bytes += len;
+        self.queued += batch.lines;
         st.queue.push_back(batch);
         drop(st);
         self.shared.ready.notify_one();
@@ -129,18 +178,43 @@ impl Sink for Queued {
         self.dropped
     }
 
-    /// Waits for the writer to write everything queued.
+    fn notify_stop(&mut self, notice: StopNotice) {
+        let mut st = self.shared.lock();
+        match &st.error {
+            // Stopped before anyone listened.
+            Some((kind, msg)) => notice.stop(&self.error(*kind, msg)),
+            None => st.notice = Some(notice),
+        }
+    }
+
+    /// Waits for the writer to write everything queued, for at most
+    /// [`FINISH_WAIT`]: a writer still stuck then (a reader that takes
+    /// nothing) is left behind, and the lines it did not write are the
+    /// error.
     fn finish(mut self: Box<Self>) -> SinkStats {
-        self.shared.lock().closed = true;
-        self.shared.ready.notify_one();
-        let ended = match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(res)) => res,
-            Some(Err(_)) => Err(io::Error::other("the writer thread panicked")),
-            None => Err(io::Error::other("the writer thread is gone")),
+        let done = self.close_and_wait();
+        let delivered = self.shared.delivered.load(Ordering::Relaxed);
+        let ended = if done {
+            match self.thread.take().map(JoinHandle::join) {
+                Some(Ok(res)) => res,
+                Some(Err(_)) => Err(io::Error::other("the writer thread panicked")),
+                None => Err(io::Error::other("the writer thread is gone")),
+            }
+        } else {
+            // Detached: it ends with the process.
+            self.thread.take();
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{} lines not written: the reader took nothing for {} s at exit",
+                    self.queued.saturating_sub(delivered),
+                    self.finish_wait.as_secs_f64()
+                ),
+            ))
         };
         SinkStats {
             name: self.name.clone(),
-            delivered: self.shared.delivered.load(Ordering::Relaxed),
+            delivered,
             dropped: self.dropped,
             error: ended
                 .err()
@@ -149,13 +223,38 @@ impl Sink for Queued {
     }
 }
 
+impl Queued {
+    /// Tells the writer to finish and waits for it, at most `finish_wait`;
+    /// whether it ended.
+    fn close_and_wait(&self) -> bool {
+        let deadline = Instant::now() + self.finish_wait;
+        let mut st = self.shared.lock();
+        st.closed = true;
+        self.shared.ready.notify_all();
+        while !st.done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .shared
+                .ready
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        st.done
+    }
+}
+
 impl Drop for Queued {
-    /// Without `finish`: the writer still writes what was queued.
+    /// Without `finish`: the writer still writes what was queued (waited
+    /// for as long as `finish` would).
     fn drop(&mut self) {
-        if let Some(t) = self.thread.take() {
-            self.shared.lock().closed = true;
-            self.shared.ready.notify_one();
-            let _ = t.join();
+        if self.thread.is_some() && self.close_and_wait() {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -163,7 +262,7 @@ impl Drop for Queued {
 /// The writer thread: batches in order until closed and empty, or until a
 /// write fails (then the queue is emptied and the error kept for the
 /// producer).
-fn write_all<W: Write>(mut w: W, shared: &Shared) -> io::Result<()> {
+fn write_all<W: Write>(mut w: W, shared: &Shared, what: &str) -> io::Result<()> {
     loop {
         let batch = {
             let mut st = shared.lock();
@@ -176,18 +275,61 @@ fn write_all<W: Write>(mut w: W, shared: &Shared) -> io::Result<()> {
                     drop(st);
                     return w.flush();
                 }
-                st = shared.ready.wait(st).unwrap_or_else(|p| p.into_inner());
+                match st.watch {
+                    Some(fd) => {
+                        if reader_gone(fd) {
+                            drop(st);
+                            let e = io::Error::new(
+                                io::ErrorKind::BrokenPipe,
+                                "the reader closed its end",
+                            );
+                            return Err(stopped(shared, what, e));
+                        }
+                        st = shared
+                            .ready
+                            .wait_timeout(st, WATCH_INTERVAL)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                    None => st = shared.ready.wait(st).unwrap_or_else(|p| p.into_inner()),
+                }
             }
         };
         if let Err(e) = w.write_all(&batch.bytes).and_then(|()| w.flush()) {
-            let mut st = shared.lock();
-            st.error = Some((e.kind(), e.to_string()));
-            st.queue.clear();
-            st.bytes = 0;
-            return Err(e);
+            return Err(stopped(shared, what, e));
         }
         shared.delivered.fetch_add(batch.lines, Ordering::Relaxed);
     }
+}
+
+/// The writer stopped on `e`: kept for the producer, told to the notice.
+fn stopped(shared: &Shared, what: &str, e: io::Error) -> io::Error {
+    let mut st = shared.lock();
+    st.error = Some((e.kind(), e.to_string()));
+    st.queue.clear();
+    st.bytes = 0;
+    let notice = st.notice.take();
+    drop(st);
+    if let Some(n) = notice {
+        n.stop(&SinkError::new(
+            what,
+            io::Error::new(e.kind(), e.to_string()),
+        ));
+    }
+    e
+}
+
+/// Is the reader of `fd` gone? (`poll` says POLLERR for a pipe whose
+/// read end is closed, POLLHUP for a socket closed by its peer.)
+fn reader_gone(fd: std::os::fd::RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 #[cfg(test)]
@@ -275,6 +417,92 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A failed write is told at once, from the writer thread, to whoever
+    /// listens (the live loop), even with nothing pushed afterwards.
+    #[test]
+    fn a_write_error_fires_the_stop_notice() {
+        let notice = StopNotice::default();
+        let mut s = Box::new(Queued::new("test", "test-writer", Broken, 1 << 20).unwrap());
+        s.notify_stop(notice.clone());
+        assert!(notice.error().is_none());
+        s.push(batch(0, 10)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), notice.stopped()).await
+            })
+            .expect("the notice fired");
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        assert!(e.to_string().starts_with("writing to test: "), "{e}");
+        // A listener that comes late hears it too.
+        let late = StopNotice::default();
+        s.notify_stop(late.clone());
+        assert_eq!(
+            late.error().map(|e| e.kind()),
+            Some(io::ErrorKind::BrokenPipe)
+        );
+    }
+
+    /// A pipe whose reader exits ends the sink at once, with nothing
+    /// written after (a quiet host: `tracer run | head -3`).
+    #[test]
+    fn a_closed_pipe_is_noticed_without_a_write() {
+        use std::os::fd::AsRawFd;
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let fd = w.as_raw_fd();
+        let notice = StopNotice::default();
+        let mut s = Box::new(
+            Queued::new("pipe", "test-writer", std::fs::File::from(w), 1 << 20)
+                .unwrap()
+                .watch_reader(fd),
+        );
+        s.notify_stop(notice.clone());
+        s.push(batch(0, 10)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(notice.error().is_none(), "the reader is still there");
+        drop(r);
+        let t0 = std::time::Instant::now();
+        while notice.error().is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "not noticed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            notice.error().map(|e| e.kind()),
+            Some(io::ErrorKind::BrokenPipe)
+        );
+        let stats = s.finish();
+        assert_eq!(stats.delivered, 1);
+    }
+
+    /// A reader that takes nothing: finish gives up after its wait and
+    /// says how many lines were not written.
+    #[test]
+    fn finish_does_not_wait_forever_for_a_stuck_writer() {
+        let (_go, rx) = sync_channel::<()>(1);
+        let gate = Gate {
+            go: rx,
+            open: false,
+            got: Default::default(),
+        };
+        let s = Queued::new("test", "test-writer", gate, 1 << 20)
+            .unwrap()
+            .with_finish_wait(Duration::from_millis(300));
+        let mut s = Box::new(s);
+        for i in 0..10 {
+            s.push(batch(i, 100)).unwrap();
+        }
+        let t0 = std::time::Instant::now();
+        let stats = s.finish();
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        let e = stats.error.expect("not written");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains("10 lines not written"), "{e}");
+        assert_eq!(stats.delivered, 0);
     }
 
     /// A failed write stops the sink; a later push reports it once, finish
