@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         speed: 0.0,
         filter: Default::default(),
         detect: Some(DetectConfig::default()),
+        text: None,
     };
     let mut out = Vec::new();
     let _ = replay_reader(reader, &opts, &mut out);

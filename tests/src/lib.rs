@@ -28,7 +28,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub fn unique_tag() -> (String, u8) {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let pid = std::process::id();
-    (format!("{:x}{:x}", pid % 0xfff, n % 0xff), ((pid + n * 7) % 250) as u8 + 1)
+    (
+        format!("{:x}{:x}", pid % 0xfff, n % 0xff),
+        ((pid + n * 7) % 250) as u8 + 1,
+    )
 }
 
 /// Runs a command, panicking with its stderr when it fails.
@@ -220,7 +223,18 @@ impl BridgeTopo {
 
     /// One ping from A to B (ARP request from A, reply from B).
     pub fn ping_a_to_b(&self) {
-        sh(&["ip", "netns", "exec", &self.a.name, "ping", "-c", "1", "-W", "2", &self.ip_b]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.a.name,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            &self.ip_b,
+        ]);
     }
 }
 

@@ -16,7 +16,8 @@ use tracer::{
 /// Shows what the kernel did when containers "drop out of the network":
 /// bridge FDB learns/moves/deletes, ARP replies and neighbour updates, TCP
 /// retransmits and resets, and packet drops with the kernel's drop reason.
-/// One ECS-style JSON object per line on stdout; diagnostics on stderr.
+/// One ECS-style JSON object per line on stdout (or, on a terminal, a view
+/// for people: see --format); diagnostics on stderr.
 #[derive(Parser, Debug)]
 #[command(name = "tracer", version, propagate_version = true)]
 struct Cli {
@@ -86,10 +87,73 @@ struct ReplayArgs {
     filters: FilterArgs,
 
     #[command(flatten)]
+    output: OutputArgs,
+
+    #[command(flatten)]
     detect: DetectArgs,
 }
 
-/// Output filters (the same live and in replay).
+/// How events are printed (run and replay).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Output")]
+struct OutputArgs {
+    /// text: sentences for alerts and incidents (with containers and hint),
+    /// raw events counted per container and kind, probe and loss status on
+    /// one line (redrawn in place on a terminal). ndjson: one ECS JSON
+    /// object per line. Default: text when stdout is a terminal, else ndjson.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<Format>,
+
+    /// Colour in the text view: auto = only on a terminal and when NO_COLOR
+    /// is unset or empty (https://no-color.org).
+    #[arg(long, value_enum, default_value_t = Colour::Auto, value_name = "WHEN")]
+    color: Colour,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Text,
+    Ndjson,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Colour {
+    Auto,
+    Always,
+    Never,
+}
+
+impl OutputArgs {
+    /// The text view's options, or None for NDJSON.
+    fn text(&self) -> Option<tracer::sink::text::TextOptions> {
+        use std::io::IsTerminal as _;
+        let terminal = std::io::stdout().is_terminal();
+        let text = self.format.unwrap_or(if terminal {
+            Format::Text
+        } else {
+            Format::Ndjson
+        });
+        if text != Format::Text {
+            return None;
+        }
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Some(tracer::sink::text::TextOptions {
+            terminal,
+            colour: match self.color {
+                Colour::Always => true,
+                Colour::Never => false,
+                Colour::Auto => terminal && !no_color,
+            },
+            width: tracer::sink::text::TextOptions::terminal_width(),
+        })
+    }
+}
+
+/// Output filters (the same live and in replay). --netns, --interface,
+/// --container and --service choose what the detectors look at: alerts,
+/// incidents and drop summaries are those of the selected scope (events
+/// outside it still update FDB state). --action only chooses which lines
+/// are printed. Status lines (probe status, loss reports) always pass.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Filters")]
 struct FilterArgs {
@@ -105,6 +169,20 @@ struct FilterArgs {
     /// Only print events involving this interface (interface, bridge or port name). Repeatable.
     #[arg(long = "interface", value_name = "NAME")]
     interfaces: Vec<String>,
+
+    /// Only print events involving this container: its name, full id or an
+    /// id prefix of 12 or more characters; as the event's container, source
+    /// or destination, or behind the bridge port. Repeatable. Like --netns
+    /// and --interface (and unlike --action, which only chooses the lines
+    /// printed), applied before the detectors: alerts, incidents and drop
+    /// summaries are those of the selected containers' events.
+    #[arg(long = "container", value_name = "NAME|ID")]
+    containers: Vec<String>,
+
+    /// Only print events involving a container of this swarm service or
+    /// compose service. Repeatable (with --container: either matches).
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
 }
 
 impl FilterArgs {
@@ -113,6 +191,8 @@ impl FilterArgs {
             netns: self.netns.iter().copied().collect(),
             actions: self.actions.iter().cloned().collect(),
             interfaces: self.interfaces.iter().cloned().collect(),
+            containers: self.containers.iter().cloned().collect(),
+            services: self.services.iter().cloned().collect(),
         }
     }
 }
@@ -176,6 +256,15 @@ struct RunArgs {
     /// Do not read the bridges' FDB at start (the first move of each MAC then reads as a learn).
     #[arg(long)]
     no_fdb_seed: bool,
+
+    /// host.name on every event (and in the capture header). Default: the
+    /// kernel's node name (`uname -n`), the host's own in a container that
+    /// shares the host's UTS namespace.
+    #[arg(long, value_name = "NAME")]
+    host_name: Option<String>,
+
+    #[command(flatten)]
+    output: OutputArgs,
 
     #[command(flatten)]
     kernel: KernelArgs,
@@ -395,6 +484,8 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         }),
         args: std::env::args().collect(),
+        host_name: a.host_name.or_else(tracer::capture::host_name),
+        text: a.output.text(),
     };
     Ok(match live::run(opts).await? {
         live::Exit::Clean => ExitCode::SUCCESS,
@@ -428,6 +519,7 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         speed: a.speed,
         filter: a.filters.filter(),
         detect: a.detect.config(),
+        text: a.output.text(),
     };
     let stdout = std::io::stdout().lock();
     match tracer::replay::replay(&opts, stdout) {
@@ -557,6 +649,48 @@ mod tests {
             Command::Replay(a) => Ok(a.detect.config()),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn container_service_and_output_flags_parse() {
+        let argv = [
+            "tracer",
+            "replay",
+            "x.capture",
+            "--container",
+            "web-1",
+            "--container",
+            "0123456789ab",
+            "--service",
+            "api",
+            "--format",
+            "text",
+            "--color",
+            "never",
+        ];
+        let Command::Replay(a) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not replay");
+        };
+        let f = a.filters.filter();
+        assert_eq!(f.containers.len(), 2);
+        assert!(f.services.contains("api"));
+        assert_eq!(a.output.format, Some(Format::Text));
+        let t = a.output.text().unwrap();
+        assert!(!t.colour, "--color never");
+        let run = [
+            "tracer",
+            "run",
+            "--host-name",
+            "node-7",
+            "--format",
+            "ndjson",
+        ];
+        let Command::Run(r) = Cli::try_parse_from(run).unwrap().command else {
+            panic!("not run");
+        };
+        assert_eq!(r.host_name.as_deref(), Some("node-7"));
+        assert!(r.output.text().is_none(), "--format ndjson");
+        assert!(Cli::try_parse_from(["tracer", "replay", "x", "--format", "xml"]).is_err());
     }
 
     #[test]

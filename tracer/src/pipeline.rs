@@ -60,7 +60,15 @@ pub struct Filter {
     pub netns: BTreeSet<u32>,
     pub actions: BTreeSet<String>,
     pub interfaces: BTreeSet<String>,
+    /// `--container`: a name (with or without Docker's leading `/`), a full
+    /// id, or an id prefix of at least [`MIN_ID_PREFIX`] characters.
+    pub containers: BTreeSet<String>,
+    /// `--service`: a swarm service or compose service name.
+    pub services: BTreeSet<String>,
 }
+
+/// Shortest container id prefix `--container` takes as an id (Docker's short id).
+pub const MIN_ID_PREFIX: usize = 12;
 
 impl Filter {
     /// Is this kernel event inside the namespaces/interfaces selected?
@@ -83,6 +91,53 @@ impl Filter {
             }
         }
         true
+    }
+
+    /// Does this (enriched) kernel event involve a selected container or
+    /// service: as the event's own container, its source or destination,
+    /// or what is behind the bridge port (before a move, too)? Applied
+    /// after enrichment and before the detectors, like [`Self::in_scope`]:
+    /// alerts are those of the selected containers' events.
+    pub fn in_containers(&self, e: &EcsEvent) -> bool {
+        if self.containers.is_empty() && self.services.is_empty() {
+            return true;
+        }
+        fn peer(p: &Option<Box<crate::event::Peer>>) -> Option<&crate::event::ContainerRef> {
+            p.as_ref().and_then(|p| p.container.as_ref())
+        }
+        [
+            e.container.as_ref(),
+            e.source.container.as_ref(),
+            e.destination.container.as_ref(),
+            peer(&e.tracer.port_peer),
+            peer(&e.tracer.previous_port_peer),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|c| self.selects(c))
+    }
+
+    /// Is this container selected by `--container` or `--service`?
+    pub fn selects(&self, c: &crate::event::ContainerData) -> bool {
+        let by_container = self.containers.iter().any(|want| {
+            let want_name = want.strip_prefix('/').unwrap_or(want);
+            c.name
+                .as_deref()
+                .is_some_and(|n| n.strip_prefix('/').unwrap_or(n) == want_name)
+                || *want == c.id
+                || (want.len() >= MIN_ID_PREFIX
+                    && want.bytes().all(|b| b.is_ascii_hexdigit())
+                    && c.id.starts_with(want.as_str()))
+        });
+        let by_service = !self.services.is_empty() && {
+            let swarm = c.swarm.as_ref().and_then(|s| s.service.as_deref());
+            let compose = c.compose.as_ref().and_then(|s| s.service.as_deref());
+            [swarm, compose]
+                .into_iter()
+                .flatten()
+                .any(|s| self.services.contains(s))
+        };
+        by_container || by_service
     }
 
     /// Output filter: `--action` on events, alerts and summaries; tracer
@@ -169,6 +224,10 @@ impl Pipeline {
                     return;
                 }
                 self.identity.enrich(ev);
+                if !self.filter.in_containers(ev) {
+                    out.truncate(start);
+                    return;
+                }
                 self.detect_last(out);
             }
             Err(e) => out.push(self.decode_error(bytes, e)),
@@ -582,6 +641,64 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Input>(&new).unwrap(),
             loss(vec![("stdout".into(), 3)])
+        );
+    }
+
+    /// `--container` takes a name (with or without `/`), a full id or an
+    /// id prefix of 12+ hex characters; `--service` a swarm or compose
+    /// service; any container the event names counts.
+    #[test]
+    fn container_and_service_filters() {
+        use crate::event::{Compose, ContainerData, ContainerRef, Peer, Swarm};
+        let id = "abcdef0123456789".repeat(4);
+        let web = ContainerRef::new(ContainerData {
+            id: id.clone(),
+            name: Some("web-1".into()),
+            swarm: Some(Swarm {
+                service: Some("web".into()),
+                task: None,
+            }),
+            ..Default::default()
+        });
+        let db = ContainerRef::new(ContainerData {
+            id: "ff".repeat(32),
+            name: Some("db".into()),
+            compose: Some(Compose {
+                project: Some("shop".into()),
+                service: Some("postgres".into()),
+            }),
+            ..Default::default()
+        });
+        let f = |c: &[&str], s: &[&str]| Filter {
+            containers: c.iter().map(|x| x.to_string()).collect(),
+            services: s.iter().map(|x| x.to_string()).collect(),
+            ..Filter::default()
+        };
+        let mut e = EcsEvent::new(1, Kind::Event, Action::SkbDrop);
+        assert!(f(&[], &[]).in_containers(&e), "no filter: everything");
+        assert!(!f(&["web-1"], &[]).in_containers(&e), "no container named");
+        e.destination.container = Some(web.clone());
+        for yes in ["web-1", "/web-1", id.as_str(), &id[..12]] {
+            assert!(f(&[yes], &[]).in_containers(&e), "{yes}");
+        }
+        for no in ["web", &id[..11], "db", &id[1..13]] {
+            assert!(!f(&[no], &[]).in_containers(&e), "{no}");
+        }
+        assert!(f(&[], &["web"]).in_containers(&e));
+        assert!(!f(&[], &["postgres"]).in_containers(&e));
+        let mut moved = EcsEvent::new(1, Kind::Event, Action::FdbMove);
+        moved.tracer.previous_port_peer = Some(Box::new(Peer {
+            kind: "container",
+            container: Some(db),
+            ..Default::default()
+        }));
+        assert!(
+            f(&[], &["postgres"]).in_containers(&moved),
+            "compose service"
+        );
+        assert!(
+            f(&["nope", "db"], &[]).in_containers(&moved),
+            "repeatable: either"
         );
     }
 

@@ -16,7 +16,10 @@ use crate::{
     detect::DetectConfig,
     event::EcsEvent,
     pipeline::{Filter, Input, Pipeline},
-    sink::{Direct, Lines},
+    sink::{
+        text::{TextOptions, TextView},
+        Direct, Lines,
+    },
 };
 
 #[derive(Clone, Debug)]
@@ -26,6 +29,8 @@ pub struct ReplayOptions {
     pub speed: f64,
     pub filter: Filter,
     pub detect: Option<DetectConfig>,
+    /// `--format text`; None: NDJSON.
+    pub text: Option<TextOptions>,
 }
 
 /// What a replay read, for the caller's exit status and messages.
@@ -121,7 +126,11 @@ pub fn replay_reader<W: Write>(
     // queue) in large pieces; a paced replay writes each input's lines at
     // once, so they appear when they are due.
     let chunk = if opts.speed > 0.0 { 0 } else { 1 << 18 };
-    let mut lines = Lines::new(vec![Box::new(Direct::new("stdout", w))], chunk);
+    // `host.name` as the recording run printed it (none for captures of
+    // tracers that did not print one).
+    let mut lines = Lines::new(vec![Box::new(Direct::new("stdout", w))], chunk)
+        .with_host_name(header.host_name.as_deref())
+        .with_text(opts.text.map(TextView::new));
 
     let res: anyhow::Result<()> = (|| {
         loop {

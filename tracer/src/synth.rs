@@ -55,6 +55,10 @@ fn mac_of(c: u32) -> [u8; 6] {
     [0x02, 0x42, 10, a, b, d]
 }
 
+/// `host.name` of a synthetic capture's lines (a fixed name: the same
+/// capture replays the same everywhere).
+pub const SYNTH_HOST: &str = "synth-host";
+
 fn hdr(ts: u64, k: u32, netns: u32, ifindex: u32, ifname: &str) -> EventHeader {
     EventHeader {
         ts_ns: ts,
@@ -324,7 +328,11 @@ pub fn write(
 ) -> Result<CaptureStats, CaptureError> {
     let containers = containers.max(2);
     let no_socket = drop_reasons.value("NO_SOCKET").unwrap_or(3);
-    let header = Header::this_host(vec!["tracer".into(), "synth-capture".into()], BOOT_TO_WALL);
+    let header = Header::this_host(
+        vec!["tracer".into(), "synth-capture".into()],
+        BOOT_TO_WALL,
+        Some(SYNTH_HOST.to_string()),
+    );
     let mut w = CaptureWriter::create(path, header, drop_reasons, None)?;
     w.write_symbols(&[(LOCATION, "__udp4_lib_rcv+0x9a4".to_string())])?;
     let t0: u64 = 1_000_000_000_000;
@@ -380,6 +388,7 @@ mod tests {
                 speed: 0.0,
                 filter: Default::default(),
                 detect: Some(Default::default()),
+                text: None,
             },
             &mut out,
         )

@@ -26,6 +26,7 @@ fn header() -> Header {
         started_unix_ns: 1_700_000_123_000_000_000,
         args: vec!["tracer".into(), "run".into(), "--record".into(), "x".into()],
         part: 0,
+        host_name: None,
     }
 }
 
@@ -216,11 +217,29 @@ fn round_trip_every_record_kind() {
 
 #[test]
 fn header_for_this_host_is_filled_in() {
-    let h = Header::this_host(vec!["tracer".into()], 42);
+    let h = Header::this_host(vec!["tracer".into()], 42, super::host_name());
     assert_eq!(h.format_version, FORMAT_VERSION);
     assert_eq!(h.tracer_version, env!("CARGO_PKG_VERSION"));
     assert!(!h.hostname.is_empty() && !h.kernel_release.is_empty());
     assert!(h.started_unix_ns > 1_600_000_000_000_000_000);
+    let uname = nix::sys::utsname::uname().unwrap();
+    assert_eq!(h.host_name.as_deref(), uname.nodename().to_str());
+}
+
+/// The header records host.name; a header of an older tracer (without it)
+/// reads back as None, and one without it writes no key at all.
+#[test]
+fn header_host_name_is_optional_and_old_headers_read() {
+    let mut h = header();
+    let old = serde_json::to_string(&h).unwrap();
+    assert!(!old.contains("host_name"), "{old}");
+    assert_eq!(
+        serde_json::from_str::<Header>(&old).unwrap().host_name,
+        None
+    );
+    h.host_name = Some("node-7.example".into());
+    let new = serde_json::to_string(&h).unwrap();
+    assert_eq!(serde_json::from_str::<Header>(&new).unwrap(), h);
 }
 
 #[test]
@@ -954,6 +973,7 @@ fn replay_bytes_as_the_fuzzer_does(bytes: &[u8]) -> usize {
         speed: 0.0,
         filter: Default::default(),
         detect: Some(Default::default()),
+        text: None,
     };
     let mut out = Vec::new();
     let _ = crate::replay::replay_reader(reader, &opts, &mut out);
@@ -1532,6 +1552,7 @@ fn replay_to_string(path: &Path, detect: bool) -> String {
             speed: 0.0,
             filter: Filter::default(),
             detect: detect.then(Default::default),
+            text: None,
         },
         &mut out,
     )

@@ -395,7 +395,7 @@ mod tests {
         let dir = TempDir::new("lastpart");
         let path = dir.file("c");
         let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED")]);
-        let header = super::super::Header::this_host(vec!["tracer".into()], 0);
+        let header = super::super::Header::this_host(vec!["tracer".into()], 0, None);
         let mut w = CaptureWriter::create(&path, header, &reasons, None).unwrap();
         w.part = u32::MAX - 1;
         w.write_input(&Input::Tick { boot_ns: 1 }).unwrap();

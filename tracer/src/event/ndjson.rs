@@ -84,6 +84,32 @@ pub fn write_line(e: &EcsEvent, out: &mut Vec<u8>) -> serde_json::Result<()> {
     Ok(())
 }
 
+/// `"host":{"name":…}` (ECS), the same on every line of a run: rendered
+/// once, then appended as the last field of each line. It belongs to the
+/// run, not to an event, so it is not an [`EcsEvent`] field; a line without
+/// one is exactly what [`write_line`] writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostField(Box<[u8]>);
+
+impl HostField {
+    pub fn new(name: &str) -> Self {
+        let mut v = b",\"host\":{\"name\":".to_vec();
+        name.write_json(&mut v);
+        v.extend_from_slice(b"}}\n");
+        Self(v.into_boxed_slice())
+    }
+
+    /// Appends the field to the line `write_line` just wrote at the end of
+    /// `out` (replacing its closing `}` and newline).
+    #[inline]
+    pub fn append(&self, out: &mut Vec<u8>) {
+        if out.ends_with(b"}\n") {
+            out.truncate(out.len() - 2);
+            out.extend_from_slice(&self.0);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // One value, one field.
 
@@ -1727,6 +1753,7 @@ mod tests {
                 speed: 0.0,
                 filter: Default::default(),
                 detect: Some(Default::default()),
+                text: None,
             },
             &mut replayed,
         )
@@ -1740,11 +1767,22 @@ mod tests {
         assert!(events.len() > 10_000, "{}", events.len());
         let mut all = Vec::new();
         let mut actions = std::collections::BTreeSet::new();
+        // The synthetic capture's header names its host: every replayed
+        // line ends with it.
+        let host = HostField::new(crate::synth::SYNTH_HOST);
         for e in &events {
             check(e);
             actions.insert(e.event.action.as_str());
-            all.extend_from_slice(&reference(e));
+            let mut line = reference(e);
+            host.append(&mut line);
+            all.extend_from_slice(&line);
         }
+        let first = replayed.split(|&b| b == b'\n').next().unwrap();
+        assert!(
+            first.ends_with(br#","host":{"name":"synth-host"}}"#),
+            "{}",
+            String::from_utf8_lossy(first)
+        );
         for a in [
             "fdb_flap",
             "incident",
