@@ -331,10 +331,15 @@ impl Connect {
         sink: &mut Sink,
     ) {
         for k in flow.into_iter().chain(Some(dst)) {
-            let slot = self.causes.entry(k, || cause.clone());
+            let mut fresh = false;
+            let slot = self.causes.entry(k, || {
+                fresh = true;
+                cause.clone()
+            });
             // The most telling cause wins; a fresh one of the same rank
-            // replaces an older one.
-            if cause.kind <= slot.kind {
+            // replaces an older one (a new slot already holds this one:
+            // no second clone).
+            if !fresh && cause.kind <= slot.kind {
                 *slot = cause.clone();
             }
         }

@@ -226,14 +226,18 @@ impl Json for EventMeta {
             type_,
             outcome,
         } = self;
+        // The key, the kind and the next key with its opening quote as one
+        // literal; action names are lower-case identifiers, nothing to
+        // escape (`action_names_need_no_escaping` checks every one).
         out.extend_from_slice(match kind {
-            Kind::Event => b"{\"kind\":\"event\"",
-            Kind::Alert => b"{\"kind\":\"alert\"",
-            Kind::Metric => b"{\"kind\":\"metric\"",
-            Kind::State => b"{\"kind\":\"state\"",
+            Kind::Event => b"{\"kind\":\"event\",\"action\":\"",
+            Kind::Alert => b"{\"kind\":\"alert\",\"action\":\"",
+            Kind::Metric => b"{\"kind\":\"metric\",\"action\":\"",
+            Kind::State => b"{\"kind\":\"state\",\"action\":\"",
         });
-        required!(out, "action", action);
-        required!(out, "category", category);
+        out.extend_from_slice(action.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"category\":");
+        write_str(out, category);
         required!(out, "type", type_);
         optional!(out, "outcome", outcome);
         out.push(b'}');
@@ -693,6 +697,17 @@ mod tests {
     use crate::event::{
         Action, Compose, ContainerData, ContainerRef, Image, RawJson, ServiceRef, SmolStr, Swarm,
     };
+
+    #[test]
+    fn action_names_need_no_escaping() {
+        for a in Action::ALL {
+            let name = a.as_str();
+            assert!(
+                !name.is_empty() && name.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'),
+                "{name}"
+            );
+        }
+    }
 
     fn reference(e: &EcsEvent) -> Vec<u8> {
         let mut v = serde_json::to_vec(e).unwrap();
