@@ -78,6 +78,27 @@ impl CauseKind {
     }
 }
 
+/// Keeps `make()` as the cause for `k` when it is at least as telling as
+/// the one there (a fresh one of the same rank replaces an older one); a
+/// slot that stays as it is costs no clone.
+fn keep(
+    causes: &mut Bounded<CauseKey, Cause>,
+    k: CauseKey,
+    kind: CauseKind,
+    make: impl FnOnce() -> Cause,
+) {
+    match causes.get_mut(&k) {
+        Some(slot) => {
+            if kind <= slot.kind {
+                *slot = make();
+            }
+        }
+        None => {
+            causes.entry(k, make);
+        }
+    }
+}
+
 /// One cause, as seen.
 #[derive(Clone, Debug)]
 pub(crate) struct Cause {
@@ -330,28 +351,24 @@ impl Connect {
         t: i128,
         sink: &mut Sink,
     ) {
-        for k in flow.into_iter().chain(Some(dst)) {
-            let mut fresh = false;
-            let slot = self.causes.entry(k, || {
-                fresh = true;
-                cause.clone()
-            });
-            // The most telling cause wins; a fresh one of the same rank
-            // replaces an older one (a new slot already holds this one:
-            // no second clone).
-            if !fresh && cause.kind <= slot.kind {
-                *slot = cause.clone();
-            }
-        }
         // An attempt that came first and waits: by tuple, then by address.
-        let key = flow
+        // (Looked up before the cause is kept: neither reads `causes`.)
+        let waiting = flow
             .and_then(|f| match f {
                 CauseKey::Flow(s, sp, d, dp) => self.find_attempt(s, sp, d, dp),
                 CauseKey::Dst(_) => None,
             })
-            .or_else(|| self.waiting.get(&dst).map(|w| w.key));
-        if let Some(key) = key {
-            if self.attempts.get(&key).is_some_and(|a| !a.alerted) {
+            .or_else(|| self.waiting.get(&dst).map(|w| w.key))
+            .filter(|key| self.attempts.get(key).is_some_and(|a| !a.alerted));
+        let kind = cause.kind;
+        if let Some(f) = flow {
+            keep(&mut self.causes, f, kind, || cause.clone());
+        }
+        match waiting {
+            // The common case: nothing waits, the cause moves into its slot.
+            None => keep(&mut self.causes, dst, kind, || cause),
+            Some(key) => {
+                keep(&mut self.causes, dst, kind, || cause.clone());
                 self.conclude(key, Some(cause), t, sink);
             }
         }
