@@ -98,10 +98,14 @@ impl Filter {
     /// or what is behind the bridge port (before a move, too)? Applied
     /// after enrichment and before the detectors, like [`Self::in_scope`]:
     /// alerts are those of the selected containers' events.
+    /// Called once per event: the no-filter check inline.
+    #[inline]
     pub fn in_containers(&self, e: &EcsEvent) -> bool {
-        if self.containers.is_empty() && self.services.is_empty() {
-            return true;
-        }
+        self.containers.is_empty() && self.services.is_empty() || self.selects_any(e)
+    }
+
+    #[inline(never)]
+    fn selects_any(&self, e: &EcsEvent) -> bool {
         fn peer(p: &Option<Box<crate::event::Peer>>) -> Option<&crate::event::ContainerRef> {
             p.as_ref().and_then(|p| p.container.as_ref())
         }

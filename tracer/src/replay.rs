@@ -69,12 +69,21 @@ struct Pacer {
 }
 
 impl Pacer {
+    /// Called once per record: the unpaced check inline, the pacing out
+    /// of line.
+    #[inline]
     fn wait(&mut self, ts: Option<u64>) {
         // 0, NaN, infinite or negative: as fast as possible.
         if !(self.speed > 0.0 && self.speed.is_finite()) {
             return;
         }
-        let Some(ts) = ts else { return };
+        if let Some(ts) = ts {
+            self.wait_until(ts);
+        }
+    }
+
+    #[inline(never)]
+    fn wait_until(&mut self, ts: u64) {
         let (t0, i0) = *self.start.get_or_insert((ts, Instant::now()));
         // Never panics: a factor the CLI did not check (a library caller)
         // that overflows a Duration waits as long as a Duration can.
@@ -162,8 +171,11 @@ pub fn replay_reader<W: Write>(
             }
             // By reference: moving each large event out of the batch
             // costs more than serialising it.
-            lines.push_all(&batch).context("writing NDJSON")?;
-            batch.clear();
+            // Most records make no line (or one): nothing to hand on then.
+            if !batch.is_empty() {
+                lines.push_all(&batch).context("writing NDJSON")?;
+                batch.clear();
+            }
         }
         Ok(())
     })();
