@@ -501,7 +501,11 @@ fn write_ipv4(out: &mut Vec<u8>, a: &Ipv4Addr) {
         n += 1;
     }
     buf[n] = b'"';
-    out.extend_from_slice(&buf[..n + 1]);
+    // The whole buffer (a fixed-size copy, no memcpy call), then the
+    // bytes past the address cut off again.
+    let len = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(len + n + 1);
 }
 
 thread_local! {
