@@ -638,8 +638,12 @@ fn next_escape(b: &[u8], mut i: usize) -> usize {
     }
     if rest >= 4 {
         // Short string: the first and the last four bytes (they may overlap).
-        let lo = u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let hi = u32::from_le_bytes([b[len - 4], b[len - 3], b[len - 2], b[len - 1]]);
+        // One bounds check and a fixed-size copy each (not one per byte).
+        let mut lo = [0u8; 4];
+        lo.copy_from_slice(&b[i..i + 4]);
+        let mut hi = [0u8; 4];
+        hi.copy_from_slice(&b[len - 4..]);
+        let (lo, hi) = (u32::from_le_bytes(lo), u32::from_le_bytes(hi));
         let m = escape_mask(lo as u64 | (hi as u64) << 32);
         return match m.trailing_zeros() {
             64 => len,
