@@ -218,6 +218,11 @@ macro_rules! kernel_fields {
             /// many bytes wait in the ring; user space also drains on a short timer.
             /// 0: every record may wake (kernel default).
             pub wakeup_bytes: u32,
+            /// Per-kind budget (index: [`kind`]): records of that kind each
+            /// network namespace may send per second on each CPU; the rest
+            /// are held back and counted in `BUDGET` ([`BudgetState`]).
+            /// 0: no budget (every record is sent).
+            pub budgets: [u32; kind::MAX as usize],
         }
 
         impl KernelConfig {
@@ -227,6 +232,7 @@ macro_rules! kernel_fields {
                     $( $field: UNRESOLVED, )*
                     drop_filter_len: 0,
                     wakeup_bytes: 0,
+                    budgets: [0; kind::MAX as usize],
                 }
             }
 
@@ -340,6 +346,31 @@ impl Default for KernelConfig {
 /// filtered in the kernel (counted in `DROP_FILTERED`, not sent).
 pub const DROP_FILTER_SLOTS: u32 = 1024;
 
+/// Entries of the per-CPU `BUDGET` hash: one per (record kind, network
+/// namespace) that has a budget. A pair beyond this many is not budgeted
+/// (its records are all sent), never miscounted.
+pub const BUDGET_ENTRIES: u32 = 8192;
+
+/// Key of the `BUDGET` map: kind in the high 32 bits, netns inode in the low.
+pub const fn budget_key(kind: u32, netns: u32) -> u64 {
+    ((kind as u64) << 32) | netns as u64
+}
+
+/// Value of the `BUDGET` map, per CPU: a one-second window of records sent
+/// and, since load, the records held back (not sent because the window's
+/// budget was spent). Exact accounting: records that happened = sent
+/// (delivered + lost on a full ring) + `held_back`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetState {
+    /// `bpf_ktime_get_ns()` at the start of the current window.
+    pub window_start_ns: u64,
+    /// Records sent in the current window.
+    pub sent: u64,
+    /// Records held back since load (never reset).
+    pub held_back: u64,
+}
+
 /// Ring-buffer size used when the user does not choose one (bytes, power of two).
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 
@@ -349,7 +380,8 @@ const _: () = assert!(core::mem::size_of::<ArpEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<TcpEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 96);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 35 * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == (35 + kind::MAX as usize) * 4);
+const _: () = assert!(core::mem::size_of::<BudgetState>() == 24);
 const _: () = assert!(Field::ALL.len() + 2 == 35);
 
 #[cfg(feature = "user")]
@@ -364,6 +396,7 @@ mod pod {
     unsafe impl aya::Pod for NeighEvent {}
     unsafe impl aya::Pod for TcpEvent {}
     unsafe impl aya::Pod for DropEvent {}
+    unsafe impl aya::Pod for BudgetState {}
 }
 
 /// The bytes of a wire value (user space: building records in tests and

@@ -5,12 +5,14 @@
 use aya_ebpf::{
     helpers::{
         bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
-        generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
+        generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_ktime_get_ns},
     },
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use tracer_ebpf::{kind, EventHeader, KernelConfig, DEFAULT_RING_BYTES};
+use tracer_ebpf::{
+    budget_key, kind, BudgetState, EventHeader, KernelConfig, BUDGET_ENTRIES, DEFAULT_RING_BYTES,
+};
 
 /// Offsets from BTF, written by user space before load (.rodata).
 #[no_mangle]
@@ -22,6 +24,61 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 
 /// Failed ring-buffer reserves, per CPU, indexed by event kind.
 #[map]
 pub(crate) static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::MAX, 0);
+
+/// Per-kind, per-namespace budgets (see `KernelConfig::budgets`): the
+/// current one-second window and the records held back, per CPU.
+#[map]
+pub(crate) static BUDGET: PerCpuHashMap<u64, BudgetState> =
+    PerCpuHashMap::with_max_entries(BUDGET_ENTRIES, 0);
+
+const WINDOW_NS: u64 = 1_000_000_000;
+
+/// Whether a record of kind `k` from namespace `netns` may be sent: true
+/// when its kind has no budget or the namespace's budget for this second on
+/// this CPU is not spent; otherwise counts it as held back and returns
+/// false. A flood of one kind in one namespace therefore spends only its
+/// own budget: other namespaces and other kinds keep theirs.
+#[inline(always)]
+pub(crate) fn within_budget(k: u32, netns: u32) -> bool {
+    if k >= kind::MAX {
+        return true;
+    }
+    // SAFETY: CONFIG is a plain global patched before load; volatile so the
+    // compiler does not fold the zero it holds at compile time.
+    let limit =
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.budgets[k as usize])) } as u64;
+    if limit == 0 {
+        return true;
+    }
+    let key = budget_key(k, netns);
+    let now = unsafe { bpf_ktime_get_ns() };
+    match BUDGET.get_ptr_mut(&key) {
+        Some(s) => unsafe {
+            if now.wrapping_sub((*s).window_start_ns) >= WINDOW_NS {
+                (*s).window_start_ns = now;
+                (*s).sent = 0;
+            }
+            if (*s).sent < limit {
+                (*s).sent += 1;
+                true
+            } else {
+                (*s).held_back += 1;
+                false
+            }
+        },
+        None => {
+            // A full map (more pairs than BUDGET_ENTRIES) leaves the pair
+            // unbudgeted: sent, so still exactly accounted.
+            let init = BudgetState {
+                window_start_ns: now,
+                sent: 1,
+                held_back: 0,
+            };
+            let _ = BUDGET.insert(&key, &init, 0);
+            true
+        }
+    }
+}
 
 pub(crate) const ETH_P_IP: u16 = 0x0800;
 pub(crate) const ETH_P_IPV6: u16 = 0x86DD;
@@ -86,9 +143,18 @@ pub(crate) unsafe fn fill_dev(h: *mut EventHeader, dev: *const u8) {
     if dev.is_null() {
         return;
     }
+    fill_dev_in(h, dev, dev_netns(dev));
+}
+
+/// [`fill_dev`] when the device's namespace is already known.
+#[inline(always)]
+pub(crate) unsafe fn fill_dev_in(h: *mut EventHeader, dev: *const u8, netns: u32) {
+    if dev.is_null() {
+        return;
+    }
     (*h).ifindex = rd::<i32>(dev, off!(dev_ifindex)).unwrap_or(0) as u32;
     let _ = bpf_probe_read_kernel_buf(dev.wrapping_add(off!(dev_name)), &mut (*h).ifname);
-    (*h).netns = dev_netns(dev);
+    (*h).netns = netns;
 }
 
 /// `sk->__sk_common.skc_net.net->ns.inum`.
