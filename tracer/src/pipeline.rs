@@ -579,8 +579,14 @@ mod tests {
         assert_eq!(t["held_back"], 523);
         assert_eq!(t["held_back_by_probe"]["br_fdb_update"]["4026532001"], 500);
         assert_eq!(t["held_back_by_probe"]["br_fdb_update"]["4026532002"], 3);
-        assert_eq!(t["held_back_by_probe"]["netif_receive_skb"]["4026532001"], 20);
-        assert!(with["message"].as_str().unwrap().contains("523 records held back"));
+        assert_eq!(
+            t["held_back_by_probe"]["netif_receive_skb"]["4026532001"],
+            20
+        );
+        assert!(with["message"]
+            .as_str()
+            .unwrap()
+            .contains("523 records held back"));
         assert!(without["tracer"].get("held_back").is_none());
         assert!(without["tracer"].get("held_back_by_probe").is_none());
         // Old captures (no held_back) read back; new ones round-trip.

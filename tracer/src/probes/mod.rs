@@ -288,6 +288,7 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     // DRAIN_INTERVAL anyway), leaving room for a burst before anything is lost.
     config.wakeup_bytes = opts.ring_bytes / 16;
     config.budgets = opts.budgets;
+    set_spans(&mut config);
 
     let mut ebpf = EbpfLoader::new()
         .override_global("CONFIG", &config, true)
@@ -404,6 +405,25 @@ pub fn read_lost(map: &PerCpuArray<MapData, u64>) -> [u64; kind::MAX as usize] {
     out
 }
 
+/// Sets the spans the drop program reads in one call each (sizes: pointers
+/// 8 bytes, `protocol`/`network_header` 2, `ifindex` 4, `name` IFNAMSIZ).
+pub fn set_spans(c: &mut tracer_ebpf::KernelConfig) {
+    use tracer_ebpf::{Span, IFNAMSIZ};
+    c.skb_span = Span::covering(&[
+        (c.skb_dev, 8),
+        (c.skb_sk, 8),
+        (c.skb_protocol, 2),
+        (c.skb_network_header, 2),
+        (c.skb_head, 8),
+        (c.skb_data, 8),
+    ]);
+    c.dev_span = Span::covering(&[
+        (c.dev_ifindex, 4),
+        (c.dev_nd_net, 8),
+        (c.dev_name, IFNAMSIZ as u32),
+    ]);
+}
+
 /// Records held back by the budgets since load, summed over CPUs, per
 /// (kind, netns inode); only pairs with some.
 pub fn read_held_back(map: &PerCpuHashMap<MapData, u64, BudgetState>) -> BTreeMap<(u32, u32), u64> {
@@ -501,6 +521,27 @@ mod tests {
         assert_eq!(d[kind::ARP_REPLY as usize], DEFAULT_BUDGET);
         assert_eq!(d[kind::FDB_DELETE as usize], 0, "rare kinds have no budget");
         assert_eq!(d.iter().filter(|&&b| b > 0).count(), BUDGETED.len());
+    }
+
+    #[test]
+    fn spans_cover_the_fields_or_are_none() {
+        use tracer_ebpf::{KernelConfig, Span, SPAN_MAX, UNRESOLVED};
+        let mut c = KernelConfig::unresolved();
+        set_spans(&mut c);
+        assert_eq!((c.skb_span, c.dev_span), (Span::NONE, Span::NONE));
+        // Linux 6.18's offsets.
+        (c.skb_dev, c.skb_sk, c.skb_protocol, c.skb_network_header) = (16, 24, 176, 180);
+        (c.skb_head, c.skb_data) = (192, 200);
+        (c.dev_ifindex, c.dev_nd_net, c.dev_name) = (224, 264, 280);
+        set_spans(&mut c);
+        assert_eq!(c.skb_span, Span { base: 16, len: 192 });
+        assert_eq!(c.dev_span, Span { base: 224, len: 72 });
+        // Too far apart, or one unresolved: field by field.
+        c.dev_name = 224 + SPAN_MAX;
+        c.skb_sk = UNRESOLVED;
+        set_spans(&mut c);
+        assert_eq!((c.skb_span, c.dev_span), (Span::NONE, Span::NONE));
+        assert_eq!(Span::covering(&[(13, 2)]), Span { base: 8, len: 7 });
     }
 
     #[test]
