@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub groups: Vec<String>,
     pub ignore_drop_reasons: Vec<String>,
     pub ring_bytes: u32,
+    /// Per-kind budgets (records per second per namespace per CPU, by kind; 0: none).
+    pub budgets: [u32; kind::MAX as usize],
     pub filter: Filter,
     pub loss_interval: Duration,
     pub seed_fdb: bool,
@@ -302,12 +304,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         groups: opts.groups.clone(),
         ring_bytes: opts.ring_bytes,
         drop_filter: drop_filter.clone(),
+        budgets: opts.budgets,
     };
     let probes::Loaded {
         ebpf,
         events,
         lost,
         filtered,
+        budget,
         status,
     } = probes::load(&info.btf, &load_opts)?;
     let now = clock::boot_now_ns();
@@ -407,6 +411,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         reasons: drop_filter,
         prev_lost: [0u64; kind::MAX as usize],
         prev_filtered: Default::default(),
+        budget,
+        prev_held_back: Default::default(),
     };
     let mut last_hint = 0u32;
     let mut drain_tick = tokio::time::interval(probes::DRAIN_INTERVAL);
@@ -619,6 +625,8 @@ struct LossCounters {
     reasons: BTreeSet<u32>,
     prev_lost: [u64; kind::MAX as usize],
     prev_filtered: std::collections::BTreeMap<u32, u64>,
+    budget: aya::maps::PerCpuHashMap<aya::maps::MapData, u64, tracer_ebpf::BudgetState>,
+    prev_held_back: std::collections::BTreeMap<(u32, u32), u64>,
 }
 
 impl LossCounters {
@@ -641,14 +649,21 @@ impl LossCounters {
             .collect();
         self.prev_lost = now_lost;
         self.prev_filtered = filt_now.into_iter().collect();
-        (always || !delta.is_empty() || !filt_delta.is_empty() || !sinks.is_empty()).then(|| {
-            Input::Loss {
-                boot_ns: clock::boot_now_ns(),
-                lost: delta,
-                filtered: filt_delta,
-                lost_total: now_lost.iter().sum(),
-                sinks,
-            }
+        let held_now = probes::read_held_back(&self.budget);
+        let held_back = probes::held_back_delta(&self.prev_held_back, &held_now);
+        self.prev_held_back = held_now;
+        (always
+            || !delta.is_empty()
+            || !filt_delta.is_empty()
+            || !sinks.is_empty()
+            || !held_back.is_empty())
+        .then(|| Input::Loss {
+            boot_ns: clock::boot_now_ns(),
+            lost: delta,
+            filtered: filt_delta,
+            lost_total: now_lost.iter().sum(),
+            sinks,
+            held_back,
         })
     }
 }

@@ -221,6 +221,17 @@ struct RunArgs {
     #[arg(long, default_value = "8M", value_parser = parse_ring_size)]
     ring_buffer_size: u32,
 
+    /// Per-kind budget in the kernel, PROBE=N: records of that probe each
+    /// network namespace may send per second on each CPU (0: no budget).
+    /// The rest are held back, counted per probe and namespace, and
+    /// reported in `loss_report` lines (tracer.held_back_by_probe), so a
+    /// MAC or ARP flood in one namespace cannot push other namespaces' FDB
+    /// moves out of the ring. Budgeted probes: br_fdb_update,
+    /// netif_receive_skb (ARP replies); default 1000 each. Rare kinds (FDB
+    /// deletes, neighbour updates, TCP resets and retransmits) have none.
+    #[arg(long = "budget", value_name = "PROBE=N", value_delimiter = ',', value_parser = probes::parse_budget)]
+    budgets: Vec<(u32, u32)>,
+
     #[command(flatten)]
     filters: FilterArgs,
 
@@ -471,6 +482,13 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         groups: a.probes,
         ignore_drop_reasons: a.ignore_drop_reasons,
         ring_bytes: a.ring_buffer_size,
+        budgets: {
+            let mut b = probes::default_budgets();
+            for (k, n) in a.budgets {
+                b[k as usize] = n;
+            }
+            b
+        },
         filter: a.filters.filter(),
         loss_interval: a.loss_interval.max(Duration::from_millis(10)),
         seed_fdb: !a.no_fdb_seed,

@@ -502,6 +502,12 @@ pub struct TracerFields {
     /// (its queue was full), by sink name (only non-zero entries).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sink_dropped: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// Records the kernel's per-kind budgets held back (not sent) since the last report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<u64>,
+    /// `held_back` by probe, then by network namespace inode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_back_by_probe: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// Number of occurrences this line stands for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
