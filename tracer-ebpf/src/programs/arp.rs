@@ -32,7 +32,7 @@ pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
         }
         // ARP replies can be flooded (CAP_NET_RAW): each namespace has its
         // own budget, so one flood cannot fill the ring for the others.
-        let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or(core::ptr::null());
+        let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or_default();
         let netns = dev_netns(dev);
         if !within_budget(kind::ARP_REPLY, netns) {
             return 0;
@@ -65,7 +65,7 @@ pub fn neigh_update(ctx: RawTracePointContext) -> i32 {
     };
     let p = e.as_mut_ptr();
     unsafe {
-        let tbl = rd::<*const u8>(n, off!(neigh_tbl)).unwrap_or(core::ptr::null());
+        let tbl = rd::<*const u8>(n, off!(neigh_tbl)).unwrap_or_default();
         let family = if tbl.is_null() {
             0
         } else {
@@ -90,7 +90,7 @@ pub fn neigh_update(ctx: RawTracePointContext) -> i32 {
             (*p).has_new_lladdr = 1;
             let _ = bpf_probe_read_kernel_buf(lladdr, &mut (&mut (*p).new_lladdr)[..6]);
         }
-        let dev = rd::<*const u8>(n, off!(neigh_dev)).unwrap_or(core::ptr::null());
+        let dev = rd::<*const u8>(n, off!(neigh_dev)).unwrap_or_default();
         fill_dev(&mut (*p).hdr, dev);
     }
     e.submit(0);

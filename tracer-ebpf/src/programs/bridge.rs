@@ -41,7 +41,7 @@ pub fn br_fdb_update(ctx: RawTracePointContext) -> i32 {
 /// `br->dev`, null when unreadable.
 #[inline(always)]
 unsafe fn bridge_dev(br: *const u8) -> *const u8 {
-    rd::<*const u8>(br, off!(br_dev)).unwrap_or(core::ptr::null())
+    rd::<*const u8>(br, off!(br_dev)).unwrap_or_default()
 }
 
 /// Bridge and port fields; `netns` is the bridge device's namespace.
@@ -79,7 +79,7 @@ pub fn fdb_delete(ctx: RawTracePointContext) -> i32 {
         let _ = bpf_probe_read_kernel_buf(f.wrapping_add(off!(fdb_addr)), &mut (*p).mac);
         (*p).vid = rd::<u16>(f, off!(fdb_vlan_id)).unwrap_or(0);
         (*p).flags = rd::<u64>(f, off!(fdb_flags)).unwrap_or(0);
-        let port = rd::<*const u8>(f, off!(fdb_dst)).unwrap_or(core::ptr::null());
+        let port = rd::<*const u8>(f, off!(fdb_dst)).unwrap_or_default();
         let brdev = bridge_dev(br);
         fill_bridge(p, brdev, dev_netns(brdev), port);
     }

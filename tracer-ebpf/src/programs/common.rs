@@ -53,7 +53,7 @@ pub(crate) fn within_budget(k: u32, netns: u32) -> bool {
     }
     let key = budget_key(k, netns);
     let now = unsafe { bpf_ktime_get_ns() };
-    match BUDGET.get_ptr_mut(&key) {
+    match BUDGET.get_ptr_mut(key) {
         Some(s) => unsafe {
             if now.wrapping_sub((*s).window_start_ns) >= WINDOW_NS {
                 (*s).window_start_ns = now;
@@ -75,7 +75,7 @@ pub(crate) fn within_budget(k: u32, netns: u32) -> bool {
                 sent: 1,
                 held_back: 0,
             };
-            let _ = BUDGET.insert(&key, &init, 0);
+            let _ = BUDGET.insert(key, init, 0);
             true
         }
     }

@@ -64,10 +64,10 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
         (*p).l4proto = t.l4proto;
         (*p).ip_version = t.version;
         (*p).eth_proto = t.eth_proto;
-        let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or(core::ptr::null());
+        let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or_default();
         fill_dev(&mut (*p).hdr, dev);
         if (*p).hdr.netns == 0 {
-            let sk = rd::<*const u8>(skb, off!(skb_sk)).unwrap_or(core::ptr::null());
+            let sk = rd::<*const u8>(skb, off!(skb_sk)).unwrap_or_default();
             if !sk.is_null() {
                 (*p).hdr.netns = sk_netns(sk);
             }
