@@ -18,7 +18,7 @@ use crate::{
     kernel::{self, clock, privileges},
     pipeline::{loss_delta, Filter, Input, Pipeline},
     probes::{self, LoadOptions},
-    sink::{self, Lines, Queued, SinkStats},
+    sink::{self, Lines, SinkStats},
 };
 
 /// Options of `tracer run`.
@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub identity: Option<crate::identity::SourceConfig>,
     /// Command line, recorded in the capture header.
     pub args: Vec<String>,
+    /// `--output` targets (empty: stdout).
+    pub outputs: Vec<sink::Output>,
 }
 
 /// The live run's data path: every input goes through the pipeline, into
@@ -154,18 +156,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             opts.filter.clone(),
             opts.detect.clone(),
         ),
-        out: Lines::new(
-            vec![Box::new(
-                Queued::new(
-                    "stdout",
-                    sink::STDOUT_THREAD,
-                    std::io::stdout(),
-                    sink::QUEUE_BYTES,
-                )
-                .context("starting the stdout writer thread")?,
-            )],
-            sink::BATCH_BYTES,
-        ),
+        out: Lines::new(open_outputs(&opts.outputs)?, sink::BATCH_BYTES),
         batch: Vec::new(),
         capture,
     };
@@ -272,6 +263,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
+    // SIGHUP: file outputs reopen their paths (logrotate), nothing else.
+    let mut sighup = tokio::signal::unix::signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while sighup.recv().await.is_some() {
+            sink::file::request_reopen();
+        }
+    });
     let duration = opts.duration;
     tokio::spawn({
         let shutdown = shutdown.clone();
@@ -396,6 +394,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         return Err(e).context("writing NDJSON to stdout");
     }
     Ok(())
+}
+
+/// The `--output` sinks (stdout when none is given), each queued.
+fn open_outputs(outputs: &[sink::Output]) -> anyhow::Result<Vec<Box<dyn sink::Sink>>> {
+    let stdout = [sink::Output {
+        target: sink::Target::Stdout,
+        queue_bytes: sink::QUEUE_BYTES,
+    }];
+    let outputs = if outputs.is_empty() {
+        &stdout[..]
+    } else {
+        outputs
+    };
+    outputs
+        .iter()
+        .map(|o| {
+            o.open()
+                .map(|s| s as Box<dyn sink::Sink>)
+                .with_context(|| format!("cannot open output {}", o.name()))
+        })
+        .collect()
 }
 
 /// Feeds every record waiting in the ring buffer; returns how many.

@@ -147,6 +147,17 @@ struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "record")]
     record_rotate: Option<u64>,
 
+    /// Where NDJSON lines go (repeatable; default stdout): `stdout`,
+    /// `file:PATH[?rotate=SIZE&keep=N]` (created 0640, appended, rotated by
+    /// size to PATH.1..PATH.N, reopened on SIGHUP for logrotate),
+    /// `tcp://HOST:PORT` or `unix:PATH` (NDJSON over a stream socket, as
+    /// Vector's socket source or Fluent Bit's tcp input read it; reconnected
+    /// with backoff). Each has its own bounded queue (`?queue=SIZE`, default
+    /// 16M): a slow or absent reader costs its own lines (counted per output
+    /// in loss_report's tracer.sink_dropped), never the others'.
+    #[arg(long = "output", short = 'o', value_name = "TARGET")]
+    outputs: Vec<tracer::sink::Output>,
+
     /// Do not name containers (no Docker API, no /proc scan): namespace-level identity only.
     #[arg(long)]
     no_identity: bool,
@@ -383,6 +394,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         }),
         args: std::env::args().collect(),
+        outputs: a.outputs,
     };
     live::run(opts).await?;
     Ok(ExitCode::SUCCESS)

@@ -11,10 +11,16 @@
 //! and reported in `loss_report` (`tracer.sink_dropped`) and at exit.
 //!
 //! A new sink implements [`Sink`] (or is a [`Queued`] over its own
-//! [`std::io::Write`]), and the live run adds it to its [`Lines`].
+//! [`std::io::Write`]), gets a `--output` spelling in [`output`], and the
+//! live run adds it to its [`Lines`]. The live run's targets: stdout,
+//! `file:` ([`file::RotatingFile`] behind a [`Queued`]), `tcp://` and
+//! `unix:` ([`stream::Stream`]).
 
 mod direct;
+pub mod file;
+pub mod output;
 mod queued;
+pub mod stream;
 
 use std::io;
 
@@ -23,6 +29,7 @@ use thiserror::Error;
 
 pub use self::{
     direct::Direct,
+    output::{Output, Target},
     queued::{Queued, QUEUE_BYTES},
 };
 use crate::event::EcsEvent;
@@ -254,7 +261,7 @@ pub fn problem(stats: &SinkStats) -> Option<String> {
     let mut parts = Vec::new();
     if stats.dropped > 0 {
         parts.push(format!(
-            "{}: {} lines dropped (its queue was full: the reader was too slow)",
+            "{}: {} lines dropped (not delivered: its queue was full, or its peer was away at exit)",
             stats.name, stats.dropped
         ));
     }
@@ -419,4 +426,3 @@ mod tests {
         );
     }
 }
-
