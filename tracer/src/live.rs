@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub args: Vec<String>,
     /// `--output` targets (empty: stdout).
     pub outputs: Vec<sink::Output>,
+    /// `--metrics`: serve Prometheus exposition there.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The live run's data path: every input goes through the pipeline, into
@@ -56,6 +58,8 @@ struct Live {
     /// Frames, checksums and writes on its own thread; this side only
     /// copies kernel records into a batch (see [`ThreadedWriter`]).
     capture: Option<ThreadedWriter>,
+    /// `--metrics`: counts what is printed (None: off, no cost).
+    metrics: Option<crate::metrics::Observer>,
 }
 
 impl Live {
@@ -87,6 +91,11 @@ impl Live {
     fn print(&mut self) {
         // A sink that stopped (EPIPE...) says why at exit.
         let _ = self.out.push_all(&self.batch);
+        if let Some(m) = self.metrics.as_mut() {
+            for e in &self.batch {
+                m.observe(e);
+            }
+        }
     }
 
     /// Records what was just processed: symbols it resolved first, then the
@@ -122,6 +131,17 @@ impl Live {
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     privileges::check()?;
     privileges::raise_memlock();
+    // One start-up line naming the mounts and namespaces that are missing
+    // (a container started without them works, with less).
+    let docker = opts
+        .identity
+        .as_ref()
+        .filter(|c| c.enable_docker)
+        .map(|c| c.docker_socket.as_path());
+    let missing = kernel::hostproc::missing(docker);
+    if !missing.is_empty() {
+        eprintln!("tracer: warning: missing: {}", missing.join("; "));
+    }
     let info = kernel::kernel_info(&opts.btf_path)?;
     for w in &info.warnings {
         eprintln!("tracer: warning: {w}");
@@ -142,6 +162,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // Bound before anything is attached: an address in use is an error now.
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let (observer, registry) = crate::metrics::new(crate::metrics::MAX_CONTAINERS);
+            let (local, _task) = crate::metrics::serve(addr, registry)
+                .await
+                .with_context(|| format!("--metrics: cannot listen on {addr}"))?;
+            eprintln!("tracer: metrics at http://{local}/metrics");
+            Some(observer)
+        }
+        None => None,
+    };
     let mut live = Live {
         pipeline: Pipeline::new(
             Tables {
@@ -159,6 +191,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         out: Lines::new(open_outputs(&opts.outputs)?, sink::BATCH_BYTES),
         batch: Vec::new(),
         capture,
+        metrics,
     };
 
     // Identity sources start first; their initial scan is awaited briefly so

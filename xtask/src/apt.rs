@@ -54,6 +54,9 @@ impl Set {
             BUSYBOX_STATIC,
             req("tcpdump", Some("tcpdump")),
             req("procps", Some("ps")),
+            // The metrics test scrapes tracer with a real Prometheus server
+            // (run as a plain process by the test, not as a service).
+            req("prometheus", Some("prometheus")),
         ];
         const BENCH: &[Pkg] = &[
             req("iperf3", Some("iperf3")),

@@ -4,6 +4,8 @@
 pub mod btf;
 /// Boot and wall clocks, and their offset.
 pub mod clock;
+/// The host's `/proc` (`--host-proc`).
+pub mod hostproc;
 /// `/proc/kallsyms`: kernel addresses to `symbol+0xoff`.
 pub mod kallsyms;
 /// rtnetlink queries: links, neighbours, FDB entries, per namespace.
