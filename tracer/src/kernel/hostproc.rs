@@ -51,7 +51,8 @@ pub fn missing(docker_socket: Option<&Path>) -> Vec<String> {
         out.push("/var/run/docker/netns (mount it: Docker's namespace handles)".into());
     }
     let root = root();
-    if !root.join("1/ns/net").exists() {
+    // lstat: the link itself (following it needs ptrace access to PID 1).
+    if std::fs::symlink_metadata(root.join("1/ns/net")).is_err() {
         out.push(format!(
             "{}/1 (the host's /proc: mount it and pass --host-proc)",
             root.display()
