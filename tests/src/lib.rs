@@ -366,6 +366,11 @@ impl Tracer {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Process id of the running tracer (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Lines printed so far.
     pub fn lines(&self) -> Vec<Value> {
         self.lines.lock().unwrap().clone()

@@ -17,6 +17,7 @@ pub mod fdb;
 pub mod identity;
 pub mod kernel;
 pub mod live;
+pub mod metrics;
 pub mod pipeline;
 pub mod probes;
 pub mod replay;

@@ -36,7 +36,7 @@ enum Command {
     ///
     /// Needs root (or CAP_BPF + CAP_PERFMON, plus CAP_NET_ADMIN + CAP_SYS_ADMIN
     /// to read other network namespaces).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print, for each probe, whether it can attach on this kernel and why not.
     /// Exits 0 when at least one probe works.
     Check(CheckArgs),
@@ -247,6 +247,27 @@ struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "record")]
     record_rotate: Option<u64>,
 
+    /// Where NDJSON lines go (repeatable; default stdout): `stdout`,
+    /// `file:PATH[?rotate=SIZE&keep=N]` (created 0640, appended, rotated by
+    /// size to PATH.1..PATH.N, reopened on SIGHUP for logrotate),
+    /// `tcp://HOST:PORT` or `unix:PATH` (NDJSON over a stream socket, as
+    /// Vector's socket source or Fluent Bit's tcp input read it; reconnected
+    /// with backoff). Each has its own bounded queue (`?queue=SIZE`, default
+    /// 16M): a slow or absent reader costs its own lines (counted per output
+    /// in loss_report's tracer.sink_dropped), never the others'.
+    #[arg(long = "output", short = 'o', value_name = "TARGET")]
+    outputs: Vec<tracer::sink::Output>,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default;
+    /// a bare PORT listens on 127.0.0.1 only, e.g. `--metrics 9464`; give
+    /// `0.0.0.0:9464` to let a Prometheus on another host scrape it): events
+    /// per action, drops per reason/container/netns, alerts and open
+    /// incidents per type, ring-buffer loss per probe, output loss per
+    /// output, enrichment and probe status. At most 200 containers (and 200
+    /// namespaces) get their own label value; more fold into `other`.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = tracer::metrics::parse_addr)]
+    metrics: Option<std::net::SocketAddr>,
+
     /// Do not name containers (no Docker API, no /proc scan): namespace-level identity only.
     #[arg(long)]
     no_identity: bool,
@@ -258,6 +279,18 @@ struct RunArgs {
     /// Docker Engine API socket.
     #[arg(long, default_value = "/var/run/docker.sock", value_name = "PATH")]
     docker_socket: PathBuf,
+
+    /// Where the host's /proc is mounted, when tracer runs in a container
+    /// without the host's PID namespace (a Docker Swarm service, e.g. with
+    /// `-v /proc:/host/proc:ro` and `--host-proc /host/proc`): identity reads
+    /// other processes' namespaces and cgroups there.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "TRACER_HOST_PROC",
+        default_value = "/proc"
+    )]
+    host_proc: PathBuf,
 
     /// How often loss counters are read; a loss_report line is printed whenever
     /// something was lost, and always once at exit.
@@ -448,7 +481,7 @@ fn main() -> ExitCode {
     };
     let res = rt.block_on(async {
         match cli.command {
-            Command::Run(a) => run(a).await,
+            Command::Run(a) => run(*a).await,
             Command::Check(a) => check(a),
             Command::Replay(a) => replay(a),
             Command::SynthCapture(a) => synth(a),
@@ -477,6 +510,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.record {
         tracer::capture::check_free(p)?;
     }
+    tracer::kernel::hostproc::set(a.host_proc.clone());
     let opts = live::RunOptions {
         duration: a.duration,
         groups: a.probes,
@@ -504,6 +538,8 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         args: std::env::args().collect(),
         host_name: a.host_name.or_else(tracer::capture::host_name),
         text: a.output.text(),
+        outputs: a.outputs,
+        metrics: a.metrics,
     };
     Ok(match live::run(opts).await? {
         live::Exit::Clean => ExitCode::SUCCESS,
