@@ -39,7 +39,7 @@ pub struct ReplaySummary {
 }
 
 /// Boot-clock time of an input (for pacing), when it has one.
-fn input_boot_ns(input: &Input) -> Option<u64> {
+pub(crate) fn input_boot_ns(input: &Input) -> Option<u64> {
     match input {
         Input::Kernel(b) => kernel_ts(b),
         Input::Loss { boot_ns, .. }
@@ -54,17 +54,22 @@ fn input_boot_ns(input: &Input) -> Option<u64> {
     }
 }
 
-fn kernel_ts(b: &[u8]) -> Option<u64> {
+pub(crate) fn kernel_ts(b: &[u8]) -> Option<u64> {
     crate::decode::record_ts(b)
 }
 
-struct Pacer {
+pub(crate) struct Pacer {
     speed: f64,
     start: Option<(u64, Instant)>,
 }
 
 impl Pacer {
-    fn wait(&mut self, ts: Option<u64>) {
+    pub(crate) fn new(speed: f64) -> Self {
+        Self { speed, start: None }
+    }
+
+    /// Waits until `ts` (boot-clock or wall-clock ns: only differences count) is due.
+    pub(crate) fn wait(&mut self, ts: Option<u64>) {
         if self.speed <= 0.0 {
             return;
         }
@@ -81,7 +86,61 @@ impl Pacer {
 /// Replays into `w`. Errors after some output (a corrupt record) still
 /// flush what was printed before them.
 pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySummary> {
-    let mut reader = CaptureReader::open(&opts.path)?;
+    replay_paths(std::slice::from_ref(&opts.path), opts, w)
+}
+
+/// Replays the captures of one or several hosts into `w` (`opts.path` is
+/// not used): see [`drive`].
+pub fn replay_paths<W: Write>(
+    paths: &[PathBuf],
+    opts: &ReplayOptions,
+    w: W,
+) -> anyhow::Result<ReplaySummary> {
+    // Lines go to a direct sink (nothing dropped, nothing waits in a
+    // queue) in large pieces; a paced replay writes each input's lines at
+    // once, so they appear when they are due.
+    let chunk = if opts.speed > 0.0 { 0 } else { 1 << 18 };
+    let mut lines = Lines::new(vec![Box::new(Direct::new("stdout", w))], chunk);
+    let res = drive(paths, opts, &mut |batch| {
+        // By reference: moving each large event out of the batch
+        // costs more than serialising it.
+        lines.push_all(batch).context("writing NDJSON")
+    });
+    let n = lines.lines();
+    let stats = lines.finish();
+    let mut summary = res?;
+    summary.lines = n;
+    if let Some(e) = stats.into_iter().find_map(|s| s.error) {
+        return Err(e).context("writing NDJSON");
+    }
+    Ok(summary)
+}
+
+/// Replays captures through the [`Pipeline`], handing each input's lines
+/// to `emit` in order. One path: the capture as recorded. Several paths
+/// (one capture per host): their records merged in wall-clock time order,
+/// each host decoded with its own tables, FDB and identity, every event
+/// naming its host (`host.name`, from the capture header), and one set
+/// of detectors over the merged stream, so one incident can join what
+/// several hosts saw.
+pub fn drive(
+    paths: &[PathBuf],
+    opts: &ReplayOptions,
+    emit: &mut dyn FnMut(&[EcsEvent]) -> anyhow::Result<()>,
+) -> anyhow::Result<ReplaySummary> {
+    match paths {
+        [] => anyhow::bail!("no capture to replay"),
+        [one] => drive_one(one, opts, emit),
+        many => crate::merge::drive(many, opts, emit),
+    }
+}
+
+fn drive_one(
+    path: &std::path::Path,
+    opts: &ReplayOptions,
+    emit: &mut dyn FnMut(&[EcsEvent]) -> anyhow::Result<()>,
+) -> anyhow::Result<ReplaySummary> {
+    let mut reader = CaptureReader::open(path)?;
     let header = reader.header().clone();
     let mut pipeline = Pipeline::new(
         Tables {
@@ -94,19 +153,10 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
         opts.detect.clone(),
     );
     let mut batch: Vec<EcsEvent> = Vec::new();
-    let mut pacer = Pacer {
-        speed: opts.speed,
-        start: None,
-    };
+    let mut pacer = Pacer::new(opts.speed);
     let mut summary = ReplaySummary::default();
     let mut last_boot_ns = 0u64;
     let mut finished = false;
-
-    // Lines go to a direct sink (nothing dropped, nothing waits in a
-    // queue) in large pieces; a paced replay writes each input's lines at
-    // once, so they appear when they are due.
-    let chunk = if opts.speed > 0.0 { 0 } else { 1 << 18 };
-    let mut lines = Lines::new(vec![Box::new(Direct::new("stdout", w))], chunk);
 
     let res: anyhow::Result<()> = (|| {
         loop {
@@ -136,10 +186,10 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
                 // Later parts restate header and tables: nothing new for us.
                 Some(RecordRef::Other(_)) => {}
             }
-            // By reference: moving each large event out of the batch
-            // costs more than serialising it.
-            lines.push_all(&batch).context("writing NDJSON")?;
-            batch.clear();
+            if !batch.is_empty() {
+                emit(&batch)?;
+                batch.clear();
+            }
         }
         Ok(())
     })();
@@ -155,13 +205,7 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
         );
     }
     // What was printed before an error is still written.
-    let written = lines.push_all(&batch);
-    summary.lines = lines.lines();
-    let stats = lines.finish();
-    written.context("writing NDJSON")?;
-    if let Some(e) = stats.into_iter().find_map(|s| s.error) {
-        return Err(e).context("writing NDJSON");
-    }
+    emit(&batch)?;
     res?;
     summary.warning = reader.warning().map(str::to_string);
     summary.skipped_unknown = reader.skipped_unknown();

@@ -54,6 +54,8 @@ impl Set {
             BUSYBOX_STATIC,
             req("tcpdump", Some("tcpdump")),
             req("procps", Some("ps")),
+            // `tracer report` is rendered headless by tests/tests/report.rs.
+            req("chromium", Some("chromium")),
         ];
         const BENCH: &[Pkg] = &[
             req("iperf3", Some("iperf3")),

@@ -505,7 +505,16 @@ pub struct EcsEvent {
     pub destination: Endpoint,
     #[serde(skip_serializing_if = "Network::is_empty")]
     pub network: Network,
+    /// ECS `host.*`: set when a replay merges several hosts' captures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<Host>,
     pub tracer: TracerFields,
+}
+
+/// ECS `host.*`: the host that saw the event (from its capture header).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Host {
+    pub name: std::sync::Arc<str>,
 }
 
 impl EcsEvent {
@@ -526,6 +535,7 @@ impl EcsEvent {
             source: Endpoint::default(),
             destination: Endpoint::default(),
             network: Network::default(),
+            host: None,
             tracer: TracerFields::default(),
         }
     }
