@@ -28,7 +28,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub fn unique_tag() -> (String, u8) {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let pid = std::process::id();
-    (format!("{:x}{:x}", pid % 0xfff, n % 0xff), ((pid + n * 7) % 250) as u8 + 1)
+    (
+        format!("{:x}{:x}", pid % 0xfff, n % 0xff),
+        ((pid + n * 7) % 250) as u8 + 1,
+    )
 }
 
 /// Runs a command, panicking with its stderr when it fails.
@@ -220,7 +223,18 @@ impl BridgeTopo {
 
     /// One ping from A to B (ARP request from A, reply from B).
     pub fn ping_a_to_b(&self) {
-        sh(&["ip", "netns", "exec", &self.a.name, "ping", "-c", "1", "-W", "2", &self.ip_b]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.a.name,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            &self.ip_b,
+        ]);
     }
 }
 
@@ -250,9 +264,32 @@ pub struct Tracer {
 impl Tracer {
     /// Starts `tracer run ARGS` and waits until every probe reported its status.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(tracer_bin())
-            .arg("run")
-            .args(args)
+        let mut cmd = Command::new(tracer_bin());
+        cmd.arg("run").args(args);
+        Self::start_command(cmd)
+    }
+
+    /// Starts `tracer run ARGS` as another host would: in a UTS namespace
+    /// of its own named `hostname` (its capture header names that host).
+    pub fn start_as_host(hostname: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--uts",
+            "sh",
+            "-c",
+            "hostname \"$0\" && exec \"$@\"",
+            hostname,
+        ])
+        .arg(tracer_bin())
+        .arg("run")
+        .args(args);
+        Self::start_command(cmd)
+    }
+
+    /// Starts a command that execs `tracer run` and waits until every probe
+    /// reported its status.
+    pub fn start_command(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -24,25 +24,56 @@ fn vxlan_proxy_arp_flap_is_diagnosed() {
     let topo = BridgeTopo::new();
     let vx = format!("vx{}", topo.tag);
     topo.br_ns.ip(&[
-        "link", "add", &vx, "type", "vxlan", "id", "4242", "dstport", "4789", "local",
-        "127.0.0.1", "proxy", "nolearning",
+        "link",
+        "add",
+        &vx,
+        "type",
+        "vxlan",
+        "id",
+        "4242",
+        "dstport",
+        "4789",
+        "local",
+        "127.0.0.1",
+        "proxy",
+        "nolearning",
     ]);
     topo.br_ns.ip(&["link", "set", &vx, "master", &topo.bridge]);
     topo.br_ns.ip(&["link", "set", &vx, "up"]);
     let mac_a = topo.a.mac(&topo.dev_a);
     topo.br_ns.ip(&[
-        "neigh", "add", &topo.ip_a, "lladdr", &mac_a, "dev", &vx, "nud", "permanent",
+        "neigh",
+        "add",
+        &topo.ip_a,
+        "lladdr",
+        &mac_a,
+        "dev",
+        &vx,
+        "nud",
+        "permanent",
     ]);
     let (br_inode, b_inode) = (topo.br_ns.inode(), topo.b.inode());
     let t = start(&[br_inode, b_inode], &[]);
     for _ in 0..5 {
         topo.b.ip(&["neigh", "flush", "all"]);
         let _ = std::process::Command::new("ip")
-            .args(["netns", "exec", &topo.b.name, "ping", "-c", "1", "-W", "1", &topo.ip_a])
+            .args([
+                "netns",
+                "exec",
+                &topo.b.name,
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                &topo.ip_a,
+            ])
             .output();
         std::thread::sleep(Duration::from_millis(200));
     }
-    let flap = t.wait_for(Duration::from_secs(10), |v| v["event"]["action"] == "fdb_flap");
+    let flap = t.wait_for(Duration::from_secs(10), |v| {
+        v["event"]["action"] == "fdb_flap"
+    });
     let dup = t.wait_for(Duration::from_secs(5), |v| {
         v["event"]["action"] == "arp_duplicate_reply"
     });
@@ -56,14 +87,20 @@ fn vxlan_proxy_arp_flap_is_diagnosed() {
     assert_eq!(flap["tracer"]["netns"]["inode"], br_inode);
     assert_eq!(flap["tracer"]["alert"]["vxlan"], vx.as_str());
     assert_eq!(flap["tracer"]["alert"]["diagnosis"], "vxlan_proxy_arp");
-    assert!(flap["tracer"]["alert"]["count"].as_u64().unwrap_or(0) >= 3, "{flap}");
+    assert!(
+        flap["tracer"]["alert"]["count"].as_u64().unwrap_or(0) >= 3,
+        "{flap}"
+    );
     let ports: Vec<&str> = flap["tracer"]["alert"]["ports"]
         .as_array()
         .expect("ports")
         .iter()
         .filter_map(|p| p["port"].as_str())
         .collect();
-    assert!(ports.contains(&topo.port_a.as_str()) && ports.contains(&vx.as_str()), "{ports:?}");
+    assert!(
+        ports.contains(&topo.port_a.as_str()) && ports.contains(&vx.as_str()),
+        "{ports:?}"
+    );
     let msg = flap["message"].as_str().unwrap_or_default();
     assert!(msg.contains(&vx) && msg.contains("vxlan"), "{msg}");
 
@@ -97,8 +134,13 @@ fn vxlan_proxy_arp_flap_is_diagnosed() {
     assert!(text.contains(&topo.ip_a), "{text}");
     assert!(text.contains("flapped") && text.contains(&vx), "{text}");
     assert!(text.contains("2 replies"), "{text}");
-    let hint = last["tracer"]["incident"]["hint"].as_str().unwrap_or_default();
-    assert!(hint.contains("neigh del") && hint.contains(&topo.ip_a), "{hint}");
+    let hint = last["tracer"]["incident"]["hint"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        hint.contains("neigh del") && hint.contains(&topo.ip_a),
+        "{hint}"
+    );
 }
 
 /// Two namespaces on one bridge claim the same IP: replies with two MACs.
@@ -112,7 +154,8 @@ fn duplicate_ip_is_an_ip_conflict_naming_both_macs() {
     topo.br_ns.ip(&[
         "link", "add", &port_c, "type", "veth", "peer", "name", &dev_c, "netns", &c.name,
     ]);
-    topo.br_ns.ip(&["link", "set", &port_c, "master", &topo.bridge]);
+    topo.br_ns
+        .ip(&["link", "set", &port_c, "master", &topo.bridge]);
     topo.br_ns.ip(&["link", "set", &port_c, "up"]);
     c.ip(&["link", "set", &dev_c, "up"]);
     c.ip(&["addr", "add", &format!("{}/24", topo.ip_b), "dev", &dev_c]);
@@ -123,7 +166,9 @@ fn duplicate_ip_is_an_ip_conflict_naming_both_macs() {
         topo.ping_a_to_b();
         std::thread::sleep(Duration::from_millis(200));
     }
-    let conflict = t.wait_for(Duration::from_secs(10), |v| v["event"]["action"] == "ip_conflict");
+    let conflict = t.wait_for(Duration::from_secs(10), |v| {
+        v["event"]["action"] == "ip_conflict"
+    });
     t.stop();
     let conflict = conflict.expect("ip_conflict alert");
     let text = conflict.to_string();
@@ -152,7 +197,10 @@ fn blackholed_flow_is_a_retransmit_burst() {
     assert_eq!(burst["source"]["ip"], topo.ip_a.as_str());
     assert_eq!(burst["destination"]["ip"], topo.ip_b.as_str());
     assert_eq!(burst["destination"]["port"], port);
-    assert!(burst["tracer"]["alert"]["count"].as_u64().unwrap_or(0) >= 3, "{burst}");
+    assert!(
+        burst["tracer"]["alert"]["count"].as_u64().unwrap_or(0) >= 3,
+        "{burst}"
+    );
     drop(server);
 }
 
@@ -173,7 +221,15 @@ fn drop_storm_is_rate_limited_and_fully_accounted() {
     require_root();
     let topo = BridgeTopo::new();
     let b_inode = topo.b.inode();
-    let t = start(&[b_inode], &["--drop-lines-per-sec", "50", "--drop-summary-interval", "1s"]);
+    let t = start(
+        &[b_inode],
+        &[
+            "--drop-lines-per-sec",
+            "50",
+            "--drop-summary-interval",
+            "1s",
+        ],
+    );
     let before = udp_noports(&topo.b);
     let (ip_a, ip_b) = (topo.ip_a.clone(), topo.ip_b.clone());
     const N: u64 = 20_000;
@@ -192,7 +248,10 @@ fn drop_storm_is_rate_limited_and_fully_accounted() {
     let is_ours = |v: &&Value| {
         v["tracer"]["netns"]["inode"] == b_inode && v["tracer"]["reason"] == "NO_SOCKET"
     };
-    let printed = with_action(&lines, "skb_drop").into_iter().filter(is_ours).count() as u64;
+    let printed = with_action(&lines, "skb_drop")
+        .into_iter()
+        .filter(is_ours)
+        .count() as u64;
     let summarised: u64 = with_action(&lines, "drop_summary")
         .into_iter()
         .filter(is_ours)
@@ -202,8 +261,14 @@ fn drop_storm_is_rate_limited_and_fully_accounted() {
         .last()
         .and_then(|v| v["tracer"]["lost_total"].as_u64())
         .expect("final loss report");
-    assert!(kernel >= N, "kernel counted {kernel} NoPorts for {N} datagrams");
-    assert!(printed < kernel / 4, "rate limit did not bound output: {printed} lines");
+    assert!(
+        kernel >= N,
+        "kernel counted {kernel} NoPorts for {N} datagrams"
+    );
+    assert!(
+        printed < kernel / 4,
+        "rate limit did not bound output: {printed} lines"
+    );
     assert!(
         printed + summarised <= kernel && printed + summarised + lost >= kernel,
         "accounting: {printed} lines + {summarised} summarised + {lost} lost vs kernel {kernel}"

@@ -78,7 +78,17 @@ fn mac_moving_between_bridge_ports_is_a_move_naming_both_ports() {
     // B takes A's MAC and speaks: the bridge moves the MAC to port_b.
     topo.b.ip(&["link", "set", &topo.dev_b, "address", &mac_a]);
     let _ = std::process::Command::new("ip")
-        .args(["netns", "exec", &topo.b.name, "ping", "-c", "1", "-W", "1", &topo.ip_a])
+        .args([
+            "netns",
+            "exec",
+            &topo.b.name,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            &topo.ip_a,
+        ])
         .output();
     let mv = t
         .wait_for(Duration::from_secs(10), |v| {
@@ -109,7 +119,17 @@ fn fdb_seed_makes_first_move_after_start_a_move() {
     let t = start(&[br_inode]);
     topo.b.ip(&["link", "set", &topo.dev_b, "address", &mac_a]);
     let _ = std::process::Command::new("ip")
-        .args(["netns", "exec", &topo.b.name, "ping", "-c", "1", "-W", "1", &topo.ip_a])
+        .args([
+            "netns",
+            "exec",
+            &topo.b.name,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            &topo.ip_a,
+        ])
         .output();
     let ecs_a = ecs_mac(&mac_a);
     let mv = t.wait_for(Duration::from_secs(10), |v| {
@@ -159,9 +179,15 @@ fn arp_reply_names_both_ends_interface_and_netns() {
         reply["tracer"]["interface"]["index"],
         topo.a.ifindex(&topo.dev_a)
     );
-    assert_eq!(reply["source"]["mac"], ecs_mac(&topo.b.mac(&topo.dev_b)).as_str());
+    assert_eq!(
+        reply["source"]["mac"],
+        ecs_mac(&topo.b.mac(&topo.dev_b)).as_str()
+    );
     assert_eq!(reply["destination"]["ip"], topo.ip_a.as_str());
-    assert_eq!(reply["destination"]["mac"], ecs_mac(&topo.a.mac(&topo.dev_a)).as_str());
+    assert_eq!(
+        reply["destination"]["mac"],
+        ecs_mac(&topo.a.mac(&topo.dev_a)).as_str()
+    );
     assert_eq!(reply["network"]["type"], "arp");
     // A's neighbour table learned B: neigh_update with B's IP and MAC.
     let neigh: Vec<&Value> = with_action(&lines, "neigh_update")
@@ -169,10 +195,11 @@ fn arp_reply_names_both_ends_interface_and_netns() {
         .filter(|v| v["destination"]["ip"] == topo.ip_b.as_str())
         .collect();
     assert!(
-        neigh.iter().any(|v| v["destination"]["mac"]
-            == ecs_mac(&topo.b.mac(&topo.dev_b)).as_str()
-            && v["tracer"]["neigh"]["new_state"] == "REACHABLE"
-            && v["tracer"]["interface"]["name"] == topo.dev_a.as_str()),
+        neigh.iter().any(
+            |v| v["destination"]["mac"] == ecs_mac(&topo.b.mac(&topo.dev_b)).as_str()
+                && v["tracer"]["neigh"]["new_state"] == "REACHABLE"
+                && v["tracer"]["interface"]["name"] == topo.dev_a.as_str()
+        ),
         "no neigh_update to REACHABLE for B: {neigh:?}"
     );
 }
@@ -206,10 +233,19 @@ fn blackholed_tcp_connection_retransmits() {
         .into_iter()
         .filter(|v| v["source"]["port"] == local_port)
         .collect();
-    assert!(ours.len() >= 2, "expected repeated retransmits, got {ours:?}");
+    assert!(
+        ours.len() >= 2,
+        "expected repeated retransmits, got {ours:?}"
+    );
     // No forward progress: snd_una never moves.
-    let una: Vec<&Value> = ours.iter().map(|v| &v["tracer"]["tcp"]["snd_una"]).collect();
-    assert!(una.windows(2).all(|w| w[0] == w[1]), "snd_una moved: {una:?}");
+    let una: Vec<&Value> = ours
+        .iter()
+        .map(|v| &v["tracer"]["tcp"]["snd_una"])
+        .collect();
+    assert!(
+        una.windows(2).all(|w| w[0] == w[1]),
+        "snd_una moved: {una:?}"
+    );
     drop(server);
 }
 
@@ -278,7 +314,10 @@ fn udp_to_closed_port_is_dropped_with_reason_no_socket() {
     assert_eq!(d["destination"]["port"], 9);
     assert_eq!(d["network"]["transport"], "udp");
     let loc = d["tracer"]["location"].as_str().unwrap_or_default();
-    assert!(loc.contains("udp"), "drop location {loc:?} is not in the UDP receive path");
+    assert!(
+        loc.contains("udp"),
+        "drop location {loc:?} is not in the UDP receive path"
+    );
 }
 
 #[test]
@@ -313,5 +352,8 @@ fn filtered_drop_reasons_are_counted_not_hidden() {
         .filter_map(|v| v["tracer"]["filtered"]["NO_SOCKET"].as_u64())
         .sum();
     // Host-wide count (the kernel filter is not per namespace): at least ours.
-    assert!(filtered >= 25, "filtered NO_SOCKET drops reported: {filtered}");
+    assert!(
+        filtered >= 25,
+        "filtered NO_SOCKET drops reported: {filtered}"
+    );
 }

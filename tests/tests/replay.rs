@@ -19,13 +19,34 @@ fn live_run_replays_byte_identical_without_privileges() {
     // The vxlan proxy fault, so alerts and incidents are part of the golden output.
     let vx = format!("vx{}", topo.tag);
     topo.br_ns.ip(&[
-        "link", "add", &vx, "type", "vxlan", "id", "4244", "dstport", "4789", "local",
-        "127.0.0.1", "proxy", "nolearning",
+        "link",
+        "add",
+        &vx,
+        "type",
+        "vxlan",
+        "id",
+        "4244",
+        "dstport",
+        "4789",
+        "local",
+        "127.0.0.1",
+        "proxy",
+        "nolearning",
     ]);
     topo.br_ns.ip(&["link", "set", &vx, "master", &topo.bridge]);
     topo.br_ns.ip(&["link", "set", &vx, "up"]);
     let mac_a = topo.a.mac(&topo.dev_a);
-    topo.br_ns.ip(&["neigh", "add", &topo.ip_a, "lladdr", &mac_a, "dev", &vx, "nud", "permanent"]);
+    topo.br_ns.ip(&[
+        "neigh",
+        "add",
+        &topo.ip_a,
+        "lladdr",
+        &mac_a,
+        "dev",
+        &vx,
+        "nud",
+        "permanent",
+    ]);
 
     let capture = tmp_capture("golden");
     let cap = capture.to_str().unwrap().to_string();
@@ -33,7 +54,17 @@ fn live_run_replays_byte_identical_without_privileges() {
     for _ in 0..4 {
         topo.b.ip(&["neigh", "flush", "all"]);
         let _ = Command::new("ip")
-            .args(["netns", "exec", &topo.b.name, "ping", "-c", "1", "-W", "1", &topo.ip_a])
+            .args([
+                "netns",
+                "exec",
+                &topo.b.name,
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                &topo.ip_a,
+            ])
             .output();
     }
     let (ip_a, ip_b) = (topo.ip_a.clone(), topo.ip_b.clone());
@@ -43,8 +74,10 @@ fn live_run_replays_byte_identical_without_privileges() {
             s.send_to(b"x", (ip_b.as_str(), 9)).unwrap();
         }
     });
-    t.wait_for(Duration::from_secs(10), |v| v["event"]["action"] == "fdb_flap")
-        .expect("the fault was seen live");
+    t.wait_for(Duration::from_secs(10), |v| {
+        v["event"]["action"] == "fdb_flap"
+    })
+    .expect("the fault was seen live");
     let (_, raw) = t.stop();
     let live: String = raw.iter().map(|l| format!("{l}\n")).collect();
 
@@ -55,10 +88,18 @@ fn live_run_replays_byte_identical_without_privileges() {
     let copy = capture.with_file_name("copy.capture");
     std::fs::copy(&capture, &copy).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::set_permissions(capture.parent().unwrap(), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        capture.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(tracer_bin())
         .arg("replay")
         .arg(&copy)
@@ -70,8 +111,14 @@ fn live_run_replays_byte_identical_without_privileges() {
         String::from_utf8_lossy(&out.stderr)
     );
     let replayed = String::from_utf8(out.stdout).expect("utf-8");
-    assert!(live.lines().count() > 20, "live output too small to be a meaningful golden test");
-    assert!(live.contains("\"action\":\"incident\""), "no incident in the golden output");
+    assert!(
+        live.lines().count() > 20,
+        "live output too small to be a meaningful golden test"
+    );
+    assert!(
+        live.contains("\"action\":\"incident\""),
+        "no incident in the golden output"
+    );
     if replayed != live {
         let first = live
             .lines()
@@ -102,14 +149,31 @@ fn capture_cut_short_replays_complete_records_and_warns() {
     let len = std::fs::metadata(&capture).unwrap().len();
     assert!(len > 0, "nothing was recorded before the kill");
     // Cut inside the last record as well, as a dying disk would.
-    let f = std::fs::OpenOptions::new().write(true).open(&capture).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&capture)
+        .unwrap();
     f.set_len(len - 3).unwrap();
-    let out = Command::new(tracer_bin()).arg("replay").arg(&capture).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(tracer_bin())
+        .arg("replay")
+        .arg(&capture)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("warning") && err.contains("byte"), "no truncation warning: {err}");
+    assert!(
+        err.contains("warning") && err.contains("byte"),
+        "no truncation warning: {err}"
+    );
     let lines = String::from_utf8_lossy(&out.stdout);
-    assert!(lines.contains("probe_status"), "complete records were not replayed");
+    assert!(
+        lines.contains("probe_status"),
+        "complete records were not replayed"
+    );
     let _ = std::fs::remove_dir_all(capture.parent().unwrap());
 }
 
@@ -118,12 +182,20 @@ fn garbage_is_a_clear_error_not_a_panic() {
     let dir = tmp_capture("garbage");
     let bad = dir.with_file_name("bad.capture");
     std::fs::copy("/bin/sh", &bad).unwrap();
-    let out = Command::new(tracer_bin()).arg("replay").arg(&bad).output().unwrap();
+    let out = Command::new(tracer_bin())
+        .arg("replay")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a tracer capture"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    let missing = Command::new(tracer_bin()).arg("replay").arg("/nonexistent/x").output().unwrap();
+    let missing = Command::new(tracer_bin())
+        .arg("replay")
+        .arg("/nonexistent/x")
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(dir.parent().unwrap());
 }

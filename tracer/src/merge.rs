@@ -55,6 +55,35 @@ impl Feed {
     }
 }
 
+/// The scope a recording was started with (`--netns`, `--interface` in
+/// its header's command line): a run scoped to some namespaces recorded
+/// every kernel record, but stood for those namespaces only, so in a
+/// merged replay its host contributes only them (two recorders on one
+/// machine do not each claim the other's events).
+fn recorded_scope(args: &[String]) -> Filter {
+    let mut f = Filter::default();
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (a.as_str(), None),
+        };
+        if flag != "--netns" && flag != "--interface" {
+            continue;
+        }
+        let Some(v) = inline.or_else(|| it.next().cloned()) else {
+            break;
+        };
+        match flag {
+            "--netns" => f.netns.extend(v.parse::<u32>().ok()),
+            _ => {
+                f.interfaces.insert(v);
+            }
+        }
+    }
+    f
+}
+
 /// Host names as the captures name them; a name seen twice gets the
 /// capture's position appended, so two captures never read as one host.
 fn host_names(headers: &[String]) -> Vec<String> {
@@ -98,6 +127,14 @@ pub(crate) fn drive(
         .zip(names)
         .map(|(reader, name)| {
             let boot_to_wall_ns = reader.header().boot_to_wall_ns;
+            let recorded = recorded_scope(&reader.header().args);
+            let mut scope = scope.clone();
+            if scope.netns.is_empty() {
+                scope.netns = recorded.netns;
+            }
+            if scope.interfaces.is_empty() {
+                scope.interfaces = recorded.interfaces;
+            }
             let pipeline = Pipeline::new(
                 Tables {
                     drop_reasons: reader.drop_reasons().clone(),
@@ -105,7 +142,7 @@ pub(crate) fn drive(
                     boot_to_wall_ns,
                     reason_cache: Default::default(),
                 },
-                scope.clone(),
+                scope,
                 None,
             );
             Feed {
@@ -175,6 +212,13 @@ pub(crate) fn drive(
                             // then what it triggered.
                             d.advance(ev.timestamp, &mut out);
                             let keep = d.observe(&ev, &mut alerts);
+                            // An alert an event triggered is that host's
+                            // (incidents, which join hosts, name none).
+                            for a in alerts.iter_mut() {
+                                if a.event.action != crate::event::Action::Incident {
+                                    a.host = ev.host.clone();
+                                }
+                            }
                             if keep {
                                 out.push(ev);
                             }
@@ -214,6 +258,75 @@ pub(crate) fn drive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scope_comes_from_the_recording_command_line() {
+        let args: Vec<String> = [
+            "tracer",
+            "run",
+            "--netns",
+            "7",
+            "--netns=9",
+            "--record",
+            "x",
+            "--interface",
+            "br0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let f = recorded_scope(&args);
+        assert_eq!(f.netns.into_iter().collect::<Vec<_>>(), [7, 9]);
+        assert_eq!(f.interfaces.into_iter().collect::<Vec<_>>(), ["br0"]);
+        assert!(recorded_scope(&["tracer".into(), "run".into()])
+            .netns
+            .is_empty());
+    }
+
+    #[test]
+    fn two_captures_merge_in_time_order_with_their_hosts() {
+        use crate::{event::Kind, kernel::btf::DropReasons};
+        let dir = crate::testutil::TempDir::new("merge");
+        let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
+        let (a, b) = (dir.file("a.capture"), dir.file("b.capture"));
+        crate::synth::write(&a, 5_000, 10, 2, &reasons).unwrap();
+        crate::synth::write(&b, 3_000, 10, 2, &reasons).unwrap();
+        let opts = ReplayOptions {
+            path: a.clone(),
+            speed: 0.0,
+            filter: Default::default(),
+            detect: Some(Default::default()),
+        };
+        let mut events = Vec::new();
+        let s = crate::replay::drive(&[a, b], &opts, &mut |batch| {
+            events.extend(batch.iter().cloned());
+            Ok(())
+        })
+        .unwrap();
+        assert!(s.inputs >= 8_000, "{}", s.inputs);
+        let kernel: Vec<&EcsEvent> = events
+            .iter()
+            .filter(|e| e.event.kind == Kind::Event)
+            .collect();
+        assert!(
+            kernel.windows(2).all(|w| w[0].timestamp <= w[1].timestamp),
+            "merged in time order"
+        );
+        let hosts: std::collections::BTreeSet<String> = kernel
+            .iter()
+            .map(|e| {
+                e.host
+                    .as_ref()
+                    .expect("every event names its host")
+                    .name
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(hosts.len(), 2, "{hosts:?}");
+        assert!(events
+            .iter()
+            .any(|e| e.event.action == crate::event::Action::Incident));
+    }
 
     #[test]
     fn same_host_names_are_told_apart() {

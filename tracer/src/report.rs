@@ -116,6 +116,9 @@ pub struct Report {
     incidents_more: u64,
     by_action: BTreeMap<&'static str, u64>,
     hosts: BTreeSet<String>,
+    /// Host of each network namespace seen (merged captures): names the
+    /// host of detector lines that carry a namespace but no host.
+    netns_host: HashMap<u32, std::sync::Arc<str>>,
     lost: u64,
     lost_total: u64,
     filtered: u64,
@@ -179,6 +182,7 @@ impl Report {
             incidents_more: 0,
             by_action: BTreeMap::new(),
             hosts: BTreeSet::new(),
+            netns_host: HashMap::new(),
             lost: 0,
             lost_total: 0,
             filtered: 0,
@@ -238,12 +242,22 @@ impl Report {
         if e.event.kind != Kind::State {
             self.end = self.end.max(ts);
         }
-        let host = match &e.host {
-            Some(h) => {
-                if !self.hosts.contains(&*h.name) {
-                    self.hosts.insert(h.name.to_string());
+        let from_netns = match (&e.host, e.netns()) {
+            (Some(h), Some(ns)) => {
+                if self.netns_host.len() < MAX_KEYS * 16 {
+                    self.netns_host.entry(ns).or_insert_with(|| h.name.clone());
                 }
-                format!("{}: ", h.name)
+                None
+            }
+            (None, Some(ns)) => self.netns_host.get(&ns).cloned(),
+            _ => None,
+        };
+        let host = match e.host.as_ref().map(|h| &h.name).or(from_netns.as_ref()) {
+            Some(h) => {
+                if !self.hosts.contains(&**h) {
+                    self.hosts.insert(h.to_string());
+                }
+                format!("{h}: ")
             }
             None => String::new(),
         };
