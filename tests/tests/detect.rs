@@ -216,6 +216,10 @@ fn udp_noports(ns: &Netns) -> u64 {
 
 /// Under a UDP flood to a closed port, output stays bounded (rate limit)
 /// while every drop is accounted for: lines + summary counts + loss = kernel.
+///
+/// The loss that may excuse a missing drop is the drop probe's own
+/// (`lost_by_probe.kfree_skb`, summed over every `loss_report`), not the
+/// host-wide total of every probe; with none lost, the count is exact.
 #[test]
 fn drop_storm_is_rate_limited_and_fully_accounted() {
     require_root();
@@ -228,6 +232,8 @@ fn drop_storm_is_rate_limited_and_fully_accounted() {
             "50",
             "--drop-summary-interval",
             "1s",
+            "--ring-buffer-size",
+            "64M",
         ],
     );
     let before = udp_noports(&topo.b);
@@ -257,20 +263,128 @@ fn drop_storm_is_rate_limited_and_fully_accounted() {
         .filter(is_ours)
         .map(|v| v["tracer"]["count"].as_u64().unwrap_or(0))
         .sum();
-    let lost = with_action(&lines, "loss_report")
-        .last()
-        .and_then(|v| v["tracer"]["lost_total"].as_u64())
-        .expect("final loss report");
-    assert!(
-        kernel >= N,
-        "kernel counted {kernel} NoPorts for {N} datagrams"
-    );
-    assert!(
-        printed < kernel / 4,
-        "rate limit did not bound output: {printed} lines"
-    );
-    assert!(
-        printed + summarised <= kernel && printed + summarised + lost >= kernel,
-        "accounting: {printed} lines + {summarised} summarised + {lost} lost vs kernel {kernel}"
-    );
+    let reports = with_action(&lines, "loss_report");
+    assert!(!reports.is_empty(), "a final loss report");
+    // Drop records lost in the ring, from every report (each says what was
+    // lost since the one before).
+    let lost: u64 = reports
+        .iter()
+        .map(|v| v["tracer"]["lost_by_probe"]["kfree_skb"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(kernel >= N, "kernel counted {kernel} NoPorts for {N} datagrams");
+    assert!(printed < kernel / 4, "rate limit did not bound output: {printed} lines");
+    if lost == 0 {
+        assert_eq!(
+            printed + summarised,
+            kernel,
+            "accounting with nothing lost: {printed} lines + {summarised} summarised vs kernel {kernel}"
+        );
+    } else {
+        // Lost drop records may have been anyone's: they can only excuse
+        // as many of this namespace's drops as were lost.
+        eprintln!("{lost} drop records lost in the ring buffer during the flood");
+        assert!(
+            printed + summarised <= kernel && printed + summarised + lost >= kernel,
+            "accounting: {printed} lines + {summarised} summarised + {lost} drop records lost vs kernel {kernel}"
+        );
+    }
+}
+
+/// Issue 13: interface names are chosen by whoever has CAP_NET_ADMIN in a
+/// namespace. The vxlan of the proxy-ARP outage is named with a quote and
+/// a command substitution that would create a file, and the container's
+/// own veth port is named like a vxlan (`vxf…`). The vxlan is recognised
+/// by its link kind only, and the incident's hint, pasted into a shell,
+/// removes the static entry and runs nothing else.
+#[test]
+fn hostile_vxlan_name_is_quoted_in_the_hint_and_a_veth_named_vx_is_no_vxlan() {
+    require_root();
+    let topo = BridgeTopo::new();
+    // `$(>TAG)` creates a file named TAG in the working directory of a
+    // shell that runs it.
+    let vx = format!("v'$(>{})", topo.tag);
+    assert!(vx.len() < 16, "{vx}");
+    let fake = format!("vxf{}", topo.tag);
+    topo.br_ns.ip(&["link", "set", &topo.port_a, "down"]);
+    topo.br_ns.ip(&["link", "set", &topo.port_a, "name", &fake]);
+    topo.br_ns.ip(&["link", "set", &fake, "up"]);
+    topo.br_ns.ip(&[
+        "link", "add", &vx, "type", "vxlan", "id", "4243", "dstport", "4789", "local",
+        "127.0.0.1", "proxy", "nolearning",
+    ]);
+    topo.br_ns.ip(&["link", "set", &vx, "master", &topo.bridge]);
+    topo.br_ns.ip(&["link", "set", &vx, "up"]);
+    let mac_a = topo.a.mac(&topo.dev_a);
+    topo.br_ns.ip(&[
+        "neigh", "add", &topo.ip_a, "lladdr", &mac_a, "dev", &vx, "nud", "permanent",
+    ]);
+    let (br_inode, b_inode) = (topo.br_ns.inode(), topo.b.inode());
+    let t = start(&[br_inode, b_inode], &[]);
+    for _ in 0..5 {
+        topo.b.ip(&["neigh", "flush", "all"]);
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", &topo.b.name, "ping", "-c", "1", "-W", "1", &topo.ip_a])
+            .output();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let flap = t.wait_for(Duration::from_secs(10), |v| v["event"]["action"] == "fdb_flap");
+    let _ = t.wait_for(Duration::from_secs(5), |v| {
+        v["event"]["action"] == "arp_duplicate_reply"
+    });
+    let (lines, _) = t.stop();
+
+    // The flap names the real vxlan (by link kind), not the veth named vx….
+    let flap = flap.expect("fdb_flap alert");
+    assert_eq!(flap["tracer"]["alert"]["vxlan"], vx.as_str(), "{flap}");
+    assert_eq!(flap["tracer"]["alert"]["diagnosis"], "vxlan_proxy_arp");
+    for p in flap["tracer"]["alert"]["ports"].as_array().expect("ports") {
+        let kind = p["kind"].as_str().unwrap_or_default();
+        if p["port"] == fake.as_str() {
+            assert_ne!(kind, "vxlan", "{p}");
+        } else if p["port"] == vx.as_str() {
+            assert_eq!(kind, "vxlan", "{p}");
+        }
+    }
+    // Every sighting of the duplicate reply says vxlan by link kind only.
+    for dup in with_action(&lines, "arp_duplicate_reply") {
+        for c in dup["tracer"]["alert"]["came_through"].as_array().expect("came_through") {
+            let is_vx = c["interface"] == vx.as_str();
+            assert_eq!(c["vxlan"], is_vx, "{c}");
+        }
+    }
+
+    let incident = with_action(&lines, "incident")
+        .into_iter()
+        .rev()
+        .find(|v| {
+            v["tracer"]["incident"]["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains("neigh del"))
+        })
+        .expect("an incident with the vxlan hint");
+    eprintln!("incident line: {incident}");
+    let hint = incident["tracer"]["incident"]["hint"].as_str().unwrap_or_default().to_string();
+    let quoted = format!("'v'\\''$(>{})'", topo.tag);
+    assert!(hint.contains(&format!("dev {quoted}")), "{hint}");
+    let start = hint.find("ip -n ").expect("ip -n in the hint");
+    let end = hint[start..].find(" && ").map(|e| start + e).expect("&& in the hint");
+    let neigh_del = &hint[start..end];
+
+    // Pasted into a shell, it removes the static entry and nothing else runs.
+    let dir = std::env::temp_dir().join(format!("tracer-hint-{}", topo.tag));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let before = topo.br_ns.ip(&["neigh", "show", "dev", &vx]);
+    assert!(before.contains(&topo.ip_a), "{before}");
+    let out = std::process::Command::new("sh")
+        .args(["-c", neigh_del])
+        .current_dir(&dir)
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{neigh_del}: {}", String::from_utf8_lossy(&out.stderr));
+    let after = topo.br_ns.ip(&["neigh", "show", "dev", &vx]);
+    assert!(!after.contains(&topo.ip_a), "{neigh_del} left: {after}");
+    let created: Vec<_> = std::fs::read_dir(&dir).expect("read dir").collect();
+    assert!(created.is_empty(), "the pasted hint ran a command substitution: {created:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -742,3 +742,91 @@ fn docker_api_unavailable_degrades_once_keeps_namespace_identity_and_recovers() 
         "one line per change, not per retry"
     );
 }
+
+/// Removes the cgroups a test made, innermost first (Docker removes a
+/// container's cgroup subtree itself; this covers a test that fails first).
+struct CgroupDirs(Vec<std::path::PathBuf>);
+
+impl Drop for CgroupDirs {
+    fn drop(&mut self) {
+        for d in self.0.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+/// Issue 13: a container nests a cgroup named after another container's id
+/// and moves its process there (the innermost id of a cgroup path is what
+/// /proc says). Docker knows where the real container's process is: the
+/// identity follows Docker and the impostor is reported once, as an
+/// `enrichment_status` line in state `conflict`.
+#[test]
+fn a_container_posing_as_another_in_its_cgroup_path_is_reported_not_believed() {
+    // Declared before Docker: dropped after the containers are gone.
+    let mut dirs = CgroupDirs(Vec::new());
+    let mut d = Docker::new();
+    let (tag, _) = unique_tag();
+    let net = format!("tspoof{tag}");
+    d.network(&net, false);
+    let real = d.run(&format!("treal{tag}"), &net, &[]);
+    let impostor = d.run(&format!("timp{tag}"), &net, &[]);
+    let pid_of = |id: &str| inspect(id, "{{.State.Pid}}").trim().to_string();
+    let netns_of = |pid: &str| {
+        fs::metadata(format!("/proc/{pid}/ns/net"))
+            .expect("netns of the container's process")
+            .ino()
+    };
+    let (real_pid, imp_pid) = (pid_of(&real), pid_of(&impostor));
+    let (real_ns, imp_ns) = (netns_of(&real_pid), netns_of(&imp_pid));
+    assert_ne!(real_ns, imp_ns);
+
+    // The impostor's process into a cgroup named after the real id, in
+    // the hierarchy of the `0::` line (what tracer reads first).
+    let cg = fs::read_to_string(format!("/proc/{imp_pid}/cgroup")).expect("cgroup file");
+    let v2 = cg
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a cgroup v2 line");
+    assert!(v2.contains(&impostor), "{cg}");
+    let root = if std::path::Path::new("/sys/fs/cgroup/unified").is_dir() {
+        "/sys/fs/cgroup/unified"
+    } else {
+        "/sys/fs/cgroup"
+    };
+    let parent = std::path::PathBuf::from(format!("{root}{v2}/docker"));
+    let nested = parent.join(&real);
+    fs::create_dir_all(&nested).expect("a nested cgroup (root, cgroupfs writable)");
+    dirs.0.extend([parent, nested.clone()]);
+    fs::write(nested.join("cgroup.procs"), &imp_pid).expect("move the impostor's process");
+    let now = fs::read_to_string(format!("/proc/{imp_pid}/cgroup")).expect("cgroup file");
+    assert!(
+        now.lines().any(|l| l.starts_with("0::") && l.ends_with(&format!("/docker/{real}"))),
+        "{now}"
+    );
+
+    let t = Tracer::start(&["--action", "enrichment_status"]);
+    let conflict = t.wait_for(Duration::from_secs(20), |v| {
+        v["event"]["action"] == "enrichment_status"
+            && v["tracer"]["enrichment"]["state"] == "conflict"
+    });
+    // Later scans see the same conflict: still one line.
+    std::thread::sleep(Duration::from_secs(3));
+    let (lines, _) = t.stop();
+    let conflict = conflict.expect("an enrichment_status conflict line");
+    eprintln!("conflict line: {conflict}");
+    let e = &conflict["tracer"]["enrichment"];
+    assert_eq!(e["container_id"], real.as_str(), "{conflict}");
+    assert_eq!(e["claimed_netns"], imp_ns, "{conflict}");
+    assert_eq!(e["netns"], real_ns, "identity follows Docker: {conflict}");
+    assert_eq!(e["source"], "docker", "{conflict}");
+    let msg = conflict["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("identity follows docker"), "{msg}");
+    let same: Vec<&Value> = with_action(&lines, "enrichment_status")
+        .into_iter()
+        .filter(|v| {
+            v["tracer"]["enrichment"]["state"] == "conflict"
+                && v["tracer"]["enrichment"]["container_id"] == real.as_str()
+        })
+        .collect();
+    assert_eq!(same.len(), 1, "one line per conflict: {same:?}");
+}

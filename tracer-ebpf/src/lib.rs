@@ -151,7 +151,18 @@ pub struct TcpEvent {
     /// 1 when the event had a socket.
     pub has_sk: u8,
     pub _pad: [u8; 3],
+    /// Retransmits: milliseconds since the socket last received an ACK
+    /// (`jiffies - tcp_sock.rcv_tstamp`, converted with the kernel's HZ in
+    /// the program). 0 = unknown (older records, unresolved field).
+    pub ack_age_ms: u32,
+    /// Retransmits: the socket's current retransmission timeout
+    /// (`icsk_rto`, before this timeout's back-off) in milliseconds; 0 = unknown.
+    pub rto_ms: u32,
 }
+
+/// Size of a [`TcpEvent`] before `ack_age_ms`/`rto_ms` were added: captures
+/// recorded then are still read (the new fields as 0, unknown).
+pub const TCP_EVENT_V1_SIZE: usize = 88;
 
 /// `kfree_skb(skb, location, reason, ...)`.
 #[repr(C)]
@@ -218,15 +229,20 @@ macro_rules! kernel_fields {
             /// many bytes wait in the ring; user space also drains on a short timer.
             /// 0: every record may wake (kernel default).
             pub wakeup_bytes: u32,
+            /// The kernel's tick rate (`CONFIG_HZ`), for turning the jiffies
+            /// stamps of `tcp_sock` into milliseconds; 0 = unknown (no idle
+            /// spans in the records).
+            pub hz: u32,
         }
 
         impl KernelConfig {
-            /// Every BTF field unresolved, `drop_filter_len` and `wakeup_bytes` 0.
+            /// Every BTF field unresolved, `drop_filter_len`, `wakeup_bytes` and `hz` 0.
             pub const fn unresolved() -> Self {
                 Self {
                     $( $field: UNRESOLVED, )*
                     drop_filter_len: 0,
                     wakeup_bytes: 0,
+                    hz: 0,
                 }
             }
 
@@ -315,6 +331,10 @@ kernel_fields! {
     /// struct tcp_sock / inet_connection_sock
     TcpSndUna tcp_snd_una: "tcp_sock.snd_una" via "sock",
     IcskRetransmits icsk_retransmits: "inet_connection_sock.icsk_retransmits" via "sock",
+    /// `u32` jiffies (`tcp_jiffies32`) of the last ACK received.
+    TcpRcvTstamp tcp_rcv_tstamp: "tcp_sock.rcv_tstamp" via "sock",
+    /// `u32` jiffies: the current retransmission timeout.
+    IcskRto icsk_rto: "inet_connection_sock.icsk_rto" via "sock",
     /// struct neighbour / neigh_table
     NeighDev neigh_dev: "neighbour.dev",
     NeighPrimaryKey neigh_primary_key: "neighbour.primary_key",
@@ -347,10 +367,10 @@ const _: () = assert!(core::mem::size_of::<EventHeader>() == 40);
 const _: () = assert!(core::mem::size_of::<FdbEvent>() == 80);
 const _: () = assert!(core::mem::size_of::<ArpEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighEvent>() == 88);
-const _: () = assert!(core::mem::size_of::<TcpEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<TcpEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 96);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 35 * 4);
-const _: () = assert!(Field::ALL.len() + 2 == 35);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 38 * 4);
+const _: () = assert!(Field::ALL.len() + 3 == 38);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -69,6 +69,26 @@ fn read_pod<T: aya::Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeEr
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// A [`TcpEvent`]; a record of the first layout (before `ack_age_ms` and
+/// `rto_ms`, [`tracer_ebpf::TCP_EVENT_V1_SIZE`] bytes, older captures) reads
+/// with both as 0 (unknown).
+fn read_tcp(bytes: &[u8]) -> Result<TcpEvent, DecodeError> {
+    if bytes.len() >= size_of::<TcpEvent>() {
+        return read_pod(bytes, "tcp event");
+    }
+    let v1 = tracer_ebpf::TCP_EVENT_V1_SIZE;
+    let Some(prefix) = bytes.get(..v1) else {
+        return Err(DecodeError::Short {
+            what: "tcp event",
+            len: bytes.len(),
+            need: v1,
+        });
+    };
+    let mut full = [0u8; size_of::<TcpEvent>()];
+    full[..v1].copy_from_slice(prefix);
+    read_pod(&full, "tcp event")
+}
+
 /// What a kernel record is: `EventHeader::kind` as an enum. Still a `u32` on
 /// the wire (the [`tracer_ebpf::kind`] consts); matches on it are exhaustive,
 /// without a `_ =>` arm, so a new kind is handled everywhere or fails to compile.
@@ -167,7 +187,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, DecodeError> {
         RecordKind::ArpReply => Record::ArpReply(read_pod(bytes, "arp event")?),
         RecordKind::NeighUpdate => Record::Neigh(read_pod(bytes, "neigh event")?),
         RecordKind::TcpRetransmit | RecordKind::TcpSendReset | RecordKind::TcpReceiveReset => {
-            Record::Tcp(read_pod(bytes, "tcp event")?)
+            Record::Tcp(read_tcp(bytes)?)
         }
         RecordKind::SkbDrop => Record::Drop(read_pod(bytes, "drop event")?),
     })
@@ -202,14 +222,35 @@ pub fn kind_name(k: u32) -> &'static str {
     }
 }
 
+/// Most addresses [`Locations`] caches. A kernel has a few hundred drop
+/// sites; a hostile capture can name any number of addresses, each
+/// resolved fresh once the cache is full (the same text, uncached).
+pub const MAX_LOCATIONS: usize = 1 << 16;
+
+/// Longest symbol text kept from a capture's symbol table (bytes): kernel
+/// symbols are far shorter; a longer one is cut at a character boundary.
+pub const MAX_SYMBOL_LEN: usize = 256;
+
 /// Kernel code addresses to `symbol+0xoff`, cached: the live run resolves
 /// from /proc/kallsyms, a replay from the table recorded in the capture.
+/// At most [`MAX_LOCATIONS`] entries, whatever the capture holds.
 #[derive(Default)]
 pub struct Locations {
     cache: HashMap<u64, SmolStr, foldhash::fast::RandomState>,
     source: Option<crate::kernel::kallsyms::Symbols>,
     /// Addresses resolved since the last [`Locations::take_new`] (for captures).
     new: Vec<(u64, String)>,
+}
+
+fn cap_symbol(s: &str) -> &str {
+    if s.len() <= MAX_SYMBOL_LEN {
+        return s;
+    }
+    let mut end = MAX_SYMBOL_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 impl Locations {
@@ -222,13 +263,9 @@ impl Locations {
 
     /// A table of already-resolved addresses (replay).
     pub fn from_table(entries: impl IntoIterator<Item = (u64, String)>) -> Self {
-        Self {
-            cache: entries
-                .into_iter()
-                .map(|(a, s)| (a, SmolStr::new(s)))
-                .collect(),
-            ..Self::default()
-        }
+        let mut l = Self::default();
+        l.extend(entries);
+        l
     }
 
     pub fn format(&mut self, addr: u64) -> SmolStr {
@@ -240,15 +277,34 @@ impl Locations {
             None => format!("{addr:#x}"),
         };
         let shared = SmolStr::new(&s);
-        self.cache.insert(addr, shared.clone());
-        self.new.push((addr, s));
+        // Full: not cached. Live, it is still recorded each time it is
+        // resolved, so a replay prints the same name.
+        if self.cache.len() < MAX_LOCATIONS {
+            self.cache.insert(addr, shared.clone());
+            self.new.push((addr, s));
+        } else if self.source.is_some() && self.new.len() < MAX_LOCATIONS {
+            self.new.push((addr, s));
+        }
         shared
     }
 
-    /// Adds recorded resolutions (replay).
+    /// Adds recorded resolutions (replay), up to [`MAX_LOCATIONS`] in all.
     pub fn extend(&mut self, entries: impl IntoIterator<Item = (u64, String)>) {
-        self.cache
-            .extend(entries.into_iter().map(|(a, s)| (a, SmolStr::new(s))));
+        for (a, s) in entries {
+            if self.cache.len() >= MAX_LOCATIONS && !self.cache.contains_key(&a) {
+                continue;
+            }
+            self.cache.insert(a, SmolStr::new(cap_symbol(&s)));
+        }
+    }
+
+    /// Cached addresses.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
     }
 
     /// Resolutions made since the last call, to be recorded with the capture.
@@ -256,6 +312,9 @@ impl Locations {
         std::mem::take(&mut self.new)
     }
 }
+
+/// Largest clock offset [`Tables::wall`] applies (ns, either sign).
+pub const MAX_BOOT_TO_WALL: i128 = 1 << 96;
 
 /// What decoding needs beyond the record: names and the clock offset.
 pub struct Tables {
@@ -282,7 +341,13 @@ impl Tables {
     }
 
     pub fn wall(&self, boot_ns: u64) -> i128 {
-        boot_ns as i128 + self.boot_to_wall_ns
+        // A capture's header can claim any offset: held to ±2^96 ns (far
+        // beyond any clock), event times and the detectors' arithmetic on
+        // them (windows, intervals) never overflow.
+        boot_ns as i128
+            + self
+                .boot_to_wall_ns
+                .clamp(-MAX_BOOT_TO_WALL, MAX_BOOT_TO_WALL)
     }
 }
 
@@ -297,6 +362,7 @@ fn netns_iface(e: &mut EcsEvent, h: &EventHeader) {
         e.tracer.interface = Some(Interface {
             name: ifname(&h.ifname),
             index: h.ifindex,
+            kind: None,
         });
     }
     e.tracer.cpu = Some(h.cpu);
@@ -486,6 +552,8 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
         direction,
         snd_una: retrans.then_some(e.snd_una),
         retransmits: retrans.then_some(e.retransmits),
+        ack_age_ms: (retrans && e.ack_age_ms != 0).then_some(e.ack_age_ms),
+        rto_ms: (retrans && e.rto_ms != 0).then_some(e.rto_ms),
     });
     ev
 }
@@ -521,6 +589,43 @@ mod tests {
 
     fn bytes_of<T: aya::Pod>(v: &T) -> Vec<u8> {
         tracer_ebpf::pod_bytes(v).to_vec()
+    }
+
+    #[test]
+    fn a_hostile_clock_offset_never_overflows_event_time() {
+        for off in [i128::MAX, i128::MIN, 1 << 100, -(1 << 100)] {
+            let t = Tables {
+                drop_reasons: Default::default(),
+                locations: Locations::default(),
+                boot_to_wall_ns: off,
+                reason_cache: Default::default(),
+            };
+            let w = t.wall(u64::MAX);
+            assert!(w.abs() <= MAX_BOOT_TO_WALL + u64::MAX as i128, "{w}");
+            // What the detectors add to event times (a day-long window).
+            assert!(w.checked_add(86_400 * 1_000_000_000).is_some());
+        }
+    }
+
+    #[test]
+    fn locations_stay_bounded_in_a_hostile_capture() {
+        let mut l = Locations::default();
+        // A capture's symbol tables naming far more addresses than a
+        // kernel has drop sites, with absurdly long names.
+        l.extend((0..MAX_LOCATIONS as u64 + 5000).map(|a| (a, "é".repeat(1000))));
+        assert_eq!(l.len(), MAX_LOCATIONS);
+        let s = l.format(7);
+        assert!(s.len() <= MAX_SYMBOL_LEN && s.chars().all(|c| c == 'é'));
+        // Addresses past the bound still print, uncached.
+        let far = MAX_LOCATIONS as u64 + 100;
+        assert_eq!(l.format(far), format!("{far:#x}"));
+        for a in 0..10_000u64 {
+            l.format(u64::MAX - a);
+        }
+        assert_eq!(l.len(), MAX_LOCATIONS);
+        // A re-stated table updates what is cached.
+        l.extend([(7, "ip_rcv+0x1".to_string())]);
+        assert_eq!(l.format(7), "ip_rcv+0x1");
     }
 
     #[test]
@@ -667,6 +772,42 @@ mod tests {
         assert_eq!(v["destination"]["port"], 5555);
         assert_eq!(v["tracer"]["tcp"]["direction"], "received");
         assert_eq!(v["tracer"]["tcp"]["state"], "ESTABLISHED");
+    }
+
+    #[test]
+    fn retransmit_carries_ack_age_and_old_records_still_decode() {
+        let mut t = TcpEvent {
+            hdr: hdr(kind::TCP_RETRANSMIT),
+            sport: 40000,
+            dport: 8080,
+            family: 2,
+            state: 1,
+            has_sk: 1,
+            snd_una: 7,
+            retransmits: 1,
+            ack_age_ms: 903_412,
+            rto_ms: 204,
+            ..Default::default()
+        };
+        t.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        t.daddr[..4].copy_from_slice(&[10, 0, 0, 9]);
+        let full = bytes_of(&t);
+        let Record::Tcp(e) = parse(&full).unwrap() else {
+            panic!()
+        };
+        let v = serde_json::to_value(tcp_event(&tables(), &e)).unwrap();
+        assert_eq!(v["tracer"]["tcp"]["ack_age_ms"], 903_412);
+        assert_eq!(v["tracer"]["tcp"]["rto_ms"], 204);
+        // A record of the first layout (older captures): no ACK age.
+        let v1 = &full[..tracer_ebpf::TCP_EVENT_V1_SIZE];
+        let Record::Tcp(e) = parse(v1).unwrap() else {
+            panic!()
+        };
+        assert_eq!((e.snd_una, e.ack_age_ms, e.rto_ms), (7, 0, 0));
+        let v = serde_json::to_value(tcp_event(&tables(), &e)).unwrap();
+        assert!(v["tracer"]["tcp"].get("ack_age_ms").is_none(), "{v}");
+        assert_eq!(v["tracer"]["tcp"]["snd_una"], 7);
+        assert!(parse(&full[..tracer_ebpf::TCP_EVENT_V1_SIZE - 1]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! is seeded from every bridge's FDB over netlink (in every namespace), so the
 //! first move after start is recognised.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
@@ -38,9 +38,16 @@ pub struct SeedEntry {
     pub vlan: u16,
 }
 
-/// Bounded map (netns, bridge, MAC, VLAN) → port.
+/// Bounded map (netns, bridge, MAC, VLAN) → port. When full, the entry
+/// seen least recently (learnt, moved or refreshed) is evicted: the order
+/// depends only on the inputs, so a live run and its replay evict the same
+/// entries and print the same lines.
 pub struct FdbTable {
-    map: HashMap<Key, Port>,
+    /// Each entry with the sequence number of its last update.
+    map: HashMap<Key, (Port, u64)>,
+    /// Sequence number → key, oldest first.
+    order: BTreeMap<u64, Key>,
+    seq: u64,
     capacity: usize,
     /// Entries dropped because the table was full.
     pub evicted: u64,
@@ -48,14 +55,20 @@ pub struct FdbTable {
 
 impl Default for FdbTable {
     fn default() -> Self {
-        Self::with_capacity(1 << 20)
+        Self::with_capacity(DEFAULT_CAPACITY)
     }
 }
+
+/// Entries the pipeline's table holds: far more than the MACs of any host's
+/// bridges, so only a flood of random source MACs fills it.
+pub const DEFAULT_CAPACITY: usize = 1 << 20;
 
 impl FdbTable {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             map: HashMap::new(),
+            order: BTreeMap::new(),
+            seq: 0,
             capacity: capacity.max(1),
             evicted: 0,
         }
@@ -69,6 +82,8 @@ impl FdbTable {
         self.map.is_empty()
     }
 
+    /// Entries of a snapshot ([`Self::entries`], oldest first), seen now in
+    /// that order.
     pub fn seed(&mut self, entries: &[SeedEntry]) {
         for e in entries {
             self.insert(
@@ -87,14 +102,23 @@ impl FdbTable {
     }
 
     fn insert(&mut self, k: Key, p: Port) -> Option<Port> {
-        if self.map.len() >= self.capacity && !self.map.contains_key(&k) {
-            // Full: forget an arbitrary entry (its next update reads as a learn).
-            if let Some(victim) = self.map.keys().next().copied() {
+        self.seq += 1;
+        let seq = self.seq;
+        if let Some((old, old_seq)) = self.map.insert(k, (p, seq)) {
+            self.order.remove(&old_seq);
+            self.order.insert(seq, k);
+            return Some(old);
+        }
+        self.order.insert(seq, k);
+        if self.map.len() > self.capacity {
+            // Full: forget the least recently seen entry (its next update
+            // reads as a learn).
+            if let Some((_, victim)) = self.order.pop_first() {
                 self.map.remove(&victim);
                 self.evicted += 1;
             }
         }
-        self.map.insert(k, p)
+        None
     }
 
     /// Records that `mac` is now on `port`; returns the previous port's name
@@ -124,31 +148,35 @@ impl FdbTable {
         (prev.index != port).then_some(prev.name)
     }
 
-    /// Current entries, sorted (deterministic snapshot for captures).
+    /// Current entries, least recently seen first: seeding an empty table
+    /// with them (a rotated part replayed on its own) restores the same
+    /// eviction order.
     pub fn entries(&self) -> Vec<SeedEntry> {
-        let mut v: Vec<SeedEntry> = self
-            .map
-            .iter()
-            .map(|(k, p)| SeedEntry {
-                netns: k.netns,
-                bridge: k.bridge,
-                port: p.index,
-                port_name: p.name.to_string(),
-                mac: k.mac,
-                vlan: k.vlan,
+        self.order
+            .values()
+            .filter_map(|k| {
+                let (p, _) = self.map.get(k)?;
+                Some(SeedEntry {
+                    netns: k.netns,
+                    bridge: k.bridge,
+                    port: p.index,
+                    port_name: p.name.to_string(),
+                    mac: k.mac,
+                    vlan: k.vlan,
+                })
             })
-            .collect();
-        v.sort_by_key(|e| (e.netns, e.bridge, e.mac, e.vlan));
-        v
+            .collect()
     }
 
     pub fn delete(&mut self, netns: u32, bridge: u32, mac: [u8; 6], vlan: u16) {
-        self.map.remove(&Key {
+        if let Some((_, seq)) = self.map.remove(&Key {
             netns,
             bridge,
             mac,
             vlan,
-        });
+        }) {
+            self.order.remove(&seq);
+        }
     }
 }
 
@@ -248,5 +276,43 @@ mod tests {
         }
         assert_eq!(t.len(), 2);
         assert_eq!(t.evicted, 3);
+    }
+
+    #[test]
+    fn eviction_takes_the_least_recently_seen_entry_every_time() {
+        let mac = |i: u8| [0, 0, 0, 0, 0, i];
+        // Two tables fed the same inputs evict the same entries (no
+        // dependence on hash order), and the oldest-seen goes first.
+        let run = || {
+            let mut t = FdbTable::with_capacity(3);
+            t.update(1, 10, mac(1), 0, 5, "a");
+            t.update(1, 10, mac(2), 0, 5, "a");
+            t.update(1, 10, mac(3), 0, 5, "a");
+            // 1 is refreshed: 2 is now the least recently seen.
+            t.update(1, 10, mac(1), 0, 5, "a");
+            t.update(1, 10, mac(4), 0, 5, "a");
+            t
+        };
+        let t = run();
+        assert_eq!(t.evicted, 1);
+        let left: Vec<u8> = t.entries().iter().map(|e| e.mac[5]).collect();
+        assert_eq!(left, vec![3, 1, 4], "oldest first, 2 evicted");
+        assert_eq!(run().entries(), t.entries());
+        let mut t = t;
+        // 2 comes back as a learn (it was forgotten); 1 still moves.
+        assert_eq!(t.update(1, 10, mac(2), 0, 6, "b"), None);
+        assert_eq!(t.update(1, 10, mac(1), 0, 6, "b").as_deref(), Some("a"));
+        // A table seeded from a snapshot evicts in the same order.
+        let mut seeded = FdbTable::with_capacity(3);
+        seeded.seed(&t.entries());
+        t.update(1, 10, mac(9), 0, 5, "a");
+        seeded.update(1, 10, mac(9), 0, 5, "a");
+        assert_eq!(seeded.entries(), t.entries());
+        // A deleted entry leaves no stale place in the order.
+        t.delete(1, 10, mac(9), 0);
+        assert_eq!(t.entries().len(), 2);
+        t.update(1, 10, mac(7), 0, 5, "a");
+        t.update(1, 10, mac(8), 0, 5, "a");
+        assert_eq!(t.len(), 3);
     }
 }

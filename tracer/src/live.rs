@@ -39,7 +39,7 @@ use crate::{
     kernel::{self, clock, privileges},
     pipeline::{loss_delta, Filter, Input, Pipeline},
     probes::{self, LoadOptions},
-    sink::{self, Lines, Queued, SinkStats},
+    sink::{self, text::TextView, Lines, Queued, SinkStats},
 };
 
 /// Options of `tracer run`.
@@ -63,6 +63,10 @@ pub struct RunOptions {
     pub identity: Option<crate::identity::SourceConfig>,
     /// Command line, recorded in the capture header.
     pub args: Vec<String>,
+    /// `host.name` of every event (recorded in the capture header).
+    pub host_name: Option<String>,
+    /// `--format text`; None: NDJSON.
+    pub text: Option<crate::sink::text::TextOptions>,
 }
 
 /// Ring-buffer records fed per turn of the loop at most.
@@ -201,7 +205,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         Some(path) => Some(
             ThreadedWriter::create(
                 path,
-                crate::capture::Header::this_host(opts.args.clone(), boot_to_wall_ns),
+                crate::capture::Header::this_host(
+                    opts.args.clone(),
+                    boot_to_wall_ns,
+                    opts.host_name.clone(),
+                ),
                 &info.drop_reasons,
                 opts.record_rotate,
             )
@@ -237,7 +245,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
                 .watch_reader(libc::STDOUT_FILENO),
             )],
             sink::BATCH_BYTES,
-        ),
+        )
+        .with_host_name(opts.host_name.as_deref())
+        .with_text(opts.text.map(TextView::new)),
         batch: Vec::new(),
         capture,
         congested_since: None,

@@ -16,7 +16,8 @@ use tracer::{
 /// Shows what the kernel did when containers "drop out of the network":
 /// bridge FDB learns/moves/deletes, ARP replies and neighbour updates, TCP
 /// retransmits and resets, and packet drops with the kernel's drop reason.
-/// One ECS-style JSON object per line on stdout; diagnostics on stderr.
+/// One ECS-style JSON object per line on stdout (or, on a terminal, a view
+/// for people: see --format); diagnostics on stderr.
 #[derive(Parser, Debug)]
 #[command(name = "tracer", version, propagate_version = true)]
 struct Cli {
@@ -65,8 +66,8 @@ struct SynthArgs {
     /// Kernel records to generate.
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
-    /// Containers on the synthetic overlay.
-    #[arg(long, default_value_t = 1000)]
+    /// Containers on the synthetic overlay (1 to 1000000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     containers: u32,
     /// Peers each container talks to (its long-lived connections and the
     /// addresses it resolves by ARP); 0: a random peer per record and ARP
@@ -104,18 +105,82 @@ struct ReplayArgs {
     #[arg(required = true)]
     files: Vec<PathBuf>,
 
-    /// Pace the replay: 1 = real time, 10 = ten times faster. Default: as fast as possible.
-    #[arg(long, default_value_t = 0.0, value_name = "FACTOR")]
+    /// Pace the replay: 1 = real time, 10 = ten times faster, 0.5 = half
+    /// speed (0.001 to 1000000). Default (0): as fast as possible.
+    #[arg(long, default_value_t = 0.0, value_name = "FACTOR", value_parser = parse_speed)]
     speed: f64,
 
     #[command(flatten)]
     filters: FilterArgs,
 
     #[command(flatten)]
+    output: OutputArgs,
+
+    #[command(flatten)]
     detect: DetectArgs,
 }
 
-/// Output filters (the same live and in replay).
+/// How events are printed (run and replay).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Output")]
+struct OutputArgs {
+    /// text: sentences for alerts and incidents (with containers and hint),
+    /// raw events counted per container and kind, probe and loss status on
+    /// one line (redrawn in place on a terminal). ndjson: one ECS JSON
+    /// object per line. Default: text when stdout is a terminal, else ndjson.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<Format>,
+
+    /// Colour in the text view: auto = only on a terminal and when NO_COLOR
+    /// is unset or empty (https://no-color.org).
+    #[arg(long, value_enum, default_value_t = Colour::Auto, value_name = "WHEN")]
+    color: Colour,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Text,
+    Ndjson,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Colour {
+    Auto,
+    Always,
+    Never,
+}
+
+impl OutputArgs {
+    /// The text view's options, or None for NDJSON.
+    fn text(&self) -> Option<tracer::sink::text::TextOptions> {
+        use std::io::IsTerminal as _;
+        let terminal = std::io::stdout().is_terminal();
+        let text = self.format.unwrap_or(if terminal {
+            Format::Text
+        } else {
+            Format::Ndjson
+        });
+        if text != Format::Text {
+            return None;
+        }
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Some(tracer::sink::text::TextOptions {
+            terminal,
+            colour: match self.color {
+                Colour::Always => true,
+                Colour::Never => false,
+                Colour::Auto => terminal && !no_color,
+            },
+            width: tracer::sink::text::TextOptions::terminal_width(),
+        })
+    }
+}
+
+/// Output filters (the same live and in replay). --netns, --interface,
+/// --container and --service choose what the detectors look at: alerts,
+/// incidents and drop summaries are those of the selected scope (events
+/// outside it still update FDB state). --action only chooses which lines
+/// are printed. Status lines (probe status, loss reports) always pass.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Filters")]
 struct FilterArgs {
@@ -131,6 +196,20 @@ struct FilterArgs {
     /// Only print events involving this interface (interface, bridge or port name). Repeatable.
     #[arg(long = "interface", value_name = "NAME")]
     interfaces: Vec<String>,
+
+    /// Only print events involving this container: its name, full id or an
+    /// id prefix of 12 or more characters; as the event's container, source
+    /// or destination, or behind the bridge port. Repeatable. Like --netns
+    /// and --interface (and unlike --action, which only chooses the lines
+    /// printed), applied before the detectors: alerts, incidents and drop
+    /// summaries are those of the selected containers' events.
+    #[arg(long = "container", value_name = "NAME|ID")]
+    containers: Vec<String>,
+
+    /// Only print events involving a container of this swarm service or
+    /// compose service. Repeatable (with --container: either matches).
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
 }
 
 impl FilterArgs {
@@ -139,6 +218,8 @@ impl FilterArgs {
             netns: self.netns.iter().copied().collect(),
             actions: self.actions.iter().cloned().collect(),
             interfaces: self.interfaces.iter().cloned().collect(),
+            containers: self.containers.iter().cloned().collect(),
+            services: self.services.iter().cloned().collect(),
         }
     }
 }
@@ -203,6 +284,15 @@ struct RunArgs {
     #[arg(long)]
     no_fdb_seed: bool,
 
+    /// host.name on every event (and in the capture header). Default: the
+    /// kernel's node name (`uname -n`), the host's own in a container that
+    /// shares the host's UTS namespace.
+    #[arg(long, value_name = "NAME")]
+    host_name: Option<String>,
+
+    #[command(flatten)]
+    output: OutputArgs,
+
     #[command(flatten)]
     kernel: KernelArgs,
 
@@ -255,6 +345,11 @@ struct DetectArgs {
         value_parser = |s: &str| setting::RETRANSMIT_WINDOW.parse_span(s))]
     retransmit_window: Span,
 
+    #[arg(long = setting::IDLE_MIN.flag, help = setting::IDLE_MIN.help,
+        value_name = "DURATION", default_value_t = setting::IDLE_MIN.default_span(),
+        value_parser = |s: &str| setting::IDLE_MIN.parse_span(s))]
+    idle_min: Span,
+
     #[arg(long = setting::DROP_LINES_PER_SEC.flag, help = setting::DROP_LINES_PER_SEC.help,
         value_name = "N", default_value_t = setting::DROP_LINES_PER_SEC.default,
         value_parser = |s: &str| setting::DROP_LINES_PER_SEC.parse(s))]
@@ -289,6 +384,7 @@ impl DetectArgs {
             ip_conflict_window: self.ip_conflict_window.0,
             retransmit_threshold: self.retransmit_threshold,
             retransmit_window: self.retransmit_window.0,
+            idle_min: self.idle_min.0,
             drop_lines_per_sec: self.drop_lines_per_sec,
             drop_summary_interval: self.drop_summary_interval.0,
             incident_window: self.incident_window.0,
@@ -416,6 +512,8 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         }),
         args: std::env::args().collect(),
+        host_name: a.host_name.or_else(tracer::capture::host_name),
+        text: a.output.text(),
     };
     Ok(match live::run(opts).await? {
         live::Exit::Clean => ExitCode::SUCCESS,
@@ -423,15 +521,33 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
-    if !(a.speed >= 0.0 && a.speed.is_finite()) {
-        anyhow::bail!("--speed must be 0 (as fast as possible) or a positive factor");
+/// `--speed`: 0 (as fast as possible) or a factor in [0.001, 1e6]; NaN,
+/// infinities, negatives and factors that would make one second of the
+/// capture last for years are refused here, before anything runs.
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    if v == 0.0 || (v.is_finite() && (MIN_SPEED..=MAX_SPEED).contains(&v)) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "must be 0 (as fast as possible) or a factor from {MIN_SPEED} to {MAX_SPEED}"
+        ))
     }
+}
+
+const MIN_SPEED: f64 = 0.001;
+const MAX_SPEED: f64 = 1_000_000.0;
+
+fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let opts = tracer::replay::ReplayOptions {
         path: a.files[0].clone(),
         speed: a.speed,
         filter: a.filters.filter(),
         detect: a.detect.config(),
+        text: a.output.text(),
     };
     let stdout = std::io::stdout().lock();
     match tracer::replay::replay_paths(&a.files, &opts, stdout) {
@@ -459,6 +575,7 @@ fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         speed: 0.0,
         filter: a.filters.filter(),
         detect: a.detect.config(),
+        text: None,
     };
     let (r, summary) = tracer::report::build(&a.files, &opts)?;
     let sources: Vec<String> = a.files.iter().map(|p| p.display().to_string()).collect();
@@ -560,6 +677,28 @@ mod tests {
     }
 
     #[test]
+    fn replay_speed_is_refused_out_of_range_not_panicked_on() {
+        let speed = |v: &str| {
+            let flag = format!("--speed={v}");
+            Cli::try_parse_from(["tracer", "replay", "x.capture", &flag]).map(|c| match c.command {
+                Command::Replay(a) => a.speed,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(speed("0").unwrap(), 0.0);
+        assert_eq!(speed("10").unwrap(), 10.0);
+        assert_eq!(speed("0.5").unwrap(), 0.5);
+        for bad in ["1e-12", "NaN", "inf", "-inf", "-1", "1e300", "fast"] {
+            let e = speed(bad).unwrap_err().to_string();
+            assert!(e.contains("--speed"), "{bad}: {e}");
+        }
+        assert!(speed("1e-12")
+            .unwrap_err()
+            .to_string()
+            .contains("must be 0 (as fast as possible) or a factor from 0.001 to 1000000"));
+    }
+
+    #[test]
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
@@ -571,6 +710,48 @@ mod tests {
             Command::Replay(a) => Ok(a.detect.config()),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn container_service_and_output_flags_parse() {
+        let argv = [
+            "tracer",
+            "replay",
+            "x.capture",
+            "--container",
+            "web-1",
+            "--container",
+            "0123456789ab",
+            "--service",
+            "api",
+            "--format",
+            "text",
+            "--color",
+            "never",
+        ];
+        let Command::Replay(a) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not replay");
+        };
+        let f = a.filters.filter();
+        assert_eq!(f.containers.len(), 2);
+        assert!(f.services.contains("api"));
+        assert_eq!(a.output.format, Some(Format::Text));
+        let t = a.output.text().unwrap();
+        assert!(!t.colour, "--color never");
+        let run = [
+            "tracer",
+            "run",
+            "--host-name",
+            "node-7",
+            "--format",
+            "ndjson",
+        ];
+        let Command::Run(r) = Cli::try_parse_from(run).unwrap().command else {
+            panic!("not run");
+        };
+        assert_eq!(r.host_name.as_deref(), Some("node-7"));
+        assert!(r.output.text().is_none(), "--format ndjson");
+        assert!(Cli::try_parse_from(["tracer", "replay", "x", "--format", "xml"]).is_err());
     }
 
     #[test]

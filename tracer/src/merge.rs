@@ -119,7 +119,10 @@ pub(crate) fn drive(
     let names = host_names(
         &readers
             .iter()
-            .map(|r| r.header().hostname.clone())
+            .map(|r| {
+                let h = r.header();
+                h.host_name.clone().unwrap_or_else(|| h.hostname.clone())
+            })
             .collect::<Vec<_>>(),
     );
     let mut feeds: Vec<Feed> = readers
@@ -296,6 +299,7 @@ mod tests {
             speed: 0.0,
             filter: Default::default(),
             detect: Some(Default::default()),
+            text: None,
         };
         let mut events = Vec::new();
         let s = crate::replay::drive(&[a, b], &opts, &mut |batch| {

@@ -60,7 +60,15 @@ pub struct Filter {
     pub netns: BTreeSet<u32>,
     pub actions: BTreeSet<String>,
     pub interfaces: BTreeSet<String>,
+    /// `--container`: a name (with or without Docker's leading `/`), a full
+    /// id, or an id prefix of at least [`MIN_ID_PREFIX`] characters.
+    pub containers: BTreeSet<String>,
+    /// `--service`: a swarm service or compose service name.
+    pub services: BTreeSet<String>,
 }
+
+/// Shortest container id prefix `--container` takes as an id (Docker's short id).
+pub const MIN_ID_PREFIX: usize = 12;
 
 impl Filter {
     /// Is this kernel event inside the namespaces/interfaces selected?
@@ -83,6 +91,53 @@ impl Filter {
             }
         }
         true
+    }
+
+    /// Does this (enriched) kernel event involve a selected container or
+    /// service: as the event's own container, its source or destination,
+    /// or what is behind the bridge port (before a move, too)? Applied
+    /// after enrichment and before the detectors, like [`Self::in_scope`]:
+    /// alerts are those of the selected containers' events.
+    pub fn in_containers(&self, e: &EcsEvent) -> bool {
+        if self.containers.is_empty() && self.services.is_empty() {
+            return true;
+        }
+        fn peer(p: &Option<Box<crate::event::Peer>>) -> Option<&crate::event::ContainerRef> {
+            p.as_ref().and_then(|p| p.container.as_ref())
+        }
+        [
+            e.container.as_ref(),
+            e.source.container.as_ref(),
+            e.destination.container.as_ref(),
+            peer(&e.tracer.port_peer),
+            peer(&e.tracer.previous_port_peer),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|c| self.selects(c))
+    }
+
+    /// Is this container selected by `--container` or `--service`?
+    pub fn selects(&self, c: &crate::event::ContainerData) -> bool {
+        let by_container = self.containers.iter().any(|want| {
+            let want_name = want.strip_prefix('/').unwrap_or(want);
+            c.name
+                .as_deref()
+                .is_some_and(|n| n.strip_prefix('/').unwrap_or(n) == want_name)
+                || *want == c.id
+                || (want.len() >= MIN_ID_PREFIX
+                    && want.bytes().all(|b| b.is_ascii_hexdigit())
+                    && c.id.starts_with(want.as_str()))
+        });
+        let by_service = !self.services.is_empty() && {
+            let swarm = c.swarm.as_ref().and_then(|s| s.service.as_deref());
+            let compose = c.compose.as_ref().and_then(|s| s.service.as_deref());
+            [swarm, compose]
+                .into_iter()
+                .flatten()
+                .any(|s| self.services.contains(s))
+        };
+        by_container || by_service
     }
 
     /// Output filter: `--action` on events, alerts and summaries; tracer
@@ -169,6 +224,10 @@ impl Pipeline {
                     return;
                 }
                 self.identity.enrich(ev);
+                if !self.filter.in_containers(ev) {
+                    out.truncate(start);
+                    return;
+                }
                 self.detect_last(out);
             }
             Err(e) => out.push(self.decode_error(bytes, e)),
@@ -194,7 +253,7 @@ impl Pipeline {
             out.splice(i..i, self.alerts.drain(..));
             i += n;
         }
-        if !d.observe(&out[i], &mut self.alerts) {
+        if !d.observe_with(&out[i], &self.identity, &mut self.alerts) {
             out.truncate(i);
         }
         out.append(&mut self.alerts);
@@ -261,7 +320,12 @@ impl Pipeline {
                 e.tracer.schema_version = Some(SCHEMA_VERSION);
                 out.push(e);
             }
-            Input::FdbSeed(entries) => self.fdb.seed(entries),
+            Input::FdbSeed(entries) => {
+                self.fdb.seed(entries);
+                if let Some(d) = self.detect.as_mut() {
+                    d.set_fdb_table_evictions(self.fdb.evicted);
+                }
+            }
             Input::Finish { boot_ns } => {
                 if let Some(d) = self.detect.as_mut() {
                     d.finish(self.tables.wall(*boot_ns), out);
@@ -282,6 +346,7 @@ impl Pipeline {
         match rec {
             Record::FdbUpdate(e) => {
                 let port = decode::port_name(e);
+                let evicted = self.fdb.evicted;
                 let prev = self.fdb.update(
                     e.hdr.netns,
                     e.br_ifindex,
@@ -290,6 +355,11 @@ impl Pipeline {
                     e.hdr.ifindex,
                     &port,
                 );
+                if self.fdb.evicted != evicted {
+                    if let Some(d) = self.detect.as_mut() {
+                        d.set_fdb_table_evictions(self.fdb.evicted);
+                    }
+                }
                 decode::fdb_event(&self.tables, e, false, prev)
             }
             Record::FdbDelete(e) => {
@@ -324,7 +394,8 @@ impl Pipeline {
         sinks: &[(String, u64)],
     ) -> EcsEvent {
         let mut e = EcsEvent::new(self.tables.wall(boot_ns), Kind::Metric, Action::LossReport);
-        let n: u64 = lost.iter().map(|(_, n)| n).sum();
+        // Saturating: a capture's loss counts are whatever it says.
+        let n: u64 = lost.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
         let by: Map<String, Value> = lost
             .iter()
             .filter(|(_, n)| *n > 0)
@@ -448,6 +519,65 @@ mod tests {
     }
 
     #[test]
+    fn fdb_table_evictions_are_reported_in_detector_status_only_when_nonzero() {
+        let status = |p: &mut Pipeline| {
+            let mut out = Vec::new();
+            p.process(&Input::Finish { boot_ns: 10 }, &mut out);
+            out.into_iter()
+                .find(|e| e.event.action == Action::DetectorStatus)
+                .unwrap()
+        };
+        let mut p = pipeline();
+        p.detect = Some(Detectors::new(DetectConfig::default()));
+        let mut out = Vec::new();
+        p.process(
+            &Input::Kernel(fdb_bytes(5, b"veth1", kind::FDB_UPDATE)),
+            &mut out,
+        );
+        let s = status(&mut p);
+        let detect = s.tracer.detect.as_ref().unwrap();
+        assert!(detect.get("fdb_table_evictions").is_none(), "{detect}");
+
+        let mut p = pipeline();
+        p.detect = Some(Detectors::new(DetectConfig::default()));
+        p.fdb = FdbTable::with_capacity(2);
+        for mac in 0..5u8 {
+            let mut b = fdb_bytes(5, b"veth1", kind::FDB_UPDATE);
+            // FdbEvent.mac follows the header and br_ifindex.
+            let at = std::mem::offset_of!(FdbEvent, mac);
+            b[at + 5] = mac;
+            p.process(&Input::Kernel(b), &mut out);
+        }
+        let s = status(&mut p);
+        assert_eq!(s.tracer.detect.as_ref().unwrap()["fdb_table_evictions"], 3);
+        assert!(
+            s.message
+                .as_deref()
+                .unwrap()
+                .contains("3 MAC → port entries forgotten"),
+            "{:?}",
+            s.message
+        );
+    }
+
+    #[test]
+    fn loss_counts_of_a_hostile_capture_saturate() {
+        let mut p = pipeline();
+        let mut out = Vec::new();
+        p.process(
+            &Input::Loss {
+                boot_ns: 1,
+                lost: vec![(kind::SKB_DROP, u64::MAX), (kind::FDB_UPDATE, 5)],
+                filtered: vec![],
+                lost_total: u64::MAX,
+                sinks: vec![],
+            },
+            &mut out,
+        );
+        assert_eq!(out[0].tracer.lost, Some(u64::MAX));
+    }
+
+    #[test]
     fn garbage_record_is_reported_not_fatal() {
         let mut p = pipeline();
         let mut out = Vec::new();
@@ -511,6 +641,64 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Input>(&new).unwrap(),
             loss(vec![("stdout".into(), 3)])
+        );
+    }
+
+    /// `--container` takes a name (with or without `/`), a full id or an
+    /// id prefix of 12+ hex characters; `--service` a swarm or compose
+    /// service; any container the event names counts.
+    #[test]
+    fn container_and_service_filters() {
+        use crate::event::{Compose, ContainerData, ContainerRef, Peer, Swarm};
+        let id = "abcdef0123456789".repeat(4);
+        let web = ContainerRef::new(ContainerData {
+            id: id.clone(),
+            name: Some("web-1".into()),
+            swarm: Some(Swarm {
+                service: Some("web".into()),
+                task: None,
+            }),
+            ..Default::default()
+        });
+        let db = ContainerRef::new(ContainerData {
+            id: "ff".repeat(32),
+            name: Some("db".into()),
+            compose: Some(Compose {
+                project: Some("shop".into()),
+                service: Some("postgres".into()),
+            }),
+            ..Default::default()
+        });
+        let f = |c: &[&str], s: &[&str]| Filter {
+            containers: c.iter().map(|x| x.to_string()).collect(),
+            services: s.iter().map(|x| x.to_string()).collect(),
+            ..Filter::default()
+        };
+        let mut e = EcsEvent::new(1, Kind::Event, Action::SkbDrop);
+        assert!(f(&[], &[]).in_containers(&e), "no filter: everything");
+        assert!(!f(&["web-1"], &[]).in_containers(&e), "no container named");
+        e.destination.container = Some(web.clone());
+        for yes in ["web-1", "/web-1", id.as_str(), &id[..12]] {
+            assert!(f(&[yes], &[]).in_containers(&e), "{yes}");
+        }
+        for no in ["web", &id[..11], "db", &id[1..13]] {
+            assert!(!f(&[no], &[]).in_containers(&e), "{no}");
+        }
+        assert!(f(&[], &["web"]).in_containers(&e));
+        assert!(!f(&[], &["postgres"]).in_containers(&e));
+        let mut moved = EcsEvent::new(1, Kind::Event, Action::FdbMove);
+        moved.tracer.previous_port_peer = Some(Box::new(Peer {
+            kind: "container",
+            container: Some(db),
+            ..Default::default()
+        }));
+        assert!(
+            f(&[], &["postgres"]).in_containers(&moved),
+            "compose service"
+        );
+        assert!(
+            f(&["nope", "db"], &[]).in_containers(&moved),
+            "repeatable: either"
         );
     }
 

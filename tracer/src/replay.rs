@@ -16,7 +16,10 @@ use crate::{
     detect::DetectConfig,
     event::EcsEvent,
     pipeline::{Filter, Input, Pipeline},
-    sink::{Direct, Lines},
+    sink::{
+        text::{TextOptions, TextView},
+        Direct, Lines,
+    },
 };
 
 #[derive(Clone, Debug)]
@@ -26,6 +29,8 @@ pub struct ReplayOptions {
     pub speed: f64,
     pub filter: Filter,
     pub detect: Option<DetectConfig>,
+    /// `--format text`; None: NDJSON.
+    pub text: Option<TextOptions>,
 }
 
 /// What a replay read, for the caller's exit status and messages.
@@ -68,14 +73,19 @@ impl Pacer {
         Self { speed, start: None }
     }
 
-    /// Waits until `ts` (boot-clock or wall-clock ns: only differences count) is due.
+    /// Waits until `ts` (boot-clock or wall-clock ns: only differences
+    /// count) is due.
     pub(crate) fn wait(&mut self, ts: Option<u64>) {
-        if self.speed <= 0.0 {
+        // 0, NaN, infinite or negative: as fast as possible.
+        if !(self.speed > 0.0 && self.speed.is_finite()) {
             return;
         }
         let Some(ts) = ts else { return };
         let (t0, i0) = *self.start.get_or_insert((ts, Instant::now()));
-        let due = Duration::from_secs_f64(ts.saturating_sub(t0) as f64 / 1e9 / self.speed);
+        // Never panics: a factor the CLI did not check (a library caller)
+        // that overflows a Duration waits as long as a Duration can.
+        let due = Duration::try_from_secs_f64(ts.saturating_sub(t0) as f64 / 1e9 / self.speed)
+            .unwrap_or(Duration::MAX);
         let elapsed = i0.elapsed();
         if due > elapsed {
             std::thread::sleep(due - elapsed);
@@ -86,26 +96,58 @@ impl Pacer {
 /// Replays into `w`. Errors after some output (a corrupt record) still
 /// flush what was printed before them.
 pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySummary> {
-    replay_paths(std::slice::from_ref(&opts.path), opts, w)
+    let reader = CaptureReader::open(&opts.path)?;
+    replay_reader(reader, opts, w)
 }
 
 /// Replays the captures of one or several hosts into `w` (`opts.path` is
-/// not used): see [`drive`].
+/// not read): one capture as [`replay`]; several merged (see [`drive`]).
 pub fn replay_paths<W: Write>(
     paths: &[PathBuf],
     opts: &ReplayOptions,
     w: W,
 ) -> anyhow::Result<ReplaySummary> {
+    if let [one] = paths {
+        return replay_reader(CaptureReader::open(one)?, opts, w);
+    }
+    // Each line names its own host (`EcsEvent::host`).
+    write_lines(None, opts, w, |emit| drive(paths, opts, emit))
+}
+
+/// [`replay`] of an opened capture (`opts.path` is not read): the whole
+/// pipeline — capture reader, identity, detectors, serialiser — driven by
+/// the capture's bytes alone (what the `pipeline` fuzz target runs).
+pub fn replay_reader<W: Write>(
+    reader: CaptureReader,
+    opts: &ReplayOptions,
+    w: W,
+) -> anyhow::Result<ReplaySummary> {
+    // `host.name` as the recording run printed it (none for captures of
+    // tracers that did not print one).
+    let host = reader.header().host_name.clone();
+    write_lines(host.as_deref(), opts, w, |emit| {
+        drive_reader(reader, opts, emit)
+    })
+}
+
+type Emit<'a> = dyn FnMut(&[EcsEvent]) -> anyhow::Result<()> + 'a;
+
+fn write_lines<W: Write>(
+    host: Option<&str>,
+    opts: &ReplayOptions,
+    w: W,
+    run: impl FnOnce(&mut Emit<'_>) -> anyhow::Result<ReplaySummary>,
+) -> anyhow::Result<ReplaySummary> {
     // Lines go to a direct sink (nothing dropped, nothing waits in a
     // queue) in large pieces; a paced replay writes each input's lines at
     // once, so they appear when they are due.
     let chunk = if opts.speed > 0.0 { 0 } else { 1 << 18 };
-    let mut lines = Lines::new(vec![Box::new(Direct::new("stdout", w))], chunk);
-    let res = drive(paths, opts, &mut |batch| {
-        // By reference: moving each large event out of the batch
-        // costs more than serialising it.
-        lines.push_all(batch).context("writing NDJSON")
-    });
+    let mut lines = Lines::new(vec![Box::new(Direct::new("stdout", w))], chunk)
+        .with_host_name(host)
+        .with_text(opts.text.map(TextView::new));
+    // By reference: moving each large event out of the batch costs more
+    // than serialising it.
+    let res = run(&mut |batch| lines.push_all(batch).context("writing NDJSON"));
     let n = lines.lines();
     let stats = lines.finish();
     let mut summary = res?;
@@ -118,7 +160,7 @@ pub fn replay_paths<W: Write>(
 
 /// Replays captures through the [`Pipeline`], handing each input's lines
 /// to `emit` in order. One path: the capture as recorded. Several paths
-/// (one capture per host): their records merged in wall-clock time order,
+/// (one capture per host): their records merged in wall-clock order,
 /// each host decoded with its own tables, FDB and identity, every event
 /// naming its host (`host.name`, from the capture header), and one set
 /// of detectors over the merged stream, so one incident can join what
@@ -126,21 +168,20 @@ pub fn replay_paths<W: Write>(
 pub fn drive(
     paths: &[PathBuf],
     opts: &ReplayOptions,
-    emit: &mut dyn FnMut(&[EcsEvent]) -> anyhow::Result<()>,
+    emit: &mut Emit<'_>,
 ) -> anyhow::Result<ReplaySummary> {
     match paths {
         [] => anyhow::bail!("no capture to replay"),
-        [one] => drive_one(one, opts, emit),
+        [one] => drive_reader(CaptureReader::open(one)?, opts, emit),
         many => crate::merge::drive(many, opts, emit),
     }
 }
 
-fn drive_one(
-    path: &std::path::Path,
+fn drive_reader(
+    mut reader: CaptureReader,
     opts: &ReplayOptions,
-    emit: &mut dyn FnMut(&[EcsEvent]) -> anyhow::Result<()>,
+    emit: &mut Emit<'_>,
 ) -> anyhow::Result<ReplaySummary> {
-    let mut reader = CaptureReader::open(path)?;
     let header = reader.header().clone();
     let mut pipeline = Pipeline::new(
         Tables {
@@ -186,10 +227,8 @@ fn drive_one(
                 // Later parts restate header and tables: nothing new for us.
                 Some(RecordRef::Other(_)) => {}
             }
-            if !batch.is_empty() {
-                emit(&batch)?;
-                batch.clear();
-            }
+            emit(&batch)?;
+            batch.clear();
         }
         Ok(())
     })();

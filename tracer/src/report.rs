@@ -342,11 +342,8 @@ impl Report {
                     format!("{} — check: {}", x.meaning, x.check)
                 });
             }
-            Action::FdbFlap
-            | Action::ArpDuplicateReply
-            | Action::IpConflict
-            | Action::RetransmitBurst
-            | Action::RetransmitRollup => {
+            // Every detector alert (new detectors included).
+            a if e.event.kind == Kind::Alert && a != Action::Incident => {
                 self.count(
                     Chart::Alert,
                     e.event.action.as_str().to_string(),

@@ -37,13 +37,27 @@ fn name16(s: &str) -> [u8; 16] {
     b
 }
 
+/// Host number `c + 1` spread over the last three octets of 10.1.0.0/8:
+/// `10.1.0.c+1` for the first 255 containers (the addresses of every
+/// capture made so far), then on without overflow (`10.1.1.0` …).
+fn host_octets(c: u32) -> [u8; 3] {
+    let h = c.wrapping_add(1);
+    [1u8.wrapping_add((h >> 16) as u8), (h >> 8) as u8, h as u8]
+}
+
 fn ip_of(c: u32) -> [u8; 4] {
-    [10, 1, (c >> 8) as u8, (c & 0xff) as u8 + 1]
+    let [a, b, d] = host_octets(c);
+    [10, a, b, d]
 }
 
 fn mac_of(c: u32) -> [u8; 6] {
-    [0x02, 0x42, 10, 1, (c >> 8) as u8, (c & 0xff) as u8 + 1]
+    let [a, b, d] = host_octets(c);
+    [0x02, 0x42, 10, a, b, d]
 }
+
+/// `host.name` of a synthetic capture's lines (a fixed name: the same
+/// capture replays the same everywhere).
+pub const SYNTH_HOST: &str = "synth-host";
 
 fn hdr(ts: u64, k: u32, netns: u32, ifindex: u32, ifname: &str) -> EventHeader {
     EventHeader {
@@ -314,7 +328,11 @@ pub fn write(
 ) -> Result<CaptureStats, CaptureError> {
     let containers = containers.max(2);
     let no_socket = drop_reasons.value("NO_SOCKET").unwrap_or(3);
-    let header = Header::this_host(vec!["tracer".into(), "synth-capture".into()], BOOT_TO_WALL);
+    let header = Header::this_host(
+        vec!["tracer".into(), "synth-capture".into()],
+        BOOT_TO_WALL,
+        Some(SYNTH_HOST.to_string()),
+    );
     let mut w = CaptureWriter::create(path, header, drop_reasons, None)?;
     w.write_symbols(&[(LOCATION, "__udp4_lib_rcv+0x9a4".to_string())])?;
     let t0: u64 = 1_000_000_000_000;
@@ -370,6 +388,7 @@ mod tests {
                 speed: 0.0,
                 filter: Default::default(),
                 detect: Some(Default::default()),
+                text: None,
             },
             &mut out,
         )
@@ -383,5 +402,25 @@ mod tests {
         );
         assert!(text.contains("\"action\":\"retransmit_burst\""));
         assert!(text.contains("\"action\":\"drop_summary\""));
+    }
+
+    #[test]
+    fn addresses_stay_distinct_past_255_containers() {
+        assert_eq!(
+            ip_of(0),
+            [10, 1, 0, 1],
+            "the first 255 keep their addresses"
+        );
+        assert_eq!(ip_of(254), [10, 1, 0, 255]);
+        assert_eq!(ip_of(255), [10, 1, 1, 0]);
+        let ips: std::collections::HashSet<_> = (0..70_000).map(ip_of).collect();
+        assert_eq!(ips.len(), 70_000);
+        let macs: std::collections::HashSet<_> = (0..70_000).map(mac_of).collect();
+        assert_eq!(macs.len(), 70_000);
+        let dir = crate::testutil::TempDir::new("synth300");
+        let path = dir.file("synth.capture");
+        let reasons = DropReasons::from_pairs([(3u32, "NO_SOCKET")]);
+        let stats = write(&path, 2_000, 300, 4, &reasons).unwrap();
+        assert_eq!(stats.kernel_records, 2_000);
     }
 }

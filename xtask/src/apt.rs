@@ -54,6 +54,8 @@ impl Set {
             BUSYBOX_STATIC,
             req("tcpdump", Some("tcpdump")),
             req("procps", Some("ps")),
+            // Firewall rules of the overlay underlay and MTU blackhole tests.
+            req("nftables", Some("nft")),
             // `tracer report` is rendered headless by tests/tests/report.rs.
             req("chromium", Some("chromium")),
         ];

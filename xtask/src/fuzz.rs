@@ -1,5 +1,6 @@
 //! `cargo xtask fuzz`: cargo-fuzz (installed under target/tools on first
-//! use) runs the capture reader's fuzz target for a bounded time.
+//! use) runs each fuzz target for a bounded time: the capture reader alone,
+//! then the whole replay pipeline.
 
 use std::{path::PathBuf, process::Command};
 
@@ -14,8 +15,12 @@ use crate::{
 /// The cargo-fuzz release this was written against (`--locked` install).
 const CARGO_FUZZ_VERSION: &str = "0.13";
 
-/// The one target there is.
-pub const TARGET: &str = "capture_reader";
+/// The targets, each with the seed directories it starts from (under
+/// fuzz/corpus/). Every capture seed is a pipeline seed too.
+pub const TARGETS: &[(&str, &[&str])] = &[
+    ("capture_reader", &["capture_reader"]),
+    ("pipeline", &["pipeline", "capture_reader"]),
+];
 
 /// `cargo install --root` of cargo-fuzz.
 fn cargo_fuzz_root(ws: &Workspace) -> PathBuf {
@@ -68,27 +73,59 @@ pub fn ensure_cargo_fuzz(ws: &Workspace) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// `cargo +nightly fuzz run capture_reader WORK SEEDS -- -max_total_time=N`.
+/// For each target (all, or those in `only`):
+/// `cargo +nightly fuzz run TARGET WORK SEEDS... -- -max_total_time=N`.
 ///
-/// New inputs go to target/fuzz-corpus/capture_reader (not committed); the
-/// seeds in fuzz/corpus/capture_reader are only read. A crash leaves its
-/// input in fuzz/artifacts/capture_reader/ and fails the task.
-pub fn run(ws: &Workspace, seconds: u64) -> Result<()> {
+/// New inputs go to target/fuzz-corpus/TARGET (not committed); the seeds
+/// in fuzz/corpus/ are only read. A crash leaves its input in
+/// fuzz/artifacts/TARGET/ and fails the task.
+pub fn run(ws: &Workspace, seconds: u64, only: &[String]) -> Result<()> {
     if seconds == 0 {
         bail!("--seconds must be at least 1");
+    }
+    if let Some(unknown) = only
+        .iter()
+        .find(|o| !TARGETS.iter().any(|(t, _)| t == &o.as_str()))
+    {
+        bail!(
+            "no fuzz target {unknown:?}; there are: {}",
+            TARGETS
+                .iter()
+                .map(|(t, _)| *t)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     // The nightly (cargo-fuzz needs it) and bpf-linker (tracer's build.rs builds the eBPF programs).
     setup::run(ws, &[])?;
     let bin = ensure_cargo_fuzz(ws)?;
+    for (target, seeds) in TARGETS {
+        if only.is_empty() || only.iter().any(|o| o == target) {
+            run_target(ws, &bin, target, seeds, seconds)?;
+        }
+    }
+    Ok(())
+}
+
+fn run_target(
+    ws: &Workspace,
+    bin: &std::path::Path,
+    target: &str,
+    seed_dirs: &[&str],
+    seconds: u64,
+) -> Result<()> {
     let fuzz_dir = ws.root.join("fuzz");
-    let seeds = fuzz_dir.join("corpus").join(TARGET);
-    if !seeds.is_dir() {
+    let seeds: Vec<PathBuf> = seed_dirs
+        .iter()
+        .map(|d| fuzz_dir.join("corpus").join(d))
+        .collect();
+    if let Some(missing) = seeds.iter().find(|s| !s.is_dir()) {
         bail!(
             "the seed corpus {} is missing: `cargo test -p tracer write_fuzz_seeds -- --ignored` writes it",
-            seeds.display()
+            missing.display()
         );
     }
-    let work = ws.target_dir().join("fuzz-corpus").join(TARGET);
+    let work = ws.target_dir().join("fuzz-corpus").join(target);
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
 
     let mut path = vec![bin
@@ -108,9 +145,9 @@ pub fn run(ws: &Workspace, seconds: u64) -> Result<()> {
         .env_remove("CARGO")
         .env_remove("RUSTC")
         .env_remove("RUSTDOC")
-        .args(["+nightly", "fuzz", "run", TARGET])
+        .args(["+nightly", "fuzz", "run", target])
         .arg(&work)
-        .arg(&seeds)
+        .args(&seeds)
         .args([
             "--",
             &format!("-max_total_time={seconds}"),
@@ -123,11 +160,11 @@ pub fn run(ws: &Workspace, seconds: u64) -> Result<()> {
     let status = cmd::run_status(&mut fuzz)?;
     if !status.success() {
         bail!(
-            "the fuzzer found a crash ({status}): its input is in {}; add it to \
-             fuzz/regressions/{TARGET}/ and a unit test in tracer/src/capture/tests.rs",
-            fuzz_dir.join("artifacts").join(TARGET).display()
+            "the fuzzer found a crash in {target} ({status}): its input is in {}; add it to \
+             fuzz/regressions/{target}/ and a unit test in tracer/src/capture/tests.rs",
+            fuzz_dir.join("artifacts").join(target).display()
         );
     }
-    say(format!("fuzzed {TARGET} for {seconds} s: no crash"));
+    say(format!("fuzzed {target} for {seconds} s: no crash"));
     Ok(())
 }

@@ -132,16 +132,22 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
     },
-    /// Fuzz the capture reader for a bounded time (cargo-fuzz, nightly).
+    /// Fuzz the capture reader and the whole replay pipeline, each for a
+    /// bounded time (cargo-fuzz, nightly).
     ///
     /// Installs cargo-fuzz into target/tools/cargo-fuzz when missing, then runs
-    /// `cargo +nightly fuzz run capture_reader` from the seeds in
-    /// fuzz/corpus/capture_reader (new inputs go to target/fuzz-corpus/).
-    /// A crash fails the task and leaves its input in fuzz/artifacts/.
+    /// `cargo +nightly fuzz run TARGET` for each target (capture_reader:
+    /// the reader alone; pipeline: reader → identity → detectors →
+    /// serialiser) from the seeds in fuzz/corpus/ (new inputs go to
+    /// target/fuzz-corpus/). A crash fails the task and leaves its input in
+    /// fuzz/artifacts/TARGET/.
     Fuzz {
-        /// How long to fuzz.
+        /// How long to fuzz each target.
         #[arg(long, default_value_t = 60, value_name = "N")]
         seconds: u64,
+        /// Only these targets (default: all).
+        #[arg(long, value_delimiter = ',', value_name = "TARGET")]
+        only: Vec<String>,
     },
 }
 
@@ -190,7 +196,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Run { debug, args } => tasks::run(&ws, debug, &args)?,
         Command::Test { unit_only, filter } => tasks::test(&ws, unit_only, &filter)?,
-        Command::Fuzz { seconds } => fuzz::run(&ws, seconds)?,
+        Command::Fuzz { seconds, only } => fuzz::run(&ws, seconds, &only)?,
         Command::Matrix { kernels, output } => {
             setup::run(&ws, &[Set::Test])?;
             matrix::run(&ws, matrix::Opts { kernels, output })?;

@@ -1,7 +1,9 @@
 //! TCP programs (group `tcp`; user side `tracer/src/probes/tcp.rs`).
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel_buf, macros::raw_tracepoint, programs::RawTracePointContext,
+    helpers::{bpf_probe_read_kernel_buf, generated::bpf_jiffies64},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
 use tracer_ebpf::{kind, TcpEvent};
 
@@ -32,6 +34,29 @@ unsafe fn fill_sock(p: *mut TcpEvent, sk: *const u8) {
     (*p).hdr.netns = sk_netns(sk);
 }
 
+/// How long the socket has heard no ACK, and its RTO, in milliseconds.
+///
+/// `tcp_sock.rcv_tstamp` and `icsk_rto` are in jiffies (`rcv_tstamp` is
+/// `tcp_jiffies32`, the low 32 bits of `jiffies`); now is `bpf_jiffies64()`
+/// truncated the same way, so the wrapping difference is exact. User space
+/// hands the tick rate in `CONFIG.hz` (from the kernel's config); without it,
+/// or when a field did not resolve, the fields stay 0 (unknown).
+#[inline(always)]
+unsafe fn fill_idle(p: *mut TcpEvent, sk: *const u8) {
+    let hz = off!(hz) as u64;
+    if hz == 0 {
+        return;
+    }
+    if let Ok(stamp) = rd::<u32>(sk, off!(tcp_rcv_tstamp)) {
+        let now = bpf_jiffies64() as u32;
+        let age = now.wrapping_sub(stamp) as u64;
+        (*p).ack_age_ms = (age * 1000 / hz).min(u32::MAX as u64) as u32;
+    }
+    if let Ok(rto) = rd::<u32>(sk, off!(icsk_rto)) {
+        (*p).rto_ms = (rto as u64 * 1000 / hz).min(u32::MAX as u64) as u32;
+    }
+}
+
 /// `tcp_retransmit_skb(const struct sock *sk, const struct sk_buff *skb, ...)`
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
@@ -47,6 +72,7 @@ pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
         fill_sock(p, sk);
         (*p).snd_una = rd::<u32>(sk, off!(tcp_snd_una)).unwrap_or(0);
         (*p).retransmits = rd::<u8>(sk, off!(icsk_retransmits)).unwrap_or(0);
+        fill_idle(p, sk);
     }
     e.submit(0);
     0

@@ -140,11 +140,18 @@ pub struct Header {
     /// 0 in `FILE`, n in `FILE.n`. Set by the writer.
     #[serde(default)]
     pub part: u32,
+    /// What the recording run printed as `host.name` (the host's uname
+    /// nodename, or `--host-name`); replay prints it on every line.
+    /// Absent from captures of older tracers: their replays print no
+    /// `host.name` (as those tracers did), never a guess.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_name: Option<String>,
 }
 
 impl Header {
-    /// A header for a recording starting now on this host.
-    pub fn this_host(args: Vec<String>, boot_to_wall_ns: i128) -> Self {
+    /// A header for a recording starting now on this host, whose events
+    /// carry `host_name` (see [`host_name`]).
+    pub fn this_host(args: Vec<String>, boot_to_wall_ns: i128, host_name: Option<String>) -> Self {
         let hostname = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "unknown".into());
@@ -164,8 +171,19 @@ impl Header {
             started_unix_ns,
             args,
             part: 0,
+            host_name,
         }
     }
+}
+
+/// This host's name for `host.name`: the kernel's nodename (`uname -n`),
+/// which is the host's even in a container that shares the host's UTS
+/// namespace (`--uts=host`, swarm services with host networking do not
+/// change it) and needs no host `/etc` mounted. None when unreadable.
+pub fn host_name() -> Option<String> {
+    let u = nix::sys::utsname::uname().ok()?;
+    let n = u.nodename().to_string_lossy().trim().to_string();
+    (!n.is_empty()).then_some(n)
 }
 
 /// What a capture holds, in order.

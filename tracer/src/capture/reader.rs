@@ -349,17 +349,27 @@ impl CaptureReader {
     /// After `END {"rotated": true}`: on into `FILE.n+1`, which must be the
     /// next part of the same recording.
     fn next_part(&mut self) -> Result<(), CaptureError> {
+        // A header may claim any part number: u32::MAX has no next part.
+        let Some(following) = self.part.checked_add(1) else {
+            self.done = true;
+            self.warning = Some(format!(
+                "capture {} says it is part {} and continues: no part can follow it",
+                self.path.display(),
+                self.part
+            ));
+            return Ok(());
+        };
         let Some(base) = self.base.clone() else {
             self.done = true;
             self.warning = Some(format!(
                 "capture {} continues in a part {}.{} that was not given",
                 self.path.display(),
                 self.path.display(),
-                self.part + 1
+                following
             ));
             return Ok(());
         };
-        let next = part_path(&base, self.part + 1);
+        let next = part_path(&base, following);
         let file = match File::open(&next) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -379,12 +389,8 @@ impl CaptureReader {
         self.offset = 0;
         self.read_prefix()?;
         let h = self.read_header()?;
-        let why = if h.part != self.part + 1 {
-            Some(format!(
-                "it is part {}, expected part {}",
-                h.part,
-                self.part + 1
-            ))
+        let why = if h.part != following {
+            Some(format!("it is part {}, expected part {following}", h.part))
         } else if h.started_unix_ns != self.header.started_unix_ns
             || h.hostname != self.header.hostname
         {

@@ -26,6 +26,7 @@ fn header() -> Header {
         started_unix_ns: 1_700_000_123_000_000_000,
         args: vec!["tracer".into(), "run".into(), "--record".into(), "x".into()],
         part: 0,
+        host_name: None,
     }
 }
 
@@ -216,11 +217,29 @@ fn round_trip_every_record_kind() {
 
 #[test]
 fn header_for_this_host_is_filled_in() {
-    let h = Header::this_host(vec!["tracer".into()], 42);
+    let h = Header::this_host(vec!["tracer".into()], 42, super::host_name());
     assert_eq!(h.format_version, FORMAT_VERSION);
     assert_eq!(h.tracer_version, env!("CARGO_PKG_VERSION"));
     assert!(!h.hostname.is_empty() && !h.kernel_release.is_empty());
     assert!(h.started_unix_ns > 1_600_000_000_000_000_000);
+    let uname = nix::sys::utsname::uname().unwrap();
+    assert_eq!(h.host_name.as_deref(), uname.nodename().to_str());
+}
+
+/// The header records host.name; a header of an older tracer (without it)
+/// reads back as None, and one without it writes no key at all.
+#[test]
+fn header_host_name_is_optional_and_old_headers_read() {
+    let mut h = header();
+    let old = serde_json::to_string(&h).unwrap();
+    assert!(!old.contains("host_name"), "{old}");
+    assert_eq!(
+        serde_json::from_str::<Header>(&old).unwrap().host_name,
+        None
+    );
+    h.host_name = Some("node-7.example".into());
+    let new = serde_json::to_string(&h).unwrap();
+    assert_eq!(serde_json::from_str::<Header>(&new).unwrap(), h);
 }
 
 #[test]
@@ -942,25 +961,114 @@ fn replay_prints_what_the_live_run_printed() {
     );
 }
 
-/// Every file of the fuzz corpus and every regression input goes through
-/// the reader without a panic.
+/// What the `pipeline` fuzz target does with `bytes`: the whole replay
+/// (reader, identity, detectors, serialiser); every printed line must be a
+/// JSON object. Returns the lines printed.
+fn replay_bytes_as_the_fuzzer_does(bytes: &[u8]) -> usize {
+    let Ok(reader) = from_bytes(bytes) else {
+        return 0;
+    };
+    let opts = crate::replay::ReplayOptions {
+        path: "fuzz".into(),
+        speed: 0.0,
+        filter: Default::default(),
+        detect: Some(Default::default()),
+        text: None,
+    };
+    let mut out = Vec::new();
+    let _ = crate::replay::replay_reader(reader, &opts, &mut out);
+    let mut n = 0;
+    for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line).unwrap_or_else(
+            |e| panic!("not a JSON object ({e}): {}", String::from_utf8_lossy(line)),
+        );
+        n += 1;
+    }
+    n
+}
+
+/// The checksums [`zero_checksums`] zeroed, computed again (a checksum
+/// that is not zero is left as it is, wrong or not): what a fuzz build
+/// (which accepts a zero checksum) reads in a `-nocrc` seed, a normal build
+/// reads in the result.
+fn restore_checksums(bytes: &[u8]) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    if b.len() < PREFIX_LEN {
+        return b;
+    }
+    if b[12..16] == [0; 4] {
+        let crc = crc32fast::hash(&b[..12]);
+        b[12..16].copy_from_slice(&crc.to_le_bytes());
+    }
+    let mut off = PREFIX_LEN;
+    while off + FRAME_LEN <= b.len() {
+        let len = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
+        let Some(end) = (off + FRAME_LEN).checked_add(len).filter(|e| *e <= b.len()) else {
+            break;
+        };
+        if b[off + 8..off + 12] == [0; 4] {
+            let crc = crc32fast::hash(&b[off + FRAME_LEN..end]);
+            b[off + 8..off + 12].copy_from_slice(&crc.to_le_bytes());
+        }
+        if b[off + 12..off + 16] == [0; 4] {
+            let crc = crc32fast::hash(&b[off..off + 12]);
+            b[off + 12..off + 16].copy_from_slice(&crc.to_le_bytes());
+        }
+        off = end;
+    }
+    b
+}
+
+/// Every file of the fuzz corpora and every regression input goes through
+/// the reader and through the whole pipeline without a panic, printing
+/// only JSON objects. A `-nocrc` seed (checksums zeroed, for fuzz builds)
+/// is also read with its checksums restored, so a normal build gets past
+/// the header too, as far as its twin with checksums does.
 #[test]
 fn fuzz_corpus_and_regressions_never_panic() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut n = 0;
-    for dir in ["corpus/capture_reader", "regressions/capture_reader"] {
+    let mut lines = 0;
+    for dir in [
+        "corpus/capture_reader",
+        "corpus/pipeline",
+        "regressions/capture_reader",
+        "regressions/pipeline",
+    ] {
         let Ok(entries) = fs::read_dir(root.join(dir)) else {
             continue;
         };
         for e in entries {
-            let bytes = fs::read(e.unwrap().path()).unwrap();
-            if let Ok(mut r) = from_bytes(&bytes) {
-                while let Ok(Some(_)) = r.next_record() {}
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "md") {
+                continue;
+            }
+            let bytes = fs::read(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let mut inputs = vec![bytes.clone()];
+            if let Some(twin) = name.strip_suffix("-nocrc") {
+                let restored = restore_checksums(&bytes);
+                if let Ok(twin_bytes) = fs::read(path.with_file_name(twin)) {
+                    assert_eq!(
+                        from_bytes(&restored).is_ok(),
+                        from_bytes(&twin_bytes).is_ok(),
+                        "{name} with checksums restored opens as {twin} does"
+                    );
+                }
+                inputs.push(restored);
+            }
+            for input in inputs {
+                if let Ok(mut r) = from_bytes(&input) {
+                    while let Ok(Some(_)) = r.next_record() {}
+                }
+                lines += replay_bytes_as_the_fuzzer_does(&input);
             }
             n += 1;
         }
     }
-    eprintln!("{n} fuzz inputs read");
+    assert!(n >= 18, "the seed corpus is there: {n} inputs");
+    assert!(lines > 0, "some seeds replay to lines");
+    eprintln!("{n} fuzz inputs read, {lines} lines replayed");
 }
 
 /// `bytes` with the checksums of the prefix and of every complete record zeroed.
@@ -1015,6 +1123,17 @@ fn write_fuzz_seeds() {
         fs::write(out.join(format!("{name}-nocrc")), zero_checksums(&data)).unwrap();
         fs::write(out.join(name), data).unwrap();
     }
+
+    // The pipeline target's own seeds: a small synthetic host (identity of
+    // an overlay with containers, every record kind, alerts, incidents).
+    let out = out.join("../pipeline");
+    fs::create_dir_all(&out).unwrap();
+    let path = dir.file("synth");
+    let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
+    crate::synth::write(&path, 400, 4, 2, &reasons).unwrap();
+    let data = fs::read(&path).unwrap();
+    fs::write(out.join("synth-4-containers-nocrc"), zero_checksums(&data)).unwrap();
+    fs::write(out.join("synth-4-containers"), data).unwrap();
 }
 
 /// Throughput of recording and replaying (`TRACER_BENCH_EVENTS`, default
@@ -1433,6 +1552,7 @@ fn replay_to_string(path: &Path, detect: bool) -> String {
             speed: 0.0,
             filter: Filter::default(),
             detect: detect.then(Default::default),
+            text: None,
         },
         &mut out,
     )

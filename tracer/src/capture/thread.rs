@@ -541,6 +541,7 @@ mod tests {
             started_unix_ns: 1_700_000_123_000_000_000,
             args: vec!["tracer".into(), "run".into(), "--record".into(), "x".into()],
             part: 0,
+            host_name: None,
         }
     }
 
@@ -728,6 +729,7 @@ mod tests {
                 speed: 0.0,
                 filter: Filter::default(),
                 detect: None,
+                text: None,
             },
             &mut out,
         )

@@ -189,7 +189,13 @@ impl CaptureWriter {
             .get_ref()
             .sync_data()
             .map_err(|e| CaptureError::io("sync", &self.path, e))?;
-        self.part += 1;
+        self.part = self.part.checked_add(1).ok_or_else(|| {
+            CaptureError::io(
+                "rotate",
+                &self.path,
+                io::Error::other("no part number follows u32::MAX"),
+            )
+        })?;
         let path = part_path(&self.base, self.part);
         let out = create_part(&path)?;
         // The old part's buffer is empty (flushed above).
@@ -373,5 +379,39 @@ pub fn check_free(path: &Path) -> Result<(), CaptureError> {
             part,
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{capture::CaptureReader, testutil::TempDir};
+
+    /// Part numbers end at u32::MAX: the writer refuses to rotate past it
+    /// and the reader of a part that claims to continue past it warns
+    /// instead of overflowing.
+    #[test]
+    fn the_last_part_number_is_not_overflowed() {
+        let dir = TempDir::new("lastpart");
+        let path = dir.file("c");
+        let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED")]);
+        let header = super::super::Header::this_host(vec!["tracer".into()], 0, None);
+        let mut w = CaptureWriter::create(&path, header, &reasons, None).unwrap();
+        w.part = u32::MAX - 1;
+        w.write_input(&Input::Tick { boot_ns: 1 }).unwrap();
+        w.rotate(&[]).unwrap();
+        assert_eq!(w.part, u32::MAX);
+        w.write_input(&Input::Tick { boot_ns: 2 }).unwrap();
+        let err = w.rotate(&[]).unwrap_err();
+        assert!(err.to_string().contains("u32::MAX"), "{err}");
+
+        let last = part_path(&path, u32::MAX);
+        let mut r = CaptureReader::open(&last).unwrap();
+        while r.next_record().unwrap().is_some() {}
+        assert!(
+            r.warning().unwrap().contains("no part can follow it"),
+            "{:?}",
+            r.warning()
+        );
     }
 }

@@ -37,6 +37,8 @@ struct Sighting {
     netns: u32,
     ifindex: u32,
     ifname: SmolStr,
+    /// The interface's link kind is vxlan (from identity, never its name).
+    vxlan: bool,
     ns: Option<Netns>,
     container: Option<ContainerRef>,
     ring: TimeRing,
@@ -241,12 +243,12 @@ impl Arp {
         // Sightings older than the window belong to an earlier exchange.
         st.sightings.retain(|s| t - s.last <= window);
         let netns = ev.netns().unwrap_or(0);
-        let (ifindex, ifname) = ev
+        let (ifindex, ifname, vxlan) = ev
             .tracer
             .interface
             .as_ref()
-            .map(|i| (i.index, i.name.as_str()))
-            .unwrap_or((0, ""));
+            .map(|i| (i.index, i.name.as_str(), i.kind == Some("vxlan")))
+            .unwrap_or((0, "", false));
         let i = match st
             .sightings
             .iter()
@@ -268,6 +270,7 @@ impl Arp {
                     netns,
                     ifindex,
                     ifname: SmolStr::new(ifname),
+                    vxlan,
                     ns: ev.tracer.netns.clone(),
                     container: ev.container.clone(),
                     ring: TimeRing::new(threshold),
@@ -398,10 +401,7 @@ fn dup_alert(
     window: i128,
 ) -> (EcsEvent, Symptom) {
     let at = &st.sightings[hot];
-    let vx = st
-        .sightings
-        .iter()
-        .find(|s| text::is_vxlan(&s.ifname, None));
+    let vx = st.sightings.iter().find(|s| s.vxlan);
     let owner = text::container_name(st.owner.as_ref());
     let requester = text::container_name(st.requester.as_ref());
     let ip_label = match &owner {
@@ -457,7 +457,7 @@ fn dup_alert(
                 ifindex: s.ifindex,
                 netns: s.ns.as_ref(),
                 container: text::container_name(s.container.as_ref()),
-                vxlan: text::is_vxlan(&s.ifname, None),
+                vxlan: s.vxlan,
                 replies: s.replies,
             })
             .collect(),

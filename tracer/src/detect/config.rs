@@ -36,6 +36,9 @@ pub struct DetectConfig {
     pub retransmit_rollup_interval: Duration,
     /// Least number of affected flows for a container roll-up line.
     pub retransmit_rollup_min_flows: u32,
+    /// `idle_flow_killed`: least silence (no ACK from the peer) before a
+    /// flow's first unacknowledged send for it to count as idle.
+    pub idle_min: Duration,
     /// `drop_summary` interval.
     pub drop_summary_interval: Duration,
     /// Individual `skb_drop` lines printed per second of event time; the
@@ -264,6 +267,15 @@ pub mod setting {
         min: 1,
         max: u32::MAX,
     };
+    pub const IDLE_MIN: Setting<Duration> = Setting {
+        flag: "idle-min",
+        help: "idle_flow_killed: least silence before a TCP flow's first send that then \
+               retransmits without progress (retransmit-threshold times) for it to count as an idle \
+               connection a stateful device forgot",
+        default: secs(60),
+        min: Duration::from_millis(100),
+        max: DAY,
+    };
     pub const DROP_SUMMARY_INTERVAL: Setting<Duration> = Setting {
         flag: "drop-summary-interval",
         help:
@@ -320,6 +332,7 @@ impl DetectConfig {
             retransmit_window: RETRANSMIT_WINDOW.default,
             retransmit_rollup_interval: RETRANSMIT_ROLLUP_INTERVAL.default,
             retransmit_rollup_min_flows: RETRANSMIT_ROLLUP_MIN_FLOWS.default,
+            idle_min: IDLE_MIN.default,
             drop_summary_interval: DROP_SUMMARY_INTERVAL.default,
             drop_lines_per_sec: DROP_LINES_PER_SEC.default,
             drop_incident_threshold: DROP_INCIDENT_THRESHOLD.default,
@@ -348,6 +361,7 @@ pub(crate) struct Cfg {
     pub(crate) rtx_window: i128,
     pub(crate) rollup_interval: i128,
     pub(crate) rollup_min_flows: u32,
+    pub(crate) idle_min: i128,
     pub(crate) drop_interval: i128,
     pub(crate) drop_lines_per_sec: u64,
     pub(crate) drop_incident_threshold: u64,
@@ -374,6 +388,7 @@ impl Cfg {
             rtx_window: span(RETRANSMIT_WINDOW, c.retransmit_window),
             rollup_interval: span(RETRANSMIT_ROLLUP_INTERVAL, c.retransmit_rollup_interval),
             rollup_min_flows: RETRANSMIT_ROLLUP_MIN_FLOWS.clamp(c.retransmit_rollup_min_flows),
+            idle_min: span(IDLE_MIN, c.idle_min),
             drop_interval: span(DROP_SUMMARY_INTERVAL, c.drop_summary_interval),
             drop_lines_per_sec: DROP_LINES_PER_SEC.clamp(c.drop_lines_per_sec),
             drop_incident_threshold: DROP_INCIDENT_THRESHOLD.clamp(c.drop_incident_threshold),
@@ -479,6 +494,7 @@ mod tests {
             ARP_DUPLICATE_WINDOW,
             IP_CONFLICT_WINDOW,
             RETRANSMIT_WINDOW,
+            IDLE_MIN,
             DROP_SUMMARY_INTERVAL,
             INCIDENT_WINDOW,
         ] {

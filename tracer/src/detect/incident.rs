@@ -344,7 +344,10 @@ fn add(inc: &mut Incident, sym: &Symptom, members: &[Member], ts: i128) -> bool 
         Facts::ArpDup { requester, .. } if inc.victims.len() < MAX_VICTIMS => {
             inc.victims.insert(requester.clone());
         }
-        Facts::Retransmit { flow, src, .. } => {
+        Facts::Connect { client, .. } if inc.victims.len() < MAX_VICTIMS => {
+            inc.victims.insert(client.clone());
+        }
+        Facts::Retransmit { flow, src, .. } | Facts::IdleFlow { flow, src, .. } => {
             if inc.victims.len() < MAX_VICTIMS {
                 inc.victims.insert(src.clone());
             }
@@ -488,6 +491,11 @@ fn explain(inc: &mut Incident) {
     let conflict = facts(Action::IpConflict);
     let rtx = facts(Action::RetransmitBurst);
     let drops = facts(Action::DropSummary);
+    let conn = facts(Action::ConnectFailed);
+    let mcast = facts(Action::OverlayMulticastDropped);
+    let underlay = facts(Action::OverlayUnderlayBlocked);
+    let mtu = facts(Action::MtuBlackhole);
+    let idle = facts(Action::IdleFlowKilled);
 
     // Who it is about.
     let labelled = |ip: &IpAddr, owner: &Option<String>| match owner {
@@ -536,6 +544,8 @@ fn explain(inc: &mut Incident) {
                 }
             }
         }
+    } else if let Some((Facts::Connect { dst, .. }, _)) = conn {
+        dst.clone()
     } else if let Some((Facts::Retransmit { dst, dst_ip, .. }, _)) = rtx {
         subject_owner = Some(dst.clone());
         if *dst == dst_ip.to_string() {
@@ -543,6 +553,12 @@ fn explain(inc: &mut Incident) {
         } else {
             format!("{dst_ip} ({dst})")
         }
+    } else if let Some((Facts::Multicast { sender, .. }, _)) = mcast {
+        sender.clone()
+    } else if let Some((Facts::Underlay { peer, .. }, _)) = underlay {
+        format!("peer host {peer}")
+    } else if let Some((Facts::Mtu { flow, .. } | Facts::IdleFlow { flow, .. }, _)) = mtu.or(idle) {
+        flow.clone()
     } else if let Some((Facts::Drops { place, .. }, _)) = drops {
         place.clone()
     } else {
@@ -612,6 +628,12 @@ fn explain(inc: &mut Incident) {
             text::join_and(&words)
         ));
     }
+    if let Some((Facts::Connect { .. }, n)) = conn {
+        clauses.push(format!(
+            "{n} TCP connection{} never established",
+            if n == 1 { "" } else { "s" }
+        ));
+    }
     if rtx.is_some() {
         let n = inc.flows.len().max(1);
         clauses.push(format!(
@@ -619,6 +641,24 @@ fn explain(inc: &mut Incident) {
             if n == 1 { "" } else { "s" },
             if n == 1 { "s" } else { "" }
         ));
+    }
+    if let Some((
+        Facts::IdleFlow {
+            idle_ms,
+            place,
+            drop,
+            ..
+        },
+        _,
+    )) = idle
+    {
+        let idle = super::idle::idle_words(*idle_ms);
+        clauses.push(match (place, drop) {
+            (Some(place), Some(drop)) => {
+                format!("a flow idle {idle} then had every segment dropped in {place} ({drop})")
+            }
+            _ => format!("a flow idle {idle} then had no segment acknowledged"),
+        });
     }
     if let Some((
         Facts::Drops {
@@ -633,13 +673,33 @@ fn explain(inc: &mut Incident) {
         clauses.push(format!("{total} packets dropped in {place} ({reason})"));
     }
 
+    if let Some((Facts::Multicast { group, overlay, .. }, _)) = mcast {
+        clauses.push(format!("its multicast to {group} is dropped by {overlay}"));
+    }
+    if let Some((
+        Facts::Underlay {
+            what, place, rides, ..
+        },
+        _,
+    )) = underlay
+    {
+        clauses.push(format!(
+            "its {what} is dropped in {place}, so {rides} cannot reach it"
+        ));
+    }
+    if let Some((Facts::Mtu { place, reason, .. }, _)) = mtu {
+        clauses.push(format!(
+            "packets too big for the path die in {place} ({reason})"
+        ));
+    }
+
     let victims: Vec<String> = inc
         .victims
         .iter()
         .filter(|v| Some(*v) != subject_owner.as_ref() && **v != subject)
         .cloned()
         .collect();
-    let head = if victims.is_empty() || (dup.is_none() && rtx.is_none()) {
+    let head = if victims.is_empty() || (dup.is_none() && rtx.is_none() && conn.is_none() && idle.is_none()) {
         subject.clone()
     } else {
         format!("{subject} unreachable from {}", text::join_and(&victims))
@@ -661,17 +721,24 @@ fn explain(inc: &mut Incident) {
             .as_ref()
             .map(text::mac_cmd)
             .unwrap_or_else(|| "<mac>".into());
+        // Every name pasted into a command is one quoted shell word: a
+        // container with CAP_NET_ADMIN names its interfaces.
+        let dev = text::sh(vx);
         let neigh = match ip {
-            Some(ip) => ns.cmd(&format!("ip neigh del {ip} dev {vx}")),
+            Some(ip) => ns.cmd(&format!("ip neigh del {ip} dev {dev}")),
             None => format!(
                 "{} (then {})",
-                ns.cmd(&format!("ip neigh show dev {vx} | grep -i {mac_s}")),
-                ns.cmd(&format!("ip neigh del <that ip> dev {vx}"))
+                ns.cmd(&format!("ip neigh show dev {dev} | grep -i {mac_s}")),
+                ns.cmd(&format!("ip neigh del <that ip> dev {dev}"))
             ),
         };
-        let fdb = ns.cmd(&format!("bridge fdb del {mac_s} dev {vx}"));
+        let fdb = ns.cmd(&format!("bridge fdb del {mac_s} dev {dev}"));
         let link = if ns.name().is_some() {
-            format!(" (a Docker namespace must first be linked: ln -s /var/run/docker/netns/{nsname} /var/run/netns/{nsname})")
+            format!(
+                " (a Docker namespace must first be linked: ln -s {} {})",
+                text::sh(&format!("/var/run/docker/netns/{nsname}")),
+                text::sh(&format!("/var/run/netns/{nsname}"))
+            )
         } else {
             String::new()
         };
@@ -713,6 +780,37 @@ fn explain(inc: &mut Incident) {
                 ns.cmd(&format!("bridge fdb show | grep -i {}", text::mac_cmd(mac))),
                 text::join_and(ports)
             ),
+        )
+    } else if let Some((Facts::Connect { why, hint, .. }, _)) = conn {
+        (why.clone(), hint.clone())
+    } else if let Some((
+        Facts::Mtu {
+            recommended, hint, ..
+        },
+        _,
+    )) = mtu
+    {
+        (
+            match recommended {
+                Some(m) => format!("an MTU blackhole (the path fits {m}-byte packets)"),
+                None => "an MTU blackhole".to_string(),
+            },
+            hint.clone(),
+        )
+    } else if let Some((Facts::Underlay { hint, .. }, _)) = underlay {
+        (
+            "the overlay's own traffic between the hosts is blocked".to_string(),
+            hint.clone(),
+        )
+    } else if let Some((Facts::Multicast { .. }, _)) = mcast {
+        (
+            "overlay networks do not carry multicast between hosts".to_string(),
+            "use unicast/TCP member discovery (e.g. Hazelcast's tcp-ip join listing the members or the service name, JGroups TCPPING) or a multicast-capable network driver (macvlan/ipvlan)".to_string(),
+        )
+    } else if idle.is_some() {
+        (
+            "a stateful device forgot the idle connection (swarm's IPVS load balancer expires idle TCP entries after 900 s by default; conntrack; firewalls)".to_string(),
+            super::idle::HINT.to_string(),
         )
     } else if let Some((
         Facts::Retransmit {

@@ -11,8 +11,16 @@
 //!   and IP conflicts (one IP, two MACs);
 //! - [`retransmit`]: TCP flows retransmitting without forward progress, with a
 //!   per-container roll-up;
+//! - [`connect`]: TCP connections that never establish, with the cause
+//!   (nothing listens, a firewall, no ARP answer, no route) correlated
+//!   across namespaces;
+//! - [`idle`]: an idle TCP flow whose first send after the silence is never
+//!   acknowledged, joined with that flow's drops on this host (a stateful
+//!   device forgot the connection);
 //! - [`drops`]: per-drop lines rate-limited on event time, every drop
 //!   accounted for in interval summaries;
+//! - [`overlay`]: multicast an overlay drops, the overlay's own traffic
+//!   between hosts blocked, MTU blackholes (all read from drops);
 //! - [`incident`]: alerts sharing a container, IP or MAC within a window
 //!   joined into one incident with a lifecycle and an explanation.
 //!
@@ -33,10 +41,17 @@
 
 mod arp;
 pub mod config;
+mod connect;
+#[cfg(test)]
+mod connect_tests;
 mod drops;
 mod fdb_flap;
+mod idle;
 mod incident;
 mod interval;
+mod overlay;
+#[cfg(test)]
+mod overlay_tests;
 mod retransmit;
 mod table;
 #[cfg(test)]
@@ -66,6 +81,18 @@ pub struct DetectStats {
     pub arp_keys: usize,
     pub flows: usize,
     pub drop_keys: usize,
+    /// `connect_failed` state: attempts, causes, alerted pairs (printed
+    /// only when non-zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub connect_keys: usize,
+    /// Overlay faults tracked (multicast, underlay, MTU); printed only when
+    /// there are some.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub overlay_keys: usize,
+    /// Idle-flow candidates and the TCP drops they may be joined with;
+    /// printed only when there are some.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub idle_keys: usize,
     pub open_incidents: usize,
     /// Drops counted under the "(other)" key because the drop table was full.
     pub drop_overflow: u64,
@@ -76,7 +103,17 @@ pub struct DetectStats {
     pub drops_seen: u64,
     pub drops_printed: u64,
     pub drops_summarised: u64,
+    /// Entries the pipeline's MAC → port table (what tells an `fdb_move`
+    /// from an `fdb_learn`) forgot because it was full, least recently
+    /// seen first. Printed only when nonzero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub fdb_table_evictions: u64,
 }
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 
 /// What an alert touches, for joining alerts into incidents.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -120,12 +157,96 @@ pub(crate) enum Facts {
         dst_ip: IpAddr,
         src_ns: text::NsRef,
     },
+    IdleFlow {
+        flow: String,
+        src: String,
+        idle_ms: u32,
+        /// Where its segments were dropped ("netns lb-1"), if on this host.
+        place: Option<String>,
+        /// "REASON at location" of those drops.
+        drop: Option<String>,
+    },
     Drops {
         reason: String,
         location: String,
         total: u64,
         place: String,
     },
+    Connect {
+        client: String,
+        dst: String,
+        /// The cause, one clause.
+        why: String,
+        hint: String,
+    },
+    Multicast {
+        sender: String,
+        /// `group:port`.
+        group: String,
+        overlay: String,
+    },
+    Underlay {
+        peer: IpAddr,
+        /// The protocol and port, in words.
+        what: String,
+        place: String,
+        /// "overlay backend" / "overlays a and b".
+        rides: String,
+        hint: String,
+    },
+    Mtu {
+        flow: String,
+        place: String,
+        recommended: Option<u32>,
+        hint: String,
+        reason: String,
+    },
+}
+
+/// What the detectors ask about the host beyond the event itself (the
+/// identity index answers, live and in replay alike).
+pub trait NetFacts {
+    /// IFLA_MTU of interface `ifname` in namespace `netns`.
+    fn mtu(&self, netns: u32, ifname: &str) -> Option<u32>;
+    /// The interface of the namespace with the smallest MTU (`lo` aside).
+    fn smallest_mtu(&self, netns: u32) -> Option<(String, u32)>;
+    /// Whether `ip` is an address of namespace `netns`.
+    fn is_local(&self, netns: u32, ip: IpAddr) -> bool;
+    /// The vxlan data-path ports of this host, each with the overlays on it.
+    fn vxlan_ports(&self) -> Vec<(u16, Vec<String>)>;
+}
+
+/// Nothing known beyond the events.
+pub struct NoFacts;
+
+impl NetFacts for NoFacts {
+    fn mtu(&self, _: u32, _: &str) -> Option<u32> {
+        None
+    }
+    fn smallest_mtu(&self, _: u32) -> Option<(String, u32)> {
+        None
+    }
+    fn is_local(&self, _: u32, _: IpAddr) -> bool {
+        false
+    }
+    fn vxlan_ports(&self) -> Vec<(u16, Vec<String>)> {
+        Vec::new()
+    }
+}
+
+impl NetFacts for crate::identity::IdentityIndex {
+    fn mtu(&self, netns: u32, ifname: &str) -> Option<u32> {
+        crate::identity::IdentityIndex::mtu(self, netns, ifname)
+    }
+    fn smallest_mtu(&self, netns: u32) -> Option<(String, u32)> {
+        crate::identity::IdentityIndex::smallest_mtu(self, netns)
+    }
+    fn is_local(&self, netns: u32, ip: IpAddr) -> bool {
+        crate::identity::IdentityIndex::is_local(self, netns, ip)
+    }
+    fn vxlan_ports(&self) -> Vec<(u16, Vec<String>)> {
+        crate::identity::IdentityIndex::vxlan_ports(self)
+    }
 }
 
 /// An alert as the incident correlator sees it.
@@ -233,7 +354,10 @@ pub struct Detectors {
     fdb: fdb_flap::FdbFlap,
     arp: arp::Arp,
     tcp: retransmit::Retransmit,
+    connect: connect::Connect,
+    idle: idle::Idle,
     drops: drops::Drops,
+    overlay: overlay::Overlay,
     incidents: incident::Incidents,
     macs: Macs,
     sink: Sink,
@@ -243,6 +367,8 @@ pub struct Detectors {
     /// was lost since the last one (evictions, drops counted as "(other)").
     next_status: i128,
     reported_loss: u64,
+    /// See [`DetectStats::fdb_table_evictions`] (counted by the pipeline).
+    fdb_table_evictions: u64,
 }
 
 impl Detectors {
@@ -252,7 +378,10 @@ impl Detectors {
             fdb: fdb_flap::FdbFlap::new(&c),
             arp: arp::Arp::new(&c),
             tcp: retransmit::Retransmit::new(&c),
+            connect: connect::Connect::new(&c),
+            idle: idle::Idle::new(&c),
             drops: drops::Drops::new(&c),
+            overlay: overlay::Overlay::new(&c),
             incidents: incident::Incidents::new(&c),
             macs: table::Bounded::new(c.max_keys),
             now: 0,
@@ -263,13 +392,31 @@ impl Detectors {
             max_keys: c.max_keys,
             next_status: 0,
             reported_loss: 0,
+            fdb_table_evictions: 0,
         }
+    }
+
+    /// The pipeline's MAC → port table has evicted `n` entries in all
+    /// (reported in `detector_status`).
+    pub fn set_fdb_table_evictions(&mut self, n: u64) {
+        self.fdb_table_evictions = n;
     }
 
     /// Every event in order. Returns false when the event line itself must
     /// not be printed (rate-limited drop). Appends alert / summary /
     /// incident lines to `out`.
     pub fn observe(&mut self, ev: &EcsEvent, out: &mut Vec<EcsEvent>) -> bool {
+        self.observe_with(ev, &NoFacts, out)
+    }
+
+    /// [`Detectors::observe`] with what identity knows about the host
+    /// (interface MTUs, local addresses, vxlan ports).
+    pub fn observe_with(
+        &mut self,
+        ev: &EcsEvent,
+        facts: &dyn NetFacts,
+        out: &mut Vec<EcsEvent>,
+    ) -> bool {
         if ev.event.kind != Kind::Event {
             // Our own lines or status lines fed back: nothing to detect.
             return true;
@@ -281,13 +428,22 @@ impl Detectors {
         // Every action named, no `_ =>` arm: a new action must say here
         // whether a detector looks at it.
         let print = match ev.event.action {
-            Action::SkbDrop => self.drops.observe(ev, t),
+            Action::SkbDrop => {
+                self.connect.drop(ev, t, &mut self.sink);
+                self.overlay.drop(ev, t, facts, &mut self.sink);
+                self.idle.drop_seen(ev, t);
+                self.drops.observe(ev, t)
+            }
             Action::TcpRetransmit => {
+                self.connect.retransmit(ev, t, &mut self.sink);
                 self.tcp.retransmit(ev, t, &mut self.sink);
+                self.idle.retransmit(ev, t, &mut self.sink);
                 true
             }
             Action::TcpReset => {
+                self.connect.reset(ev, t, &mut self.sink);
                 self.tcp.reset(ev);
+                self.idle.reset(ev);
                 true
             }
             Action::FdbMove => {
@@ -318,6 +474,7 @@ impl Detectors {
                         .is_some_and(|n| n.new_state.contains("FAILED"));
                     if failed {
                         self.sink.touch(Member::Ip(ip), None, 0);
+                        self.connect.neigh(ev, t, &mut self.sink);
                     }
                 }
                 true
@@ -332,7 +489,12 @@ impl Detectors {
             | Action::IpConflict
             | Action::RetransmitBurst
             | Action::RetransmitRollup
+            | Action::ConnectFailed
+            | Action::IdleFlowKilled
             | Action::DropSummary
+            | Action::OverlayMulticastDropped
+            | Action::OverlayUnderlayBlocked
+            | Action::MtuBlackhole
             | Action::Incident
             | Action::ProbeStatus
             | Action::LossReport
@@ -372,7 +534,7 @@ impl Detectors {
         if now >= self.next_status {
             self.next_status = now + STATUS_EVERY;
             let s = self.stats();
-            if s.evictions + s.drop_overflow > self.reported_loss {
+            if s.evictions + s.drop_overflow + s.fdb_table_evictions > self.reported_loss {
                 out.push(self.status_line(now, s));
             }
         }
@@ -397,7 +559,7 @@ impl Detectors {
     /// forget to stay within `--max-keys` (at the end of a run, and once a
     /// minute of event time while tables overflow).
     fn status_line(&mut self, now: i128, s: DetectStats) -> EcsEvent {
-        self.reported_loss = s.evictions + s.drop_overflow;
+        self.reported_loss = s.evictions + s.drop_overflow + s.fdb_table_evictions;
         let mut e = EcsEvent::new(now, Kind::State, Action::DetectorStatus);
         let mut msg = format!(
             "detectors hold {} keys; {} alerts, {} incidents opened so far",
@@ -416,6 +578,13 @@ impl Detectors {
                 s.drop_overflow
             ));
         }
+        if s.fdb_table_evictions > 0 {
+            msg.push_str(&format!(
+                "; {} MAC → port entries forgotten (FDB table full, least recently seen first): \
+                 a move of such a MAC reads as a learn",
+                s.fdb_table_evictions
+            ));
+        }
         e.message = Some(msg);
         e.tracer.detect = serde_json::to_value(&s).ok().map(Box::new);
         e
@@ -426,27 +595,42 @@ impl Detectors {
         let arp_keys = self.arp.len();
         let flows = self.tcp.len();
         let drop_keys = self.drops.len();
+        let connect_keys = self.connect.len();
+        let overlay_keys = self.overlay.len();
+        let idle_keys = self.idle.len();
         let open_incidents = self.incidents.len();
         DetectStats {
             tracked_keys: fdb_macs
                 + arp_keys
                 + flows
                 + drop_keys
+                + connect_keys
+                + overlay_keys
+                + idle_keys
                 + open_incidents
                 + self.macs.len(),
             evictions: self.fdb.evicted()
                 + self.arp.evicted()
                 + self.tcp.evicted()
+                + self.connect.evicted()
+                + self.overlay.evicted()
+                + self.idle.evicted()
                 + self.incidents.evicted
                 + self.macs.evicted,
             expired: self.fdb.expired()
                 + self.arp.expired()
                 + self.tcp.expired()
+                + self.connect.expired()
+                + self.overlay.expired()
+                + self.idle.expired()
                 + self.macs.expired,
             fdb_macs,
             arp_keys,
             flows,
             drop_keys,
+            connect_keys,
+            overlay_keys,
+            idle_keys,
             open_incidents,
             drop_overflow: self.drops.overflow,
             alerts: self.alerts,
@@ -454,6 +638,7 @@ impl Detectors {
             drops_seen: self.drops.seen,
             drops_printed: self.drops.printed,
             drops_summarised: self.drops.summarised,
+            fdb_table_evictions: self.fdb_table_evictions,
         }
     }
 
@@ -494,6 +679,9 @@ impl Detectors {
         self.fdb.expire(now);
         self.arp.expire(now);
         self.tcp.expire(now);
+        self.connect.expire(now);
+        self.overlay.expire(now);
+        self.idle.expire(now);
         self.macs.expire(|m| now - m.last <= MAC_IP_TTL);
     }
 }

@@ -113,6 +113,12 @@ fn arp(
     e.tracer.interface = Some(Interface {
         name: ifname.into(),
         index: ifindex,
+        // What identity enrichment says of this test topology's links.
+        kind: match ifname {
+            "vxlan1" => Some("vxlan"),
+            "eth0" | "veth7b2" | "veth9c1" => Some("veth"),
+            _ => None,
+        },
     });
     e.container = ns_container.map(container);
     e.network.type_ = Some("arp");
@@ -306,22 +312,44 @@ fn flap_between_two_veths_is_not_called_vxlan() {
     assert!(payload(a[0]).get("vxlan").is_none());
 }
 
+/// A port is a vxlan by its link kind only: a name a container chose
+/// (`vxfoo`, `vxlan-evil`) says nothing.
 #[test]
-fn flap_vxlan_recognised_by_name_without_peer() {
-    let mut d = det();
-    let mk = |t, from: &str, to: &str| {
-        let mut e = fdb_move(t, from, to);
-        e.tracer.port_peer = None;
-        e.tracer.previous_port_peer = None;
-        e
+fn flap_vxlan_decided_by_link_kind_never_by_name() {
+    let run_with = |port: &str, peer: Option<Peer>| {
+        let mut d = det();
+        let mk = |t, from: &str, to: &str| {
+            let mut e = fdb_move(t, from, to);
+            let p = |name: &str| {
+                if name == port {
+                    peer.clone().map(Box::new)
+                } else {
+                    peer_for(name).map(Box::new)
+                }
+            };
+            e.tracer.port_peer = p(to);
+            e.tracer.previous_port_peer = p(from);
+            e
+        };
+        let evs = [
+            mk(ms(0), "veth7b2", port),
+            mk(ms(1), port, "veth7b2"),
+            mk(ms(2), "veth7b2", port),
+        ];
+        let (out, _) = run(&mut d, &evs);
+        payload(of(&out, "fdb_flap")[0])
     };
-    let evs = [
-        mk(ms(0), "veth7b2", "vx-001001-x"),
-        mk(ms(1), "vx-001001-x", "veth7b2"),
-        mk(ms(2), "veth7b2", "vx-001001-x"),
-    ];
-    let (out, _) = run(&mut d, &evs);
-    assert_eq!(payload(of(&out, "fdb_flap")[0])["vxlan"], "vx-001001-x");
+    // Named like a vxlan, unknown to identity: not called one.
+    let p = run_with("vx-001001-x", None);
+    assert!(p.get("vxlan").is_none(), "{p}");
+    assert_eq!(p["diagnosis"], "duplicate_mac_or_loop");
+    // Named like a vxlan, a veth by its link kind: not a vxlan.
+    let p = run_with("vxfoo", Some(veth_peer("vxfoo", "other.1")));
+    assert!(p.get("vxlan").is_none(), "{p}");
+    // Any name, a vxlan by its link kind: the vxlan outage.
+    let p = run_with("tun0", Some(vxlan_peer("tun0")));
+    assert_eq!(p["vxlan"], "tun0");
+    assert_eq!(p["diagnosis"], "vxlan_proxy_arp");
 }
 
 #[test]
@@ -1031,6 +1059,61 @@ fn a_large_incident_lists_its_first_members_and_counts_the_rest() {
     assert!(b.len() < 16 * 1024, "{} bytes", b.len());
 }
 
+/// The outage through a vxlan and an overlay namespace whose names a
+/// hostile container chose: the hint pastes each as one quoted shell word.
+#[test]
+fn incident_hint_quotes_hostile_interface_and_namespace_names() {
+    let vx = "vx$(touch /tmp/p)";
+    let nsname = "1-x'y z";
+    let rename = |mut e: EcsEvent| {
+        let swap = |s: &mut Option<smol_str::SmolStr>| {
+            if s.as_deref() == Some("vxlan1") {
+                *s = Some(vx.into());
+            }
+        };
+        swap(&mut e.tracer.port);
+        swap(&mut e.tracer.previous_port);
+        for p in [&mut e.tracer.port_peer, &mut e.tracer.previous_port_peer]
+            .into_iter()
+            .flatten()
+        {
+            if p.interface == "vxlan1" {
+                p.interface = vx.into();
+            }
+        }
+        if let Some(i) = e.tracer.interface.as_mut() {
+            if i.name == "vxlan1" {
+                i.name = vx.into();
+            }
+        }
+        if let Some(n) = e.tracer.netns.as_mut() {
+            if n.name.as_deref() == Some("1-8f3e2a1b") {
+                n.name = Some(nsname.into());
+            }
+        }
+        e
+    };
+    let evs: Vec<EcsEvent> = outage().into_iter().map(rename).collect();
+    let mut d = det();
+    let (out, _) = run(&mut d, &evs);
+    let last = *of(&out, "incident").last().unwrap();
+    let hint = payload(last)["hint"].as_str().unwrap().to_string();
+    assert!(
+        hint.contains(r#"ip -n '1-x'\''y z' neigh del 10.0.0.3 dev 'vx$(touch /tmp/p)'"#),
+        "{hint}"
+    );
+    assert!(
+        hint.contains(
+            r#"bridge -n '1-x'\''y z' fdb del 02:42:0a:00:00:03 dev 'vx$(touch /tmp/p)'"#
+        ),
+        "{hint}"
+    );
+    assert!(
+        hint.contains(r#"ln -s '/var/run/docker/netns/1-x'\''y z' '/var/run/netns/1-x'\''y z'"#),
+        "{hint}"
+    );
+}
+
 #[test]
 fn incident_open_update_resolved() {
     let mut d = det();
@@ -1423,4 +1506,195 @@ fn failed_neighbour_resolution_keeps_an_incident_open_but_churn_does_not() {
             .collect();
         assert_eq!(r, vec![resolved_at], "{state}");
     }
+}
+
+// ---------------------------------------------------------------- idle_flow_killed
+
+const LB_NS: u32 = 4_026_532_600;
+
+/// A retransmit of web.1's flow 10.0.0.5:40000 → 10.0.0.100:8080 (a NAT'd
+/// address) with the socket's ACK age and RTO, as the kernel records them.
+fn idle_rtx(t: i128, snd_una: u32, retransmits: u8, ack_age_ms: u32, rto_ms: u32) -> EcsEvent {
+    let mut e = rtx(t, 40000, "10.0.0.100", snd_una);
+    let tcp = e.tracer.tcp.as_mut().unwrap();
+    tcp.retransmits = Some(retransmits);
+    tcp.ack_age_ms = Some(ack_age_ms);
+    tcp.rto_ms = Some(rto_ms);
+    e
+}
+
+/// That flow's segment (or, `reverse`, its answer) dropped in the lb namespace.
+fn lb_drop(t: i128, reverse: bool) -> EcsEvent {
+    let mut e = drop_ev(t, LB_NS, None, "IP_INNOROUTES", "ip_error+0x4f");
+    e.tracer.netns = Some(Netns {
+        inode: LB_NS,
+        name: Some("lb-test".into()),
+        network: None,
+    });
+    e.network.transport = Some("tcp".into());
+    let (c, s) = ((ip("10.0.0.5"), 40000), (ip("10.0.0.100"), 8080));
+    let (a, b) = if reverse { (s, c) } else { (c, s) };
+    e.source.ip = Some(a.0);
+    e.source.port = Some(a.1);
+    e.destination.ip = Some(b.0);
+    e.destination.port = Some(b.1);
+    e
+}
+
+fn idle_det() -> Detectors {
+    Detectors::new(DetectConfig {
+        idle_min: std::time::Duration::from_secs(5),
+        ..DetectConfig::default()
+    })
+}
+
+/// Idle 8 s, then the send at 0 is dropped in lb and RTO retransmits follow
+/// (RTO 200 ms doubling: at 200, 600, 1400 ms).
+fn idle_episode(drops: bool) -> Vec<EcsEvent> {
+    let mut evs = Vec::new();
+    if drops {
+        evs.push(lb_drop(ms(0), false));
+    }
+    for (i, (at, rto)) in [(200, 200), (600, 400), (1400, 800), (3000, 1600)]
+        .into_iter()
+        .enumerate()
+    {
+        evs.push(idle_rtx(ms(at), 1000, i as u8 + 1, 8000 + at as u32, rto));
+        if drops {
+            evs.push(lb_drop(ms(at) + 1000, false));
+        }
+    }
+    evs
+}
+
+#[test]
+fn idle_flow_joined_with_its_drops_in_the_lb_namespace() {
+    let mut d = idle_det();
+    let (out, _) = run(&mut d, &idle_episode(true));
+    let a = of(&out, "idle_flow_killed");
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let p = payload(a[0]);
+    assert_eq!(p["idle_s"], 8.0);
+    assert_eq!(p["retransmits"], 3);
+    assert_eq!(p["source"]["ip"], "10.0.0.5");
+    assert_eq!(p["source"]["port"], 40000);
+    assert_eq!(p["destination"]["ip"], "10.0.0.100");
+    assert_eq!(p["destination"]["port"], 8080);
+    assert_eq!(p["dropped_in"]["netns"]["name"], "lb-test");
+    assert_eq!(p["dropped_in"]["reason"], "IP_INNOROUTES");
+    let msg = a[0].message.as_deref().unwrap();
+    assert!(msg.contains("idle 8.0 s"), "{msg}");
+    assert!(
+        msg.contains("every segment was dropped in netns lb-test"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("stateful device forgot the connection"),
+        "{msg}"
+    );
+    assert!(p["hint"].as_str().unwrap().contains("tcp_keepalive_time"));
+    assert!(p["hint"].as_str().unwrap().contains("endpoint_mode: dnsrr"));
+    // Its incident says it in one sentence with the same hint.
+    let inc = of(&out, "incident");
+    let ip = payload(inc.last().unwrap());
+    let text = inc.last().unwrap().message.as_deref().unwrap();
+    assert!(text.contains("idle 8.0 s"), "{text}");
+    assert!(
+        text.contains("stateful device forgot the idle connection"),
+        "{text}"
+    );
+    assert!(
+        ip["hint"].as_str().unwrap().contains("tcp_keepalive_time"),
+        "{ip}"
+    );
+}
+
+#[test]
+fn idle_flow_drops_arriving_late_or_reversed_still_join() {
+    // The drops come after the retransmits that cross the threshold (other
+    // CPUs' records), and one is the peer's answer (reverse tuple).
+    let mut evs: Vec<EcsEvent> = idle_episode(false).into_iter().take(2).collect();
+    evs.push(lb_drop(ms(700), true));
+    evs.push(idle_rtx(ms(1400), 1000, 3, 9400, 800));
+    let mut d = idle_det();
+    let (out, _) = run(&mut d, &evs);
+    let a = of(&out, "idle_flow_killed");
+    assert_eq!(a.len(), 1, "{out:#?}");
+    assert_eq!(payload(a[0])["dropped_in"]["netns"]["name"], "lb-test");
+    // Out of order in time: a record stamped before the previous one.
+    let mut evs = idle_episode(true);
+    evs.swap(1, 2);
+    let (out, _) = run(&mut idle_det(), &evs);
+    assert_eq!(of(&out, "idle_flow_killed").len(), 1);
+}
+
+#[test]
+fn idle_flow_without_drops_here_waits_one_more_and_says_so() {
+    let evs = idle_episode(false);
+    let (out, _) = run(&mut idle_det(), &evs[..3]);
+    assert!(of(&out, "idle_flow_killed").is_empty());
+    let (out, _) = run(&mut idle_det(), &evs);
+    let a = of(&out, "idle_flow_killed");
+    assert_eq!(a.len(), 1);
+    assert!(payload(a[0]).get("dropped_in").is_none());
+    assert!(a[0]
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("none of its segments was dropped on this host"));
+}
+
+#[test]
+fn idle_flow_that_recovers_or_was_not_idle_does_not_alert() {
+    // Progress after two retransmits: snd_una moves, the episode restarts.
+    let mut evs = idle_episode(true);
+    evs[5] = idle_rtx(ms(1400), 2000, 3, 9400, 800);
+    let (out, _) = run(&mut idle_det(), &evs);
+    assert!(of(&out, "idle_flow_killed").is_empty(), "{out:#?}");
+    // A busy flow (last ACK 300 ms before the send) losing segments.
+    let evs: Vec<EcsEvent> = [(200, 200), (600, 400), (1400, 800), (3000, 1600)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (at, rto))| idle_rtx(ms(at), 1000, i as u8 + 1, 300 + at as u32, rto))
+        .collect();
+    let (out, _) = run(&mut idle_det(), &evs);
+    assert!(of(&out, "idle_flow_killed").is_empty());
+    // Records without the ACK age (older captures): no idle alert.
+    let evs: Vec<EcsEvent> = (0..5)
+        .map(|i| rtx(ms(i * 500), 40000, "10.0.0.100", 1000))
+        .collect();
+    let (out, _) = run(&mut idle_det(), &evs);
+    assert!(of(&out, "idle_flow_killed").is_empty());
+}
+
+#[test]
+fn idle_state_is_bounded_and_evictions_counted() {
+    let mut d = Detectors::new(DetectConfig {
+        max_keys: 16,
+        ..DetectConfig::default()
+    });
+    // A storm of unrelated TCP drops only fills the fixed ring.
+    let evs: Vec<EcsEvent> = (0..1000u16)
+        .map(|i| {
+            let mut e = lb_drop(ms(i64::from(i)), false);
+            e.source.port = Some(1000 + i);
+            e
+        })
+        .collect();
+    run(&mut d, &evs);
+    assert_eq!(d.stats().idle_keys, 0);
+    // Retransmitting flows (each with its drop) are bounded, evictions counted.
+    let mut evs = Vec::new();
+    for i in 0..100u16 {
+        let mut r = idle_rtx(ms(2000 + i64::from(i)), 1000, 1, 9000, 200);
+        r.source.port = Some(20000 + i);
+        evs.push(r);
+        let mut dr = lb_drop(ms(2000 + i64::from(i)), false);
+        dr.source.port = Some(20000 + i);
+        evs.push(dr);
+    }
+    run(&mut d, &evs);
+    let s = d.stats();
+    assert!(s.idle_keys <= 32, "{s:?}");
+    assert!(s.evictions >= 2 * 84, "{s:?}");
 }

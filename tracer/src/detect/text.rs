@@ -2,7 +2,7 @@
 //! durations are written (what a drop reason means is in
 //! [`crate::explain`]).
 
-use std::fmt::Write as _;
+use std::{borrow::Cow, fmt::Write as _};
 
 use crate::event::{ContainerRef, Mac, Netns, Peer};
 
@@ -18,6 +18,34 @@ pub(crate) fn ns_label(ns: Option<&Netns>) -> String {
         Some(n) => format!("netns {}", n.inode),
         None => "an unknown namespace".to_string(),
     }
+}
+
+/// One word of a shell command built from a name that a container, its
+/// creator or a capture chose (interface, namespace, network, container
+/// names): as is when it holds only characters no POSIX shell treats
+/// specially, else in single quotes (each `'` written `'\''`), so
+/// `vx$(reboot)` is pasted as the literal name `'vx$(reboot)'`. A name
+/// with control characters (a newline would end the pasted command) is
+/// left out: `<unprintable name>`, which a shell refuses to run.
+pub(crate) fn sh(word: &str) -> Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return Cow::Borrowed(word);
+    }
+    if word.chars().any(char::is_control) {
+        return Cow::Borrowed("<unprintable name>");
+    }
+    let mut q = String::with_capacity(word.len() + 2);
+    q.push('\'');
+    for c in word.chars() {
+        if c == '\'' {
+            q.push_str("'\\''");
+        } else {
+            q.push(c);
+        }
+    }
+    q.push('\'');
+    Cow::Owned(q)
 }
 
 /// A namespace as hints refer to it: by name, else by its container.
@@ -40,11 +68,13 @@ impl NsRef {
         self.ns.as_ref().and_then(|n| n.name.as_deref())
     }
 
-    /// `cmd` (an `ip ...`, `bridge ...` or any command line) run in this
-    /// namespace: `ip -n NAME ...` for a named one, else through the
-    /// container's sandbox, else through a process of the namespace.
+    /// `cmd` (an `ip ...`, `bridge ...` or any command line, its own names
+    /// already quoted with [`sh`]) run in this namespace: `ip -n NAME ...`
+    /// for a named one, else through the container's sandbox, else through
+    /// a process of the namespace. Names are quoted with [`sh`].
     pub(crate) fn cmd(&self, cmd: &str) -> String {
         if let Some(name) = self.name() {
+            let name = sh(name);
             for tool in ["ip ", "bridge "] {
                 if let Some(rest) = cmd.strip_prefix(tool) {
                     return format!("{tool}-n {name} {rest}");
@@ -55,7 +85,7 @@ impl NsRef {
         if let Some(c) = &self.container {
             return format!(
                 "nsenter --net=$(docker inspect -f '{{{{.NetworkSettings.SandboxKey}}}}' {}) {cmd}",
-                c.display_name()
+                sh(&c.display_name())
             );
         }
         match &self.ns {
@@ -82,12 +112,11 @@ impl NsRef {
     }
 }
 
-/// A port is a vxlan when its peer says so, else by its name.
-pub(crate) fn is_vxlan(port: &str, peer: Option<&Peer>) -> bool {
-    match peer {
-        Some(p) if p.kind != "unknown" && !p.kind.is_empty() => p.kind == "vxlan",
-        _ => port.starts_with("vxlan") || port.starts_with("vx"),
-    }
+/// A port is a vxlan when its peer says so: by the interface's link kind
+/// (rtnetlink `IFLA_INFO_KIND`), never by its name, which a container with
+/// CAP_NET_ADMIN chooses. A port identity does not know is not a vxlan.
+pub(crate) fn is_vxlan(_port: &str, peer: Option<&Peer>) -> bool {
+    peer.is_some_and(|p| p.kind == "vxlan")
 }
 
 /// What is behind a port, in words: "container api.1", "overlay backend".
@@ -176,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn vxlan_by_peer_then_name() {
+    fn vxlan_by_link_kind_only() {
         let p = Peer {
             kind: "vxlan",
             interface: "x".into(),
@@ -185,8 +214,11 @@ mod tests {
         };
         assert!(is_vxlan("x", Some(&p)));
         assert_eq!(peer_label("x", Some(&p)), "overlay backend");
-        assert!(is_vxlan("vxlan1", None));
-        assert!(is_vxlan("vx-001001-abcde", None));
+        // Unknown to identity: not a vxlan, whatever its name.
+        assert!(!is_vxlan("vxlan1", None));
+        assert!(!is_vxlan("vx-001001-abcde", None));
+        assert_eq!(peer_kind("vxlan1", None), "unknown");
+        assert_eq!(peer_label("vxlan1", None), "unknown");
         assert!(!is_vxlan("veth7b2", None));
         let c = Peer {
             kind: "container",
@@ -194,6 +226,39 @@ mod tests {
             ..Peer::default()
         };
         assert!(!is_vxlan("vxfoo", Some(&c)), "peer kind wins over name");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_or_left_out() {
+        assert_eq!(sh("vxlan0"), "vxlan0");
+        assert_eq!(sh("1-rzas19f222"), "1-rzas19f222");
+        assert_eq!(sh("02:42:0a:00:00:03"), "02:42:0a:00:00:03");
+        assert_eq!(sh("vx$(touch /tmp/x)"), "'vx$(touch /tmp/x)'");
+        assert_eq!(sh("a b"), "'a b'");
+        assert_eq!(sh("it's"), "'it'\\''s'");
+        assert_eq!(sh("`id`;rm"), "'`id`;rm'");
+        assert_eq!(sh(""), "''");
+        assert_eq!(sh("a\nb"), "<unprintable name>");
+        assert_eq!(sh("é"), "'é'");
+        // What a POSIX shell makes of each quoted word: the name itself.
+        for name in ["vx$(touch /tmp/x)", "it's", "a b", "`id`", "x'\"$y\\"] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh(name)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), name);
+        }
+        let hostile = NsRef::new(
+            Some(&Netns {
+                inode: 1,
+                name: Some("ns$(id)".into()),
+                network: None,
+            }),
+            None,
+        );
+        assert_eq!(hostile.cmd("ip neigh show"), "ip -n 'ns$(id)' neigh show");
+        assert_eq!(hostile.cmd("ping x"), "ip netns exec 'ns$(id)' ping x");
     }
 
     #[test]

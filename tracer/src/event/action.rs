@@ -42,8 +42,18 @@ pub enum Action {
     RetransmitBurst,
     /// `retransmit_rollup` alert.
     RetransmitRollup,
+    /// `connect_failed` alert: a TCP connection that never establishes.
+    ConnectFailed,
+    /// `idle_flow_killed` alert.
+    IdleFlowKilled,
     /// `drop_summary` metric.
     DropSummary,
+    /// `overlay_multicast_dropped` alert.
+    OverlayMulticastDropped,
+    /// `overlay_underlay_blocked` alert.
+    OverlayUnderlayBlocked,
+    /// `mtu_blackhole` alert.
+    MtuBlackhole,
     /// `incident` lifecycle line.
     Incident,
     // tracer's own state.
@@ -61,7 +71,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 25] = [
         Action::FdbLearn,
         Action::FdbMove,
         Action::FdbDelete,
@@ -75,7 +85,12 @@ impl Action {
         Action::IpConflict,
         Action::RetransmitBurst,
         Action::RetransmitRollup,
+        Action::ConnectFailed,
+        Action::IdleFlowKilled,
         Action::DropSummary,
+        Action::OverlayMulticastDropped,
+        Action::OverlayUnderlayBlocked,
+        Action::MtuBlackhole,
         Action::Incident,
         Action::ProbeStatus,
         Action::LossReport,
@@ -100,7 +115,12 @@ impl Action {
             Action::IpConflict => "ip_conflict",
             Action::RetransmitBurst => "retransmit_burst",
             Action::RetransmitRollup => "retransmit_rollup",
+            Action::ConnectFailed => "connect_failed",
+            Action::IdleFlowKilled => "idle_flow_killed",
             Action::DropSummary => "drop_summary",
+            Action::OverlayMulticastDropped => "overlay_multicast_dropped",
+            Action::OverlayUnderlayBlocked => "overlay_underlay_blocked",
+            Action::MtuBlackhole => "mtu_blackhole",
             Action::Incident => "incident",
             Action::ProbeStatus => "probe_status",
             Action::LossReport => "loss_report",
@@ -126,7 +146,12 @@ impl Action {
             | Action::IpConflict
             | Action::RetransmitBurst
             | Action::RetransmitRollup
+            | Action::ConnectFailed
+            | Action::IdleFlowKilled
             | Action::DropSummary
+            | Action::OverlayMulticastDropped
+            | Action::OverlayUnderlayBlocked
+            | Action::MtuBlackhole
             | Action::Incident
             | Action::EnrichmentStatus
             | Action::DecodeError => ("network", "info"),

@@ -312,6 +312,13 @@ pub struct Netns {
 pub struct Interface {
     pub name: SmolStr,
     pub index: u32,
+    /// What the interface is by its link kind (rtnetlink `IFLA_INFO_KIND`,
+    /// carried in identity updates so a replay knows it too): `vxlan`,
+    /// `veth`, `bridge`, `uplink`, `other`; none when identity does not
+    /// know the interface. Filled by enrichment for ARP replies, for the
+    /// detectors; not printed.
+    #[serde(skip)]
+    pub kind: Option<&'static str>,
 }
 
 /// `tracer.neigh`: neighbour-table details.
@@ -341,6 +348,36 @@ pub struct Tcp {
     /// Consecutive RTO retransmits of the socket (retransmits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retransmits: Option<u8>,
+    /// Milliseconds since the socket last received an ACK (retransmits;
+    /// from `tcp_sock.rcv_tstamp`), absent when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_age_ms: Option<u32>,
+    /// The socket's retransmission timeout in milliseconds (retransmits;
+    /// `icsk_rto`), absent when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rto_ms: Option<u32>,
+}
+
+/// `tracer.service`: the swarm service whose virtual IP (VIP) the event's
+/// destination address is. ECS has no field for "the service behind a
+/// destination address" (`service.*` describes the observed service, not a
+/// peer), so it lives under `tracer.*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// Fields in alphabetical order (it also goes into alert payloads).
+pub struct ServiceRef {
+    /// `vip` (Docker's default: one virtual IP, load-balanced by IPVS) or
+    /// `dnsrr` (DNS round robin, no VIP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<String>,
+    /// Service id.
+    pub id: String,
+    /// Service name (`docker service ls`).
+    pub name: String,
+    /// Docker network of the VIP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The destination address is the service's VIP.
+    pub vip: bool,
 }
 
 /// `tracer.probe`: status of one kernel probe.
@@ -444,6 +481,9 @@ pub struct TracerFields {
     pub neigh: Option<Neigh>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp: Option<Tcp>,
+    /// Swarm service whose VIP the destination is (see [`ServiceRef`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<std::sync::Arc<ServiceRef>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<Box<ProbeInfo>>,
     /// Records the kernel could not deliver (ring buffer full), since the last report.
@@ -505,10 +545,12 @@ pub struct EcsEvent {
     pub destination: Endpoint,
     #[serde(skip_serializing_if = "Network::is_empty")]
     pub network: Network,
-    /// ECS `host.*`: set when a replay merges several hosts' captures.
+    pub tracer: TracerFields,
+    /// ECS `host.*` of this event, when a replay merges several hosts'
+    /// captures (otherwise the sink appends one `host.name` to every line).
+    /// Last, where the sink's field goes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<Host>,
-    pub tracer: TracerFields,
 }
 
 /// ECS `host.*`: the host that saw the event (from its capture header).

@@ -79,15 +79,41 @@ pub fn write_line(e: &EcsEvent, out: &mut Vec<u8>) -> serde_json::Result<()> {
         Some(destination).filter(|d| !d.is_empty())
     );
     optional!(out, "network", Some(network).filter(|n| !n.is_empty()));
+    out.extend_from_slice(b",\"tracer\":");
+    write_tracer(out, tracer)?;
     if let Some(h) = host {
         out.extend_from_slice(b",\"host\":{\"name\":");
         h.name.write_json(out);
         out.push(b'}');
     }
-    out.extend_from_slice(b",\"tracer\":");
-    write_tracer(out, tracer)?;
     out.extend_from_slice(b"}\n");
     Ok(())
+}
+
+/// `"host":{"name":…}` (ECS), the same on every line of a run: rendered
+/// once, then appended as the last field of each line. It belongs to the
+/// run, not to an event, so it is not an [`EcsEvent`] field; a line without
+/// one is exactly what [`write_line`] writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostField(Box<[u8]>);
+
+impl HostField {
+    pub fn new(name: &str) -> Self {
+        let mut v = b",\"host\":{\"name\":".to_vec();
+        name.write_json(&mut v);
+        v.extend_from_slice(b"}}\n");
+        Self(v.into_boxed_slice())
+    }
+
+    /// Appends the field to the line `write_line` just wrote at the end of
+    /// `out` (replacing its closing `}` and newline).
+    #[inline]
+    pub fn append(&self, out: &mut Vec<u8>) {
+        if out.ends_with(b"}\n") {
+            out.truncate(out.len() - 2);
+            out.extend_from_slice(&self.0);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -283,7 +309,7 @@ impl Json for Netns {
 
 impl Json for Interface {
     fn write_json(&self, out: &mut Vec<u8>) {
-        let Interface { name, index } = self;
+        let Interface { name, index, .. } = self;
         out.extend_from_slice(b"{\"name\":");
         write_str(out, name);
         required!(out, "index", index);
@@ -317,12 +343,16 @@ impl Json for Tcp {
             direction,
             snd_una,
             retransmits,
+            ack_age_ms,
+            rto_ms,
         } = self;
         object(out, |out| {
             optional!(out, "state", state);
             optional!(out, "direction", direction);
             optional!(out, "snd_una", snd_una);
             optional!(out, "retransmits", retransmits);
+            optional!(out, "ack_age_ms", ack_age_ms);
+            optional!(out, "rto_ms", rto_ms);
         });
     }
 }
@@ -360,6 +390,7 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
         location,
         neigh,
         tcp,
+        service,
         probe,
         lost,
         lost_total,
@@ -388,6 +419,7 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
     optional!(out, "location", location);
     optional!(out, "neigh", neigh);
     optional!(out, "tcp", tcp);
+    optional!(out, "service", service, serde);
     optional!(out, "probe", probe);
     optional!(out, "lost", lost);
     optional!(out, "lost_total", lost_total);
@@ -665,7 +697,7 @@ mod tests {
 
     use super::*;
     use crate::event::{
-        Action, Compose, ContainerData, ContainerRef, Image, RawJson, SmolStr, Swarm,
+        Action, Compose, ContainerData, ContainerRef, Image, RawJson, ServiceRef, SmolStr, Swarm,
     };
 
     fn reference(e: &EcsEvent) -> Vec<u8> {
@@ -766,6 +798,7 @@ mod tests {
             interface: Some(Interface {
                 name: "eth0".into(),
                 index: 7,
+                kind: None,
             }),
             bridge: Some("br0".into()),
             port: Some("".into()),
@@ -788,7 +821,16 @@ mod tests {
                 direction: Some("sent"),
                 snd_una: Some(u32::MAX),
                 retransmits: Some(u8::MAX),
+                ack_age_ms: Some(u32::MAX),
+                rto_ms: Some(u32::MAX),
             }),
+            service: Some(Arc::new(ServiceRef {
+                name: "web".into(),
+                id: "x2\u{1}".into(),
+                endpoint_mode: Some("vip".into()),
+                network: Some("backend".into()),
+                vip: true,
+            })),
             probe: Some(Box::new(ProbeInfo {
                 name: "skb_drop".into(),
                 tracepoint: "skb:kfree_skb".into(),
@@ -1050,9 +1092,42 @@ mod tests {
             },
         ),
         (
+            "tcp.ack_age_ms",
+            |e| e.tracer.tcp.as_mut().unwrap().ack_age_ms = None,
+            |e, _| {
+                e.tracer.tcp = Some(Tcp {
+                    ack_age_ms: Some(0),
+                    ..Tcp::default()
+                })
+            },
+        ),
+        (
+            "tcp.rto_ms",
+            |e| e.tracer.tcp.as_mut().unwrap().rto_ms = None,
+            |e, _| {
+                e.tracer.tcp = Some(Tcp {
+                    rto_ms: Some(0),
+                    ..Tcp::default()
+                })
+            },
+        ),
+        (
             "tcp.all",
             |e| e.tracer.tcp = Some(Tcp::default()),
             |e, _| e.tracer.tcp = Some(Tcp::default()),
+        ),
+        (
+            "service",
+            |e| e.tracer.service = None,
+            |e, _| {
+                e.tracer.service = Some(std::sync::Arc::new(ServiceRef {
+                    name: "web\"x".into(),
+                    id: "svc1".into(),
+                    endpoint_mode: Some("vip".into()),
+                    network: None,
+                    vip: true,
+                }))
+            },
         ),
         (
             "probe",
@@ -1573,6 +1648,7 @@ mod tests {
                 interface: self.opt(|r| Interface {
                     name: r.smol(),
                     index: r.int(u32::MAX as u64) as u32,
+                    kind: None,
                 }),
                 bridge: self.opt(Self::smol),
                 port: self.opt(Self::smol),
@@ -1595,6 +1671,17 @@ mod tests {
                     direction: r.opt(Self::static_str),
                     snd_una: r.opt(|r| r.int(u32::MAX as u64) as u32),
                     retransmits: r.opt(|r| r.int(u8::MAX as u64) as u8),
+                    ack_age_ms: r.opt(|r| r.int(u32::MAX as u64) as u32),
+                    rto_ms: r.opt(|r| r.int(u32::MAX as u64) as u32),
+                }),
+                service: self.opt(|r| {
+                    std::sync::Arc::new(ServiceRef {
+                        name: r.string(),
+                        id: r.string(),
+                        endpoint_mode: r.opt(Self::string),
+                        network: r.opt(Self::string),
+                        vip: r.int(1) == 1,
+                    })
                 }),
                 probe: self.opt(|r| {
                     Box::new(ProbeInfo {
@@ -1672,6 +1759,7 @@ mod tests {
                 speed: 0.0,
                 filter: Default::default(),
                 detect: Some(Default::default()),
+                text: None,
             },
             &mut replayed,
         )
@@ -1685,11 +1773,22 @@ mod tests {
         assert!(events.len() > 10_000, "{}", events.len());
         let mut all = Vec::new();
         let mut actions = std::collections::BTreeSet::new();
+        // The synthetic capture's header names its host: every replayed
+        // line ends with it.
+        let host = HostField::new(crate::synth::SYNTH_HOST);
         for e in &events {
             check(e);
             actions.insert(e.event.action.as_str());
-            all.extend_from_slice(&reference(e));
+            let mut line = reference(e);
+            host.append(&mut line);
+            all.extend_from_slice(&line);
         }
+        let first = replayed.split(|&b| b == b'\n').next().unwrap();
+        assert!(
+            first.ends_with(br#","host":{"name":"synth-host"}}"#),
+            "{}",
+            String::from_utf8_lossy(first)
+        );
         for a in [
             "fdb_flap",
             "incident",

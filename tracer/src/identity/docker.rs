@@ -17,18 +17,20 @@ use std::{
 use bollard::{
     errors::Error as BollardError,
     models::{
-        ContainerInspectResponse, ContainerSummary, EndpointSettings, EventMessage,
-        EventMessageTypeEnum, Network,
+        ContainerInspectResponse, ContainerSummary, EndpointSettings, EndpointSpecModeEnum,
+        EventMessage, EventMessageTypeEnum, Network, Service,
     },
-    query_parameters::{EventsOptions, ListContainersOptions, ListNetworksOptions},
+    query_parameters::{
+        EventsOptions, ListContainersOptions, ListNetworksOptions, ListServicesOptions,
+    },
     Docker, API_DEFAULT_VERSION,
 };
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{
-    now_ns, procfs, EndpointInfo, NetworkInfo, LABEL_COMPOSE_PROJECT, LABEL_COMPOSE_SERVICE,
-    LABEL_SWARM_SERVICE, LABEL_SWARM_TASK,
+    now_ns, procfs, EndpointInfo, NetworkInfo, ServiceInfo, ServiceVip, LABEL_COMPOSE_PROJECT,
+    LABEL_COMPOSE_SERVICE, LABEL_SWARM_SERVICE, LABEL_SWARM_TASK,
 };
 
 /// Deadline of every request (connect, version, lists, inspect).
@@ -78,6 +80,12 @@ pub(crate) enum DockerMsg {
         ts: i128,
         networks: Vec<NetworkInfo>,
     },
+    /// The complete list of swarm services (empty when this engine is not a
+    /// swarm manager: workers cannot list services).
+    Services {
+        ts: i128,
+        services: Vec<ServiceInfo>,
+    },
 }
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -98,8 +106,8 @@ fn endpoints(networks: Option<&HashMap<String, EndpointSettings>>) -> Vec<Endpoi
         .into_iter()
         .flatten()
         .map(|(name, ep)| EndpointInfo {
-            network_id: ep.network_id.clone().unwrap_or_default(),
-            network: Some(name.clone()),
+            network_id: capped(ep.network_id.clone().unwrap_or_default()),
+            network: Some(capped(name.clone())),
             ips: [
                 parse_ip(ep.ip_address.as_ref()),
                 parse_ip(ep.global_ipv6_address.as_ref()),
@@ -118,11 +126,30 @@ fn endpoints(networks: Option<&HashMap<String, EndpointSettings>>) -> Vec<Endpoi
     out
 }
 
+/// Longest id, name, image or label value kept from the engine (bytes). A
+/// container's creator chooses its name, image reference and labels; a
+/// longer string is cut at a character boundary so one container cannot
+/// blow up every line that names it.
+pub(crate) const MAX_STRING: usize = 256;
+
+/// `s` cut to at most [`MAX_STRING`] bytes, at a character boundary.
+pub(crate) fn capped(mut s: String) -> String {
+    if s.len() > MAX_STRING {
+        let mut end = MAX_STRING;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
 fn label(labels: Option<&HashMap<String, String>>, key: &str) -> Option<String> {
     labels
         .and_then(|l| l.get(key))
         .filter(|v| !v.is_empty())
         .cloned()
+        .map(capped)
 }
 
 fn with_labels(
@@ -137,11 +164,11 @@ fn with_labels(
 }
 
 fn trim_name(n: &str) -> String {
-    n.strip_prefix('/').unwrap_or(n).to_string()
+    capped(n.strip_prefix('/').unwrap_or(n).to_string())
 }
 
 pub(crate) fn from_summary(s: &ContainerSummary) -> Option<DockerContainer> {
-    let id = s.id.clone().filter(|i| !i.is_empty())?;
+    let id = s.id.clone().filter(|i| !i.is_empty()).map(capped)?;
     let c = DockerContainer {
         id,
         name: s
@@ -149,7 +176,7 @@ pub(crate) fn from_summary(s: &ContainerSummary) -> Option<DockerContainer> {
             .as_ref()
             .and_then(|n| n.first())
             .map(|n| trim_name(n)),
-        image: s.image.clone().filter(|i| !i.is_empty()),
+        image: s.image.clone().filter(|i| !i.is_empty()).map(capped),
         endpoints: endpoints(
             s.network_settings
                 .as_ref()
@@ -171,7 +198,7 @@ fn netns_of_pid(pid: i64) -> Option<u32> {
 }
 
 pub(crate) fn from_inspect(r: &ContainerInspectResponse) -> Option<DockerContainer> {
-    let id = r.id.clone().filter(|i| !i.is_empty())?;
+    let id = r.id.clone().filter(|i| !i.is_empty()).map(capped)?;
     let config = r.config.as_ref();
     let running = r.state.as_ref().and_then(|s| s.running).unwrap_or(false);
     let c = DockerContainer {
@@ -179,7 +206,8 @@ pub(crate) fn from_inspect(r: &ContainerInspectResponse) -> Option<DockerContain
         name: r.name.as_deref().map(trim_name),
         image: config
             .and_then(|c| c.image.clone())
-            .filter(|i| !i.is_empty()),
+            .filter(|i| !i.is_empty())
+            .map(capped),
         endpoints: endpoints(
             r.network_settings
                 .as_ref()
@@ -198,25 +226,100 @@ pub(crate) fn from_inspect(r: &ContainerInspectResponse) -> Option<DockerContain
 }
 
 pub(crate) fn from_network(n: &Network) -> Option<NetworkInfo> {
-    let id = n.id.clone().filter(|i| !i.is_empty())?;
-    let driver = n.driver.clone().filter(|d| !d.is_empty());
+    let id = n.id.clone().filter(|i| !i.is_empty()).map(capped)?;
+    let driver = n.driver.clone().filter(|d| !d.is_empty()).map(capped);
     let bridge = n
         .options
         .as_ref()
         .and_then(|o| o.get("com.docker.network.bridge.name"))
         .filter(|b| !b.is_empty())
         .cloned()
+        .map(capped)
         .or_else(|| {
-            (driver.as_deref() == Some("bridge") && id.len() >= 12)
-                .then(|| format!("br-{}", &id[..12]))
+            // `get`: an id that is not ASCII hex has no byte 12 boundary
+            // to cut at (and no such bridge).
+            (driver.as_deref() == Some("bridge"))
+                .then(|| id.get(..12).map(|p| format!("br-{p}")))
+                .flatten()
         });
     Some(NetworkInfo {
-        name: n.name.clone().unwrap_or_else(|| id.clone()),
+        name: n.name.clone().map(capped).unwrap_or_else(|| id.clone()),
         id,
         driver,
         ingress: n.ingress.unwrap_or(false),
         bridge,
     })
+}
+
+fn mode_name(m: &EndpointSpecModeEnum) -> Option<String> {
+    match m {
+        EndpointSpecModeEnum::VIP => Some("vip".into()),
+        EndpointSpecModeEnum::DNSRR => Some("dnsrr".into()),
+        EndpointSpecModeEnum::EMPTY => None,
+    }
+}
+
+/// A service as identity keeps it: id, name, endpoint mode, VIPs
+/// (`Addr` is `10.0.5.2/24`).
+pub(crate) fn from_service(s: &Service) -> Option<ServiceInfo> {
+    let id = s.id.clone().filter(|i| !i.is_empty())?;
+    let spec = s.spec.as_ref();
+    let name = spec
+        .and_then(|sp| sp.name.clone())
+        .unwrap_or_else(|| id.clone());
+    let ep = s.endpoint.as_ref();
+    let endpoint_mode = ep
+        .and_then(|e| e.spec.as_ref())
+        .and_then(|sp| sp.mode.as_ref())
+        .or_else(|| {
+            spec.and_then(|sp| sp.endpoint_spec.as_ref())
+                .and_then(|e| e.mode.as_ref())
+        })
+        .and_then(mode_name);
+    let mut vips: Vec<ServiceVip> = ep
+        .and_then(|e| e.virtual_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let addr = v.addr.as_deref()?;
+            let ip = addr.split('/').next()?.parse().ok()?;
+            Some(ServiceVip {
+                network_id: v.network_id.clone().unwrap_or_default(),
+                ip,
+            })
+        })
+        .collect();
+    vips.sort_by(|a, b| (&a.network_id, a.ip).cmp(&(&b.network_id, b.ip)));
+    Some(ServiceInfo {
+        id,
+        name,
+        endpoint_mode,
+        vips,
+    })
+}
+
+/// Swarm services; none when the engine is not a manager (or not in a
+/// swarm): that is not a failure of the source.
+async fn list_services(docker: &Docker) -> Result<Vec<ServiceInfo>, String> {
+    let r = tokio::time::timeout(
+        API_TIMEOUT,
+        docker.list_services(None::<ListServicesOptions>),
+    )
+    .await;
+    match r {
+        Ok(Ok(list)) => {
+            let mut out: Vec<ServiceInfo> = list.iter().filter_map(from_service).collect();
+            out.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(out)
+        }
+        // 503: "This node is not a swarm manager".
+        Ok(Err(BollardError::DockerResponseServerError { .. })) => Ok(Vec::new()),
+        Ok(Err(e)) => Err(format!("listing services: {e}")),
+        Err(_) => Err(format!(
+            "listing services: no answer within {} s",
+            API_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 /// A request with a deadline, failures as text (the status reason).
@@ -255,7 +358,20 @@ async fn list_networks(docker: &Docker) -> Result<Vec<NetworkInfo>, String> {
     Ok(out)
 }
 
-async fn snapshot(docker: &Docker, tx: &mpsc::Sender<DockerMsg>) -> Result<(), String> {
+/// Most containers a snapshot inspects for their namespace (the rest are
+/// inspected at the next snapshots, this many at a time).
+const INSPECTS_PER_SNAPSHOT: usize = 256;
+
+/// Lists networks and containers. A list does not say which namespace a
+/// container's process is in; each container not yet inspected in this
+/// session is inspected once (`netns`: id → namespace, kept here), so the
+/// runtime's own answer (its process's namespace) is what identity trusts
+/// over the cgroup paths a container can write itself.
+async fn snapshot(
+    docker: &Docker,
+    tx: &mpsc::Sender<DockerMsg>,
+    netns: &mut HashMap<String, Option<u32>>,
+) -> Result<(), String> {
     let ts = now_ns();
     let networks = list_networks(docker).await?;
     let list = call(
@@ -265,6 +381,22 @@ async fn snapshot(docker: &Docker, tx: &mpsc::Sender<DockerMsg>) -> Result<(), S
     .await?;
     let mut containers: Vec<DockerContainer> = list.iter().filter_map(from_summary).collect();
     containers.sort_by(|a, b| a.id.cmp(&b.id));
+    netns.retain(|id, _| containers.iter().any(|c| &c.id == id));
+    let mut inspected = 0;
+    for c in &mut containers {
+        if let Some(ns) = netns.get(&c.id) {
+            c.netns = *ns;
+            continue;
+        }
+        if inspected == INSPECTS_PER_SNAPSHOT {
+            continue;
+        }
+        inspected += 1;
+        let found = inspect(docker, &c.id).await?.and_then(|i| i.netns);
+        netns.insert(c.id.clone(), found);
+        c.netns = found;
+    }
+    let services = list_services(docker).await?;
     let _ = tx
         .send(DockerMsg::Snapshot {
             ts,
@@ -272,6 +404,7 @@ async fn snapshot(docker: &Docker, tx: &mpsc::Sender<DockerMsg>) -> Result<(), S
             containers,
         })
         .await;
+    let _ = tx.send(DockerMsg::Services { ts, services }).await;
     Ok(())
 }
 
@@ -301,6 +434,7 @@ async fn handle_event(
     docker: &Docker,
     m: EventMessage,
     tx: &mpsc::Sender<DockerMsg>,
+    netns: &mut HashMap<String, Option<u32>>,
 ) -> Result<(), String> {
     let ts = event_ts(&m);
     let action = m.action.as_deref().unwrap_or("");
@@ -315,10 +449,12 @@ async fn handle_event(
                     // Not running any more by the time of the inspect: its
                     // `die` event follows.
                     if let Some(c) = inspect(docker, &id).await?.filter(|c| c.running) {
+                        netns.insert(c.id.clone(), c.netns);
                         let _ = tx.send(DockerMsg::Container { ts, container: c }).await;
                     }
                 }
                 "die" | "destroy" => {
+                    netns.remove(&id);
                     let _ = tx.send(DockerMsg::Removed { ts, id }).await;
                 }
                 _ => {}
@@ -332,6 +468,7 @@ async fn handle_event(
                     .cloned();
                 if let Some(id) = id {
                     if let Some(c) = inspect(docker, &id).await?.filter(|c| c.running) {
+                        netns.insert(c.id.clone(), c.netns);
                         let _ = tx.send(DockerMsg::Container { ts, container: c }).await;
                     }
                 }
@@ -342,6 +479,12 @@ async fn handle_event(
             }
             _ => {}
         },
+        Some(EventMessageTypeEnum::SERVICE) => {
+            // Its VIPs are allocated with it; an update may change the
+            // endpoint mode.
+            let services = list_services(docker).await?;
+            let _ = tx.send(DockerMsg::Services { ts, services }).await;
+        }
         _ => {}
     }
     Ok(())
@@ -366,7 +509,8 @@ async fn session(
     .await?;
     // Events since just before the first snapshot: nothing falls between.
     let since = now_ns();
-    snapshot(&docker, tx).await?;
+    let mut netns = HashMap::new();
+    snapshot(&docker, tx, &mut netns).await?;
     let _ = tx
         .send(DockerMsg::Status {
             ts: now_ns(),
@@ -376,7 +520,11 @@ async fn session(
     *backoff = BACKOFF_START;
     let filters = HashMap::from([(
         "type".to_string(),
-        vec!["container".to_string(), "network".to_string()],
+        vec![
+            "container".to_string(),
+            "network".to_string(),
+            "service".to_string(),
+        ],
     )]);
     let mut events = docker.events(Some(EventsOptions {
         since: Some(format!(
@@ -395,9 +543,9 @@ async fn session(
             ev = events.next() => match ev {
                 None => return Err("the Docker event stream ended (engine restarted?)".into()),
                 Some(Err(e)) => return Err(format!("Docker event stream: {e}")),
-                Some(Ok(m)) => handle_event(&docker, m, tx).await?,
+                Some(Ok(m)) => handle_event(&docker, m, tx, &mut netns).await?,
             },
-            _ = tick.tick() => snapshot(&docker, tx).await?,
+            _ = tick.tick() => snapshot(&docker, tx, &mut netns).await?,
             _ = tx.closed() => return Ok(()),
         }
     }
@@ -443,6 +591,74 @@ mod tests {
         assert_eq!(parse_mac("02:42:0a:00:01"), None);
         assert_eq!(parse_mac("02:42:0a:00:01:02:03"), None);
         assert_eq!(parse_mac("zz:42:0a:00:01:02"), None);
+    }
+
+    #[test]
+    fn hostile_engine_strings_are_capped_and_never_sliced_mid_character() {
+        let long = "é".repeat(1000);
+        let inspect: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+            "Id": long,
+            "Name": format!("/{long}"),
+            "Config": {"Image": long, "Labels": {"com.docker.swarm.service.name": long}},
+        }))
+        .unwrap();
+        let c = from_inspect(&inspect).unwrap();
+        for s in [
+            &c.id,
+            c.name.as_ref().unwrap(),
+            c.image.as_ref().unwrap(),
+            c.swarm_service.as_ref().unwrap(),
+        ] {
+            assert!(
+                s.len() <= MAX_STRING && s.len() >= MAX_STRING - 3,
+                "{}",
+                s.len()
+            );
+            assert!(s.chars().all(|ch| ch == 'é'));
+        }
+        // A bridge network whose id is not ASCII: no panic, no bridge name
+        // cut through a character.
+        let n: Network = serde_json::from_value(serde_json::json!({
+            "Id": "aéééééééééééé", "Name": "x", "Driver": "bridge"
+        }))
+        .unwrap();
+        let info = from_network(&n).unwrap();
+        assert_eq!(info.bridge, None);
+        let n: Network = serde_json::from_value(serde_json::json!({
+            "Id": "0123456789abcdef", "Name": "x", "Driver": "bridge"
+        }))
+        .unwrap();
+        assert_eq!(
+            from_network(&n).unwrap().bridge.as_deref(),
+            Some("br-0123456789ab")
+        );
+    }
+
+    #[test]
+    fn service_json_maps_to_vips_and_mode() {
+        // Shape as `GET /services` returns it (API 1.41).
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "ID": "x2ypq0l1hvbqe1o3d9y2dz5c9",
+            "Spec": {"Name": "web", "EndpointSpec": {"Mode": "vip"}},
+            "Endpoint": {"Spec": {"Mode": "vip"}, "VirtualIPs": [
+                {"NetworkID": "4zd4qm3u2hy1czgdz9lcy1fwa", "Addr": "10.0.5.2/24"},
+                {"NetworkID": "qc7yx7w7ysr3kovyvln2wy8gr", "Addr": "10.255.0.7/16"}
+            ]}
+        }))
+        .unwrap();
+        let s = from_service(&svc).unwrap();
+        assert_eq!(s.name, "web");
+        assert_eq!(s.endpoint_mode.as_deref(), Some("vip"));
+        assert_eq!(s.vips.len(), 2);
+        assert_eq!(s.vips[0].network_id, "4zd4qm3u2hy1czgdz9lcy1fwa");
+        assert_eq!(s.vips[0].ip, "10.0.5.2".parse::<IpAddr>().unwrap());
+        let dnsrr: Service = serde_json::from_value(serde_json::json!({
+            "ID": "y", "Spec": {"Name": "db", "EndpointSpec": {"Mode": "dnsrr"}}, "Endpoint": {}
+        }))
+        .unwrap();
+        let d = from_service(&dnsrr).unwrap();
+        assert_eq!(d.endpoint_mode.as_deref(), Some("dnsrr"));
+        assert!(d.vips.is_empty());
     }
 
     #[test]

@@ -27,9 +27,11 @@ use smol_str::SmolStr;
 
 use super::{
     names::{parse_netns_name, NetnsName},
-    ContainerInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo, SourceState,
+    ContainerInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo, ServiceInfo, SourceState,
 };
-use crate::event::{Action, Compose, ContainerRef, EcsEvent, Endpoint, Image, Peer, Swarm};
+use crate::event::{
+    Action, Compose, ContainerRef, EcsEvent, Endpoint, Image, Peer, ServiceRef, Swarm,
+};
 
 /// Hash maps of the index: foldhash (randomly seeded, much faster than
 /// SipHash on these small keys). Iteration order never reaches the output.
@@ -180,6 +182,19 @@ enum IfKind {
     Other,
 }
 
+impl IfKind {
+    /// `tracer.interface.kind` (not printed; for the detectors).
+    fn word(self) -> &'static str {
+        match self {
+            IfKind::Veth => "veth",
+            IfKind::Vxlan => "vxlan",
+            IfKind::Bridge => "bridge",
+            IfKind::Uplink => "uplink",
+            IfKind::Other => "other",
+        }
+    }
+}
+
 fn if_kind(kind: Option<&str>) -> IfKind {
     match kind {
         Some("veth") => IfKind::Veth,
@@ -191,9 +206,14 @@ fn if_kind(kind: Option<&str>) -> IfKind {
     }
 }
 
+/// IANA's VXLAN port (Docker's default data-path port).
+const VXLAN_IANA_PORT: u16 = 4789;
+
 struct Iface {
     kind: IfKind,
     peer_netns: Option<u32>,
+    mtu: Option<u32>,
+    vxlan_port: Option<u16>,
 }
 
 #[derive(Default)]
@@ -255,6 +275,11 @@ pub struct IdentityIndex {
     expiries: BTreeMap<(i128, u64), (Expiry, i128)>,
     seq: u64,
     status: BTreeMap<String, SourceState>,
+    /// Swarm services by id.
+    services: BTreeMap<String, ServiceInfo>,
+    /// VIP → the service it belongs to (rebuilt when services or networks
+    /// change; one shared handle per VIP, cloned into events).
+    vips: Map<IpAddr, std::sync::Arc<ServiceRef>>,
 }
 
 impl Default for IdentityIndex {
@@ -281,6 +306,8 @@ impl IdentityIndex {
             expiries: BTreeMap::new(),
             seq: 0,
             status: BTreeMap::new(),
+            services: BTreeMap::new(),
+            vips: Map::default(),
         }
     }
 
@@ -310,6 +337,57 @@ impl IdentityIndex {
         self.netns.get(&inode).is_some_and(|n| n.known)
     }
 
+    /// The MTU of interface `ifname` in namespace `netns`, if reported.
+    pub fn mtu(&self, netns: u32, ifname: &str) -> Option<u32> {
+        self.netns.get(&netns)?.ifaces.get(ifname)?.mtu
+    }
+
+    /// The interface with the smallest MTU in a namespace (`lo` aside):
+    /// where a packet too big for the path leaves it.
+    pub fn smallest_mtu(&self, netns: u32) -> Option<(String, u32)> {
+        let e = self.netns.get(&netns)?;
+        e.ifaces
+            .iter()
+            .filter(|(n, _)| n.as_str() != "lo")
+            .filter_map(|(n, i)| i.mtu.map(|m| (m, n)))
+            .min()
+            .map(|(m, n)| (n.clone(), m))
+    }
+
+    /// Whether `ip` is an address of namespace `netns`.
+    pub fn is_local(&self, netns: u32, ip: IpAddr) -> bool {
+        self.netns.get(&netns).is_some_and(|e| e.ips.contains(&ip))
+    }
+
+    /// The UDP ports this host's vxlans send to, each with the overlays
+    /// (Docker network, else namespace, else interface name) riding on it,
+    /// sorted. A vxlan whose port was not reported counts as 4789.
+    pub fn vxlan_ports(&self) -> Vec<(u16, Vec<String>)> {
+        let mut by_port: std::collections::BTreeMap<u16, std::collections::BTreeSet<String>> =
+            Default::default();
+        for e in self.netns.values() {
+            for (name, i) in &e.ifaces {
+                if i.kind != IfKind::Vxlan {
+                    continue;
+                }
+                let label = e
+                    .network
+                    .as_deref()
+                    .or(e.name.as_deref())
+                    .unwrap_or(name.as_str())
+                    .to_string();
+                by_port
+                    .entry(i.vxlan_port.unwrap_or(VXLAN_IANA_PORT))
+                    .or_default()
+                    .insert(label);
+            }
+        }
+        by_port
+            .into_iter()
+            .map(|(p, s)| (p, s.into_iter().collect()))
+            .collect()
+    }
+
     /// Applies one update. Deterministic: the same updates in the same order
     /// always give the same index.
     pub fn apply(&mut self, u: &IdentityUpdate) {
@@ -330,15 +408,25 @@ impl IdentityIndex {
             IdentityUpdate::NetworkUpsert { network, .. } => {
                 self.networks.insert(network.id.clone(), network.clone());
                 self.networks_changed();
+                self.services_changed();
             }
             IdentityUpdate::NetworkRemove { id, .. } => {
                 self.networks.remove(id);
                 self.networks_changed();
+                self.services_changed();
+            }
+            IdentityUpdate::ServiceUpsert { service, .. } => {
+                self.services.insert(service.id.clone(), service.clone());
+                self.services_changed();
+            }
+            IdentityUpdate::ServiceRemove { id, .. } => {
+                self.services.remove(id);
+                self.services_changed();
             }
             IdentityUpdate::Status { source, state, .. } => {
                 self.status.insert(source.clone(), *state);
             }
-            IdentityUpdate::Synced { .. } => {}
+            IdentityUpdate::Synced { .. } | IdentityUpdate::Conflict { .. } => {}
         }
         self.prune();
     }
@@ -627,6 +715,8 @@ impl IdentityIndex {
                 Iface {
                     kind: if_kind(i.kind.as_deref()),
                     peer_netns: i.peer.as_ref().and_then(|p| p.netns),
+                    mtu: i.mtu,
+                    vxlan_port: i.vxlan_port,
                 },
             );
             if i.name == "lo" {
@@ -956,9 +1046,52 @@ impl IdentityIndex {
         if let Some(p) = &r.port_peer {
             ev.tracer.port_peer = Some(self.peer_of(p, &ev.tracer.port));
         }
+        // An ARP reply's interface by its link kind: the ARP detector
+        // tells a vxlan answering for a container by it.
+        if ev.event.action == Action::ArpReply {
+            if let (Some(i), Some((_, e))) = (ev.tracer.interface.as_mut(), r.ns) {
+                if i.kind.is_none() {
+                    i.kind = e.ifaces.get(i.name.as_str()).map(|f| f.kind.word());
+                }
+            }
+        }
+        if !self.vips.is_empty() {
+            if let Some(s) = ev.destination.ip.and_then(|ip| self.vips.get(&ip)) {
+                ev.tracer.service = Some(s.clone());
+            }
+        }
         if let Some(p) = &r.previous_port_peer {
             ev.tracer.previous_port_peer = Some(self.peer_of(p, &ev.tracer.previous_port));
         }
+    }
+
+    /// Rebuilds VIP → service (services and networks are few).
+    fn services_changed(&mut self) {
+        self.vips.clear();
+        for s in self.services.values() {
+            for v in &s.vips {
+                let network = self
+                    .networks
+                    .get(&v.network_id)
+                    .map(|n| n.name.clone())
+                    .or_else(|| Some(v.network_id.chars().take(12).collect()));
+                self.vips.insert(
+                    v.ip,
+                    std::sync::Arc::new(ServiceRef {
+                        endpoint_mode: s.endpoint_mode.clone(),
+                        id: s.id.clone(),
+                        name: s.name.clone(),
+                        network,
+                        vip: true,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// The swarm service whose VIP `ip` is.
+    pub fn service_of_vip(&self, ip: IpAddr) -> Option<&std::sync::Arc<ServiceRef>> {
+        self.vips.get(&ip)
     }
 
     /// Look-up cost alone, for the benchmark: how many fields `enrich`
@@ -1038,6 +1171,8 @@ fn container_ref(c: &ContainerInfo) -> ContainerRef {
 }
 
 #[cfg(test)]
+mod service_tests;
+#[cfg(test)]
 mod tests;
 
 /// Restating the index: the updates that rebuild it, for the start of a
@@ -1099,6 +1234,12 @@ impl IdentityIndex {
             out.push(IdentityUpdate::NetworkUpsert {
                 ts: now,
                 network: n.clone(),
+            });
+        }
+        for s in self.services.values() {
+            out.push(IdentityUpdate::ServiceUpsert {
+                ts: now,
+                service: s.clone(),
             });
         }
         let mut netns: Vec<(u32, &NetnsEntry)> = self.netns.iter().map(|(k, e)| (*k, e)).collect();
@@ -1227,6 +1368,8 @@ impl IdentityIndex {
                     ifindex: 0,
                     netns: Some(n),
                 }),
+                mtu: i.mtu,
+                vxlan_port: i.vxlan_port,
                 ..Default::default()
             })
             .collect();

@@ -78,6 +78,11 @@ pub enum IdentityUpdate {
     NetworkUpsert { ts: i128, network: NetworkInfo },
     /// A Docker network was removed.
     NetworkRemove { ts: i128, id: String },
+    /// A swarm service exists (its VIPs per network, its endpoint mode);
+    /// replaces what was known about it.
+    ServiceUpsert { ts: i128, service: ServiceInfo },
+    /// A swarm service was removed.
+    ServiceRemove { ts: i128, id: String },
     /// A source became degraded or recovered. Turned into one
     /// `enrichment_status` state line by [`IdentityUpdate::status_event`].
     Status {
@@ -89,6 +94,22 @@ pub enum IdentityUpdate {
     },
     /// A source delivered its first complete snapshot.
     Synced { ts: i128, source: String },
+    /// Two sources disagree about a container's namespace: processes in
+    /// `claimed_netns` carry its id in their cgroup path, while `runtime`
+    /// (when it knows the container) says its process is in `netns`.
+    /// Identity follows `netns`; without the runtime, processes in more
+    /// than one namespace claim the id, and identity names neither (`netns`
+    /// absent). Sent once per conflict; turned into one `enrichment_status`
+    /// state line (state `conflict`).
+    Conflict {
+        ts: i128,
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        runtime: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<u32>,
+        claimed_netns: u32,
+    },
 }
 
 impl IdentityUpdate {
@@ -102,8 +123,11 @@ impl IdentityUpdate {
             | Self::NetnsRemove { ts, .. }
             | Self::NetworkUpsert { ts, .. }
             | Self::NetworkRemove { ts, .. }
+            | Self::ServiceUpsert { ts, .. }
+            | Self::ServiceRemove { ts, .. }
             | Self::Status { ts, .. }
-            | Self::Synced { ts, .. } => *ts,
+            | Self::Synced { ts, .. }
+            | Self::Conflict { ts, .. } => *ts,
         }
     }
 
@@ -111,6 +135,22 @@ impl IdentityUpdate {
     /// (`None` for every other variant). Deterministic: built from the
     /// update alone.
     pub fn status_event(&self) -> Option<EcsEvent> {
+        if let Self::Conflict {
+            ts,
+            id,
+            runtime,
+            netns,
+            claimed_netns,
+        } = self
+        {
+            return Some(conflict_event(
+                *ts,
+                id,
+                runtime.as_deref(),
+                *netns,
+                *claimed_netns,
+            ));
+        }
         let Self::Status {
             ts,
             source,
@@ -141,6 +181,42 @@ impl IdentityUpdate {
         e.tracer.enrichment = Some(Box::new(serde_json::Value::Object(m)));
         Some(e)
     }
+}
+
+/// The `enrichment_status` line of an [`IdentityUpdate::Conflict`].
+fn conflict_event(
+    ts: i128,
+    id: &str,
+    runtime: Option<&str>,
+    netns: Option<u32>,
+    claimed: u32,
+) -> EcsEvent {
+    // Ids are hex, but a hostile one is cut by characters, never bytes.
+    let short: String = id.chars().take(12).collect();
+    let mut e = EcsEvent::new(ts, Kind::State, Action::EnrichmentStatus);
+    e.event.outcome = Some("failure");
+    let follows = match netns {
+        Some(n) => format!("netns {n}"),
+        None => "no namespace".to_string(),
+    };
+    e.message = Some(match runtime {
+        Some(rt) => format!(
+            "container {short}: processes in netns {claimed} carry its id in their cgroup path, but {rt} says its process is in {follows}; identity follows {rt} (a container may be posing as another)"
+        ),
+        None => format!(
+            "container {short}: processes in netns {claimed} and in another namespace carry its id in their cgroup path and no runtime says which is right; identity names neither (a container may be posing as another)"
+        ),
+    });
+    let mut m = serde_json::Map::new();
+    m.insert("source".into(), runtime.unwrap_or("netns").into());
+    m.insert("state".into(), "conflict".into());
+    m.insert("container_id".into(), id.into());
+    m.insert("claimed_netns".into(), claimed.into());
+    if let Some(n) = netns {
+        m.insert("netns".into(), n.into());
+    }
+    e.tracer.enrichment = Some(Box::new(serde_json::Value::Object(m)));
+    e
 }
 
 /// Health of one identity source.
@@ -245,6 +321,12 @@ pub struct InterfaceInfo {
     pub peer: Option<VethPeer>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addrs: Vec<IpAddr>,
+    /// IFLA_MTU (absent in captures made before it was recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// A vxlan's UDP destination port (IFLA_VXLAN_PORT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vxlan_port: Option<u16>,
 }
 
 /// The other end of a veth: its ifindex, and its namespace when resolved.
@@ -271,6 +353,28 @@ pub struct NetworkInfo {
     /// (`docker0`, `br-<id prefix>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<String>,
+}
+
+/// A swarm service (Docker API `GET /services`): its endpoint mode and
+/// its virtual IPs, one per network it is attached to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceInfo {
+    pub id: String,
+    pub name: String,
+    /// `Endpoint.Spec.Mode`: `vip` (the default) or `dnsrr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<String>,
+    /// `Endpoint.VirtualIPs`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<ServiceVip>,
+}
+
+/// One virtual IP of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceVip {
+    pub network_id: String,
+    pub ip: IpAddr,
 }
 
 /// Configuration of the live sources.

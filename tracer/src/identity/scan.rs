@@ -281,6 +281,8 @@ pub(crate) fn interfaces(all: &BTreeMap<u32, Vec<RawLink>>) -> BTreeMap<u32, Vec
                     master: l.master,
                     peer,
                     addrs,
+                    mtu: l.mtu,
+                    vxlan_port: l.vxlan_port,
                 }
             })
             .collect();

@@ -18,8 +18,8 @@ use super::{
     docker::{self, DockerContainer, DockerMsg},
     now_ns,
     scan::{self, RawLink, ScanRequest, ScanResult},
-    ContainerInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo, SourceConfig,
-    SourceState,
+    ContainerInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo, ServiceInfo,
+    SourceConfig, SourceState,
 };
 
 const UPDATES_CAPACITY: usize = 4096;
@@ -86,6 +86,8 @@ async fn run(
         }
     }
     let (docker_tx, mut docker_rx) = mpsc::channel::<DockerMsg>(256);
+    // Conflicts wait for the runtime's first answer (or its failure).
+    c.docker_pending = cfg.enable_docker;
     let docker_task = cfg.enable_docker.then(|| {
         tokio::spawn(docker::run(
             cfg.docker_socket.clone(),
@@ -118,6 +120,9 @@ async fn run(
     }
 }
 
+/// Most conflicts remembered as reported at once (each is one line).
+const MAX_CONFLICTS: usize = 4096;
+
 /// What one Docker-less scan knows about a container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ProcContainer {
@@ -134,10 +139,18 @@ struct Coordinator {
     host: Option<u32>,
     ns: BTreeMap<u32, NetnsInfo>,
     links: BTreeMap<u32, Vec<RawLink>>,
-    proc_containers: BTreeMap<String, ProcContainer>,
+    /// Every namespace whose processes carry a container id in their
+    /// cgroup path (in inode order): more than one is a conflict.
+    proc_containers: BTreeMap<String, Vec<ProcContainer>>,
     docker: BTreeMap<String, DockerContainer>,
+    /// Conflicts already reported (id, claimed namespace).
+    reported_conflicts: BTreeSet<(String, u32)>,
+    /// The Docker source is enabled and has neither delivered its first
+    /// snapshot nor failed: conflicts are not judged yet.
+    docker_pending: bool,
     docker_ok: bool,
     networks: BTreeMap<String, NetworkInfo>,
+    services: BTreeMap<String, ServiceInfo>,
     tombstones: HashMap<String, Instant>,
     hinted: HashMap<u32, Instant>,
 
@@ -145,6 +158,7 @@ struct Coordinator {
     sent_ns: BTreeMap<u32, NetnsInfo>,
     sent_ifaces: BTreeMap<u32, Vec<InterfaceInfo>>,
     sent_networks: BTreeMap<String, NetworkInfo>,
+    sent_services: BTreeMap<String, ServiceInfo>,
     sent_status: BTreeMap<&'static str, SourceState>,
     synced: BTreeSet<&'static str>,
 }
@@ -161,14 +175,18 @@ impl Coordinator {
             links: BTreeMap::new(),
             proc_containers: BTreeMap::new(),
             docker: BTreeMap::new(),
+            reported_conflicts: BTreeSet::new(),
+            docker_pending: false,
             docker_ok: false,
             networks: BTreeMap::new(),
+            services: BTreeMap::new(),
             tombstones: HashMap::new(),
             hinted: HashMap::new(),
             sent_containers: BTreeMap::new(),
             sent_ns: BTreeMap::new(),
             sent_ifaces: BTreeMap::new(),
             sent_networks: BTreeMap::new(),
+            sent_services: BTreeMap::new(),
             // The namespace source is assumed fine until it is not: only
             // its failures and recoveries are worth a line.
             sent_status: BTreeMap::from([(SOURCE_NETNS, SourceState::Ok)]),
@@ -274,22 +292,21 @@ impl Coordinator {
         let now = Instant::now();
         self.tombstones
             .retain(|_, t| now.duration_since(*t) < TOMBSTONE);
-        self.proc_containers = res
-            .namespaces
-            .iter()
-            .flat_map(|(ino, n)| {
-                n.containers.iter().map(|(id, rt)| {
-                    (
-                        id.clone(),
-                        ProcContainer {
-                            runtime: *rt,
-                            netns: *ino,
-                        },
-                    )
-                })
-            })
-            .filter(|(id, _)| !self.tombstones.contains_key(id))
-            .collect();
+        self.proc_containers.clear();
+        for (ino, n) in &res.namespaces {
+            for (id, rt) in &n.containers {
+                if self.tombstones.contains_key(id) {
+                    continue;
+                }
+                self.proc_containers
+                    .entry(id.clone())
+                    .or_default()
+                    .push(ProcContainer {
+                        runtime: *rt,
+                        netns: *ino,
+                    });
+            }
+        }
         self.publish(ts).await;
         match res.errors.first() {
             None => self.status(ts, SOURCE_NETNS, SourceState::Ok, None).await,
@@ -310,6 +327,7 @@ impl Coordinator {
         match m {
             DockerMsg::Status { ts, error } => {
                 self.docker_ok = error.is_none();
+                self.docker_pending = false;
                 let state = if self.docker_ok {
                     SourceState::Ok
                 } else {
@@ -334,6 +352,7 @@ impl Coordinator {
                 }
                 self.docker = fresh;
                 self.docker_ok = true;
+                self.docker_pending = false;
                 self.publish(ts).await;
                 self.synced(ts, SOURCE_DOCKER).await;
             }
@@ -368,7 +387,55 @@ impl Coordinator {
                 self.networks = networks.into_iter().map(|n| (n.id.clone(), n)).collect();
                 self.publish(ts).await;
             }
+            DockerMsg::Services { ts, services } => {
+                self.services = services.into_iter().map(|s| (s.id.clone(), s)).collect();
+                self.publish(ts).await;
+            }
         }
+    }
+
+    /// The namespace identity gives container `id`, and whether the
+    /// runtime said so: the runtime's answer (its process's namespace) for
+    /// a container it knows, else the one namespace whose processes carry
+    /// the id in their cgroup path. A cgroup path is written by whoever
+    /// controls the cgroup (a container can nest a cgroup named after
+    /// another container's id), so it never overrides the runtime, and
+    /// two namespaces claiming one id without the runtime's word get
+    /// neither.
+    fn netns_of(&self, id: &str) -> (Option<u32>, bool) {
+        let by_runtime = self.docker.get(id).and_then(|d| d.netns);
+        match by_runtime {
+            Some(n) => (Some(n), true),
+            None => match self.proc_containers.get(id).map(Vec::as_slice) {
+                Some([one]) => (Some(one.netns), false),
+                _ => (None, false),
+            },
+        }
+    }
+
+    /// Claims of a container's id from namespaces other than the one
+    /// identity follows ([`Self::netns_of`]), as conflict updates; none
+    /// while the runtime's first answer is awaited.
+    fn conflicts(&self, ts: i128) -> Vec<IdentityUpdate> {
+        let mut out = Vec::new();
+        if self.docker_pending {
+            return out;
+        }
+        for (id, claims) in &self.proc_containers {
+            let (netns, by_runtime) = self.netns_of(id);
+            for c in claims {
+                if Some(c.netns) != netns && Some(c.netns) != self.host {
+                    out.push(IdentityUpdate::Conflict {
+                        ts,
+                        id: id.clone(),
+                        runtime: by_runtime.then(|| "docker".to_string()),
+                        netns,
+                        claimed_netns: c.netns,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// The merged view of every container.
@@ -379,16 +446,18 @@ impl Coordinator {
         }
         ids.into_iter()
             .map(|id| {
-                let p = self.proc_containers.get(id);
+                let p = self.proc_containers.get(id).and_then(|c| c.first());
                 let d = self.docker.get(id);
                 let mode = d.and_then(|d| d.network_mode.as_deref());
-                let netns = p
-                    .map(|p| p.netns)
-                    .or_else(|| d.and_then(|d| d.netns))
+                let netns = self
+                    .netns_of(id)
+                    .0
                     .filter(|n| Some(*n) != self.host && mode != Some("host"));
-                let runtime = p
-                    .and_then(|p| p.runtime)
-                    .or(d.map(|_| "docker"))
+                // The runtime that knows the container names it; a cgroup
+                // layout only when no runtime does.
+                let runtime = d
+                    .map(|_| "docker")
+                    .or(p.and_then(|p| p.runtime))
                     .map(str::to_string);
                 let info = ContainerInfo {
                     id: id.clone(),
@@ -420,6 +489,14 @@ impl Coordinator {
                 });
             }
         }
+        for (id, sv) in &self.services {
+            if self.sent_services.get(id) != Some(sv) {
+                ups.push(IdentityUpdate::ServiceUpsert {
+                    ts,
+                    service: sv.clone(),
+                });
+            }
+        }
         for (ino, n) in &self.ns {
             if self.sent_ns.get(ino) != Some(n) {
                 ups.push(IdentityUpdate::NetnsUpsert {
@@ -436,6 +513,21 @@ impl Coordinator {
                     inode: *ino,
                     interfaces: list.clone(),
                 });
+            }
+        }
+        self.reported_conflicts
+            .retain(|(id, _)| self.proc_containers.contains_key(id));
+        for u in self.conflicts(ts) {
+            if let IdentityUpdate::Conflict {
+                id, claimed_netns, ..
+            } = &u
+            {
+                let key = (id.clone(), *claimed_netns);
+                if self.reported_conflicts.len() < MAX_CONFLICTS
+                    && self.reported_conflicts.insert(key)
+                {
+                    ups.push(u);
+                }
             }
         }
         let desired = self.desired_containers();
@@ -464,7 +556,15 @@ impl Coordinator {
         {
             ups.push(IdentityUpdate::NetworkRemove { ts, id: id.clone() });
         }
+        for id in self
+            .sent_services
+            .keys()
+            .filter(|i| !self.services.contains_key(*i))
+        {
+            ups.push(IdentityUpdate::ServiceRemove { ts, id: id.clone() });
+        }
         self.sent_networks = self.networks.clone();
+        self.sent_services = self.services.clone();
         self.sent_ns = self.ns.clone();
         self.sent_ifaces = ifaces;
         self.sent_containers = desired;
@@ -505,6 +605,151 @@ mod tests {
         ns.docker_names.push("e1ddbd169773".into());
         res.namespaces.insert(7, ns);
         res
+    }
+
+    /// `ID` claimed (cgroup path) by processes in each of `claims`.
+    fn scan_with_claims(ts: i128, claims: &[u32]) -> ScanResult {
+        let mut res = ScanResult {
+            ts,
+            host: Some(1),
+            ..ScanResult::default()
+        };
+        res.namespaces.insert(1, Default::default());
+        for &ino in claims {
+            let mut ns = scan::NsScan::default();
+            ns.containers.insert(ID.into(), Some("docker"));
+            res.namespaces.insert(ino, ns);
+        }
+        res
+    }
+
+    fn upserted_netns(ups: &[IdentityUpdate]) -> Vec<Option<u32>> {
+        ups.iter()
+            .filter_map(|u| match u {
+                IdentityUpdate::ContainerUpsert { container, .. } if container.id == ID => {
+                    Some(container.netns)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn conflicts(ups: &[IdentityUpdate]) -> Vec<&IdentityUpdate> {
+        ups.iter()
+            .filter(|u| matches!(u, IdentityUpdate::Conflict { .. }))
+            .collect()
+    }
+
+    /// A container nests a cgroup named after another container's id (the
+    /// innermost id of a cgroup path wins): the runtime's answer decides,
+    /// whichever namespace sorts first, and the conflict is one line.
+    #[tokio::test]
+    async fn a_cgroup_path_never_overrides_the_runtime_and_conflicts_are_reported_once() {
+        let (mut c, mut rx) = coordinator();
+        // Docker knows ID's process is in netns 7; a hostile container in
+        // netns 5 puts its processes under a cgroup named ID.
+        c.on_docker(DockerMsg::Container {
+            ts: 10,
+            container: DockerContainer {
+                id: ID.into(),
+                name: Some("db".into()),
+                running: true,
+                netns: Some(7),
+                ..Default::default()
+            },
+        })
+        .await;
+        drain(&mut rx);
+        c.on_scan(scan_with_claims(11, &[5, 7])).await;
+        let ups = drain(&mut rx);
+        assert!(
+            upserted_netns(&ups).iter().all(|n| *n == Some(7)),
+            "{ups:?}"
+        );
+        let cs = conflicts(&ups);
+        assert_eq!(cs.len(), 1, "{ups:?}");
+        assert!(matches!(cs[0],
+            IdentityUpdate::Conflict { id, runtime: Some(rt), netns: Some(7), claimed_netns: 5, .. }
+                if id == ID && rt == "docker"));
+        let line = cs[0].status_event().unwrap();
+        let msg = line.message.as_deref().unwrap();
+        assert!(
+            msg.contains("netns 5") && msg.contains("docker says its process is in netns 7"),
+            "{msg}"
+        );
+        assert_eq!(
+            line.tracer.enrichment.as_ref().unwrap()["state"],
+            "conflict"
+        );
+
+        // The same conflict on the next scans: no second line.
+        for ts in 12..15 {
+            c.on_scan(scan_with_claims(ts, &[5, 7])).await;
+        }
+        let ups = drain(&mut rx);
+        assert!(conflicts(&ups).is_empty(), "{ups:?}");
+        assert!(upserted_netns(&ups).is_empty(), "nothing changed: {ups:?}");
+
+        // Only the impostor's namespace claims it: still the runtime's.
+        c.on_scan(scan_with_claims(16, &[5])).await;
+        let ups = drain(&mut rx);
+        assert!(upserted_netns(&ups).is_empty(), "{ups:?}");
+    }
+
+    /// Without the runtime, two namespaces claiming one id: neither is
+    /// believed, both are reported.
+    #[tokio::test]
+    async fn two_claims_without_the_runtime_are_a_conflict_naming_neither() {
+        let (mut c, mut rx) = coordinator();
+        c.on_scan(scan_with_claims(10, &[9, 4])).await;
+        let ups = drain(&mut rx);
+        assert_eq!(upserted_netns(&ups), vec![None], "{ups:?}");
+        let cs = conflicts(&ups);
+        assert_eq!(cs.len(), 2, "{ups:?}");
+        assert!(cs.iter().all(|u| matches!(
+            u,
+            IdentityUpdate::Conflict {
+                runtime: None,
+                netns: None,
+                ..
+            }
+        )));
+        let msg = cs[0].status_event().unwrap().message.unwrap();
+        assert!(msg.contains("identity names neither"), "{msg}");
+    }
+
+    /// While the runtime's first answer is awaited, a claim in two
+    /// namespaces is not judged (Docker answers a moment later).
+    #[tokio::test]
+    async fn conflicts_wait_for_the_runtime() {
+        let (mut c, mut rx) = coordinator();
+        c.docker_pending = true;
+        c.on_scan(scan_with_claims(10, &[5, 7])).await;
+        assert!(conflicts(&drain(&mut rx)).is_empty());
+        c.on_docker(DockerMsg::Snapshot {
+            ts: 11,
+            networks: vec![],
+            containers: vec![DockerContainer {
+                id: ID.into(),
+                running: true,
+                netns: Some(7),
+                ..Default::default()
+            }],
+        })
+        .await;
+        let ups = drain(&mut rx);
+        let cs = conflicts(&ups);
+        assert_eq!(cs.len(), 1, "{ups:?}");
+        assert!(matches!(
+            cs[0],
+            IdentityUpdate::Conflict {
+                runtime: Some(_),
+                netns: Some(7),
+                claimed_netns: 5,
+                ..
+            }
+        ));
+        assert_eq!(upserted_netns(&ups).last(), Some(&Some(7)), "{ups:?}");
     }
 
     #[tokio::test]

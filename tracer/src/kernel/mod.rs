@@ -4,6 +4,8 @@
 pub mod btf;
 /// Boot and wall clocks, and their offset.
 pub mod clock;
+/// `CONFIG_HZ`: the unit of the jiffies stamps in `tcp_sock`.
+pub mod hz;
 /// `/proc/kallsyms`: kernel addresses to `symbol+0xoff`.
 pub mod kallsyms;
 /// rtnetlink queries: links, neighbours, FDB entries, per namespace.

@@ -6,7 +6,7 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_route::{
-    link::{LinkAttribute, LinkInfo, LinkMessage},
+    link::{InfoData, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage},
     neighbour::{NeighbourAttribute, NeighbourMessage},
     AddressFamily, RouteNetlinkMessage,
 };
@@ -36,6 +36,11 @@ pub struct Link {
     pub link_netnsid: Option<i32>,
     /// IFLA_INFO_KIND: "veth", "bridge", "vxlan", ...
     pub kind: Option<String>,
+    /// IFLA_MTU.
+    pub mtu: Option<u32>,
+    /// IFLA_VXLAN_PORT of a vxlan: the UDP port its frames go to (4789
+    /// unless the overlay's data-path port was changed).
+    pub vxlan_port: Option<u16>,
 }
 
 /// One bridge FDB entry.
@@ -120,10 +125,19 @@ fn link_of(l: &LinkMessage) -> Link {
             LinkAttribute::Controller(c) => out.master = Some(*c),
             LinkAttribute::Link(i) => out.link = Some(*i),
             LinkAttribute::LinkNetNsId(id) => out.link_netnsid = Some(*id),
+            LinkAttribute::Mtu(m) => out.mtu = Some(*m),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
-                    if let LinkInfo::Kind(k) = i {
-                        out.kind = Some(k.to_string());
+                    match i {
+                        LinkInfo::Kind(k) => out.kind = Some(k.to_string()),
+                        LinkInfo::Data(InfoData::Vxlan(v)) => {
+                            for a in v {
+                                if let InfoVxlan::Port(p) = a {
+                                    out.vxlan_port = Some(*p);
+                                }
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }

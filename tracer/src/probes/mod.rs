@@ -235,6 +235,8 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     // Drop records wake user space at 1/16 of the ring (it drains every
     // DRAIN_INTERVAL anyway), leaving room for a burst before anything is lost.
     config.wakeup_bytes = opts.ring_bytes / 16;
+    // The jiffies stamps the TCP probe turns into idle milliseconds.
+    config.hz = crate::kernel::hz::kernel_hz().unwrap_or(0);
 
     let mut ebpf = EbpfLoader::new()
         .override_global("CONFIG", &config, true)

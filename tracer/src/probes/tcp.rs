@@ -44,6 +44,8 @@ pub const GROUP: Group = Group {
                 SOCK[8],
                 TcpSndUna,
                 IcskRetransmits,
+                // Not required: `tcp_rcv_tstamp` and `icsk_rto` (idle
+                // spans) are read when they resolve and left 0 otherwise.
             ],
             emits: &[RecordKind::TcpRetransmit],
         },

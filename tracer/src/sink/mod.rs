@@ -23,6 +23,7 @@
 
 mod direct;
 mod queued;
+pub mod text;
 
 use std::{
     io,
@@ -33,11 +34,12 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use self::text::TextView;
 pub use self::{
     direct::Direct,
     queued::{Queued, QUEUE_BYTES},
 };
-use crate::event::EcsEvent;
+use crate::event::{ndjson::HostField, EcsEvent};
 
 /// Whole NDJSON lines, each ending in `\n`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -192,6 +194,11 @@ pub struct Lines<'a> {
     lines: u64,
     /// `dropped()` of each sink at the last [`Self::take_dropped`].
     reported: Vec<u64>,
+    /// `host.name`, appended to every NDJSON line.
+    host: Option<HostField>,
+    /// `--format text`: the lines are sentences and a status block, not
+    /// NDJSON (a line counts one event).
+    text: Option<Box<TextView>>,
     /// Fired when a sink stops for good.
     notice: StopNotice,
 }
@@ -211,7 +218,21 @@ impl<'a> Lines<'a> {
             batch_bytes,
             lines: 0,
             reported,
+            host: None,
+            text: None,
         }
+    }
+
+    /// Every NDJSON line carries `host.name` = `name`.
+    pub fn with_host_name(mut self, name: Option<&str>) -> Self {
+        self.host = name.map(HostField::new);
+        self
+    }
+
+    /// Renders events for a person instead of as NDJSON (`--format text`).
+    pub fn with_text(mut self, view: Option<TextView>) -> Self {
+        self.text = view.map(Box::new);
+        self
     }
 
     /// Lines serialised so far.
@@ -257,6 +278,12 @@ impl<'a> Lines<'a> {
 
     #[inline]
     fn serialise(&mut self, e: &EcsEvent) {
+        if let Some(t) = self.text.as_mut() {
+            t.render(e, &mut self.buf);
+            self.pending += 1;
+            self.lines += 1;
+            return;
+        }
         let len = self.buf.len();
         if let Err(err) = e.write_line(&mut self.buf) {
             // Never half a line: serialising our own structs cannot fail
@@ -264,6 +291,9 @@ impl<'a> Lines<'a> {
             self.buf.truncate(len);
             log::warn!("an event could not be serialised: {err}");
             return;
+        }
+        if let Some(h) = &self.host {
+            h.append(&mut self.buf);
         }
         self.pending += 1;
         self.lines += 1;
@@ -279,6 +309,9 @@ impl<'a> Lines<'a> {
 
     /// Hands what is buffered to the sinks, and flushes them.
     pub fn flush(&mut self) -> Result<(), SinkError> {
+        if let Some(t) = self.text.as_mut() {
+            t.refresh(&mut self.buf);
+        }
         let res = self.hand_off();
         let mut first = res;
         for s in &mut self.sinks {
@@ -342,6 +375,9 @@ impl<'a> Lines<'a> {
 
     /// Hands over what is left and finishes every sink.
     pub fn finish(mut self) -> Vec<SinkStats> {
+        if let Some(t) = self.text.as_mut() {
+            t.finish(&mut self.buf);
+        }
         // A failure here is the sink's, and its stats say so.
         let _ = self.hand_off();
         self.sinks.into_iter().map(|s| s.finish()).collect()

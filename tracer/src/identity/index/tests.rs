@@ -385,6 +385,37 @@ fn arp_and_neigh_name_both_ends() {
     assert_eq!(name(&e.source.container), Some("alpha"));
 }
 
+/// An ARP reply's interface gets its link kind from identity (what the ARP
+/// detector decides "vxlan" by), never from its name.
+#[test]
+fn arp_reply_interface_kind_is_the_link_kind_not_the_name() {
+    let mut ix = index();
+    ix.apply(&IdentityUpdate::NetnsInterfaces {
+        ts: T0,
+        inode: NS_IP,
+        interfaces: vec![
+            iface(30, "vxfoo", Some("veth")),
+            iface(31, "tun$(id)", Some("vxlan")),
+        ],
+    });
+    let kind = |netns: u32, name: &str| {
+        let mut e = event(T0 + S, Action::ArpReply, netns);
+        e.tracer.interface = Some(crate::event::Interface {
+            name: name.into(),
+            index: 1,
+            kind: None,
+        });
+        ix.enrich(&mut e);
+        e.tracer.interface.unwrap().kind
+    };
+    assert_eq!(kind(NS_OV, "vxlan0"), Some("vxlan"));
+    assert_eq!(kind(NS_OV, "veth0"), Some("veth"));
+    assert_eq!(kind(NS_IP, "vxfoo"), Some("veth"));
+    assert_eq!(kind(NS_IP, "tun$(id)"), Some("vxlan"));
+    assert_eq!(kind(NS_IP, "vxlan9"), None, "unknown to identity");
+    assert_eq!(kind(12345, "vxlan0"), None, "unknown namespace");
+}
+
 #[test]
 fn tcp_and_drops_name_local_and_remote_containers() {
     let ix = index();
@@ -1859,4 +1890,67 @@ fn bench_snapshot_10k_containers() {
         "snapshot of {CONTAINERS} containers: {} updates in {took:?}; {bytes} bytes of JSON in {ser:?}; rebuilt in {rebuild:?}",
         snap.len()
     );
+}
+
+#[test]
+fn mtus_local_addresses_and_vxlan_ports_survive_a_snapshot() {
+    const H: u32 = 4_026_539_001;
+    const O: u32 = 4_026_539_002;
+    let mut idx = IdentityIndex::new(Duration::from_secs(30));
+    for u in [
+        ns(H, &["hosta"], &[]),
+        ns(O, &["ovl"], &[]),
+        IdentityUpdate::NetnsInterfaces {
+            ts: T0,
+            inode: H,
+            interfaces: vec![
+                InterfaceInfo {
+                    mtu: Some(65536),
+                    ..iface(1, "lo", None)
+                },
+                InterfaceInfo {
+                    mtu: Some(1500),
+                    addrs: vec![ip("192.168.77.2")],
+                    ..iface(2, "ul0", Some("veth"))
+                },
+                InterfaceInfo {
+                    mtu: Some(1400),
+                    ..iface(3, "ul1", Some("veth"))
+                },
+                InterfaceInfo {
+                    mtu: Some(1450),
+                    vxlan_port: Some(4790),
+                    ..iface(4, "vx0", Some("vxlan"))
+                },
+            ],
+        },
+        IdentityUpdate::NetnsInterfaces {
+            ts: T0,
+            inode: O,
+            // A vxlan whose port was not reported (an older capture).
+            interfaces: vec![iface(5, "vxlan0", Some("vxlan"))],
+        },
+    ] {
+        idx.apply(&u);
+    }
+    let check = |idx: &IdentityIndex| {
+        assert_eq!(idx.mtu(H, "ul0"), Some(1500));
+        assert_eq!(idx.mtu(H, "nope"), None);
+        assert_eq!(idx.smallest_mtu(H), Some(("ul1".to_string(), 1400)));
+        assert!(idx.is_local(H, ip("192.168.77.2")));
+        assert!(!idx.is_local(H, ip("192.168.77.1")));
+        assert_eq!(
+            idx.vxlan_ports(),
+            vec![
+                (4789, vec!["ovl".to_string()]),
+                (4790, vec!["hosta".to_string()])
+            ]
+        );
+    };
+    check(&idx);
+    let mut again = IdentityIndex::new(Duration::from_secs(30));
+    for u in idx.snapshot() {
+        again.apply(&u);
+    }
+    check(&again);
 }

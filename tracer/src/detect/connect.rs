@@ -1,0 +1,739 @@
+//! `connect_failed`: TCP connections that never establish, with the cause
+//! taken from what the kernel did to the flow's packets.
+//!
+//! Symptoms (the client's side): a SYN retransmitted (`tcp_retransmit` in
+//! state `SYN_SENT`) or a reset received in `SYN_SENT`. Causes (anywhere on
+//! the host, in any namespace: the drop often happens in a bridge, router or
+//! load-balancer namespace, not the client's):
+//! - `NO_SOCKET` drop or a reset in answer to the SYN: nothing listens;
+//! - `NETFILTER_DROP`: a firewall rule, in the namespace of the drop;
+//! - `NEIGH_FAILED` drop, or a neighbour entry going to `FAILED`: nobody
+//!   answers ARP for the address (or the next hop);
+//! - `IP_OUTNOROUTES` / `IP_INNOROUTES`: no route.
+//!
+//! Correlation is by flow tuple first (source and destination address and
+//! port, whatever the namespace), then by destination address (neighbour
+//! failures, drops of other attempts to the same address). Either side may
+//! come first: a cause seen before the retransmit is remembered for
+//! [`CAUSE_TTL`]; an attempt seen before its cause waits for it. An attempt
+//! alerts when it has a cause, or after [`SYN_THRESHOLD`] SYN retransmits
+//! spread over at least [`NO_ANSWER_AFTER`] without one ("no answer,
+//! nothing dropped here"). A flow that shows
+//! progress (a retransmit in any other state: it established) before
+//! alerting is forgotten silently. One alert per client and destination
+//! (address, port) per window; both tables are bounded (evictions counted).
+
+use std::{net::IpAddr, sync::Arc};
+
+use serde::Serialize;
+
+use super::{
+    alert_line,
+    config::Cfg,
+    table::{Bounded, Stamped},
+    text, Facts, Member, Sink, Symptom, NS_PER_S,
+};
+use crate::event::{Action, ContainerRef, EcsEvent, Netns, ServiceRef, SmolStr};
+
+/// SYN retransmits without any cause seen before alerting "no answer".
+pub(crate) const SYN_THRESHOLD: u32 = 3;
+/// ...and at least this long after the first one (a neighbour resolution
+/// takes about 3 s to fail, and its drops must have had their chance: a
+/// cause beats "no answer").
+pub(crate) const NO_ANSWER_AFTER: i128 = 5 * NS_PER_S;
+/// How long a cause (a drop, a failed neighbour) is remembered for an
+/// attempt that comes later.
+pub(crate) const CAUSE_TTL: i128 = 30 * NS_PER_S;
+
+/// What the kernel did to the flow's packets, most telling first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CauseKind {
+    NothingListens,
+    Firewall,
+    NoRoute,
+    NoArp,
+    NoAnswer,
+}
+
+impl CauseKind {
+    fn from_reason(r: &str) -> Option<Self> {
+        Some(match r {
+            "NO_SOCKET" => Self::NothingListens,
+            "NETFILTER_DROP" => Self::Firewall,
+            "NEIGH_FAILED" => Self::NoArp,
+            "IP_OUTNOROUTES" | "IP_INNOROUTES" => Self::NoRoute,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::NothingListens => "nothing_listens",
+            Self::Firewall => "firewall",
+            Self::NoRoute => "no_route",
+            Self::NoArp => "no_arp",
+            Self::NoAnswer => "no_answer",
+        }
+    }
+}
+
+/// One cause, as seen.
+#[derive(Clone, Debug)]
+pub(crate) struct Cause {
+    pub(crate) kind: CauseKind,
+    /// Drop reason, `RST` or `neigh FAILED`.
+    pub(crate) reason: SmolStr,
+    pub(crate) location: Option<SmolStr>,
+    pub(crate) netns: Option<Netns>,
+    pub(crate) container: Option<ContainerRef>,
+    /// Address the neighbour failure was about (the next hop).
+    pub(crate) neigh: Option<IpAddr>,
+    t: i128,
+}
+
+impl Stamped for Cause {
+    fn last_seen(&self) -> i128 {
+        self.t
+    }
+}
+
+/// Cause keys: the flow tuple (without namespace: the drop may be in any),
+/// or a destination address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum CauseKey {
+    Flow(IpAddr, u16, IpAddr, u16),
+    Dst(IpAddr),
+}
+
+/// A connection attempt from the client's namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct FlowKey {
+    netns: u32,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+}
+
+struct Attempt {
+    syns: u32,
+    first: i128,
+    last: i128,
+    alerted: bool,
+    /// The event that last described the attempt (client identity).
+    client: Option<ContainerRef>,
+    client_ns: Option<Netns>,
+    dst_container: Option<ContainerRef>,
+    service: Option<Arc<ServiceRef>>,
+}
+
+impl Stamped for Attempt {
+    fn last_seen(&self) -> i128 {
+        self.last
+    }
+}
+
+/// Client and destination, for one alert per window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct PairKey {
+    netns: u32,
+    src: IpAddr,
+    dst: IpAddr,
+    dport: u16,
+}
+
+struct Said {
+    t: i128,
+}
+
+impl Stamped for Said {
+    fn last_seen(&self) -> i128 {
+        self.t
+    }
+}
+
+pub(crate) struct Connect {
+    window: i128,
+    attempts: Bounded<FlowKey, Attempt>,
+    causes: Bounded<CauseKey, Cause>,
+    said: Bounded<PairKey, Said>,
+    /// Destination address → the latest attempt to it still waiting for a
+    /// cause (for causes keyed by address only).
+    waiting: Bounded<CauseKey, Waiting>,
+}
+
+#[derive(Clone, Copy)]
+struct Waiting {
+    key: FlowKey,
+    t: i128,
+}
+
+impl Stamped for Waiting {
+    fn last_seen(&self) -> i128 {
+        self.t
+    }
+}
+
+#[derive(Serialize)]
+struct Client<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<String>,
+    ip: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<&'a Netns>,
+    port: u16,
+}
+
+#[derive(Serialize)]
+struct Dest<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<String>,
+    ip: IpAddr,
+    port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a ServiceRef>,
+}
+
+#[derive(Serialize)]
+struct Where<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    neighbour: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<&'a Netns>,
+    place: String,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct Alert<'a> {
+    cause: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause_seen: Option<Where<'a>>,
+    client: Client<'a>,
+    destination: Dest<'a>,
+    duration_s: f64,
+    hint: &'a str,
+    syn_retransmits: u32,
+    #[serde(rename = "type")]
+    type_: &'static str,
+    vip_not_served: bool,
+}
+
+/// Where a namespace is, in words an operator knows: Docker's load
+/// balancer and ingress sandboxes by their role, containers by name.
+pub(crate) fn place(ns: Option<&Netns>, container: Option<&ContainerRef>) -> String {
+    let name = ns.and_then(|n| n.name.as_deref());
+    let network = ns.and_then(|n| n.network.as_deref());
+    match (name, network) {
+        (Some("ingress_sbox"), _) => "the ingress sandbox (netns ingress_sbox)".to_string(),
+        (Some(n), Some(net)) if n.starts_with("lb_") => {
+            format!("the load balancer of network {net} (netns {n})")
+        }
+        (Some(n), None) if n.starts_with("lb_") => format!("a load balancer (netns {n})"),
+        _ => match container {
+            Some(c) => format!("{}'s namespace", c.display_name()),
+            None => text::ns_label(ns),
+        },
+    }
+}
+
+impl Connect {
+    pub(crate) fn new(c: &Cfg) -> Self {
+        Self {
+            window: c.rtx_window.max(CAUSE_TTL),
+            attempts: Bounded::new(c.max_keys),
+            causes: Bounded::new(c.max_keys),
+            said: Bounded::new(c.max_keys),
+            waiting: Bounded::new(c.max_keys),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.attempts.len() + self.causes.len() + self.said.len() + self.waiting.len()
+    }
+
+    pub(crate) fn evicted(&self) -> u64 {
+        self.attempts.evicted + self.causes.evicted + self.said.evicted + self.waiting.evicted
+    }
+
+    pub(crate) fn expired(&self) -> u64 {
+        self.attempts.expired + self.causes.expired + self.said.expired + self.waiting.expired
+    }
+
+    pub(crate) fn expire(&mut self, now: i128) {
+        let w = self.window;
+        self.attempts.expire(|a| now - a.last <= w);
+        self.causes.expire(|c| now - c.t <= CAUSE_TTL);
+        self.said.expire(|s| now - s.t <= w);
+        self.waiting.expire(|x| now - x.t <= w);
+    }
+
+    /// A drop: a cause if its reason is one.
+    pub(crate) fn drop(&mut self, ev: &EcsEvent, t: i128, sink: &mut Sink) {
+        let Some(kind) = ev.tracer.reason.as_deref().and_then(CauseKind::from_reason) else {
+            return;
+        };
+        let Some(dst) = ev.destination.ip else {
+            return;
+        };
+        let cause = Cause {
+            kind,
+            reason: ev.tracer.reason.clone().unwrap_or_default(),
+            location: ev.tracer.location.clone(),
+            netns: ev.tracer.netns.clone(),
+            container: ev.container.clone(),
+            neigh: None,
+            t,
+        };
+        let flow = match (ev.source.ip, ev.source.port, ev.destination.port) {
+            (Some(s), Some(sp), Some(dp)) if ev.network.transport.as_deref() == Some("tcp") => {
+                Some(CauseKey::Flow(s, sp, dst, dp))
+            }
+            _ => None,
+        };
+        self.learn(flow, CauseKey::Dst(dst), cause, t, sink);
+    }
+
+    /// A neighbour update: one to `FAILED` is a cause for its address.
+    pub(crate) fn neigh(&mut self, ev: &EcsEvent, t: i128, sink: &mut Sink) {
+        let Some(ip) = ev.destination.ip else {
+            return;
+        };
+        let failed = ev
+            .tracer
+            .neigh
+            .as_ref()
+            .is_some_and(|n| n.new_state.contains("FAILED"));
+        if !failed {
+            return;
+        }
+        let cause = Cause {
+            kind: CauseKind::NoArp,
+            reason: SmolStr::new_static("neighbour FAILED"),
+            location: None,
+            netns: ev.tracer.netns.clone(),
+            container: ev.container.clone(),
+            neigh: Some(ip),
+            t,
+        };
+        self.learn(None, CauseKey::Dst(ip), cause, t, sink);
+    }
+
+    fn learn(
+        &mut self,
+        flow: Option<CauseKey>,
+        dst: CauseKey,
+        cause: Cause,
+        t: i128,
+        sink: &mut Sink,
+    ) {
+        for k in flow.into_iter().chain(Some(dst)) {
+            let slot = self.causes.entry(k, || cause.clone());
+            // The most telling cause wins; a fresh one of the same rank
+            // replaces an older one.
+            if cause.kind <= slot.kind {
+                *slot = cause.clone();
+            }
+        }
+        // An attempt that came first and waits: by tuple, then by address.
+        let key = flow
+            .and_then(|f| match f {
+                CauseKey::Flow(s, sp, d, dp) => self.find_attempt(s, sp, d, dp),
+                CauseKey::Dst(_) => None,
+            })
+            .or_else(|| self.waiting.get(&dst).map(|w| w.key));
+        if let Some(key) = key {
+            if self.attempts.get(&key).is_some_and(|a| !a.alerted) {
+                self.conclude(key, Some(cause), t, sink);
+            }
+        }
+    }
+
+    /// An attempt of the tuple in any client namespace (the cause's
+    /// namespace is not the client's).
+    fn find_attempt(&self, s: IpAddr, sp: u16, d: IpAddr, dp: u16) -> Option<FlowKey> {
+        let w = self.waiting.get(&CauseKey::Dst(d))?;
+        let k = w.key;
+        (k.src == s && k.sport == sp && k.dport == dp).then_some(k)
+    }
+
+    /// A retransmit: a SYN again (an attempt), or progress (recovery).
+    pub(crate) fn retransmit(&mut self, ev: &EcsEvent, t: i128, sink: &mut Sink) {
+        let Some(key) = flow_key(ev, false) else {
+            return;
+        };
+        let syn = ev
+            .tracer
+            .tcp
+            .as_ref()
+            .and_then(|t| t.state)
+            .is_some_and(|s| s == "SYN_SENT");
+        if !syn {
+            // It established: nothing to say about it, even if a cause was
+            // seen meanwhile.
+            if self.attempts.remove(&key).is_some() {
+                self.unwait(&key);
+            }
+            return;
+        }
+        let a = self.attempts.entry(key, || Attempt {
+            syns: 0,
+            first: t,
+            last: t,
+            alerted: false,
+            client: None,
+            client_ns: None,
+            dst_container: None,
+            service: None,
+        });
+        a.syns += 1;
+        a.last = t;
+        let client = ev.source.container.as_ref().or(ev.container.as_ref());
+        if client.is_some() {
+            a.client = client.cloned();
+        }
+        if ev.tracer.netns.is_some() {
+            a.client_ns.clone_from(&ev.tracer.netns);
+        }
+        if ev.destination.container.is_some() {
+            a.dst_container.clone_from(&ev.destination.container);
+        }
+        if ev.tracer.service.is_some() {
+            a.service.clone_from(&ev.tracer.service);
+        }
+        let (alerted, syns, first) = (a.alerted, a.syns, a.first);
+        if alerted {
+            sink.touch(
+                Member::Ip(key.dst),
+                Some(Action::ConnectFailed),
+                u64::from(syns),
+            );
+            return;
+        }
+        let w = self
+            .waiting
+            .entry(CauseKey::Dst(key.dst), || Waiting { key, t });
+        w.key = key;
+        w.t = t;
+        if let Some(c) = self.cause_for(&key) {
+            self.conclude(key, Some(c), t, sink);
+        } else if syns >= SYN_THRESHOLD && t - first >= NO_ANSWER_AFTER {
+            self.conclude(key, None, t, sink);
+        }
+    }
+
+    /// A reset. Received while the socket was in `SYN_SENT`: the peer (or
+    /// something on the way) refused the connection.
+    pub(crate) fn reset(&mut self, ev: &EcsEvent, t: i128, sink: &mut Sink) {
+        let tcp = ev.tracer.tcp.as_ref();
+        let received = tcp.and_then(|t| t.direction) == Some("received");
+        let syn = tcp.and_then(|t| t.state) == Some("SYN_SENT");
+        if !(received && syn) {
+            return;
+        }
+        let Some(key) = flow_key(ev, true) else {
+            return;
+        };
+        let a = self.attempts.entry(key, || Attempt {
+            syns: 0,
+            first: t,
+            last: t,
+            alerted: false,
+            client: None,
+            client_ns: None,
+            dst_container: None,
+            service: None,
+        });
+        a.last = t;
+        // The local end is the destination of a received reset.
+        let client = ev.destination.container.as_ref().or(ev.container.as_ref());
+        if client.is_some() {
+            a.client = client.cloned();
+        }
+        if ev.tracer.netns.is_some() {
+            a.client_ns.clone_from(&ev.tracer.netns);
+        }
+        if ev.source.container.is_some() {
+            a.dst_container.clone_from(&ev.source.container);
+        }
+        if a.alerted {
+            return;
+        }
+        // A NO_SOCKET drop of the same tuple says where; else the reset is
+        // the cause by itself.
+        let seen = self
+            .cause_for(&key)
+            .filter(|c| c.kind == CauseKind::NothingListens);
+        let cause = seen.unwrap_or(Cause {
+            kind: CauseKind::NothingListens,
+            reason: SmolStr::new_static("RST"),
+            location: None,
+            netns: None,
+            container: None,
+            neigh: None,
+            t,
+        });
+        self.conclude(key, Some(cause), t, sink);
+    }
+
+    fn cause_for(&self, k: &FlowKey) -> Option<Cause> {
+        let by_flow = self
+            .causes
+            .get(&CauseKey::Flow(k.src, k.sport, k.dst, k.dport))
+            .cloned();
+        by_flow.or_else(|| self.causes.get(&CauseKey::Dst(k.dst)).cloned())
+    }
+
+    fn unwait(&mut self, key: &FlowKey) {
+        let d = CauseKey::Dst(key.dst);
+        if self.waiting.get(&d).is_some_and(|w| w.key == *key) {
+            self.waiting.remove(&d);
+        }
+    }
+
+    /// Marks the attempt alerted and, unless this client/destination was
+    /// alerted within the window, says so.
+    fn conclude(&mut self, key: FlowKey, cause: Option<Cause>, t: i128, sink: &mut Sink) {
+        self.unwait(&key);
+        let Some(a) = self.attempts.get_mut(&key) else {
+            return;
+        };
+        a.alerted = true;
+        let pair = PairKey {
+            netns: key.netns,
+            src: key.src,
+            dst: key.dst,
+            dport: key.dport,
+        };
+        let window = self.window;
+        if self.said.get(&pair).is_some_and(|s| t - s.t < window) {
+            sink.touch(
+                Member::Ip(key.dst),
+                Some(Action::ConnectFailed),
+                u64::from(a.syns),
+            );
+            return;
+        }
+        self.said.entry(pair, || Said { t }).t = t;
+        let Some(a) = self.attempts.get(&key) else {
+            return;
+        };
+        let (line, sym) = alert(key, a, cause.as_ref(), t);
+        sink.alert(line, sym);
+    }
+}
+
+/// The attempt's key from the client's view: `reset` for a received reset
+/// (its destination is the local end).
+fn flow_key(ev: &EcsEvent, reset: bool) -> Option<FlowKey> {
+    let (l, r) = if reset {
+        (&ev.destination, &ev.source)
+    } else {
+        (&ev.source, &ev.destination)
+    };
+    Some(FlowKey {
+        netns: ev.netns().unwrap_or(0),
+        src: l.ip?,
+        sport: l.port?,
+        dst: r.ip?,
+        dport: r.port?,
+    })
+}
+
+fn addr(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+        IpAddr::V4(ip) => format!("{ip}:{port}"),
+    }
+}
+
+/// The alert line and its incident symptom.
+fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent, Symptom) {
+    let client = match &a.client {
+        Some(c) => format!("{} ({})", c.display_name(), key.src),
+        None => format!("{} ({})", text::ns_label(a.client_ns.as_ref()), key.src),
+    };
+    let service = a.service.as_deref();
+    let vip = service.filter(|s| s.vip);
+    let dst = match (vip, &a.dst_container) {
+        (Some(s), _) => format!(
+            "swarm service {} at its VIP {}",
+            s.name,
+            addr(key.dst, key.dport)
+        ),
+        (None, Some(c)) => format!("{} ({})", c.display_name(), addr(key.dst, key.dport)),
+        (None, None) => addr(key.dst, key.dport),
+    };
+    let kind = cause.map_or(CauseKind::NoAnswer, |c| c.kind);
+    let where_ = cause.map(|c| place(c.netns.as_ref(), c.container.as_ref()));
+    let vip_not_served = vip.is_some()
+        && matches!(
+            kind,
+            CauseKind::NoArp | CauseKind::NoAnswer | CauseKind::NothingListens
+        );
+    let (why, hint) = if let (true, Some(s)) = (vip_not_served, vip) {
+        let net = s
+            .network
+            .as_deref()
+            .map(|n| format!(" on network {n}"))
+            .unwrap_or_default();
+        let what = match kind {
+            CauseKind::NoArp => "nobody answers ARP for it",
+            CauseKind::NothingListens => "nothing behind it accepts the connection",
+            _ => "nothing answers it",
+        };
+        (
+            format!(
+                "{} is the VIP of swarm service {}{net} and it is not served on this host ({what}: its load balancer has no backend here, e.g. the kernel lacks IPVS)",
+                key.dst, s.name
+            ),
+            format!(
+                "load the kernel module ip_vs (modprobe ip_vs) so swarm's load balancer can serve the VIP, or publish the service without a VIP: docker service update --endpoint-mode dnsrr {} (endpoint_mode: dnsrr in a stack file)",
+                s.name
+            ),
+        )
+    } else {
+        match (kind, cause) {
+            (CauseKind::NothingListens, c) => {
+                let at = match c.filter(|c| c.reason != "RST") {
+                    Some(c) => format!(
+                        " (the SYN was dropped as NO_SOCKET in {})",
+                        place(c.netns.as_ref(), c.container.as_ref())
+                    ),
+                    None => " (the SYN was answered with a reset)".to_string(),
+                };
+                (
+                    format!("nothing listens on port {}{at}", key.dport),
+                    format!(
+                        "start the server or fix the port: check that the service listens on {} (ss -ltn in its namespace) and that the client uses the right port",
+                        addr(key.dst, key.dport)
+                    ),
+                )
+            }
+            (CauseKind::Firewall, Some(c)) => {
+                let p = place(c.netns.as_ref(), c.container.as_ref());
+                let at = c
+                    .location
+                    .as_deref()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
+                let list = match c.netns.as_ref().and_then(|n| n.name.as_deref()) {
+                    Some(n) => format!("ip netns exec {n} nft list ruleset"),
+                    None => "nft list ruleset (iptables -S) in that namespace".to_string(),
+                };
+                (
+                    format!("a firewall rule in {p} dropped the SYN (NETFILTER_DROP{at})"),
+                    format!(
+                        "find the rule that drops TCP to {}: {list}; allow the port or remove the rule (Docker hosts: iptables -S DOCKER-USER)",
+                        addr(key.dst, key.dport)
+                    ),
+                )
+            }
+            (CauseKind::NoArp, c) => {
+                let hop = c.and_then(|c| c.neigh).filter(|n| *n != key.dst);
+                let who = match hop {
+                    Some(h) => format!("the next hop {h}"),
+                    None => key.dst.to_string(),
+                };
+                let p = c
+                    .map(|c| format!(" ({} in {})", c.reason, place(c.netns.as_ref(), c.container.as_ref())))
+                    .unwrap_or_default();
+                (
+                    format!("nobody answers ARP for {who}{p}"),
+                    format!(
+                        "check that {who} exists and is up on the same network (a stopped container, a wrong IP or a host outside the subnet): ip neigh show {}",
+                        hop.unwrap_or(key.dst)
+                    ),
+                )
+            }
+            (CauseKind::NoRoute, c) => {
+                let p = c
+                    .map(|c| format!(" ({} in {})", c.reason, place(c.netns.as_ref(), c.container.as_ref())))
+                    .unwrap_or_default();
+                (
+                    format!("there is no route to {}{p}", key.dst),
+                    format!(
+                        "add the missing route or default gateway: ip route get {} in the namespace of the drop",
+                        key.dst
+                    ),
+                )
+            }
+            (CauseKind::Firewall | CauseKind::NoAnswer, _) => (
+                format!(
+                    "no answer and no drop seen on this host after {} SYN retransmits",
+                    a.syns
+                ),
+                format!(
+                    "the SYNs leave this host unanswered: check the path to {} beyond it (remote firewall, routing, the server's host)",
+                    key.dst
+                ),
+            ),
+        }
+    };
+    let message = format!("TCP connection from {client} to {dst} never established: {why}");
+    let payload = Alert {
+        type_: "connect_failed",
+        cause: kind.as_str(),
+        cause_seen: cause.map(|c| Where {
+            location: c.location.as_deref(),
+            neighbour: c.neigh,
+            netns: c.netns.as_ref(),
+            place: where_.clone().unwrap_or_default(),
+            reason: c.reason.as_str(),
+        }),
+        client: Client {
+            container: text::container_name(a.client.as_ref()),
+            ip: key.src,
+            netns: a.client_ns.as_ref(),
+            port: key.sport,
+        },
+        destination: Dest {
+            container: text::container_name(a.dst_container.as_ref()),
+            ip: key.dst,
+            port: key.dport,
+            service,
+        },
+        duration_s: text::secs(a.last - a.first),
+        hint: &hint,
+        syn_retransmits: a.syns,
+        vip_not_served,
+    };
+    let mut line = alert_line(t, Action::ConnectFailed, message, &payload);
+    line.container = a.client.clone();
+    line.source.ip = Some(key.src);
+    line.source.port = Some(key.sport);
+    line.source.container = a.client.clone();
+    line.destination.ip = Some(key.dst);
+    line.destination.port = Some(key.dport);
+    line.destination.container = a.dst_container.clone();
+    line.tracer.netns = a.client_ns.clone();
+    line.tracer.service = a.service.clone();
+    line.tracer.count = Some(u64::from(a.syns.max(1)));
+    let mut containers: Vec<ContainerRef> = Vec::new();
+    for c in a.client.iter().chain(a.dst_container.iter()) {
+        if !containers.iter().any(|x| x.same(c)) {
+            containers.push(c.clone());
+        }
+    }
+    let sym = Symptom {
+        kind: Action::ConnectFailed,
+        count: u64::from(a.syns.max(1)),
+        containers,
+        ips: vec![key.src, key.dst],
+        macs: Vec::new(),
+        facts: Facts::Connect {
+            client: text::container_name(a.client.as_ref()).unwrap_or_else(|| key.src.to_string()),
+            dst: match (vip, &a.dst_container) {
+                (Some(s), _) => format!("service {} (VIP {})", s.name, addr(key.dst, key.dport)),
+                (None, Some(c)) => format!("{} ({})", c.display_name(), addr(key.dst, key.dport)),
+                (None, None) => addr(key.dst, key.dport),
+            },
+            why,
+            hint,
+        },
+    };
+    (line, sym)
+}
