@@ -318,9 +318,26 @@ pub struct Tracer {
 impl Tracer {
     /// Starts `tracer run ARGS` and waits until every probe reported its status.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(tracer_bin())
+        let mut cmd = Command::new(tracer_bin());
+        cmd.arg("run").args(args);
+        Self::start_command(cmd)
+    }
+
+    /// Starts `tracer run ARGS` as another host would: in a UTS namespace
+    /// of its own named `hostname` (its capture header names that host).
+    pub fn start_as_host(hostname: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\"", hostname])
+            .arg(tracer_bin())
             .arg("run")
-            .args(args)
+            .args(args);
+        Self::start_command(cmd)
+    }
+
+    /// Starts a command that execs `tracer run` and waits until every probe
+    /// reported its status.
+    pub fn start_command(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -48,6 +48,13 @@ enum Command {
     /// capture cut short (host died, disk full, kill -9) replays every
     /// complete record, then warns with the byte offset where it stopped.
     Replay(ReplayArgs),
+    /// Write an HTML report of one or several captures: the outage on one
+    /// time axis (FDB ports per MAC, ARP replies, retransmits and resets
+    /// per flow, drops per reason and location, alerts, incidents as bands
+    /// with their explanation and hint, loss accounting). One self-contained
+    /// file: opens offline in any browser. Replays like `tracer replay`
+    /// (same alerts); several captures are merged as several hosts.
+    Report(ReportArgs),
     /// Write a synthetic capture (benchmarks): N kernel records of every kind
     /// between containers on an overlay, with their identity.
     #[command(hide = true)]
@@ -74,9 +81,29 @@ struct SynthArgs {
 }
 
 #[derive(Args, Debug)]
+struct ReportArgs {
+    /// Capture files (the first part of each; one per host).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+
+    /// HTML file to write (must not exist).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+
+    #[command(flatten)]
+    filters: FilterArgs,
+
+    #[command(flatten)]
+    detect: DetectArgs,
+}
+
+#[derive(Args, Debug)]
 struct ReplayArgs {
-    /// Capture file (the first part).
-    file: PathBuf,
+    /// Capture file (the first part). Several files (one capture per host)
+    /// are merged in wall-clock order, each event naming its host
+    /// (`host.name`), with one set of detectors over them all.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 
     /// Pace the replay: 1 = real time, 10 = ten times faster, 0.5 = half
     /// speed (0.001 to 1000000). Default (0): as fast as possible.
@@ -484,6 +511,7 @@ fn main() -> ExitCode {
             Command::Run(a) => run(*a).await,
             Command::Check(a) => check(a),
             Command::Replay(a) => replay(a),
+            Command::Report(a) => report(a),
             Command::SynthCapture(a) => synth(a),
         }
     });
@@ -569,14 +597,14 @@ const MAX_SPEED: f64 = 1_000_000.0;
 
 fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let opts = tracer::replay::ReplayOptions {
-        path: a.file,
+        path: a.files[0].clone(),
         speed: a.speed,
         filter: a.filters.filter(),
         detect: a.detect.config(),
         text: a.output.text(),
     };
     let stdout = std::io::stdout().lock();
-    match tracer::replay::replay(&opts, stdout) {
+    match tracer::replay::replay_paths(&a.files, &opts, stdout) {
         Ok(summary) => {
             if let Some(w) = &summary.warning {
                 eprintln!("tracer: warning: {w}");
@@ -592,6 +620,39 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e),
     }
+}
+
+fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let start = std::time::Instant::now();
+    let opts = tracer::replay::ReplayOptions {
+        path: a.files[0].clone(),
+        speed: 0.0,
+        filter: a.filters.filter(),
+        detect: a.detect.config(),
+        text: None,
+    };
+    let (r, summary) = tracer::report::build(&a.files, &opts)?;
+    let sources: Vec<String> = a.files.iter().map(|p| p.display().to_string()).collect();
+    let html = r.html("tracer report", &sources);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&a.output)
+        .with_context(|| format!("cannot create {}", a.output.display()))?;
+    f.write_all(html.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    if let Some(w) = &summary.warning {
+        eprintln!("tracer: warning: {w}");
+    }
+    eprintln!(
+        "wrote {} ({} bytes) from {} inputs in {:.1}s",
+        a.output.display(),
+        html.len(),
+        summary.inputs,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {

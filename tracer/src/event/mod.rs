@@ -552,6 +552,17 @@ pub struct EcsEvent {
     #[serde(skip_serializing_if = "Network::is_empty")]
     pub network: Network,
     pub tracer: TracerFields,
+    /// ECS `host.*` of this event, when a replay merges several hosts'
+    /// captures (otherwise the sink appends one `host.name` to every line).
+    /// Last, where the sink's field goes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<Host>,
+}
+
+/// ECS `host.*`: the host that saw the event (from its capture header).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Host {
+    pub name: std::sync::Arc<str>,
 }
 
 impl EcsEvent {
@@ -572,6 +583,7 @@ impl EcsEvent {
             source: Endpoint::default(),
             destination: Endpoint::default(),
             network: Network::default(),
+            host: None,
             tracer: TracerFields::default(),
         }
     }

@@ -62,6 +62,7 @@ pub fn write_line(e: &EcsEvent, out: &mut Vec<u8>) -> serde_json::Result<()> {
         source,
         destination,
         network,
+        host,
         tracer,
     } = e;
     out.reserve(1024);
@@ -80,6 +81,11 @@ pub fn write_line(e: &EcsEvent, out: &mut Vec<u8>) -> serde_json::Result<()> {
     optional!(out, "network", Some(network).filter(|n| !n.is_empty()));
     out.extend_from_slice(b",\"tracer\":");
     write_tracer(out, tracer)?;
+    if let Some(h) = host {
+        out.extend_from_slice(b",\"host\":{\"name\":");
+        h.name.write_json(out);
+        out.push(b'}');
+    }
     out.extend_from_slice(b"}\n");
     Ok(())
 }
