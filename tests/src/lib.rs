@@ -327,10 +327,16 @@ impl Tracer {
     /// of its own named `hostname` (its capture header names that host).
     pub fn start_as_host(hostname: &str, args: &[&str]) -> Self {
         let mut cmd = Command::new("unshare");
-        cmd.args(["--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\"", hostname])
-            .arg(tracer_bin())
-            .arg("run")
-            .args(args);
+        cmd.args([
+            "--uts",
+            "sh",
+            "-c",
+            "hostname \"$0\" && exec \"$@\"",
+            hostname,
+        ])
+        .arg(tracer_bin())
+        .arg("run")
+        .args(args);
         Self::start_command(cmd)
     }
 

@@ -59,8 +59,9 @@ fn prometheus_scrapes_drops_with_their_reason() {
         &metrics_port.to_string(),
     ]);
     assert!(
-        t.stderr()
-            .contains(&format!("metrics at http://127.0.0.1:{metrics_port}/metrics")),
+        t.stderr().contains(&format!(
+            "metrics at http://127.0.0.1:{metrics_port}/metrics"
+        )),
         "{}",
         t.stderr()
     );
@@ -87,7 +88,10 @@ fn prometheus_scrapes_drops_with_their_reason() {
     let web_port = free_port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -57,7 +57,12 @@ impl Drop for Cleanup {
                     .is_ok_and(|o| o.status.success())
                     && String::from_utf8_lossy(
                         &Command::new("docker")
-                            .args(["ps", "-aq", "--filter", &format!("label=com.docker.stack.namespace={st}")])
+                            .args([
+                                "ps",
+                                "-aq",
+                                "--filter",
+                                &format!("label=com.docker.stack.namespace={st}"),
+                            ])
                             .output()
                             .map(|o| o.stdout)
                             .unwrap_or_default(),
@@ -140,48 +145,98 @@ fn stack_on_the_local_swarm_names_the_workload_of_a_proxy_arp_fault() {
     std::fs::write(&file, stack_yml).unwrap();
     let stack = format!("tst{tag}");
     c.stack = Some(stack.clone());
-    sh(&["docker", "stack", "deploy", "-c", file.to_str().unwrap(), &stack]);
+    sh(&[
+        "docker",
+        "stack",
+        "deploy",
+        "-c",
+        file.to_str().unwrap(),
+        &stack,
+    ]);
     let svc = format!("{stack}_tracer");
     assert!(
-        wait_until(Duration::from_secs(90), || service_logs(&svc).iter().any(|v| {
-            v["event"]["action"] == "probe_status"
-                && v["tracer"]["probe"]["name"] == "kfree_skb"
-                && v["tracer"]["probe"]["status"] == "attached"
-        })),
+        wait_until(Duration::from_secs(90), || service_logs(&svc).iter().any(
+            |v| {
+                v["event"]["action"] == "probe_status"
+                    && v["tracer"]["probe"]["name"] == "kfree_skb"
+                    && v["tracer"]["probe"]["status"] == "attached"
+            }
+        )),
         "tracer's service did not attach; its logs: {}",
         service_stderr(&svc)
     );
     let stderr = service_stderr(&svc);
-    assert!(!stderr.contains("missing:"), "the stack gives every mount: {stderr}");
+    assert!(
+        !stderr.contains("missing:"),
+        "the stack gives every mount: {stderr}"
+    );
 
     // A workload on an overlay: a service task, and a client container.
     let net = format!("tsto{tag}");
     sh_quiet(&["docker", "network", "rm", &net]);
-    let net_id = sh(&["docker", "network", "create", "-d", "overlay", "--attachable", &net])
-        .trim()
-        .to_string();
+    let net_id = sh(&[
+        "docker",
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--attachable",
+        &net,
+    ])
+    .trim()
+    .to_string();
     c.networks.push(net.clone());
     let work = format!("tstw{tag}");
     c.services.push(work.clone());
     sh(&[
-        "docker", "service", "create", "--detach", "--quiet", "--name", &work, "--network",
-        &net, "--stop-grace-period", "1s", IMAGE, "sleep", "3600",
+        "docker",
+        "service",
+        "create",
+        "--detach",
+        "--quiet",
+        "--name",
+        &work,
+        "--network",
+        &net,
+        "--stop-grace-period",
+        "1s",
+        IMAGE,
+        "sleep",
+        "3600",
     ]);
     let client = format!("tstc{tag}");
     c.containers.push(client.clone());
-    sh(&["docker", "run", "-d", "--name", &client, "--network", &net, IMAGE, "sleep", "3600"]);
+    sh(&[
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        &client,
+        "--network",
+        &net,
+        IMAGE,
+        "sleep",
+        "3600",
+    ]);
     let fmt_ip = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
     let fmt_mac = format!("{{{{(index .NetworkSettings.Networks \"{net}\").MacAddress}}}}");
     let mut task = String::new();
     assert!(
         wait_until(Duration::from_secs(60), || {
             task = sh(&[
-                "docker", "ps", "-q", "--no-trunc", "--filter",
+                "docker",
+                "ps",
+                "-q",
+                "--no-trunc",
+                "--filter",
                 &format!("label=com.docker.swarm.service.name={work}"),
             ])
             .trim()
             .to_string();
-            !task.is_empty() && !sh(&["docker", "inspect", "-f", &fmt_ip, &task]).trim().is_empty()
+            !task.is_empty()
+                && !sh(&["docker", "inspect", "-f", &fmt_ip, &task])
+                    .trim()
+                    .is_empty()
         }),
         "service {work} has no running task"
     );
@@ -189,11 +244,16 @@ fn stack_on_the_local_swarm_names_the_workload_of_a_proxy_arp_fault() {
         .trim()
         .trim_start_matches('/')
         .to_string();
-    let task_ip = sh(&["docker", "inspect", "-f", &fmt_ip, &task]).trim().to_string();
-    let task_mac = sh(&["docker", "inspect", "-f", &fmt_mac, &task]).trim().to_string();
+    let task_ip = sh(&["docker", "inspect", "-f", &fmt_ip, &task])
+        .trim()
+        .to_string();
+    let task_mac = sh(&["docker", "inspect", "-f", &fmt_mac, &task])
+        .trim()
+        .to_string();
     let ov_path = format!("/var/run/docker/netns/1-{}", &net_id[..10]);
     assert!(
-        wait_until(Duration::from_secs(20), || std::fs::metadata(&ov_path).is_ok()),
+        wait_until(Duration::from_secs(20), || std::fs::metadata(&ov_path)
+            .is_ok()),
         "no overlay namespace {ov_path}"
     );
 
@@ -203,8 +263,18 @@ fn stack_on_the_local_swarm_names_the_workload_of_a_proxy_arp_fault() {
     // The fault: vxlan0 holds a static entry for the local task, so the
     // task's MAC flaps between vxlan0 and its veth when the client ARPs.
     sh(&[
-        "nsenter", &format!("--net={ov_path}"), "ip", "neigh", "replace", &task_ip, "lladdr",
-        &task_mac, "dev", "vxlan0", "nud", "permanent",
+        "nsenter",
+        &format!("--net={ov_path}"),
+        "ip",
+        "neigh",
+        "replace",
+        &task_ip,
+        "lladdr",
+        &task_mac,
+        "dev",
+        "vxlan0",
+        "nud",
+        "permanent",
     ]);
     let named = |v: &Value| {
         let action = v["event"]["action"].as_str().unwrap_or_default();

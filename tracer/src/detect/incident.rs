@@ -699,7 +699,9 @@ fn explain(inc: &mut Incident) {
         .filter(|v| Some(*v) != subject_owner.as_ref() && **v != subject)
         .cloned()
         .collect();
-    let head = if victims.is_empty() || (dup.is_none() && rtx.is_none() && conn.is_none() && idle.is_none()) {
+    let head = if victims.is_empty()
+        || (dup.is_none() && rtx.is_none() && conn.is_none() && idle.is_none())
+    {
         subject.clone()
     } else {
         format!("{subject} unreachable from {}", text::join_and(&victims))
