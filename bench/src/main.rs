@@ -31,6 +31,7 @@
 
 mod cmd;
 mod datapath;
+mod html;
 mod kcost;
 mod noise;
 mod pipeline;
@@ -72,16 +73,19 @@ pub enum Name {
     Pipeline,
     /// What `tracer run --record` costs the live path under a drop storm.
     Record,
+    /// `tracer report` of a synthetic capture: time and file size.
+    Report,
 }
 
 impl Name {
-    pub const ALL: [Name; 6] = [
+    pub const ALL: [Name; 7] = [
         Name::Startup,
         Name::Datapath,
         Name::DropStorm,
         Name::KernelCost,
         Name::Pipeline,
         Name::Record,
+        Name::Report,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -92,6 +96,7 @@ impl Name {
             Name::KernelCost => "kernel-cost",
             Name::Pipeline => "pipeline",
             Name::Record => "record",
+            Name::Report => "report",
         }
     }
 
@@ -103,12 +108,13 @@ impl Name {
             Name::KernelCost => "Kernel cost per event",
             Name::Pipeline => "Pipeline (replay)",
             Name::Record => "Recording cost",
+            Name::Report => "HTML report",
         }
     }
 
     fn needs_net(self) -> bool {
         // startup needs no traffic; pipeline replays `tracer synth-capture` output.
-        !matches!(self, Name::Startup | Name::Pipeline)
+        !matches!(self, Name::Startup | Name::Pipeline | Name::Report)
     }
 
     fn needs_iperf(self) -> bool {
@@ -539,6 +545,7 @@ fn run(opts: Opts) -> Result<()> {
             Name::KernelCost => kcost::run(&env, &mut rec, &mut sec),
             Name::Pipeline => pipeline::run(&env, &mut rec, &mut sec),
             Name::Record => record::run(&env, &mut rec, &mut sec),
+            Name::Report => html::run(&env, &mut rec, &mut sec),
         };
         if let Err(e) = result {
             if sys::interrupted() || e.is::<sys::Interrupted>() {

@@ -244,6 +244,60 @@ impl Default for BridgeTopo {
     }
 }
 
+/// Sends one Ethernet frame per source MAC out of `dev` inside `ns`,
+/// through an AF_PACKET raw socket (what a container with CAP_NET_RAW
+/// can do): destination `dst`, EtherType 0x88b5 (local experimental), a
+/// 46-byte zero payload. Returns how many frames the kernel accepted.
+pub fn send_frames(ns: &Netns, dev: &str, dst: [u8; 6], srcs: Vec<[u8; 6]>) -> u64 {
+    let dev = std::ffi::CString::new(dev).expect("device name");
+    ns.run(move || {
+        // SAFETY: plain socket syscalls on a socket this closure owns and
+        // closes; every pointer passed lives across the call.
+        unsafe {
+            let ifindex = libc::if_nametoindex(dev.as_ptr());
+            assert!(ifindex != 0, "no device {dev:?}");
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = ifindex as i32;
+            addr.sll_halen = 6;
+            addr.sll_addr[..6].copy_from_slice(&dst);
+            let mut frame = [0u8; 60];
+            frame[..6].copy_from_slice(&dst);
+            frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+            let mut sent = 0u64;
+            for src in srcs {
+                frame[6..12].copy_from_slice(&src);
+                loop {
+                    let n = libc::sendto(
+                        fd,
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&addr as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    );
+                    if n == frame.len() as isize {
+                        sent += 1;
+                        break;
+                    }
+                    // ENOBUFS: the queue is full; retry this frame.
+                    let e = std::io::Error::last_os_error();
+                    assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "sendto: {e}");
+                    std::thread::yield_now();
+                }
+            }
+            libc::close(fd);
+            sent
+        }
+    })
+}
+
 /// Path of the tracer binary under test (set by `cargo xtask test`).
 pub fn tracer_bin() -> PathBuf {
     if let Ok(p) = std::env::var("TRACER_BIN") {
@@ -264,9 +318,32 @@ pub struct Tracer {
 impl Tracer {
     /// Starts `tracer run ARGS` and waits until every probe reported its status.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(tracer_bin())
-            .arg("run")
-            .args(args)
+        let mut cmd = Command::new(tracer_bin());
+        cmd.arg("run").args(args);
+        Self::start_command(cmd)
+    }
+
+    /// Starts `tracer run ARGS` as another host would: in a UTS namespace
+    /// of its own named `hostname` (its capture header names that host).
+    pub fn start_as_host(hostname: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--uts",
+            "sh",
+            "-c",
+            "hostname \"$0\" && exec \"$@\"",
+            hostname,
+        ])
+        .arg(tracer_bin())
+        .arg("run")
+        .args(args);
+        Self::start_command(cmd)
+    }
+
+    /// Starts a command that execs `tracer run` and waits until every probe
+    /// reported its status.
+    pub fn start_command(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -310,6 +387,11 @@ impl Tracer {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Process id of the running tracer (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Lines printed so far.

@@ -269,10 +269,20 @@ fn drop_storm_is_rate_limited_and_fully_accounted() {
     // lost since the one before).
     let lost: u64 = reports
         .iter()
-        .map(|v| v["tracer"]["lost_by_probe"]["kfree_skb"].as_u64().unwrap_or(0))
+        .map(|v| {
+            v["tracer"]["lost_by_probe"]["kfree_skb"]
+                .as_u64()
+                .unwrap_or(0)
+        })
         .sum();
-    assert!(kernel >= N, "kernel counted {kernel} NoPorts for {N} datagrams");
-    assert!(printed < kernel / 4, "rate limit did not bound output: {printed} lines");
+    assert!(
+        kernel >= N,
+        "kernel counted {kernel} NoPorts for {N} datagrams"
+    );
+    assert!(
+        printed < kernel / 4,
+        "rate limit did not bound output: {printed} lines"
+    );
     if lost == 0 {
         assert_eq!(
             printed + summarised,
@@ -309,25 +319,56 @@ fn hostile_vxlan_name_is_quoted_in_the_hint_and_a_veth_named_vx_is_no_vxlan() {
     topo.br_ns.ip(&["link", "set", &topo.port_a, "name", &fake]);
     topo.br_ns.ip(&["link", "set", &fake, "up"]);
     topo.br_ns.ip(&[
-        "link", "add", &vx, "type", "vxlan", "id", "4243", "dstport", "4789", "local",
-        "127.0.0.1", "proxy", "nolearning",
+        "link",
+        "add",
+        &vx,
+        "type",
+        "vxlan",
+        "id",
+        "4243",
+        "dstport",
+        "4789",
+        "local",
+        "127.0.0.1",
+        "proxy",
+        "nolearning",
     ]);
     topo.br_ns.ip(&["link", "set", &vx, "master", &topo.bridge]);
     topo.br_ns.ip(&["link", "set", &vx, "up"]);
     let mac_a = topo.a.mac(&topo.dev_a);
     topo.br_ns.ip(&[
-        "neigh", "add", &topo.ip_a, "lladdr", &mac_a, "dev", &vx, "nud", "permanent",
+        "neigh",
+        "add",
+        &topo.ip_a,
+        "lladdr",
+        &mac_a,
+        "dev",
+        &vx,
+        "nud",
+        "permanent",
     ]);
     let (br_inode, b_inode) = (topo.br_ns.inode(), topo.b.inode());
     let t = start(&[br_inode, b_inode], &[]);
     for _ in 0..5 {
         topo.b.ip(&["neigh", "flush", "all"]);
         let _ = std::process::Command::new("ip")
-            .args(["netns", "exec", &topo.b.name, "ping", "-c", "1", "-W", "1", &topo.ip_a])
+            .args([
+                "netns",
+                "exec",
+                &topo.b.name,
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                &topo.ip_a,
+            ])
             .output();
         std::thread::sleep(Duration::from_millis(200));
     }
-    let flap = t.wait_for(Duration::from_secs(10), |v| v["event"]["action"] == "fdb_flap");
+    let flap = t.wait_for(Duration::from_secs(10), |v| {
+        v["event"]["action"] == "fdb_flap"
+    });
     let _ = t.wait_for(Duration::from_secs(5), |v| {
         v["event"]["action"] == "arp_duplicate_reply"
     });
@@ -347,7 +388,10 @@ fn hostile_vxlan_name_is_quoted_in_the_hint_and_a_veth_named_vx_is_no_vxlan() {
     }
     // Every sighting of the duplicate reply says vxlan by link kind only.
     for dup in with_action(&lines, "arp_duplicate_reply") {
-        for c in dup["tracer"]["alert"]["came_through"].as_array().expect("came_through") {
+        for c in dup["tracer"]["alert"]["came_through"]
+            .as_array()
+            .expect("came_through")
+        {
             let is_vx = c["interface"] == vx.as_str();
             assert_eq!(c["vxlan"], is_vx, "{c}");
         }
@@ -363,11 +407,17 @@ fn hostile_vxlan_name_is_quoted_in_the_hint_and_a_veth_named_vx_is_no_vxlan() {
         })
         .expect("an incident with the vxlan hint");
     eprintln!("incident line: {incident}");
-    let hint = incident["tracer"]["incident"]["hint"].as_str().unwrap_or_default().to_string();
+    let hint = incident["tracer"]["incident"]["hint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let quoted = format!("'v'\\''$(>{})'", topo.tag);
     assert!(hint.contains(&format!("dev {quoted}")), "{hint}");
     let start = hint.find("ip -n ").expect("ip -n in the hint");
-    let end = hint[start..].find(" && ").map(|e| start + e).expect("&& in the hint");
+    let end = hint[start..]
+        .find(" && ")
+        .map(|e| start + e)
+        .expect("&& in the hint");
     let neigh_del = &hint[start..end];
 
     // Pasted into a shell, it removes the static entry and nothing else runs.
@@ -381,10 +431,17 @@ fn hostile_vxlan_name_is_quoted_in_the_hint_and_a_veth_named_vx_is_no_vxlan() {
         .current_dir(&dir)
         .output()
         .expect("sh");
-    assert!(out.status.success(), "{neigh_del}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{neigh_del}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after = topo.br_ns.ip(&["neigh", "show", "dev", &vx]);
     assert!(!after.contains(&topo.ip_a), "{neigh_del} left: {after}");
     let created: Vec<_> = std::fs::read_dir(&dir).expect("read dir").collect();
-    assert!(created.is_empty(), "the pasted hint ran a command substitution: {created:?}");
+    assert!(
+        created.is_empty(),
+        "the pasted hint ran a command substitution: {created:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -800,7 +800,8 @@ fn a_container_posing_as_another_in_its_cgroup_path_is_reported_not_believed() {
     fs::write(nested.join("cgroup.procs"), &imp_pid).expect("move the impostor's process");
     let now = fs::read_to_string(format!("/proc/{imp_pid}/cgroup")).expect("cgroup file");
     assert!(
-        now.lines().any(|l| l.starts_with("0::") && l.ends_with(&format!("/docker/{real}"))),
+        now.lines()
+            .any(|l| l.starts_with("0::") && l.ends_with(&format!("/docker/{real}"))),
         "{now}"
     );
 

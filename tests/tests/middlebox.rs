@@ -95,17 +95,9 @@ fn alert(v: &Value) -> &Value {
 fn idle_connection_forgotten_by_a_nat_namespace_is_one_alert() {
     require_root();
     let topo = topo();
-    let sip = topo.server_ip.clone();
-    let listener = topo
-        .server
-        .run(move || TcpListener::bind((sip.as_str(), 8080)).expect("listen"));
-    let target = format!("{}:8080", topo.vip);
-    let mut client = topo
-        .client
-        .run(move || TcpStream::connect(target).expect("connect through the DNAT"));
-    let (mut server, _) = listener.accept().expect("accept");
-    let client_port = client.local_addr().expect("local addr").port();
-
+    // tracer first: it may take seconds to attach on a loaded machine, longer
+    // than the lb's conntrack timeout, which must only start counting once
+    // the connection is up and tracer watches.
     let dir = std::env::temp_dir().join(format!("tracer-idle-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let capture = dir.join("idle.capture");
@@ -126,6 +118,22 @@ fn idle_connection_forgotten_by_a_nat_namespace_is_one_alert() {
         "--record",
         &cap,
     ]);
+
+    let sip = topo.server_ip.clone();
+    let listener = topo
+        .server
+        .run(move || TcpListener::bind((sip.as_str(), 8080)).expect("listen"));
+    let target = format!("{}:8080", topo.vip);
+    let mut client = topo
+        .client
+        .run(move || TcpStream::connect(target).expect("connect through the DNAT"));
+    let (mut server, _) = listener.accept().expect("accept");
+    // Never hang on a lost segment: a read that takes this long fails.
+    for s in [&server, &client] {
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+    }
+    let client_port = client.local_addr().expect("local addr").port();
 
     // The connection works: data both ways, every segment acknowledged.
     client.write_all(b"hello").expect("write");

@@ -233,6 +233,18 @@ macro_rules! kernel_fields {
             /// stamps of `tcp_sock` into milliseconds; 0 = unknown (no idle
             /// spans in the records).
             pub hz: u32,
+            /// Per-kind budget (index: [`kind`]): records of that kind each
+            /// network namespace may send per second on each CPU; the rest
+            /// are held back and counted in `BUDGET` ([`BudgetState`]).
+            /// 0: no budget (every record is sent).
+            pub budgets: [u32; kind::MAX as usize],
+            /// The bytes of `struct sk_buff` the drop program needs (dev, sk,
+            /// protocol, network_header, head, data), read with one
+            /// `bpf_probe_read_kernel`: start offset and length
+            /// ([`Span::covering`]); length 0: read field by field.
+            pub skb_span: Span,
+            /// Same for `struct net_device` (ifindex, nd_net, name).
+            pub dev_span: Span,
         }
 
         impl KernelConfig {
@@ -243,6 +255,9 @@ macro_rules! kernel_fields {
                     drop_filter_len: 0,
                     wakeup_bytes: 0,
                     hz: 0,
+                    budgets: [0; kind::MAX as usize],
+                    skb_span: Span::NONE,
+                    dev_span: Span::NONE,
                 }
             }
 
@@ -360,6 +375,74 @@ impl Default for KernelConfig {
 /// filtered in the kernel (counted in `DROP_FILTERED`, not sent).
 pub const DROP_FILTER_SLOTS: u32 = 1024;
 
+/// Longest [`Span`] the programs read at once (bytes; their scratch buffer).
+pub const SPAN_MAX: u32 = 256;
+
+/// A byte range of a kernel struct that holds several fields the programs
+/// need, so one `bpf_probe_read_kernel` replaces one call per field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    /// Offset of the first byte (a multiple of 8).
+    pub base: u32,
+    /// Bytes; 0 when the fields are not all resolved or too far apart.
+    pub len: u32,
+}
+
+impl Span {
+    /// No span: read field by field.
+    pub const NONE: Span = Span { base: 0, len: 0 };
+
+    /// The span covering `(offset, size)` fields, its base rounded down to
+    /// 8 bytes; [`Span::NONE`] when one is [`UNRESOLVED`] or the span
+    /// exceeds [`SPAN_MAX`].
+    pub fn covering(fields: &[(u32, u32)]) -> Span {
+        let mut lo = u32::MAX;
+        let mut hi = 0u32;
+        for &(off, size) in fields {
+            if off == UNRESOLVED {
+                return Span::NONE;
+            }
+            lo = lo.min(off);
+            hi = hi.max(off.saturating_add(size));
+        }
+        if fields.is_empty() {
+            return Span::NONE;
+        }
+        let base = lo & !7;
+        let len = hi - base;
+        if len > SPAN_MAX {
+            return Span::NONE;
+        }
+        Span { base, len }
+    }
+}
+
+/// Entries of the per-CPU `BUDGET` hash: one per (record kind, network
+/// namespace) that has a budget. A pair beyond this many is not budgeted
+/// (its records are all sent), never miscounted.
+pub const BUDGET_ENTRIES: u32 = 8192;
+
+/// Key of the `BUDGET` map: kind in the high 32 bits, netns inode in the low.
+pub const fn budget_key(kind: u32, netns: u32) -> u64 {
+    ((kind as u64) << 32) | netns as u64
+}
+
+/// Value of the `BUDGET` map, per CPU: a one-second window of records sent
+/// and, since load, the records held back (not sent because the window's
+/// budget was spent). Exact accounting: records that happened = sent
+/// (delivered + lost on a full ring) + `held_back`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetState {
+    /// `bpf_ktime_get_ns()` at the start of the current window.
+    pub window_start_ns: u64,
+    /// Records sent in the current window.
+    pub sent: u64,
+    /// Records held back since load (never reset).
+    pub held_back: u64,
+}
+
 /// Ring-buffer size used when the user does not choose one (bytes, power of two).
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 
@@ -369,7 +452,8 @@ const _: () = assert!(core::mem::size_of::<ArpEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<TcpEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 96);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 38 * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == (38 + kind::MAX as usize + 4) * 4);
+const _: () = assert!(core::mem::size_of::<BudgetState>() == 24);
 const _: () = assert!(Field::ALL.len() + 3 == 38);
 
 #[cfg(feature = "user")]
@@ -384,6 +468,7 @@ mod pod {
     unsafe impl aya::Pod for NeighEvent {}
     unsafe impl aya::Pod for TcpEvent {}
     unsafe impl aya::Pod for DropEvent {}
+    unsafe impl aya::Pod for BudgetState {}
 }
 
 /// The bytes of a wire value (user space: building records in tests and

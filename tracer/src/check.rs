@@ -120,6 +120,7 @@ pub fn run(btf: &Path, list_reasons: bool) -> anyhow::Result<Report> {
             groups: Vec::new(),
             ring_bytes: 1 << 16,
             drop_filter: BTreeSet::new(),
+            budgets: probes::default_budgets(),
         },
     )?;
     let drop_reasons = if list_reasons {

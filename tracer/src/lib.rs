@@ -17,9 +17,12 @@ pub mod fdb;
 pub mod identity;
 pub mod kernel;
 pub mod live;
+mod merge;
+pub mod metrics;
 pub mod pipeline;
 pub mod probes;
 pub mod replay;
+pub mod report;
 pub mod sink;
 pub mod synth;
 #[cfg(test)]

@@ -39,7 +39,7 @@ use crate::{
     kernel::{self, clock, privileges},
     pipeline::{loss_delta, Filter, Input, Pipeline},
     probes::{self, LoadOptions},
-    sink::{self, text::TextView, Lines, Queued, SinkStats},
+    sink::{self, text::TextView, Lines, SinkStats},
 };
 
 /// Options of `tracer run`.
@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub groups: Vec<String>,
     pub ignore_drop_reasons: Vec<String>,
     pub ring_bytes: u32,
+    /// Per-kind budgets (records per second per namespace per CPU, by kind; 0: none).
+    pub budgets: [u32; kind::MAX as usize],
     pub filter: Filter,
     pub loss_interval: Duration,
     pub seed_fdb: bool,
@@ -63,6 +65,10 @@ pub struct RunOptions {
     pub identity: Option<crate::identity::SourceConfig>,
     /// Command line, recorded in the capture header.
     pub args: Vec<String>,
+    /// `--output` targets (empty: stdout).
+    pub outputs: Vec<sink::Output>,
+    /// `--metrics`: serve Prometheus exposition there.
+    pub metrics: Option<std::net::SocketAddr>,
     /// `host.name` of every event (recorded in the capture header).
     pub host_name: Option<String>,
     /// `--format text`; None: NDJSON.
@@ -102,6 +108,8 @@ struct Live {
     capture: Option<ThreadedWriter>,
     /// Since when the capture writer has been behind.
     congested_since: Option<Instant>,
+    /// `--metrics`: counts what is printed (None: off, no cost).
+    metrics: Option<crate::metrics::Observer>,
 }
 
 impl Live {
@@ -158,6 +166,11 @@ impl Live {
     fn print(&mut self) {
         // A sink that stopped (EPIPE...) says why at exit.
         let _ = self.out.push_all(&self.batch);
+        if let Some(m) = self.metrics.as_mut() {
+            for e in &self.batch {
+                m.observe(e);
+            }
+        }
     }
 
     /// Records what was just processed: symbols it resolved first, then the
@@ -193,6 +206,17 @@ impl Live {
 pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
     privileges::check()?;
     privileges::raise_memlock();
+    // One start-up line naming the mounts and namespaces that are missing
+    // (a container started without them works, with less).
+    let docker = opts
+        .identity
+        .as_ref()
+        .filter(|c| c.enable_docker)
+        .map(|c| c.docker_socket.as_path());
+    let missing = kernel::hostproc::missing(docker);
+    if !missing.is_empty() {
+        eprintln!("tracer: warning: missing: {}", missing.join("; "));
+    }
     let info = kernel::kernel_info(&opts.btf_path)?;
     for w in &info.warnings {
         eprintln!("tracer: warning: {w}");
@@ -217,6 +241,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         ),
         None => None,
     };
+    // Bound before anything is attached: an address in use is an error now.
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let (observer, registry) = crate::metrics::new(crate::metrics::MAX_CONTAINERS);
+            let (local, _task) = crate::metrics::serve(addr, registry)
+                .await
+                .with_context(|| format!("--metrics: cannot listen on {addr}"))?;
+            eprintln!("tracer: metrics at http://{local}/metrics");
+            Some(observer)
+        }
+        None => None,
+    };
     let mut live = Live {
         pipeline: Pipeline::new(
             Tables {
@@ -231,26 +267,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
             opts.filter.clone(),
             opts.detect.clone(),
         ),
-        out: Lines::new(
-            vec![Box::new(
-                Queued::new(
-                    "stdout",
-                    sink::STDOUT_THREAD,
-                    std::io::stdout(),
-                    sink::QUEUE_BYTES,
-                )
-                .context("starting the stdout writer thread")?
-                // `tracer run | head -3` ends when head does, even on a
-                // quiet host.
-                .watch_reader(libc::STDOUT_FILENO),
-            )],
-            sink::BATCH_BYTES,
-        )
-        .with_host_name(opts.host_name.as_deref())
-        .with_text(opts.text.map(TextView::new)),
+        out: Lines::new(open_outputs(&opts.outputs)?, sink::BATCH_BYTES)
+            .with_host_name(opts.host_name.as_deref())
+            .with_text(opts.text.map(TextView::new)),
         batch: Vec::new(),
         capture,
         congested_since: None,
+        metrics,
     };
     let sink_stopped = live.out.stop_notice();
 
@@ -302,12 +325,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         groups: opts.groups.clone(),
         ring_bytes: opts.ring_bytes,
         drop_filter: drop_filter.clone(),
+        budgets: opts.budgets,
     };
     let probes::Loaded {
         ebpf,
         events,
         lost,
         filtered,
+        budget,
         status,
     } = probes::load(&info.btf, &load_opts)?;
     let now = clock::boot_now_ns();
@@ -407,6 +432,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         reasons: drop_filter,
         prev_lost: [0u64; kind::MAX as usize],
         prev_filtered: Default::default(),
+        budget,
+        prev_held_back: Default::default(),
     };
     let mut last_hint = 0u32;
     let mut drain_tick = tokio::time::interval(probes::DRAIN_INTERVAL);
@@ -572,6 +599,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
     })
 }
 
+/// The `--output` sinks (stdout when none is given), each queued.
+fn open_outputs(outputs: &[sink::Output]) -> anyhow::Result<Vec<Box<dyn sink::Sink>>> {
+    let stdout = [sink::Output {
+        target: sink::Target::Stdout,
+        queue_bytes: sink::QUEUE_BYTES,
+    }];
+    let outputs = if outputs.is_empty() {
+        &stdout[..]
+    } else {
+        outputs
+    };
+    outputs
+        .iter()
+        .map(|o| {
+            o.open()
+                .map(|s| s as Box<dyn sink::Sink>)
+                .with_context(|| format!("cannot open output {}", o.name()))
+        })
+        .collect()
+}
+
 /// Why [`drain`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Drained {
@@ -619,6 +667,8 @@ struct LossCounters {
     reasons: BTreeSet<u32>,
     prev_lost: [u64; kind::MAX as usize],
     prev_filtered: std::collections::BTreeMap<u32, u64>,
+    budget: aya::maps::PerCpuHashMap<aya::maps::MapData, u64, tracer_ebpf::BudgetState>,
+    prev_held_back: std::collections::BTreeMap<(u32, u32), u64>,
 }
 
 impl LossCounters {
@@ -641,14 +691,21 @@ impl LossCounters {
             .collect();
         self.prev_lost = now_lost;
         self.prev_filtered = filt_now.into_iter().collect();
-        (always || !delta.is_empty() || !filt_delta.is_empty() || !sinks.is_empty()).then(|| {
-            Input::Loss {
-                boot_ns: clock::boot_now_ns(),
-                lost: delta,
-                filtered: filt_delta,
-                lost_total: now_lost.iter().sum(),
-                sinks,
-            }
+        let held_now = probes::read_held_back(&self.budget);
+        let held_back = probes::held_back_delta(&self.prev_held_back, &held_now);
+        self.prev_held_back = held_now;
+        (always
+            || !delta.is_empty()
+            || !filt_delta.is_empty()
+            || !sinks.is_empty()
+            || !held_back.is_empty())
+        .then(|| Input::Loss {
+            boot_ns: clock::boot_now_ns(),
+            lost: delta,
+            filtered: filt_delta,
+            lost_total: now_lost.iter().sum(),
+            sinks,
+            held_back,
         })
     }
 }

@@ -36,7 +36,7 @@ enum Command {
     ///
     /// Needs root (or CAP_BPF + CAP_PERFMON, plus CAP_NET_ADMIN + CAP_SYS_ADMIN
     /// to read other network namespaces).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print, for each probe, whether it can attach on this kernel and why not.
     /// Exits 0 when at least one probe works.
     Check(CheckArgs),
@@ -48,6 +48,13 @@ enum Command {
     /// capture cut short (host died, disk full, kill -9) replays every
     /// complete record, then warns with the byte offset where it stopped.
     Replay(ReplayArgs),
+    /// Write an HTML report of one or several captures: the outage on one
+    /// time axis (FDB ports per MAC, ARP replies, retransmits and resets
+    /// per flow, drops per reason and location, alerts, incidents as bands
+    /// with their explanation and hint, loss accounting). One self-contained
+    /// file: opens offline in any browser. Replays like `tracer replay`
+    /// (same alerts); several captures are merged as several hosts.
+    Report(ReportArgs),
     /// Write a synthetic capture (benchmarks): N kernel records of every kind
     /// between containers on an overlay, with their identity.
     #[command(hide = true)]
@@ -74,9 +81,29 @@ struct SynthArgs {
 }
 
 #[derive(Args, Debug)]
+struct ReportArgs {
+    /// Capture files (the first part of each; one per host).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+
+    /// HTML file to write (must not exist).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+
+    #[command(flatten)]
+    filters: FilterArgs,
+
+    #[command(flatten)]
+    detect: DetectArgs,
+}
+
+#[derive(Args, Debug)]
 struct ReplayArgs {
-    /// Capture file (the first part).
-    file: PathBuf,
+    /// Capture file (the first part). Several files (one capture per host)
+    /// are merged in wall-clock order, each event naming its host
+    /// (`host.name`), with one set of detectors over them all.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 
     /// Pace the replay: 1 = real time, 10 = ten times faster, 0.5 = half
     /// speed (0.001 to 1000000). Default (0): as fast as possible.
@@ -221,6 +248,17 @@ struct RunArgs {
     #[arg(long, default_value = "8M", value_parser = parse_ring_size)]
     ring_buffer_size: u32,
 
+    /// Per-kind budget in the kernel, PROBE=N: records of that probe each
+    /// network namespace may send per second on each CPU (0: no budget).
+    /// The rest are held back, counted per probe and namespace, and
+    /// reported in `loss_report` lines (tracer.held_back_by_probe), so a
+    /// MAC or ARP flood in one namespace cannot push other namespaces' FDB
+    /// moves out of the ring. Budgeted probes: br_fdb_update,
+    /// netif_receive_skb (ARP replies); default 1000 each. Rare kinds (FDB
+    /// deletes, neighbour updates, TCP resets and retransmits) have none.
+    #[arg(long = "budget", value_name = "PROBE=N", value_delimiter = ',', value_parser = probes::parse_budget)]
+    budgets: Vec<(u32, u32)>,
+
     #[command(flatten)]
     filters: FilterArgs,
 
@@ -236,6 +274,27 @@ struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "record")]
     record_rotate: Option<u64>,
 
+    /// Where NDJSON lines go (repeatable; default stdout): `stdout`,
+    /// `file:PATH[?rotate=SIZE&keep=N]` (created 0640, appended, rotated by
+    /// size to PATH.1..PATH.N, reopened on SIGHUP for logrotate),
+    /// `tcp://HOST:PORT` or `unix:PATH` (NDJSON over a stream socket, as
+    /// Vector's socket source or Fluent Bit's tcp input read it; reconnected
+    /// with backoff). Each has its own bounded queue (`?queue=SIZE`, default
+    /// 16M): a slow or absent reader costs its own lines (counted per output
+    /// in loss_report's tracer.sink_dropped), never the others'.
+    #[arg(long = "output", short = 'o', value_name = "TARGET")]
+    outputs: Vec<tracer::sink::Output>,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default;
+    /// a bare PORT listens on 127.0.0.1 only, e.g. `--metrics 9464`; give
+    /// `0.0.0.0:9464` to let a Prometheus on another host scrape it): events
+    /// per action, drops per reason/container/netns, alerts and open
+    /// incidents per type, ring-buffer loss per probe, output loss per
+    /// output, enrichment and probe status. At most 200 containers (and 200
+    /// namespaces) get their own label value; more fold into `other`.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = tracer::metrics::parse_addr)]
+    metrics: Option<std::net::SocketAddr>,
+
     /// Do not name containers (no Docker API, no /proc scan): namespace-level identity only.
     #[arg(long)]
     no_identity: bool,
@@ -247,6 +306,18 @@ struct RunArgs {
     /// Docker Engine API socket.
     #[arg(long, default_value = "/var/run/docker.sock", value_name = "PATH")]
     docker_socket: PathBuf,
+
+    /// Where the host's /proc is mounted, when tracer runs in a container
+    /// without the host's PID namespace (a Docker Swarm service, e.g. with
+    /// `-v /proc:/host/proc:ro` and `--host-proc /host/proc`): identity reads
+    /// other processes' namespaces and cgroups there.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "TRACER_HOST_PROC",
+        default_value = "/proc"
+    )]
+    host_proc: PathBuf,
 
     /// How often loss counters are read; a loss_report line is printed whenever
     /// something was lost, and always once at exit.
@@ -437,9 +508,10 @@ fn main() -> ExitCode {
     };
     let res = rt.block_on(async {
         match cli.command {
-            Command::Run(a) => run(a).await,
+            Command::Run(a) => run(*a).await,
             Command::Check(a) => check(a),
             Command::Replay(a) => replay(a),
+            Command::Report(a) => report(a),
             Command::SynthCapture(a) => synth(a),
         }
     });
@@ -466,11 +538,19 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.record {
         tracer::capture::check_free(p)?;
     }
+    tracer::kernel::hostproc::set(a.host_proc.clone());
     let opts = live::RunOptions {
         duration: a.duration,
         groups: a.probes,
         ignore_drop_reasons: a.ignore_drop_reasons,
         ring_bytes: a.ring_buffer_size,
+        budgets: {
+            let mut b = probes::default_budgets();
+            for (k, n) in a.budgets {
+                b[k as usize] = n;
+            }
+            b
+        },
         filter: a.filters.filter(),
         loss_interval: a.loss_interval.max(Duration::from_millis(10)),
         seed_fdb: !a.no_fdb_seed,
@@ -486,6 +566,8 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         args: std::env::args().collect(),
         host_name: a.host_name.or_else(tracer::capture::host_name),
         text: a.output.text(),
+        outputs: a.outputs,
+        metrics: a.metrics,
     };
     Ok(match live::run(opts).await? {
         live::Exit::Clean => ExitCode::SUCCESS,
@@ -515,14 +597,14 @@ const MAX_SPEED: f64 = 1_000_000.0;
 
 fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let opts = tracer::replay::ReplayOptions {
-        path: a.file,
+        path: a.files[0].clone(),
         speed: a.speed,
         filter: a.filters.filter(),
         detect: a.detect.config(),
         text: a.output.text(),
     };
     let stdout = std::io::stdout().lock();
-    match tracer::replay::replay(&opts, stdout) {
+    match tracer::replay::replay_paths(&a.files, &opts, stdout) {
         Ok(summary) => {
             if let Some(w) = &summary.warning {
                 eprintln!("tracer: warning: {w}");
@@ -538,6 +620,39 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e),
     }
+}
+
+fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let start = std::time::Instant::now();
+    let opts = tracer::replay::ReplayOptions {
+        path: a.files[0].clone(),
+        speed: 0.0,
+        filter: a.filters.filter(),
+        detect: a.detect.config(),
+        text: None,
+    };
+    let (r, summary) = tracer::report::build(&a.files, &opts)?;
+    let sources: Vec<String> = a.files.iter().map(|p| p.display().to_string()).collect();
+    let html = r.html("tracer report", &sources);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&a.output)
+        .with_context(|| format!("cannot create {}", a.output.display()))?;
+    f.write_all(html.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    if let Some(w) = &summary.warning {
+        eprintln!("tracer: warning: {w}");
+    }
+    eprintln!(
+        "wrote {} ({} bytes) from {} inputs in {:.1}s",
+        a.output.display(),
+        html.len(),
+        summary.inputs,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {

@@ -34,6 +34,11 @@ pub enum Input {
         /// captures that have none (and from those of older tracers).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sinks: Vec<(String, u64)>,
+        /// Records the kernel's per-kind budgets held back since the
+        /// previous report, as (kind, netns inode, count); only non-zero.
+        /// Absent from captures that have none (and from older tracers').
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        held_back: Vec<(u32, u32, u64)>,
     },
     /// The outcome of attaching one probe.
     ProbeStatus {
@@ -294,7 +299,8 @@ impl Pipeline {
                 filtered,
                 lost_total,
                 sinks,
-            } => out.push(self.loss(*boot_ns, lost, filtered, *lost_total, sinks)),
+                held_back,
+            } => out.push(self.loss(*boot_ns, lost, filtered, *lost_total, sinks, held_back)),
             Input::ProbeStatus {
                 boot_ns,
                 name,
@@ -396,6 +402,7 @@ impl Pipeline {
         filtered: &[(u32, u64)],
         lost_total: u64,
         sinks: &[(String, u64)],
+        held_back: &[(u32, u32, u64)],
     ) -> EcsEvent {
         let mut e = EcsEvent::new(self.tables.wall(boot_ns), Kind::Metric, Action::LossReport);
         // Saturating: a capture's loss counts are whatever it says.
@@ -431,11 +438,37 @@ impl Pipeline {
         if !sink_dropped.is_empty() {
             e.tracer.sink_dropped = Some(Box::new(sink_dropped));
         }
-        e.message = Some(if n == 0 {
+        let held: u64 = held_back
+            .iter()
+            .fold(0u64, |acc, (_, _, n)| acc.saturating_add(*n));
+        if held > 0 {
+            let mut by: Map<String, Value> = Map::new();
+            for &(k, netns, n) in held_back {
+                let probe = by
+                    .entry(decode::kind_name(k).to_string())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(m) = probe {
+                    let prev = m
+                        .get(&netns.to_string())
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0);
+                    m.insert(netns.to_string(), Value::from(prev.saturating_add(n)));
+                }
+            }
+            e.tracer.held_back = Some(held);
+            e.tracer.held_back_by_probe = Some(Box::new(by));
+        }
+        let mut msg = if n == 0 {
             "no kernel records lost".to_string()
         } else {
             format!("{n} kernel records lost: ring buffer full (raise --ring-buffer-size or narrow --probes)")
-        });
+        };
+        if held > 0 {
+            msg.push_str(&format!(
+                "; {held} records held back by per-namespace budgets (a flood; see tracer.held_back_by_probe, raise with --budget)"
+            ));
+        }
+        e.message = Some(msg);
         e
     }
 }
@@ -575,10 +608,12 @@ mod tests {
                 filtered: vec![],
                 lost_total: u64::MAX,
                 sinks: vec![],
+                held_back: vec![(kind::FDB_UPDATE, 1, u64::MAX), (kind::FDB_UPDATE, 1, 5)],
             },
             &mut out,
         );
         assert_eq!(out[0].tracer.lost, Some(u64::MAX));
+        assert_eq!(out[0].tracer.held_back, Some(u64::MAX));
     }
 
     #[test]
@@ -607,6 +642,7 @@ mod tests {
                 filtered: vec![(2, 10)],
                 lost_total: 4,
                 sinks: Vec::new(),
+                held_back: Vec::new(),
             },
             &mut out,
         );
@@ -629,6 +665,7 @@ mod tests {
             filtered: vec![],
             lost_total: 0,
             sinks,
+            held_back: Vec::new(),
         };
         p.process(&loss(vec![("stdout".into(), 12)]), &mut out);
         p.process(&loss(vec![]), &mut out);
@@ -704,6 +741,56 @@ mod tests {
             f(&["nope", "db"], &[]).in_containers(&moved),
             "repeatable: either"
         );
+    }
+
+    /// Held-back records appear in the loss report per probe and namespace
+    /// (summed when a pair repeats), in the message, and nowhere when none.
+    #[test]
+    fn held_back_records_are_reported_per_probe_and_namespace() {
+        let mut p = pipeline();
+        let mut out = Vec::new();
+        let loss = |held_back: Vec<(u32, u32, u64)>| Input::Loss {
+            boot_ns: 1,
+            lost: vec![],
+            filtered: vec![],
+            lost_total: 0,
+            sinks: vec![],
+            held_back,
+        };
+        p.process(
+            &loss(vec![
+                (kind::FDB_UPDATE, 4026532001, 500),
+                (kind::ARP_REPLY, 4026532001, 20),
+                (kind::FDB_UPDATE, 4026532002, 1),
+                (kind::FDB_UPDATE, 4026532002, 2),
+            ]),
+            &mut out,
+        );
+        p.process(&loss(vec![]), &mut out);
+        let (with, without) = (
+            serde_json::to_value(&out[0]).unwrap(),
+            serde_json::to_value(&out[1]).unwrap(),
+        );
+        let t = &with["tracer"];
+        assert_eq!(t["held_back"], 523);
+        assert_eq!(t["held_back_by_probe"]["br_fdb_update"]["4026532001"], 500);
+        assert_eq!(t["held_back_by_probe"]["br_fdb_update"]["4026532002"], 3);
+        assert_eq!(
+            t["held_back_by_probe"]["netif_receive_skb"]["4026532001"],
+            20
+        );
+        assert!(with["message"]
+            .as_str()
+            .unwrap()
+            .contains("523 records held back"));
+        assert!(without["tracer"].get("held_back").is_none());
+        assert!(without["tracer"].get("held_back_by_probe").is_none());
+        // Old captures (no held_back) read back; new ones round-trip.
+        let old = r#"{"Loss":{"boot_ns":1,"lost":[],"filtered":[],"lost_total":0}}"#;
+        assert_eq!(serde_json::from_str::<Input>(old).unwrap(), loss(vec![]));
+        let held = loss(vec![(kind::FDB_UPDATE, 7, 9)]);
+        let new = serde_json::to_string(&held).unwrap();
+        assert_eq!(serde_json::from_str::<Input>(&new).unwrap(), held);
     }
 
     #[test]

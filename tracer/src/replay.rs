@@ -44,7 +44,7 @@ pub struct ReplaySummary {
 }
 
 /// Boot-clock time of an input (for pacing), when it has one.
-fn input_boot_ns(input: &Input) -> Option<u64> {
+pub(crate) fn input_boot_ns(input: &Input) -> Option<u64> {
     match input {
         Input::Kernel(b) => kernel_ts(b),
         Input::Loss { boot_ns, .. }
@@ -59,20 +59,25 @@ fn input_boot_ns(input: &Input) -> Option<u64> {
     }
 }
 
-fn kernel_ts(b: &[u8]) -> Option<u64> {
+pub(crate) fn kernel_ts(b: &[u8]) -> Option<u64> {
     crate::decode::record_ts(b)
 }
 
-struct Pacer {
+pub(crate) struct Pacer {
     speed: f64,
     start: Option<(u64, Instant)>,
 }
 
 impl Pacer {
-    /// Called once per record: the unpaced check inline, the pacing out
-    /// of line.
+    pub(crate) fn new(speed: f64) -> Self {
+        Self { speed, start: None }
+    }
+
+    /// Waits until `ts` (boot-clock or wall-clock ns: only differences
+    /// count) is due. Called once per record: the unpaced check inline,
+    /// the pacing out of line.
     #[inline]
-    fn wait(&mut self, ts: Option<u64>) {
+    pub(crate) fn wait(&mut self, ts: Option<u64>) {
         // 0, NaN, infinite or negative: as fast as possible.
         if !(self.speed > 0.0 && self.speed.is_finite()) {
             return;
@@ -103,13 +108,87 @@ pub fn replay<W: Write>(opts: &ReplayOptions, w: W) -> anyhow::Result<ReplaySumm
     replay_reader(reader, opts, w)
 }
 
+/// Replays the captures of one or several hosts into `w` (`opts.path` is
+/// not read): one capture as [`replay`]; several merged (see [`drive`]).
+pub fn replay_paths<W: Write>(
+    paths: &[PathBuf],
+    opts: &ReplayOptions,
+    w: W,
+) -> anyhow::Result<ReplaySummary> {
+    if let [one] = paths {
+        return replay_reader(CaptureReader::open(one)?, opts, w);
+    }
+    // Each line names its own host (`EcsEvent::host`).
+    write_lines(None, opts, w, |emit| drive(paths, opts, emit))
+}
+
 /// [`replay`] of an opened capture (`opts.path` is not read): the whole
 /// pipeline — capture reader, identity, detectors, serialiser — driven by
 /// the capture's bytes alone (what the `pipeline` fuzz target runs).
 pub fn replay_reader<W: Write>(
-    mut reader: CaptureReader,
+    reader: CaptureReader,
     opts: &ReplayOptions,
     w: W,
+) -> anyhow::Result<ReplaySummary> {
+    // `host.name` as the recording run printed it (none for captures of
+    // tracers that did not print one).
+    let host = reader.header().host_name.clone();
+    write_lines(host.as_deref(), opts, w, |emit| {
+        drive_reader(reader, opts, emit)
+    })
+}
+
+type Emit<'a> = dyn FnMut(&[EcsEvent]) -> anyhow::Result<()> + 'a;
+
+fn write_lines<W: Write>(
+    host: Option<&str>,
+    opts: &ReplayOptions,
+    w: W,
+    run: impl FnOnce(&mut Emit<'_>) -> anyhow::Result<ReplaySummary>,
+) -> anyhow::Result<ReplaySummary> {
+    // Lines go to a direct sink (nothing dropped, nothing waits in a
+    // queue) in large pieces; a paced replay writes each input's lines at
+    // once, so they appear when they are due.
+    let chunk = if opts.speed > 0.0 { 0 } else { 1 << 18 };
+    let mut lines = Lines::new(vec![Box::new(Direct::new("stdout", w))], chunk)
+        .with_host_name(host)
+        .with_text(opts.text.map(TextView::new));
+    // By reference: moving each large event out of the batch costs more
+    // than serialising it.
+    let res = run(&mut |batch| lines.push_all(batch).context("writing NDJSON"));
+    let n = lines.lines();
+    let stats = lines.finish();
+    let mut summary = res?;
+    summary.lines = n;
+    if let Some(e) = stats.into_iter().find_map(|s| s.error) {
+        return Err(e).context("writing NDJSON");
+    }
+    Ok(summary)
+}
+
+/// Replays captures through the [`Pipeline`], handing each input's lines
+/// to `emit` in order. One path: the capture as recorded. Several paths
+/// (one capture per host): their records merged in wall-clock order,
+/// each host decoded with its own tables, FDB and identity, every event
+/// naming its host (`host.name`, from the capture header), and one set
+/// of detectors over the merged stream, so one incident can join what
+/// several hosts saw.
+pub fn drive(
+    paths: &[PathBuf],
+    opts: &ReplayOptions,
+    emit: &mut Emit<'_>,
+) -> anyhow::Result<ReplaySummary> {
+    match paths {
+        [] => anyhow::bail!("no capture to replay"),
+        [one] => drive_reader(CaptureReader::open(one)?, opts, emit),
+        many => crate::merge::drive(many, opts, emit),
+    }
+}
+
+fn drive_reader(
+    mut reader: CaptureReader,
+    opts: &ReplayOptions,
+    emit: &mut Emit<'_>,
 ) -> anyhow::Result<ReplaySummary> {
     let header = reader.header().clone();
     let mut pipeline = Pipeline::new(
@@ -123,23 +202,10 @@ pub fn replay_reader<W: Write>(
         opts.detect.clone(),
     );
     let mut batch: Vec<EcsEvent> = Vec::new();
-    let mut pacer = Pacer {
-        speed: opts.speed,
-        start: None,
-    };
+    let mut pacer = Pacer::new(opts.speed);
     let mut summary = ReplaySummary::default();
     let mut last_boot_ns = 0u64;
     let mut finished = false;
-
-    // Lines go to a direct sink (nothing dropped, nothing waits in a
-    // queue) in large pieces; a paced replay writes each input's lines at
-    // once, so they appear when they are due.
-    let chunk = if opts.speed > 0.0 { 0 } else { 1 << 18 };
-    // `host.name` as the recording run printed it (none for captures of
-    // tracers that did not print one).
-    let mut lines = Lines::new(vec![Box::new(Direct::new("stdout", w))], chunk)
-        .with_host_name(header.host_name.as_deref())
-        .with_text(opts.text.map(TextView::new));
 
     let res: anyhow::Result<()> = (|| {
         loop {
@@ -169,11 +235,9 @@ pub fn replay_reader<W: Write>(
                 // Later parts restate header and tables: nothing new for us.
                 Some(RecordRef::Other(_)) => {}
             }
-            // By reference: moving each large event out of the batch
-            // costs more than serialising it.
             // Most records make no line (or one): nothing to hand on then.
             if !batch.is_empty() {
-                lines.push_all(&batch).context("writing NDJSON")?;
+                emit(&batch)?;
                 batch.clear();
             }
         }
@@ -191,13 +255,7 @@ pub fn replay_reader<W: Write>(
         );
     }
     // What was printed before an error is still written.
-    let written = lines.push_all(&batch);
-    summary.lines = lines.lines();
-    let stats = lines.finish();
-    written.context("writing NDJSON")?;
-    if let Some(e) = stats.into_iter().find_map(|s| s.error) {
-        return Err(e).context("writing NDJSON");
-    }
+    emit(&batch)?;
     res?;
     summary.warning = reader.warning().map(str::to_string);
     summary.skipped_unknown = reader.skipped_unknown();

@@ -56,6 +56,11 @@ impl Set {
             req("procps", Some("ps")),
             // Firewall rules of the overlay underlay and MTU blackhole tests.
             req("nftables", Some("nft")),
+            // The metrics test scrapes tracer with a real Prometheus server
+            // (run as a plain process by the test, not as a service).
+            req("prometheus", Some("prometheus")),
+            // `tracer report` is rendered headless by tests/tests/report.rs.
+            req("chromium", Some("chromium")),
         ];
         const BENCH: &[Pkg] = &[
             req("iperf3", Some("iperf3")),

@@ -5,7 +5,9 @@ use aya_ebpf::{
 };
 use tracer_ebpf::{kind, ArpEvent, NeighEvent};
 
-use super::common::{fill_dev, rd, reserve, AF_INET, AF_INET6, ETH_P_ARP};
+use super::common::{
+    dev_netns, fill_dev, fill_dev_in, rd, reserve, within_budget, AF_INET, AF_INET6, ETH_P_ARP,
+};
 
 /// `netif_receive_skb(struct sk_buff *skb)`: every received frame; anything
 /// that is not ARP leaves after one 2-byte read.
@@ -28,6 +30,13 @@ pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
         if a[4] != 6 || a[5] != 4 || a[2] != 0x08 || a[3] != 0x00 || a[6] != 0 || a[7] != 2 {
             return 0;
         }
+        // ARP replies can be flooded (CAP_NET_RAW): each namespace has its
+        // own budget, so one flood cannot fill the ring for the others.
+        let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or_default();
+        let netns = dev_netns(dev);
+        if !within_budget(kind::ARP_REPLY, netns) {
+            return 0;
+        }
         let Some(mut e) = reserve::<ArpEvent>(kind::ARP_REPLY) else {
             return 0;
         };
@@ -38,8 +47,7 @@ pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
         (*p).sender_ip.copy_from_slice(&a[14..18]);
         (*p).target_mac.copy_from_slice(&a[18..24]);
         (*p).target_ip.copy_from_slice(&a[24..28]);
-        let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or(core::ptr::null());
-        fill_dev(&mut (*p).hdr, dev);
+        fill_dev_in(&mut (*p).hdr, dev, netns);
         e.submit(0);
     }
     0
@@ -57,7 +65,7 @@ pub fn neigh_update(ctx: RawTracePointContext) -> i32 {
     };
     let p = e.as_mut_ptr();
     unsafe {
-        let tbl = rd::<*const u8>(n, off!(neigh_tbl)).unwrap_or(core::ptr::null());
+        let tbl = rd::<*const u8>(n, off!(neigh_tbl)).unwrap_or_default();
         let family = if tbl.is_null() {
             0
         } else {
@@ -82,7 +90,7 @@ pub fn neigh_update(ctx: RawTracePointContext) -> i32 {
             (*p).has_new_lladdr = 1;
             let _ = bpf_probe_read_kernel_buf(lladdr, &mut (&mut (*p).new_lladdr)[..6]);
         }
-        let dev = rd::<*const u8>(n, off!(neigh_dev)).unwrap_or(core::ptr::null());
+        let dev = rd::<*const u8>(n, off!(neigh_dev)).unwrap_or_default();
         fill_dev(&mut (*p).hdr, dev);
     }
     e.submit(0);

@@ -5,7 +5,7 @@ use aya_ebpf::{
 };
 use tracer_ebpf::{kind, FdbEvent};
 
-use super::common::{dev_netns, rd, reserve};
+use super::common::{dev_netns, rd, reserve, within_budget};
 
 /// `br_fdb_update(struct net_bridge *br, struct net_bridge_port *source,
 ///                const unsigned char *addr, u16 vid, unsigned long flags)`
@@ -17,6 +17,13 @@ pub fn br_fdb_update(ctx: RawTracePointContext) -> i32 {
     let addr: *const u8 = ctx.arg(2);
     let vid: u64 = ctx.arg(3);
     let flags: u64 = ctx.arg(4);
+    // A random-source-MAC flood learns a new entry per frame: each
+    // namespace has its own budget, so the moves in other bridges survive.
+    let brdev = unsafe { bridge_dev(br) };
+    let netns = unsafe { dev_netns(brdev) };
+    if !within_budget(kind::FDB_UPDATE, netns) {
+        return 0;
+    }
     let Some(mut e) = reserve::<FdbEvent>(kind::FDB_UPDATE) else {
         return 0;
     };
@@ -25,21 +32,25 @@ pub fn br_fdb_update(ctx: RawTracePointContext) -> i32 {
         let _ = bpf_probe_read_kernel_buf(addr, &mut (*p).mac);
         (*p).vid = vid as u16;
         (*p).flags = flags;
-        fill_bridge(p, br, port);
+        fill_bridge(p, brdev, netns, port);
     }
     e.submit(0);
     0
 }
 
+/// `br->dev`, null when unreadable.
 #[inline(always)]
-unsafe fn fill_bridge(p: *mut FdbEvent, br: *const u8, port: *const u8) {
-    if let Ok(brdev) = rd::<*const u8>(br, off!(br_dev)) {
-        if !brdev.is_null() {
-            (*p).br_ifindex = rd::<i32>(brdev, off!(dev_ifindex)).unwrap_or(0) as u32;
-            let _ =
-                bpf_probe_read_kernel_buf(brdev.wrapping_add(off!(dev_name)), &mut (*p).br_name);
-            (*p).hdr.netns = dev_netns(brdev);
-        }
+unsafe fn bridge_dev(br: *const u8) -> *const u8 {
+    rd::<*const u8>(br, off!(br_dev)).unwrap_or_default()
+}
+
+/// Bridge and port fields; `netns` is the bridge device's namespace.
+#[inline(always)]
+unsafe fn fill_bridge(p: *mut FdbEvent, brdev: *const u8, netns: u32, port: *const u8) {
+    if !brdev.is_null() {
+        (*p).br_ifindex = rd::<i32>(brdev, off!(dev_ifindex)).unwrap_or(0) as u32;
+        let _ = bpf_probe_read_kernel_buf(brdev.wrapping_add(off!(dev_name)), &mut (*p).br_name);
+        (*p).hdr.netns = netns;
     }
     if !port.is_null() {
         if let Ok(pdev) = rd::<*const u8>(port, off!(port_dev)) {
@@ -68,8 +79,9 @@ pub fn fdb_delete(ctx: RawTracePointContext) -> i32 {
         let _ = bpf_probe_read_kernel_buf(f.wrapping_add(off!(fdb_addr)), &mut (*p).mac);
         (*p).vid = rd::<u16>(f, off!(fdb_vlan_id)).unwrap_or(0);
         (*p).flags = rd::<u64>(f, off!(fdb_flags)).unwrap_or(0);
-        let port = rd::<*const u8>(f, off!(fdb_dst)).unwrap_or(core::ptr::null());
-        fill_bridge(p, br, port);
+        let port = rd::<*const u8>(f, off!(fdb_dst)).unwrap_or_default();
+        let brdev = bridge_dev(br);
+        fill_bridge(p, brdev, dev_netns(brdev), port);
     }
     e.submit(0);
     0

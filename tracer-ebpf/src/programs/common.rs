@@ -5,12 +5,15 @@
 use aya_ebpf::{
     helpers::{
         bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
-        generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
+        generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_ktime_get_ns},
     },
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use tracer_ebpf::{kind, EventHeader, KernelConfig, DEFAULT_RING_BYTES};
+use tracer_ebpf::{
+    budget_key, kind, BudgetState, EventHeader, KernelConfig, Span, BUDGET_ENTRIES,
+    DEFAULT_RING_BYTES, IFNAMSIZ, SPAN_MAX,
+};
 
 /// Offsets from BTF, written by user space before load (.rodata).
 #[no_mangle]
@@ -22,6 +25,61 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 
 /// Failed ring-buffer reserves, per CPU, indexed by event kind.
 #[map]
 pub(crate) static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::MAX, 0);
+
+/// Per-kind, per-namespace budgets (see `KernelConfig::budgets`): the
+/// current one-second window and the records held back, per CPU.
+#[map]
+pub(crate) static BUDGET: PerCpuHashMap<u64, BudgetState> =
+    PerCpuHashMap::with_max_entries(BUDGET_ENTRIES, 0);
+
+const WINDOW_NS: u64 = 1_000_000_000;
+
+/// Whether a record of kind `k` from namespace `netns` may be sent: true
+/// when its kind has no budget or the namespace's budget for this second on
+/// this CPU is not spent; otherwise counts it as held back and returns
+/// false. A flood of one kind in one namespace therefore spends only its
+/// own budget: other namespaces and other kinds keep theirs.
+#[inline(always)]
+pub(crate) fn within_budget(k: u32, netns: u32) -> bool {
+    if k >= kind::MAX {
+        return true;
+    }
+    // SAFETY: CONFIG is a plain global patched before load; volatile so the
+    // compiler does not fold the zero it holds at compile time.
+    let limit =
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.budgets[k as usize])) } as u64;
+    if limit == 0 {
+        return true;
+    }
+    let key = budget_key(k, netns);
+    let now = unsafe { bpf_ktime_get_ns() };
+    match BUDGET.get_ptr_mut(key) {
+        Some(s) => unsafe {
+            if now.wrapping_sub((*s).window_start_ns) >= WINDOW_NS {
+                (*s).window_start_ns = now;
+                (*s).sent = 0;
+            }
+            if (*s).sent < limit {
+                (*s).sent += 1;
+                true
+            } else {
+                (*s).held_back += 1;
+                false
+            }
+        },
+        None => {
+            // A full map (more pairs than BUDGET_ENTRIES) leaves the pair
+            // unbudgeted: sent, so still exactly accounted.
+            let init = BudgetState {
+                window_start_ns: now,
+                sent: 1,
+                held_back: 0,
+            };
+            let _ = BUDGET.insert(key, init, 0);
+            true
+        }
+    }
+}
 
 pub(crate) const ETH_P_IP: u16 = 0x0800;
 pub(crate) const ETH_P_IPV6: u16 = 0x86DD;
@@ -86,9 +144,18 @@ pub(crate) unsafe fn fill_dev(h: *mut EventHeader, dev: *const u8) {
     if dev.is_null() {
         return;
     }
+    fill_dev_in(h, dev, dev_netns(dev));
+}
+
+/// [`fill_dev`] when the device's namespace is already known.
+#[inline(always)]
+pub(crate) unsafe fn fill_dev_in(h: *mut EventHeader, dev: *const u8, netns: u32) {
+    if dev.is_null() {
+        return;
+    }
     (*h).ifindex = rd::<i32>(dev, off!(dev_ifindex)).unwrap_or(0) as u32;
     let _ = bpf_probe_read_kernel_buf(dev.wrapping_add(off!(dev_name)), &mut (*h).ifname);
-    (*h).netns = dev_netns(dev);
+    (*h).netns = netns;
 }
 
 /// `sk->__sk_common.skc_net.net->ns.inum`.
@@ -134,7 +201,12 @@ pub(crate) unsafe fn skb_tuple(skb: *const u8, t: &mut Tuple) {
     if nh == HEADER_UNSET {
         return;
     }
-    let ip = head.wrapping_add(nh as usize);
+    ip_tuple_by_field(head.wrapping_add(nh as usize), t);
+}
+
+/// [`ip_tuple`] one header field group at a time.
+#[inline(always)]
+unsafe fn ip_tuple_by_field(ip: *const u8, t: &mut Tuple) {
     let l4: *const u8;
     if t.eth_proto == ETH_P_IP {
         let Ok(b) = rd::<[u8; 20]>(ip, 0) else { return };
@@ -167,6 +239,145 @@ pub(crate) unsafe fn skb_tuple(skb: *const u8, t: &mut Tuple) {
         if let Ok(p) = rd::<[u8; 4]>(l4, 0) {
             t.sport = u16::from_be_bytes([p[0], p[1]]);
             t.dport = u16::from_be_bytes([p[2], p[3]]);
+        }
+    }
+}
+
+/// Per-CPU scratch for span reads: the first half holds an `sk_buff` span,
+/// the second a `net_device` span.
+#[map]
+pub(crate) static SCRATCH: PerCpuArray<[u8; 2 * SPAN_MAX as usize]> =
+    PerCpuArray::with_max_entries(1, 0);
+
+/// Reads a span of `len` (1..=SPAN_MAX) bytes at `src` into `dst`.
+#[inline(always)]
+unsafe fn read_span(dst: *mut u8, src: *const u8, len: u32) -> bool {
+    if len == 0 || len > SPAN_MAX {
+        return false;
+    }
+    aya_ebpf::helpers::generated::bpf_probe_read_kernel(dst.cast(), len, src.cast()) == 0
+}
+
+/// The field at struct offset `off` out of a span read from offset `base`.
+#[inline(always)]
+unsafe fn at<T>(buf: *const u8, base: usize, off: usize) -> Option<T> {
+    let idx = off.wrapping_sub(base);
+    if idx > SPAN_MAX as usize - core::mem::size_of::<T>() {
+        return None;
+    }
+    Some(core::ptr::read_unaligned(buf.add(idx) as *const T))
+}
+
+/// What the drop program fills from an skb.
+pub(crate) struct SkbFacts {
+    pub(crate) tuple: Tuple,
+    pub(crate) ifindex: u32,
+    pub(crate) ifname: [u8; IFNAMSIZ],
+    pub(crate) netns: u32,
+}
+
+/// [`skb_tuple`] plus the receiving device and namespace, in four reads:
+/// the `sk_buff` span, the packet headers, the `net_device` span and the
+/// namespace inode (user space computed the spans from BTF). None when
+/// the spans are not set or the skb span cannot be read: the caller then
+/// reads field by field.
+#[inline(always)]
+pub(crate) unsafe fn skb_facts(skb: *const u8) -> Option<SkbFacts> {
+    let ss: Span = core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.skb_span));
+    let ds: Span = core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.dev_span));
+    if ss.len == 0 || ds.len == 0 {
+        return None;
+    }
+    let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
+    if !read_span(buf, skb.wrapping_add(ss.base as usize), ss.len) {
+        return None;
+    }
+    let sb = ss.base as usize;
+    let mut f = SkbFacts {
+        tuple: Tuple::EMPTY,
+        ifindex: 0,
+        ifname: [0; IFNAMSIZ],
+        netns: 0,
+    };
+    f.tuple.eth_proto = u16::from_be(at::<u16>(buf, sb, off!(skb_protocol))?);
+    let head: *const u8 = at(buf, sb, off!(skb_head))?;
+    let nh: u16 = at(buf, sb, off!(skb_network_header))?;
+    if !head.is_null() && nh != HEADER_UNSET {
+        ip_tuple(head.wrapping_add(nh as usize), &mut f.tuple);
+    }
+    let dev: *const u8 = at(buf, sb, off!(skb_dev))?;
+    let sk: *const u8 = at(buf, sb, off!(skb_sk))?;
+    if !dev.is_null() {
+        let d = buf.wrapping_add(SPAN_MAX as usize);
+        let db = ds.base as usize;
+        if read_span(d, dev.wrapping_add(db), ds.len) {
+            f.ifindex = at::<i32>(d, db, off!(dev_ifindex)).unwrap_or(0) as u32;
+            f.ifname = at::<[u8; IFNAMSIZ]>(d, db, off!(dev_name)).unwrap_or([0; IFNAMSIZ]);
+            if let Some(net) = at::<*const u8>(d, db, off!(dev_nd_net)) {
+                if !net.is_null() {
+                    f.netns = rd::<u32>(net, off!(net_ns_inum)).unwrap_or(0);
+                }
+            }
+        }
+    }
+    if f.netns == 0 && !sk.is_null() {
+        f.netns = sk_netns(sk);
+    }
+    Some(f)
+}
+
+/// Addresses and ports from the network header at `ip`, with one read of
+/// 64 bytes (an IPv4 header with options but ihl 5, or IPv6, plus the
+/// ports); field by field when that read fails (e.g. a short head).
+#[inline(always)]
+unsafe fn ip_tuple(ip: *const u8, t: &mut Tuple) {
+    let Ok(b) = rd::<[u8; 64]>(ip, 0) else {
+        ip_tuple_by_field(ip, t);
+        return;
+    };
+    let ports_at: usize;
+    if t.eth_proto == ETH_P_IP {
+        if b[0] >> 4 != 4 {
+            return;
+        }
+        t.version = 4;
+        t.l4proto = b[9];
+        t.saddr[..4].copy_from_slice(&b[12..16]);
+        t.daddr[..4].copy_from_slice(&b[16..20]);
+        if (u16::from_be_bytes([b[6], b[7]]) & 0x1FFF) != 0 {
+            return;
+        }
+        if b[0] & 0x0F != 5 {
+            // IP options: the ports are further on.
+            if t.l4proto == IPPROTO_TCP || t.l4proto == IPPROTO_UDP || t.l4proto == IPPROTO_SCTP {
+                let l4 = ip.wrapping_add(((b[0] & 0x0F) as usize) * 4);
+                if let Ok(p) = rd::<[u8; 4]>(l4, 0) {
+                    t.sport = u16::from_be_bytes([p[0], p[1]]);
+                    t.dport = u16::from_be_bytes([p[2], p[3]]);
+                }
+            }
+            return;
+        }
+        ports_at = 20;
+    } else if t.eth_proto == ETH_P_IPV6 {
+        if b[0] >> 4 != 6 {
+            return;
+        }
+        t.version = 6;
+        t.l4proto = b[6];
+        t.saddr.copy_from_slice(&b[8..24]);
+        t.daddr.copy_from_slice(&b[24..40]);
+        ports_at = 40;
+    } else {
+        return;
+    }
+    if t.l4proto == IPPROTO_TCP || t.l4proto == IPPROTO_UDP || t.l4proto == IPPROTO_SCTP {
+        if ports_at == 20 {
+            t.sport = u16::from_be_bytes([b[20], b[21]]);
+            t.dport = u16::from_be_bytes([b[22], b[23]]);
+        } else {
+            t.sport = u16::from_be_bytes([b[40], b[41]]);
+            t.dport = u16::from_be_bytes([b[42], b[43]]);
         }
     }
 }

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use tracer_ebpf::{kind, DropEvent, DROP_FILTER_SLOTS};
 
-use super::common::{fill_dev, rd, reserve, sk_netns, skb_tuple, Tuple, EVENTS};
+use super::common::{fill_dev, rd, reserve, sk_netns, skb_facts, skb_tuple, Tuple, EVENTS};
 
 /// Non-zero at index `reason`: do not send drops with that reason, count them.
 #[map]
@@ -41,6 +41,20 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
     unsafe {
         (*p).location = location;
         (*p).reason = reason;
+        if let Some(f) = skb_facts(skb) {
+            let t = &f.tuple;
+            (*p).saddr = t.saddr;
+            (*p).daddr = t.daddr;
+            (*p).sport = t.sport;
+            (*p).dport = t.dport;
+            (*p).l4proto = t.l4proto;
+            (*p).ip_version = t.version;
+            (*p).eth_proto = t.eth_proto;
+            (*p).hdr.ifindex = f.ifindex;
+            (*p).hdr.ifname = f.ifname;
+            (*p).hdr.netns = f.netns;
+            return submit_drop(e);
+        }
         let mut t = Tuple::EMPTY;
         skb_tuple(skb, &mut t);
         (*p).saddr = t.saddr;
@@ -50,15 +64,20 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
         (*p).l4proto = t.l4proto;
         (*p).ip_version = t.version;
         (*p).eth_proto = t.eth_proto;
-        let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or(core::ptr::null());
+        let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or_default();
         fill_dev(&mut (*p).hdr, dev);
         if (*p).hdr.netns == 0 {
-            let sk = rd::<*const u8>(skb, off!(skb_sk)).unwrap_or(core::ptr::null());
+            let sk = rd::<*const u8>(skb, off!(skb_sk)).unwrap_or_default();
             if !sk.is_null() {
                 (*p).hdr.netns = sk_netns(sk);
             }
         }
     }
+    submit_drop(e)
+}
+
+#[inline(always)]
+fn submit_drop(e: aya_ebpf::maps::ring_buf::RingBufEntry<DropEvent>) -> i32 {
     // Drops come in storms: batch them. Wake user space only once enough
     // is waiting (it also drains on a short timer), so a flood costs one
     // wake-up per batch instead of one per packet.

@@ -104,7 +104,7 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
                 (*p).family = if t.version == 6 { AF_INET6 } else { AF_INET };
             }
             if sk.is_null() {
-                let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or(core::ptr::null());
+                let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or_default();
                 fill_dev(&mut (*p).hdr, dev);
             }
         }

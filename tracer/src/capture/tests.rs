@@ -104,6 +104,7 @@ fn every_input() -> Vec<Input> {
             filtered: vec![(3, 10)],
             lost_total: 4,
             sinks: Vec::new(),
+            held_back: vec![(kind::FDB_UPDATE, 4026532000, 7)],
         },
         Input::Tick { boot_ns: 3_000 },
         Input::Identity(crate::identity::IdentityUpdate::NetnsRemove {
@@ -592,6 +593,7 @@ fn write_rotating(path: &Path, n: u64, rotate: u64) -> (Vec<Input>, CaptureStats
                 filtered: vec![(2, i)],
                 lost_total: 0,
                 sinks: Vec::new(),
+                held_back: Vec::new(),
             }
         } else {
             Input::Kernel(drop_record(i, UDP_RCV + i, 2))

@@ -642,6 +642,7 @@ mod tests {
                     filtered: vec![(2, 5)],
                     lost_total: 17,
                     sinks: Vec::new(),
+                    held_back: Vec::new(),
                 });
                 inputs.push(container(2));
             }

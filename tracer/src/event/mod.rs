@@ -502,6 +502,12 @@ pub struct TracerFields {
     /// (its queue was full), by sink name (only non-zero entries).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sink_dropped: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// Records the kernel's per-kind budgets held back (not sent) since the last report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<u64>,
+    /// `held_back` by probe, then by network namespace inode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_back_by_probe: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// Number of occurrences this line stands for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
@@ -546,6 +552,17 @@ pub struct EcsEvent {
     #[serde(skip_serializing_if = "Network::is_empty")]
     pub network: Network,
     pub tracer: TracerFields,
+    /// ECS `host.*` of this event, when a replay merges several hosts'
+    /// captures (otherwise the sink appends one `host.name` to every line).
+    /// Last, where the sink's field goes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<Host>,
+}
+
+/// ECS `host.*`: the host that saw the event (from its capture header).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Host {
+    pub name: std::sync::Arc<str>,
 }
 
 impl EcsEvent {
@@ -566,6 +583,7 @@ impl EcsEvent {
             source: Endpoint::default(),
             destination: Endpoint::default(),
             network: Network::default(),
+            host: None,
             tracer: TracerFields::default(),
         }
     }

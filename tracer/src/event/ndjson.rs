@@ -62,6 +62,7 @@ pub fn write_line(e: &EcsEvent, out: &mut Vec<u8>) -> serde_json::Result<()> {
         source,
         destination,
         network,
+        host,
         tracer,
     } = e;
     out.reserve(1024);
@@ -80,6 +81,11 @@ pub fn write_line(e: &EcsEvent, out: &mut Vec<u8>) -> serde_json::Result<()> {
     optional!(out, "network", Some(network).filter(|n| !n.is_empty()));
     out.extend_from_slice(b",\"tracer\":");
     write_tracer(out, tracer)?;
+    if let Some(h) = host {
+        out.extend_from_slice(b",\"host\":{\"name\":");
+        h.name.write_json(out);
+        out.push(b'}');
+    }
     out.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -395,6 +401,8 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
         lost_by_probe,
         filtered,
         sink_dropped,
+        held_back,
+        held_back_by_probe,
         count,
         cpu,
         schema_version,
@@ -424,6 +432,8 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
     optional!(out, "lost_by_probe", lost_by_probe, serde);
     optional!(out, "filtered", filtered, serde);
     optional!(out, "sink_dropped", sink_dropped, serde);
+    optional!(out, "held_back", held_back);
+    optional!(out, "held_back_by_probe", held_back_by_probe, serde);
     optional!(out, "count", count);
     optional!(out, "cpu", cpu);
     optional!(out, "schema_version", schema_version);
@@ -859,6 +869,8 @@ mod tests {
             lost_by_probe: Some(map(&[("skb_drop", 5), ("fdb\"x", u64::MAX)])),
             filtered: Some(map(&[])),
             sink_dropped: Some(map(&[("stdout", 7), ("tcp://h\"x", u64::MAX)])),
+            held_back: Some(u64::MAX),
+            held_back_by_probe: Some(map(&[("br_fdb_update", 9)])),
             count: Some(u64::MAX),
             cpu: Some(u32::MAX),
             schema_version: Some(crate::event::SCHEMA_VERSION),
@@ -1713,6 +1725,8 @@ mod tests {
                 lost_by_probe: self.opt(Self::map),
                 filtered: self.opt(Self::map),
                 sink_dropped: self.opt(Self::map),
+                held_back: self.opt(|r| r.int(u64::MAX)),
+                held_back_by_probe: self.opt(Self::map),
                 count: self.opt(|r| r.int(u64::MAX)),
                 cpu: self.opt(|r| r.int(u32::MAX as u64) as u32),
                 schema_version: self.opt(|r| r.int(u32::MAX as u64) as u32),

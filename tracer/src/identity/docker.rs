@@ -193,7 +193,7 @@ fn netns_of_pid(pid: i64) -> Option<u32> {
     if pid <= 0 {
         return None;
     }
-    let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    let link = std::fs::read_link(crate::kernel::hostproc::netns_of(pid)).ok()?;
     procfs::parse_ns_link(link.to_str()?)
 }
 

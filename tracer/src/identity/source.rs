@@ -61,7 +61,8 @@ impl IdentityHints {
 pub fn spawn(cfg: SourceConfig) -> (mpsc::Receiver<IdentityUpdate>, IdentityHints) {
     let (out, rx) = mpsc::channel(UPDATES_CAPACITY);
     let (hint_tx, hint_rx) = mpsc::channel(HINTS_CAPACITY);
-    tokio::spawn(run(cfg, out, hint_rx, PathBuf::from("/proc")));
+    let proc_root = crate::kernel::hostproc::root().to_path_buf();
+    tokio::spawn(run(cfg, out, hint_rx, proc_root));
     (rx, IdentityHints { tx: hint_tx })
 }
 

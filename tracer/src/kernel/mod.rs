@@ -4,6 +4,8 @@
 pub mod btf;
 /// Boot and wall clocks, and their offset.
 pub mod clock;
+/// The host's `/proc` (`--host-proc`).
+pub mod hostproc;
 /// `CONFIG_HZ`: the unit of the jiffies stamps in `tcp_sock`.
 pub mod hz;
 /// `/proc/kallsyms`: kernel addresses to `symbol+0xoff`.

@@ -73,7 +73,7 @@ pub fn list() -> Vec<NetnsInfo> {
             }
         }
     }
-    if let Ok(rd) = fs::read_dir("/proc") {
+    if let Ok(rd) = fs::read_dir(super::hostproc::root()) {
         for ent in rd.flatten() {
             let fname = ent.file_name();
             let Some(pid) = fname
@@ -82,7 +82,7 @@ pub fn list() -> Vec<NetnsInfo> {
             else {
                 continue;
             };
-            let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+            let path = super::hostproc::netns_of(pid);
             let Ok(ino) = inode_of(&path) else { continue };
             by_inode.entry(ino).or_insert_with(|| NetnsInfo {
                 inode: ino,

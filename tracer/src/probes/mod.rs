@@ -12,15 +12,18 @@ pub mod bridge;
 pub mod drop;
 pub mod tcp;
 
-use std::{collections::BTreeSet, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
 use aya::{
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::RawTracePoint,
     Ebpf, EbpfLoader,
 };
 use thiserror::Error;
-use tracer_ebpf::{kind, Field, DROP_FILTER_SLOTS, UNRESOLVED};
+use tracer_ebpf::{kind, BudgetState, Field, DROP_FILTER_SLOTS, UNRESOLVED};
 
 use crate::{
     decode::RecordKind,
@@ -144,7 +147,54 @@ pub struct Loaded {
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
     pub filtered: PerCpuArray<MapData, u64>,
+    /// Per-kind, per-namespace budgets and what they held back ([`read_held_back`]).
+    pub budget: PerCpuHashMap<MapData, u64, BudgetState>,
     pub status: Vec<ProbeStatus>,
+}
+
+/// The record kinds whose programs apply a budget (the kinds a container
+/// with CAP_NET_RAW can flood): `br_fdb_update` (random source MACs) and
+/// `netif_receive_skb` (ARP replies).
+pub const BUDGETED: &[u32] = &[kind::FDB_UPDATE, kind::ARP_REPLY];
+
+/// Default budget of each kind in [`BUDGETED`]: records per second, per
+/// network namespace, per CPU. A real FDB flap or ARP duplicate makes a
+/// few records per second; a flood makes hundreds of thousands.
+pub const DEFAULT_BUDGET: u32 = 1000;
+
+/// The default budgets, indexed by kind (0: no budget).
+pub fn default_budgets() -> [u32; kind::MAX as usize] {
+    let mut b = [0; kind::MAX as usize];
+    for &k in BUDGETED {
+        b[k as usize] = DEFAULT_BUDGET;
+    }
+    b
+}
+
+/// Parses one `--budget PROBE=N` value into (kind, records per second).
+pub fn parse_budget(s: &str) -> Result<(u32, u32), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected PROBE=N, e.g. br_fdb_update=1000"))?;
+    let k = BUDGETED
+        .iter()
+        .copied()
+        .find(|&k| crate::decode::kind_name(k) == name.trim())
+        .ok_or_else(|| {
+            let names: Vec<&str> = BUDGETED
+                .iter()
+                .map(|&k| crate::decode::kind_name(k))
+                .collect();
+            format!(
+                "{name:?} has no budget; budgeted probes: {}",
+                names.join(", ")
+            )
+        })?;
+    let n = n
+        .trim()
+        .parse::<u32>()
+        .map_err(|e| format!("{s:?}: {e} (records per second, 0 for no budget)"))?;
+    Ok((k, n))
 }
 
 /// Options that shape loading.
@@ -156,6 +206,8 @@ pub struct LoadOptions {
     pub ring_bytes: u32,
     /// Raw drop-reason values not to send (counted in the kernel instead).
     pub drop_filter: BTreeSet<u32>,
+    /// Records per second per namespace per CPU, indexed by kind (0: no budget).
+    pub budgets: [u32; kind::MAX as usize],
 }
 
 /// Why a probe cannot work on this kernel, before trying to load it.
@@ -237,6 +289,8 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     config.wakeup_bytes = opts.ring_bytes / 16;
     // The jiffies stamps the TCP probe turns into idle milliseconds.
     config.hz = crate::kernel::hz::kernel_hz().unwrap_or(0);
+    config.budgets = opts.budgets;
+    set_spans(&mut config);
 
     let mut ebpf = EbpfLoader::new()
         .override_global("CONFIG", &config, true)
@@ -324,11 +378,20 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
         name: "DROP_FILTERED",
         source,
     })?;
+    let budget = PerCpuHashMap::try_from(
+        ebpf.take_map("BUDGET")
+            .ok_or(LoadError::MissingMap("BUDGET"))?,
+    )
+    .map_err(|source| LoadError::Map {
+        name: "BUDGET",
+        source,
+    })?;
     Ok(Loaded {
         ebpf,
         events,
         lost,
         filtered,
+        budget,
         status,
     })
 }
@@ -342,6 +405,52 @@ pub fn read_lost(map: &PerCpuArray<MapData, u64>) -> [u64; kind::MAX as usize] {
         }
     }
     out
+}
+
+/// Sets the spans the drop program reads in one call each (sizes: pointers
+/// 8 bytes, `protocol`/`network_header` 2, `ifindex` 4, `name` IFNAMSIZ).
+pub fn set_spans(c: &mut tracer_ebpf::KernelConfig) {
+    use tracer_ebpf::{Span, IFNAMSIZ};
+    c.skb_span = Span::covering(&[
+        (c.skb_dev, 8),
+        (c.skb_sk, 8),
+        (c.skb_protocol, 2),
+        (c.skb_network_header, 2),
+        (c.skb_head, 8),
+        (c.skb_data, 8),
+    ]);
+    c.dev_span = Span::covering(&[
+        (c.dev_ifindex, 4),
+        (c.dev_nd_net, 8),
+        (c.dev_name, IFNAMSIZ as u32),
+    ]);
+}
+
+/// Records held back by the budgets since load, summed over CPUs, per
+/// (kind, netns inode); only pairs with some.
+pub fn read_held_back(map: &PerCpuHashMap<MapData, u64, BudgetState>) -> BTreeMap<(u32, u32), u64> {
+    let mut out = BTreeMap::new();
+    for item in map.iter() {
+        let Ok((key, per_cpu)) = item else { continue };
+        let n: u64 = per_cpu.iter().map(|s| s.held_back).sum();
+        if n > 0 {
+            out.insert(((key >> 32) as u32, key as u32), n);
+        }
+    }
+    out
+}
+
+/// Per (kind, netns) increase between two [`read_held_back`] snapshots.
+pub fn held_back_delta(
+    prev: &BTreeMap<(u32, u32), u64>,
+    now: &BTreeMap<(u32, u32), u64>,
+) -> Vec<(u32, u32, u64)> {
+    now.iter()
+        .filter_map(|(&(k, ns), &n)| {
+            let d = n.saturating_sub(prev.get(&(k, ns)).copied().unwrap_or(0));
+            (d > 0).then_some((k, ns, d))
+        })
+        .collect()
 }
 
 /// Sum over CPUs of the kernel-filtered drop counters for the given reasons.
@@ -392,6 +501,63 @@ mod tests {
         }
         assert_eq!(seen.len(), RecordKind::ALL.len());
         assert!(is_selectable("tcp") && is_selectable("kfree_skb") && !is_selectable("tpc"));
+    }
+
+    #[test]
+    fn budgets_parse_and_default() {
+        assert_eq!(
+            parse_budget("br_fdb_update=250"),
+            Ok((kind::FDB_UPDATE, 250))
+        );
+        assert_eq!(
+            parse_budget("netif_receive_skb=0"),
+            Ok((kind::ARP_REPLY, 0))
+        );
+        assert!(parse_budget("kfree_skb=10")
+            .unwrap_err()
+            .contains("br_fdb_update, netif_receive_skb"));
+        assert!(parse_budget("br_fdb_update").is_err());
+        assert!(parse_budget("br_fdb_update=-1").is_err());
+        let d = default_budgets();
+        assert_eq!(d[kind::FDB_UPDATE as usize], DEFAULT_BUDGET);
+        assert_eq!(d[kind::ARP_REPLY as usize], DEFAULT_BUDGET);
+        assert_eq!(d[kind::FDB_DELETE as usize], 0, "rare kinds have no budget");
+        assert_eq!(d.iter().filter(|&&b| b > 0).count(), BUDGETED.len());
+    }
+
+    #[test]
+    fn spans_cover_the_fields_or_are_none() {
+        use tracer_ebpf::{KernelConfig, Span, SPAN_MAX, UNRESOLVED};
+        let mut c = KernelConfig::unresolved();
+        set_spans(&mut c);
+        assert_eq!((c.skb_span, c.dev_span), (Span::NONE, Span::NONE));
+        // Linux 6.18's offsets.
+        (c.skb_dev, c.skb_sk, c.skb_protocol, c.skb_network_header) = (16, 24, 176, 180);
+        (c.skb_head, c.skb_data) = (192, 200);
+        (c.dev_ifindex, c.dev_nd_net, c.dev_name) = (224, 264, 280);
+        set_spans(&mut c);
+        assert_eq!(c.skb_span, Span { base: 16, len: 192 });
+        assert_eq!(c.dev_span, Span { base: 224, len: 72 });
+        // Too far apart, or one unresolved: field by field.
+        c.dev_name = 224 + SPAN_MAX;
+        c.skb_sk = UNRESOLVED;
+        set_spans(&mut c);
+        assert_eq!((c.skb_span, c.dev_span), (Span::NONE, Span::NONE));
+        assert_eq!(Span::covering(&[(13, 2)]), Span { base: 8, len: 7 });
+    }
+
+    #[test]
+    fn held_back_delta_is_per_kind_and_namespace() {
+        let prev = BTreeMap::from([((kind::FDB_UPDATE, 7), 10), ((kind::ARP_REPLY, 7), 3)]);
+        let now = BTreeMap::from([
+            ((kind::FDB_UPDATE, 7), 25),
+            ((kind::ARP_REPLY, 7), 3),
+            ((kind::FDB_UPDATE, 9), 4),
+        ]);
+        assert_eq!(
+            held_back_delta(&prev, &now),
+            vec![(kind::FDB_UPDATE, 7, 15), (kind::FDB_UPDATE, 9, 4)]
+        );
         let help = probes_help();
         for g in GROUPS {
             assert!(help.contains(g.name) && help.contains(g.gives), "{help}");

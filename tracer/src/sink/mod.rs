@@ -16,13 +16,18 @@
 //! pipe: quietly, exit 0; any other error: reported at once, exit 1).
 //!
 //! A new sink implements [`Sink`] (or is a [`Queued`] over its own
-//! [`std::io::Write`]), and the live run adds it to its [`Lines`]. A file
-//! sink that can be reopened (logrotate) says so with
-//! [`Sink::reopenable`]: SIGHUP then calls [`Sink::reopen`] instead of
-//! stopping the run.
+//! [`std::io::Write`]), gets a `--output` spelling in [`output`], and the
+//! live run adds it to its [`Lines`]. The live run's targets: stdout,
+//! `file:` ([`file::RotatingFile`] behind a [`Queued`]), `tcp://` and
+//! `unix:` ([`stream::Stream`]). A file sink that can be reopened
+//! (logrotate) says so with [`Sink::reopenable`]: SIGHUP then calls
+//! [`Sink::reopen`] instead of stopping the run.
 
 mod direct;
+pub mod file;
+pub mod output;
 mod queued;
+pub mod stream;
 pub mod text;
 
 use std::{
@@ -37,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use self::text::TextView;
 pub use self::{
     direct::Direct,
+    output::{Output, Target},
     queued::{Queued, QUEUE_BYTES},
 };
 use crate::event::{ndjson::HostField, EcsEvent};
@@ -391,7 +397,7 @@ pub fn problem(stats: &SinkStats) -> Option<String> {
     let mut parts = Vec::new();
     if stats.dropped > 0 {
         parts.push(format!(
-            "{}: {} lines dropped (its queue was full: the reader was too slow)",
+            "{}: {} lines dropped (not delivered: its queue was full, or its peer was away at exit)",
             stats.name, stats.dropped
         ));
     }

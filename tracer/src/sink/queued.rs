@@ -73,6 +73,8 @@ pub struct Queued {
     /// The writer's error was reported once already.
     reported: bool,
     thread: Option<JoinHandle<io::Result<()>>>,
+    /// SIGHUP reopens the destination with this (a file output: logrotate).
+    on_reopen: Option<fn()>,
 }
 
 impl Queued {
@@ -109,7 +111,15 @@ impl Queued {
             dropped: 0,
             reported: false,
             thread: Some(thread),
+            on_reopen: None,
         })
+    }
+
+    /// SIGHUP calls `reopen` (which makes the writer reopen its destination
+    /// before its next write) instead of stopping the run.
+    pub fn reopen_with(mut self, reopen: fn()) -> Self {
+        self.on_reopen = Some(reopen);
+        self
     }
 
     /// While idle, the writer looks every [`WATCH_INTERVAL`] whether the
@@ -141,6 +151,17 @@ impl Queued {
 impl Sink for Queued {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn reopenable(&self) -> bool {
+        self.on_reopen.is_some()
+    }
+
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        if let Some(f) = self.on_reopen {
+            f();
+        }
+        Ok(())
     }
 
     /// Queues the batch, or drops it (counted) when the queue is full.
