@@ -539,6 +539,19 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         tracer::capture::check_free(p)?;
     }
     tracer::kernel::hostproc::set(a.host_proc.clone());
+    // The text view is for a person at stdout; file and socket outputs feed
+    // log pipelines and always carry NDJSON.
+    let only_stdout = a
+        .outputs
+        .iter()
+        .all(|o| o.target == tracer::sink::Target::Stdout);
+    if !only_stdout && a.output.format == Some(Format::Text) {
+        anyhow::bail!(
+            "--format text is for stdout alone: file:, tcp:// and unix: outputs carry NDJSON \
+             (drop --format text, or send text to stdout without --output)"
+        );
+    }
+    let text = if only_stdout { a.output.text() } else { None };
     let opts = live::RunOptions {
         duration: a.duration,
         groups: a.probes,
@@ -565,7 +578,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }),
         args: std::env::args().collect(),
         host_name: a.host_name.or_else(tracer::capture::host_name),
-        text: a.output.text(),
+        text,
         outputs: a.outputs,
         metrics: a.metrics,
     };
@@ -728,6 +741,28 @@ mod tests {
         assert!(parse_ring_size("8X").is_err());
         assert!(parse_ring_size("").is_err());
         assert!(parse_ring_size("99999999999G").is_err());
+    }
+
+    /// `--format text` with a file or socket output is refused before
+    /// anything starts: those outputs feed pipelines and carry NDJSON.
+    #[test]
+    fn text_format_is_for_stdout_alone() {
+        let args = |extra: &[&str]| {
+            let mut v = vec!["tracer", "run"];
+            v.extend_from_slice(extra);
+            match Cli::try_parse_from(v).unwrap().command {
+                Command::Run(a) => *a,
+                other => panic!("{other:?}"),
+            }
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(run(args(&["-o", "tcp://127.0.0.1:9", "--format", "text"])))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--format text is for stdout alone"), "{e}");
     }
 
     #[test]
