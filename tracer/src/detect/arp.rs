@@ -558,12 +558,7 @@ fn conflict_alert(
     line.tracer.interface = ev.tracer.interface.clone();
     line.tracer.count = Some(st.macs.len() as u64);
 
-    let mut containers: Vec<ContainerRef> = Vec::new();
-    for c in st.macs.iter().filter_map(|m| m.owner.as_ref()) {
-        if !containers.iter().any(|x| x.same(c)) {
-            containers.push(c.clone());
-        }
-    }
+    let containers = super::distinct_containers(st.macs.iter().filter_map(|m| m.owner.as_ref()));
     let sym = Symptom {
         kind: Action::IpConflict,
         count: st.macs.len() as u64,

@@ -734,12 +734,7 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
     line.tracer.netns = a.client_ns.clone();
     line.tracer.service = a.service.clone();
     line.tracer.count = Some(u64::from(a.syns.max(1)));
-    let mut containers: Vec<ContainerRef> = Vec::new();
-    for c in a.client.iter().chain(a.dst_container.iter()) {
-        if !containers.iter().any(|x| x.same(c)) {
-            containers.push(c.clone());
-        }
-    }
+    let containers = super::distinct_containers(a.client.iter().chain(a.dst_container.iter()));
     let sym = Symptom {
         kind: Action::ConnectFailed,
         count: u64::from(a.syns.max(1)),

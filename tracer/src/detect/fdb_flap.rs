@@ -425,12 +425,7 @@ fn alert(
     line.tracer.vlan = ev.tracer.vlan;
     line.tracer.count = Some(count);
 
-    let mut containers: Vec<ContainerRef> = Vec::new();
-    for c in owner.into_iter().chain(peer_containers) {
-        if !containers.iter().any(|x| x.same(c)) {
-            containers.push(c.clone());
-        }
-    }
+    let containers = super::distinct_containers(owner.into_iter().chain(peer_containers));
     let sym = Symptom {
         kind: Action::FdbFlap,
         count,

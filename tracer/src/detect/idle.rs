@@ -455,16 +455,12 @@ impl Idle {
         line.tracer.tcp = ev.tracer.tcp.clone();
         line.tracer.count = Some(count);
 
-        let mut containers: Vec<ContainerRef> = Vec::new();
-        for c in src_c
-            .into_iter()
-            .chain(dst_c)
-            .chain(dropped.and_then(|d| d.container.as_ref()))
-        {
-            if !containers.iter().any(|x| x.same(c)) {
-                containers.push(c.clone());
-            }
-        }
+        let containers = super::distinct_containers(
+            src_c
+                .into_iter()
+                .chain(dst_c)
+                .chain(dropped.and_then(|d| d.container.as_ref())),
+        );
         let sym = Symptom {
             kind: Action::IdleFlowKilled,
             count,

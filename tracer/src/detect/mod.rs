@@ -248,6 +248,20 @@ impl NetFacts for crate::identity::IdentityIndex {
     }
 }
 
+/// The containers of `cs`, each once (first occurrence kept), for a
+/// symptom's `containers`.
+pub(crate) fn distinct_containers<'a>(
+    cs: impl IntoIterator<Item = &'a ContainerRef>,
+) -> Vec<ContainerRef> {
+    let mut out: Vec<ContainerRef> = Vec::new();
+    for c in cs {
+        if !out.iter().any(|x| x.same(c)) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
 /// An alert as the incident correlator sees it.
 #[derive(Clone, Debug)]
 pub(crate) struct Symptom {

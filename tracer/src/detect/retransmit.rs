@@ -398,12 +398,7 @@ impl Retransmit {
         line.tracer.tcp = ev.tracer.tcp.clone();
         line.tracer.count = Some(count);
 
-        let mut containers: Vec<ContainerRef> = Vec::new();
-        for c in src_c.into_iter().chain(dst_c) {
-            if !containers.iter().any(|x| x.same(c)) {
-                containers.push(c.clone());
-            }
-        }
+        let containers = super::distinct_containers(src_c.into_iter().chain(dst_c));
         let sym = Symptom {
             kind: Action::RetransmitBurst,
             count,
