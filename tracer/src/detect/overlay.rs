@@ -375,17 +375,15 @@ impl Overlay {
             },
             hint,
         };
-        let mut line = alert_line(t, Action::OverlayMulticastDropped, message, &payload);
+        let mut line = drop_alert_line(
+            t,
+            Action::OverlayMulticastDropped,
+            message,
+            &payload,
+            ev,
+            count,
+        );
         line.container = sender_c.cloned();
-        line.source = ev.source.clone();
-        line.destination = ev.destination.clone();
-        line.network = ev.network.clone();
-        line.tracer.netns = ev.tracer.netns.clone();
-        line.tracer.interface = ev.tracer.interface.clone();
-        line.tracer.reason = ev.tracer.reason.clone();
-        line.tracer.reason_raw = ev.tracer.reason_raw;
-        line.tracer.location = ev.tracer.location.clone();
-        line.tracer.count = Some(count);
         let sym = Symptom {
             kind: Action::OverlayMulticastDropped,
             count,
@@ -551,16 +549,14 @@ impl Overlay {
             reason,
             vxlan_ports: local_ports,
         };
-        let mut line = alert_line(t, Action::OverlayUnderlayBlocked, message, &payload);
-        line.source = ev.source.clone();
-        line.destination = ev.destination.clone();
-        line.network = ev.network.clone();
-        line.tracer.netns = ev.tracer.netns.clone();
-        line.tracer.interface = ev.tracer.interface.clone();
-        line.tracer.reason = ev.tracer.reason.clone();
-        line.tracer.reason_raw = ev.tracer.reason_raw;
-        line.tracer.location = ev.tracer.location.clone();
-        line.tracer.count = Some(count);
+        let line = drop_alert_line(
+            t,
+            Action::OverlayUnderlayBlocked,
+            message,
+            &payload,
+            ev,
+            count,
+        );
         let sym = Symptom {
             kind: Action::OverlayUnderlayBlocked,
             count,
@@ -674,17 +670,8 @@ impl Overlay {
             source: ev.source.ip,
             vxlan,
         };
-        let mut line = alert_line(t, Action::MtuBlackhole, message, &payload);
+        let mut line = drop_alert_line(t, Action::MtuBlackhole, message, &payload, ev, count);
         line.container = ev.container.clone();
-        line.source = ev.source.clone();
-        line.destination = ev.destination.clone();
-        line.network = ev.network.clone();
-        line.tracer.netns = ev.tracer.netns.clone();
-        line.tracer.interface = ev.tracer.interface.clone();
-        line.tracer.reason = ev.tracer.reason.clone();
-        line.tracer.reason_raw = ev.tracer.reason_raw;
-        line.tracer.location = ev.tracer.location.clone();
-        line.tracer.count = Some(count);
         let sym = Symptom {
             kind: Action::MtuBlackhole,
             count,
@@ -701,4 +688,27 @@ impl Overlay {
         };
         sink.alert(line, sym);
     }
+}
+
+/// An alert line about a drop: the drop's endpoints, namespace, interface,
+/// reason and location, and how many drops it stands for.
+fn drop_alert_line(
+    t: i128,
+    action: Action,
+    message: String,
+    payload: &impl Serialize,
+    ev: &EcsEvent,
+    count: u64,
+) -> EcsEvent {
+    let mut line = alert_line(t, action, message, payload);
+    line.source = ev.source.clone();
+    line.destination = ev.destination.clone();
+    line.network = ev.network.clone();
+    line.tracer.netns = ev.tracer.netns.clone();
+    line.tracer.interface = ev.tracer.interface.clone();
+    line.tracer.reason = ev.tracer.reason.clone();
+    line.tracer.reason_raw = ev.tracer.reason_raw;
+    line.tracer.location = ev.tracer.location.clone();
+    line.tracer.count = Some(count);
+    line
 }
