@@ -144,6 +144,43 @@ pub struct BridgeTopo {
 }
 
 impl BridgeTopo {
+    /// Seed 001's fault: a vxlan `name` (VNI `vni`, `proxy`, no learning) on
+    /// the bridge, holding a static neighbour entry for A's IP and MAC, so
+    /// it answers ARP for A on A's behalf.
+    pub fn add_proxy_vxlan(&self, name: &str, vni: u32) {
+        let vni = vni.to_string();
+        self.br_ns.ip(&[
+            "link",
+            "add",
+            name,
+            "type",
+            "vxlan",
+            "id",
+            &vni,
+            "dstport",
+            "4789",
+            "local",
+            "127.0.0.1",
+            "proxy",
+            "nolearning",
+        ]);
+        self.br_ns
+            .ip(&["link", "set", name, "master", &self.bridge]);
+        self.br_ns.ip(&["link", "set", name, "up"]);
+        let mac_a = self.a.mac(&self.dev_a);
+        self.br_ns.ip(&[
+            "neigh",
+            "add",
+            &self.ip_a,
+            "lladdr",
+            &mac_a,
+            "dev",
+            name,
+            "nud",
+            "permanent",
+        ]);
+    }
+
     pub fn new() -> Self {
         let (tag, octet) = unique_tag();
         let br_ns = Netns::new(&format!("tb{tag}"));

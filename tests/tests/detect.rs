@@ -23,35 +23,8 @@ fn vxlan_proxy_arp_flap_is_diagnosed() {
     require_root();
     let topo = BridgeTopo::new();
     let vx = format!("vx{}", topo.tag);
-    topo.br_ns.ip(&[
-        "link",
-        "add",
-        &vx,
-        "type",
-        "vxlan",
-        "id",
-        "4242",
-        "dstport",
-        "4789",
-        "local",
-        "127.0.0.1",
-        "proxy",
-        "nolearning",
-    ]);
-    topo.br_ns.ip(&["link", "set", &vx, "master", &topo.bridge]);
-    topo.br_ns.ip(&["link", "set", &vx, "up"]);
+    topo.add_proxy_vxlan(&vx, 4242);
     let mac_a = topo.a.mac(&topo.dev_a);
-    topo.br_ns.ip(&[
-        "neigh",
-        "add",
-        &topo.ip_a,
-        "lladdr",
-        &mac_a,
-        "dev",
-        &vx,
-        "nud",
-        "permanent",
-    ]);
     let (br_inode, b_inode) = (topo.br_ns.inode(), topo.b.inode());
     let t = start(&[br_inode, b_inode], &[]);
     for _ in 0..5 {
@@ -318,35 +291,7 @@ fn hostile_vxlan_name_is_quoted_in_the_hint_and_a_veth_named_vx_is_no_vxlan() {
     topo.br_ns.ip(&["link", "set", &topo.port_a, "down"]);
     topo.br_ns.ip(&["link", "set", &topo.port_a, "name", &fake]);
     topo.br_ns.ip(&["link", "set", &fake, "up"]);
-    topo.br_ns.ip(&[
-        "link",
-        "add",
-        &vx,
-        "type",
-        "vxlan",
-        "id",
-        "4243",
-        "dstport",
-        "4789",
-        "local",
-        "127.0.0.1",
-        "proxy",
-        "nolearning",
-    ]);
-    topo.br_ns.ip(&["link", "set", &vx, "master", &topo.bridge]);
-    topo.br_ns.ip(&["link", "set", &vx, "up"]);
-    let mac_a = topo.a.mac(&topo.dev_a);
-    topo.br_ns.ip(&[
-        "neigh",
-        "add",
-        &topo.ip_a,
-        "lladdr",
-        &mac_a,
-        "dev",
-        &vx,
-        "nud",
-        "permanent",
-    ]);
+    topo.add_proxy_vxlan(&vx, 4243);
     let (br_inode, b_inode) = (topo.br_ns.inode(), topo.b.inode());
     let t = start(&[br_inode, b_inode], &[]);
     for _ in 0..5 {

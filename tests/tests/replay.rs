@@ -18,35 +18,7 @@ fn live_run_replays_byte_identical_without_privileges() {
     let topo = BridgeTopo::new();
     // The vxlan proxy fault, so alerts and incidents are part of the golden output.
     let vx = format!("vx{}", topo.tag);
-    topo.br_ns.ip(&[
-        "link",
-        "add",
-        &vx,
-        "type",
-        "vxlan",
-        "id",
-        "4244",
-        "dstport",
-        "4789",
-        "local",
-        "127.0.0.1",
-        "proxy",
-        "nolearning",
-    ]);
-    topo.br_ns.ip(&["link", "set", &vx, "master", &topo.bridge]);
-    topo.br_ns.ip(&["link", "set", &vx, "up"]);
-    let mac_a = topo.a.mac(&topo.dev_a);
-    topo.br_ns.ip(&[
-        "neigh",
-        "add",
-        &topo.ip_a,
-        "lladdr",
-        &mac_a,
-        "dev",
-        &vx,
-        "nud",
-        "permanent",
-    ]);
+    topo.add_proxy_vxlan(&vx, 4244);
 
     let capture = tmp_capture("golden");
     let cap = capture.to_str().unwrap().to_string();

@@ -188,35 +188,8 @@ fn two_hosts_one_incident() {
 
     // Host 1's fault.
     let vx = format!("vx{}", h1.tag);
-    h1.br_ns.ip(&[
-        "link",
-        "add",
-        &vx,
-        "type",
-        "vxlan",
-        "id",
-        "4245",
-        "dstport",
-        "4789",
-        "local",
-        "127.0.0.1",
-        "proxy",
-        "nolearning",
-    ]);
-    h1.br_ns.ip(&["link", "set", &vx, "master", &h1.bridge]);
-    h1.br_ns.ip(&["link", "set", &vx, "up"]);
+    h1.add_proxy_vxlan(&vx, 4245);
     let mac_a = h1.a.mac(&h1.dev_a);
-    h1.br_ns.ip(&[
-        "neigh",
-        "add",
-        &h1.ip_a,
-        "lladdr",
-        &mac_a,
-        "dev",
-        &vx,
-        "nud",
-        "permanent",
-    ]);
 
     // Host 2 reaches host 1's container IP (here served by its B, as the
     // overlay would deliver it); then the answers stop.
