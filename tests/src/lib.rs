@@ -58,6 +58,38 @@ pub fn sh_quiet(args: &[&str]) {
         .status();
 }
 
+/// Removes Docker objects a test created: services, then containers, then
+/// networks (each network once nothing holds it, or after 30 s).
+pub fn docker_rm_all(services: &[String], containers: &[String], networks: &[String]) {
+    for s in services {
+        sh_quiet(&["docker", "service", "rm", s]);
+    }
+    for c in containers {
+        sh_quiet(&["docker", "rm", "-f", c]);
+    }
+    for n in networks {
+        docker_network_rm(n);
+    }
+}
+
+/// `docker network rm`, retried for up to 30 s: service tasks go away
+/// asynchronously and their endpoints hold the network until then.
+pub fn docker_network_rm(n: &str) {
+    let docker_ok = |args: &[&str]| {
+        std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if docker_ok(&["network", "rm", n]) || !docker_ok(&["network", "inspect", n]) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// A named network namespace (`ip netns add`), deleted on drop.
 pub struct Netns {
     pub name: String,

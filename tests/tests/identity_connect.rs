@@ -29,29 +29,7 @@ struct Docker {
 
 impl Drop for Docker {
     fn drop(&mut self) {
-        for s in &self.services {
-            sh_quiet(&["docker", "service", "rm", s]);
-        }
-        for c in &self.containers {
-            sh_quiet(&["docker", "rm", "-f", c]);
-        }
-        for n in &self.networks {
-            let end = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < end {
-                let ok = Command::new("docker")
-                    .args(["network", "rm", n])
-                    .output()
-                    .is_ok_and(|o| o.status.success());
-                let gone = !Command::new("docker")
-                    .args(["network", "inspect", n])
-                    .output()
-                    .is_ok_and(|o| o.status.success());
-                if ok || gone {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
+        tracer_tests::docker_rm_all(&self.services, &self.containers, &self.networks);
     }
 }
 

@@ -72,16 +72,7 @@ impl Drop for Cleanup {
             });
         }
         for n in &self.networks {
-            wait_until(Duration::from_secs(30), || {
-                Command::new("docker")
-                    .args(["network", "rm", n])
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-                    || !Command::new("docker")
-                        .args(["network", "inspect", n])
-                        .output()
-                        .is_ok_and(|o| o.status.success())
-            });
+            tracer_tests::docker_network_rm(n);
         }
         if let Some(i) = &self.image {
             sh_quiet(&["docker", "image", "rm", "-f", i]);
