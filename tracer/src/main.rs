@@ -459,28 +459,8 @@ struct CheckArgs {
     kernel: KernelArgs,
 }
 
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => {
-            let m = match t[i..].to_ascii_uppercase().trim_end_matches(['B', 'I']) {
-                "" => 1u64,
-                "K" => 1 << 10,
-                "M" => 1 << 20,
-                "G" => 1 << 30,
-                other => return Err(format!("unknown size suffix {other:?} (use K, M or G)")),
-            };
-            (&t[..i], m)
-        }
-        None => (t, 1),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| "size too large".to_string())
-}
-
 fn parse_ring_size(s: &str) -> Result<u32, String> {
-    let bytes = parse_bytes(s)?;
+    let bytes = tracer::sink::output::parse_size(s)?;
     if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
         return Err(format!(
             "{s}: the ring buffer must be a power of two between 4K and 1G"
@@ -699,7 +679,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    let v = parse_bytes(s)?;
+    let v = tracer::sink::output::parse_size(s)?;
     if v < 1 << 20 {
         return Err(format!("{s}: rotate at 1M or more"));
     }
