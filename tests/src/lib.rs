@@ -143,12 +143,41 @@ impl Netns {
         let v: Value = serde_json::from_str(&out).expect("ip -j");
         v[0]["ifindex"].as_u64().expect("ifindex")
     }
+
+    /// The kernel's own count of UDP datagrams to closed ports here
+    /// (`Udp: NoPorts` of /proc/net/snmp).
+    pub fn udp_noports(&self) -> u64 {
+        let snmp = sh(&["ip", "netns", "exec", &self.name, "cat", "/proc/net/snmp"]);
+        let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+        let names: Vec<&str> = udp[0].split_whitespace().collect();
+        let vals: Vec<&str> = udp[1].split_whitespace().collect();
+        let i = names.iter().position(|n| *n == "NoPorts").expect("NoPorts");
+        vals[i].parse().expect("number")
+    }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
         sh_quiet(&["ip", "netns", "del", &self.name]);
     }
+}
+
+/// Sends exactly `n` UDP datagrams from `src_ip` (in `ns`) to `dst_ip:port`,
+/// `gap` apart, retrying a transient ENOBUFS; returns the source port.
+pub fn send_udp(ns: &Netns, src_ip: &str, dst_ip: &str, port: u16, n: u64, gap: Duration) -> u16 {
+    let (src, dst) = (src_ip.to_string(), dst_ip.to_string());
+    ns.run(move || {
+        let s = std::net::UdpSocket::bind((src.as_str(), 0)).expect("bind");
+        for i in 0..n {
+            while s.send_to(&i.to_le_bytes(), (dst.as_str(), port)).is_err() {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            if !gap.is_zero() {
+                std::thread::sleep(gap);
+            }
+        }
+        s.local_addr().expect("local addr").port()
+    })
 }
 
 /// `aa:bb:...` (ip's format) to ECS `AA-BB-...` (tracer's format).

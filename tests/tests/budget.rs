@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::Value;
-use tracer_tests::{ecs_mac, require_root, send_frames, with_action, BridgeTopo, Tracer};
+use tracer_tests::{ecs_mac, require_root, send_frames, send_udp, with_action, BridgeTopo, Tracer};
 
 /// Frames with distinct source MACs sent through the flooded bridge.
 const FLOOD: u32 = 200_000;
@@ -141,4 +141,110 @@ fn mac_flood_in_one_namespace_does_not_hide_a_flap_in_another() {
             acc
         });
     assert!(per_ns.contains_key(&flood_ns.to_string()), "{per_ns:?}");
+}
+
+/// `tracer.held_back_by_probe.kfree_skb` budget for the drop-storm test:
+/// drops per second per place (device, reason, location) per CPU.
+const DROP_BUDGET: u64 = 100;
+
+/// Issue 13's kernel cost: a UDP flood to a closed port in B is a storm of
+/// drops at one place (B's device, NO_SOCKET, the same location). Beyond
+/// the place's budget the kernel only counts them; the counts come back in
+/// the loss reports and in B's drop_summary, so lines + summaries = the
+/// kernel's own NoPorts count. Meanwhile a trickle of drops at another
+/// place (A's closed port) arrives drop by drop, nothing held back.
+#[test]
+fn drop_storm_at_one_place_is_counted_in_the_kernel_and_others_still_arrive() {
+    require_root();
+    let topo = BridgeTopo::new();
+    let (a_inode, b_inode) = (topo.a.inode(), topo.b.inode());
+    let budget = format!("kfree_skb={DROP_BUDGET}");
+    let t = Tracer::start(&[
+        "--netns",
+        &a_inode.to_string(),
+        "--netns",
+        &b_inode.to_string(),
+        "--budget",
+        &budget,
+        "--probes",
+        "drop",
+        // User space prints every drop it gets: what is held back is the
+        // kernel's doing alone.
+        "--drop-lines-per-sec",
+        "1000000",
+        "--drop-summary-interval",
+        "1s",
+        "--loss-interval",
+        "200ms",
+    ]);
+    let (b_before, a_before) = (topo.b.udp_noports(), topo.a.udp_noports());
+    const FLOOD: u64 = 30_000;
+    const TRICKLE: u64 = 10;
+    std::thread::scope(|s| {
+        let flood = s.spawn(|| send_udp(&topo.a, &topo.ip_a, &topo.ip_b, 9, FLOOD, Duration::ZERO));
+        send_udp(
+            &topo.b,
+            &topo.ip_b,
+            &topo.ip_a,
+            10,
+            TRICKLE,
+            Duration::from_millis(50),
+        );
+        flood.join().expect("flood thread");
+    });
+    // Let the final summaries and loss reports come.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (b_kernel, a_kernel) = (
+        topo.b.udp_noports() - b_before,
+        topo.a.udp_noports() - a_before,
+    );
+    let (lines, _) = t.stop();
+    assert!(
+        b_kernel >= FLOOD && a_kernel >= TRICKLE,
+        "{b_kernel} {a_kernel}"
+    );
+
+    let ours = |v: &&Value, ns: u64| {
+        v["tracer"]["netns"]["inode"] == ns && v["tracer"]["reason"] == "NO_SOCKET"
+    };
+    let printed = |ns: u64| {
+        with_action(&lines, "skb_drop")
+            .into_iter()
+            .filter(|v| ours(v, ns))
+            .count() as u64
+    };
+    let summarised = |ns: u64| -> u64 {
+        with_action(&lines, "drop_summary")
+            .into_iter()
+            .filter(|v| ours(v, ns))
+            .map(|v| v["tracer"]["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let lost: u64 = with_action(&lines, "loss_report")
+        .iter()
+        .filter_map(|v| v["tracer"]["lost_by_probe"]["kfree_skb"].as_u64())
+        .sum();
+    let held_b = held_back(&lines, "kfree_skb", b_inode);
+    let (printed_b, summarised_b) = (printed(b_inode), summarised(b_inode));
+    eprintln!(
+        "B: kernel {b_kernel}, printed {printed_b}, summarised {summarised_b} (held back {held_b}), lost {lost}"
+    );
+    // The storm was held back in the kernel, for B's namespace.
+    assert!(held_b > FLOOD / 2, "held back {held_b} of {FLOOD}");
+    assert!(
+        printed_b < FLOOD / 4,
+        "{printed_b} records of the storm sent"
+    );
+    // Held-back drops count in B's summaries: nothing goes unaccounted.
+    assert!(
+        summarised_b >= held_b,
+        "{summarised_b} summarised < {held_b} held back"
+    );
+    assert!(
+        printed_b + summarised_b <= b_kernel && printed_b + summarised_b + lost >= b_kernel,
+        "accounting: {printed_b} lines + {summarised_b} summarised + {lost} lost vs kernel {b_kernel}"
+    );
+    // The other place kept its budget: every one of its drops is a line.
+    assert_eq!(held_back(&lines, "kfree_skb", a_inode), 0);
+    assert_eq!(printed(a_inode), a_kernel, "A's drops, one line each");
 }

@@ -1,9 +1,9 @@
 //! Detectors and incidents, each condition reproduced for real.
 
-use std::{io::Write, net::UdpSocket, time::Duration};
+use std::{io::Write, time::Duration};
 
 use serde_json::Value;
-use tracer_tests::{ecs_mac, require_root, sh, with_action, BridgeTopo, Netns, Tracer};
+use tracer_tests::{ecs_mac, require_root, send_udp, with_action, BridgeTopo, Netns, Tracer};
 
 fn start(nss: &[u64], extra: &[&str]) -> Tracer {
     let mut args: Vec<String> = nss
@@ -177,16 +177,6 @@ fn blackholed_flow_is_a_retransmit_burst() {
     drop(server);
 }
 
-/// Kernel's own count of UDP datagrams to closed ports in a namespace.
-fn udp_noports(ns: &Netns) -> u64 {
-    let snmp = sh(&["ip", "netns", "exec", &ns.name, "cat", "/proc/net/snmp"]);
-    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
-    let names: Vec<&str> = udp[0].split_whitespace().collect();
-    let vals: Vec<&str> = udp[1].split_whitespace().collect();
-    let i = names.iter().position(|n| *n == "NoPorts").expect("NoPorts");
-    vals[i].parse().expect("number")
-}
-
 /// Under a UDP flood to a closed port, output stays bounded (rate limit)
 /// while every drop is accounted for: lines + summary counts + loss = kernel.
 ///
@@ -209,20 +199,11 @@ fn drop_storm_is_rate_limited_and_fully_accounted() {
             "64M",
         ],
     );
-    let before = udp_noports(&topo.b);
-    let (ip_a, ip_b) = (topo.ip_a.clone(), topo.ip_b.clone());
+    let before = topo.b.udp_noports();
     const N: u64 = 20_000;
-    topo.a.run(move || {
-        let s = UdpSocket::bind((ip_a.as_str(), 0)).unwrap();
-        for i in 0..N {
-            // Retry on transient ENOBUFS so exactly N leave.
-            while s.send_to(&i.to_le_bytes(), (ip_b.as_str(), 9)).is_err() {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-        }
-    });
+    send_udp(&topo.a, &topo.ip_a, &topo.ip_b, 9, N, Duration::ZERO);
     std::thread::sleep(Duration::from_millis(1500));
-    let kernel = udp_noports(&topo.b) - before;
+    let kernel = topo.b.udp_noports() - before;
     let (lines, _) = t.stop();
     let is_ours = |v: &&Value| {
         v["tracer"]["netns"]["inode"] == b_inode && v["tracer"]["reason"] == "NO_SOCKET"

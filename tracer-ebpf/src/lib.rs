@@ -236,7 +236,9 @@ macro_rules! kernel_fields {
             /// Per-kind budget (index: [`kind`]): records of that kind each
             /// network namespace may send per second on each CPU; the rest
             /// are held back and counted in `BUDGET` ([`BudgetState`]).
-            /// 0: no budget (every record is sent).
+            /// For [`kind::SKB_DROP`] the unit is the place of the drop
+            /// (device or socket, reason, location: [`DropBudgetKey`]),
+            /// counted in `DROP_BUDGET`. 0: no budget (every record is sent).
             pub budgets: [u32; kind::MAX as usize],
             /// The bytes of `struct sk_buff` the drop program needs (dev, sk,
             /// protocol, network_header, head, data), read with one
@@ -443,6 +445,39 @@ pub struct BudgetState {
     pub held_back: u64,
 }
 
+/// Entries of the per-CPU `DROP_BUDGET` hash: one per place a drop
+/// happens (device or socket, drop reason, code location). A place beyond
+/// this many is not budgeted (its drops are all sent), never miscounted.
+pub const DROP_BUDGET_ENTRIES: u32 = 4096;
+
+/// Key of the `DROP_BUDGET` map: where a drop happened. `place` is the
+/// address of the `net_device` the skb was on, or of its `sock` when it had
+/// no device (0 when neither); it only tells places apart and never leaves
+/// tracer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DropBudgetKey {
+    pub place: u64,
+    /// `kfree_skb`'s `location` (a kernel text address).
+    pub location: u64,
+    /// The raw `enum skb_drop_reason` value.
+    pub reason: u32,
+    pub _pad: u32,
+}
+
+/// Value of the `DROP_BUDGET` map, per CPU: the place's one-second window
+/// and what it held back (the budget of [`kind::SKB_DROP`] in
+/// `KernelConfig::budgets`), plus the network namespace of the last drop
+/// sent from it, so that user space can say where held-back drops happened.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropBudgetState {
+    pub budget: BudgetState,
+    /// Network namespace inode of the last drop sent from this place (0: unknown).
+    pub netns: u32,
+    pub _pad: u32,
+}
+
 /// Ring-buffer size used when the user does not choose one (bytes, power of two).
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 
@@ -454,6 +489,8 @@ const _: () = assert!(core::mem::size_of::<TcpEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<KernelConfig>() == (38 + kind::MAX as usize + 4) * 4);
 const _: () = assert!(core::mem::size_of::<BudgetState>() == 24);
+const _: () = assert!(core::mem::size_of::<DropBudgetKey>() == 24);
+const _: () = assert!(core::mem::size_of::<DropBudgetState>() == 32);
 const _: () = assert!(Field::ALL.len() + 3 == 38);
 
 #[cfg(feature = "user")]
@@ -469,6 +506,8 @@ mod pod {
     unsafe impl aya::Pod for TcpEvent {}
     unsafe impl aya::Pod for DropEvent {}
     unsafe impl aya::Pod for BudgetState {}
+    unsafe impl aya::Pod for DropBudgetKey {}
+    unsafe impl aya::Pod for DropBudgetState {}
 }
 
 /// The bytes of a wire value (user space: building records in tests and

@@ -333,6 +333,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         lost,
         filtered,
         budget,
+        drop_budget,
         status,
     } = probes::load(&info.btf, &load_opts)?;
     let now = clock::boot_now_ns();
@@ -434,6 +435,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         prev_filtered: Default::default(),
         budget,
         prev_held_back: Default::default(),
+        drop_budget,
+        prev_drops_held_back: Default::default(),
     };
     let mut last_hint = 0u32;
     let mut drain_tick = tokio::time::interval(probes::DRAIN_INTERVAL);
@@ -669,6 +672,12 @@ struct LossCounters {
     prev_filtered: std::collections::BTreeMap<u32, u64>,
     budget: aya::maps::PerCpuHashMap<aya::maps::MapData, u64, tracer_ebpf::BudgetState>,
     prev_held_back: std::collections::BTreeMap<(u32, u32), u64>,
+    drop_budget: aya::maps::PerCpuHashMap<
+        aya::maps::MapData,
+        tracer_ebpf::DropBudgetKey,
+        tracer_ebpf::DropBudgetState,
+    >,
+    prev_drops_held_back: std::collections::BTreeMap<tracer_ebpf::DropBudgetKey, (u32, u64)>,
 }
 
 impl LossCounters {
@@ -694,11 +703,15 @@ impl LossCounters {
         let held_now = probes::read_held_back(&self.budget);
         let held_back = probes::held_back_delta(&self.prev_held_back, &held_now);
         self.prev_held_back = held_now;
+        let drops_now = probes::read_drops_held_back(&self.drop_budget);
+        let drops_held_back = probes::drops_held_back_delta(&self.prev_drops_held_back, &drops_now);
+        self.prev_drops_held_back = drops_now;
         (always
             || !delta.is_empty()
             || !filt_delta.is_empty()
             || !sinks.is_empty()
-            || !held_back.is_empty())
+            || !held_back.is_empty()
+            || !drops_held_back.is_empty())
         .then(|| Input::Loss {
             boot_ns: clock::boot_now_ns(),
             lost: delta,
@@ -706,6 +719,7 @@ impl LossCounters {
             lost_total: now_lost.iter().sum(),
             sinks,
             held_back,
+            drops_held_back,
         })
     }
 }

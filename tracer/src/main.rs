@@ -249,13 +249,17 @@ struct RunArgs {
     ring_buffer_size: u32,
 
     /// Per-kind budget in the kernel, PROBE=N: records of that probe each
-    /// network namespace may send per second on each CPU (0: no budget).
-    /// The rest are held back, counted per probe and namespace, and
-    /// reported in `loss_report` lines (tracer.held_back_by_probe), so a
-    /// MAC or ARP flood in one namespace cannot push other namespaces' FDB
-    /// moves out of the ring. Budgeted probes: br_fdb_update,
-    /// netif_receive_skb (ARP replies); default 1000 each. Rare kinds (FDB
-    /// deletes, neighbour updates, TCP resets and retransmits) have none.
+    /// network namespace may send per second on each CPU (0: no budget);
+    /// for kfree_skb, each place of a drop (device or socket, drop reason,
+    /// code location). The rest are held back, counted, and reported in
+    /// `loss_report` lines (tracer.held_back_by_probe); held-back drops also
+    /// count in their drop_summary, so drop accounting stays exact. A MAC
+    /// or ARP flood in one namespace cannot push other namespaces' FDB
+    /// moves out of the ring, and a drop storm costs the kernel a counter
+    /// per drop instead of a record. Budgeted probes: br_fdb_update,
+    /// netif_receive_skb (ARP replies), kfree_skb; default 1000 each. Rare
+    /// kinds (FDB deletes, neighbour updates, TCP resets and retransmits)
+    /// have none.
     #[arg(long = "budget", value_name = "PROBE=N", value_delimiter = ',', value_parser = probes::parse_budget)]
     budgets: Vec<(u32, u32)>,
 

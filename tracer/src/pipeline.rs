@@ -39,6 +39,11 @@ pub enum Input {
         /// Absent from captures that have none (and from older tracers').
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         held_back: Vec<(u32, u32, u64)>,
+        /// Drops the kernel's per-place drop budgets held back since the
+        /// previous report; only non-zero. Absent from captures that have
+        /// none (and from older tracers').
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        drops_held_back: Vec<HeldBackDrops>,
     },
     /// The outcome of attaching one probe.
     ProbeStatus {
@@ -57,6 +62,20 @@ pub enum Input {
     Finish { boot_ns: u64 },
     /// A change in what is known about containers, namespaces, networks.
     Identity(IdentityUpdate),
+}
+
+/// Drops of one (namespace, reason, location) that the kernel counted
+/// instead of sending (`kfree_skb`'s budget): they count in `drop_summary`
+/// and the loss report like the drops that were sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldBackDrops {
+    /// Network namespace inode (0: unknown).
+    pub netns: u32,
+    /// Raw `enum skb_drop_reason` value.
+    pub reason: u32,
+    /// `kfree_skb`'s location (kernel text address).
+    pub location: u64,
+    pub count: u64,
 }
 
 /// Output filters (the same live and in replay). Empty = everything.
@@ -300,7 +319,21 @@ impl Pipeline {
                 lost_total,
                 sinks,
                 held_back,
-            } => out.push(self.loss(*boot_ns, lost, filtered, *lost_total, sinks, held_back)),
+                drops_held_back,
+            } => {
+                out.push(self.loss(
+                    *boot_ns,
+                    lost,
+                    filtered,
+                    *lost_total,
+                    sinks,
+                    held_back,
+                    drops_held_back,
+                ));
+                for d in drops_held_back {
+                    self.held_back_drops(*boot_ns, d, out);
+                }
+            }
             Input::ProbeStatus {
                 boot_ns,
                 name,
@@ -383,6 +416,31 @@ impl Pipeline {
         }
     }
 
+    /// Drops the kernel held back, into the drop accounting of their key
+    /// (namespace, container, reason, location) when in scope.
+    fn held_back_drops(&mut self, boot_ns: u64, d: &HeldBackDrops, out: &mut Vec<EcsEvent>) {
+        let Some(det) = self.detect.as_mut() else {
+            return;
+        };
+        let mut rec = tracer_ebpf::DropEvent::default();
+        rec.hdr.ts_ns = boot_ns;
+        rec.hdr.kind = kind::SKB_DROP;
+        rec.hdr.netns = d.netns;
+        rec.reason = d.reason;
+        rec.location = d.location;
+        let mut ev = decode::drop_event(&mut self.tables, &rec);
+        if !self.filter.in_scope(&ev) {
+            return;
+        }
+        self.identity.enrich(&mut ev);
+        if !self.filter.in_containers(&ev) {
+            return;
+        }
+        let start = out.len();
+        det.held_back_drops(&ev, d.count, out);
+        self.apply_filter(start, out);
+    }
+
     fn decode_error(&mut self, bytes: &[u8], err: DecodeError) -> EcsEvent {
         self.decode_errors += 1;
         let ts = decode::record_ts(bytes).unwrap_or(0);
@@ -395,6 +453,7 @@ impl Pipeline {
         e
     }
 
+    #[allow(clippy::too_many_arguments)] // the fields of Input::Loss
     fn loss(
         &mut self,
         boot_ns: u64,
@@ -403,6 +462,7 @@ impl Pipeline {
         lost_total: u64,
         sinks: &[(String, u64)],
         held_back: &[(u32, u32, u64)],
+        drops_held_back: &[HeldBackDrops],
     ) -> EcsEvent {
         let mut e = EcsEvent::new(self.tables.wall(boot_ns), Kind::Metric, Action::LossReport);
         // Saturating: a capture's loss counts are whatever it says.
@@ -438,12 +498,21 @@ impl Pipeline {
         if !sink_dropped.is_empty() {
             e.tracer.sink_dropped = Some(Box::new(sink_dropped));
         }
+        let held_back: Vec<(u32, u32, u64)> = held_back
+            .iter()
+            .copied()
+            .chain(
+                drops_held_back
+                    .iter()
+                    .map(|d| (kind::SKB_DROP, d.netns, d.count)),
+            )
+            .collect();
         let held: u64 = held_back
             .iter()
             .fold(0u64, |acc, (_, _, n)| acc.saturating_add(*n));
         if held > 0 {
             let mut by: Map<String, Value> = Map::new();
-            for &(k, netns, n) in held_back {
+            for &(k, netns, n) in &held_back {
                 let probe = by
                     .entry(decode::kind_name(k).to_string())
                     .or_insert_with(|| Value::Object(Map::new()));
@@ -465,7 +534,7 @@ impl Pipeline {
         };
         if held > 0 {
             msg.push_str(&format!(
-                "; {held} records held back by per-namespace budgets (a flood; see tracer.held_back_by_probe, raise with --budget)"
+                "; {held} records held back by the kernel's budgets (a flood; counted, not sent: see tracer.held_back_by_probe; drops count in drop_summary; raise with --budget)"
             ));
         }
         e.message = Some(msg);
@@ -609,6 +678,7 @@ mod tests {
                 lost_total: u64::MAX,
                 sinks: vec![],
                 held_back: vec![(kind::FDB_UPDATE, 1, u64::MAX), (kind::FDB_UPDATE, 1, 5)],
+                drops_held_back: Vec::new(),
             },
             &mut out,
         );
@@ -643,6 +713,7 @@ mod tests {
                 lost_total: 4,
                 sinks: Vec::new(),
                 held_back: Vec::new(),
+                drops_held_back: Vec::new(),
             },
             &mut out,
         );
@@ -666,6 +737,7 @@ mod tests {
             lost_total: 0,
             sinks,
             held_back: Vec::new(),
+            drops_held_back: Vec::new(),
         };
         p.process(&loss(vec![("stdout".into(), 12)]), &mut out);
         p.process(&loss(vec![]), &mut out);
@@ -756,6 +828,7 @@ mod tests {
             lost_total: 0,
             sinks: vec![],
             held_back,
+            drops_held_back: Vec::new(),
         };
         p.process(
             &loss(vec![
@@ -791,6 +864,102 @@ mod tests {
         let held = loss(vec![(kind::FDB_UPDATE, 7, 9)]);
         let new = serde_json::to_string(&held).unwrap();
         assert_eq!(serde_json::from_str::<Input>(&new).unwrap(), held);
+    }
+
+    /// Drops the kernel held back count in their key's drop_summary and in
+    /// the loss report: printed lines + summary counts = drops sent + held
+    /// back, and a capture's Loss input round-trips them.
+    #[test]
+    fn held_back_drops_count_in_drop_summary_and_loss_report() {
+        let mut p = Pipeline::new(
+            Tables {
+                drop_reasons: DropReasons::from_pairs([(5, "NO_SOCKET".to_string())]),
+                locations: Locations::default(),
+                boot_to_wall_ns: 0,
+                reason_cache: Default::default(),
+            },
+            Filter::default(),
+            Some(crate::detect::DetectConfig {
+                drop_lines_per_sec: 3,
+                ..Default::default()
+            }),
+        );
+        let drop = |ts: u64, netns: u32| {
+            let mut d = tracer_ebpf::DropEvent::default();
+            d.hdr.ts_ns = ts;
+            d.hdr.kind = kind::SKB_DROP;
+            d.hdr.netns = netns;
+            d.reason = 5;
+            d.location = 0xffff_ffff_8100_0000;
+            Input::Kernel(tracer_ebpf::pod_bytes(&d).to_vec())
+        };
+        let mut out = Vec::new();
+        for i in 0..10 {
+            p.process(&drop(1_000_000_000 + i, 4026532001), &mut out);
+        }
+        let held = Input::Loss {
+            boot_ns: 1_500_000_000,
+            lost: vec![],
+            filtered: vec![],
+            lost_total: 0,
+            sinks: vec![],
+            held_back: vec![],
+            drops_held_back: vec![
+                HeldBackDrops {
+                    netns: 4026532001,
+                    reason: 5,
+                    location: 0xffff_ffff_8100_0000,
+                    count: 990,
+                },
+                HeldBackDrops {
+                    netns: 4026532002,
+                    reason: 5,
+                    location: 0xffff_ffff_8100_0000,
+                    count: 7,
+                },
+            ],
+        };
+        let json = serde_json::to_string(&held).unwrap();
+        assert_eq!(serde_json::from_str::<Input>(&json).unwrap(), held);
+        p.process(&held, &mut out);
+        p.process(
+            &Input::Finish {
+                boot_ns: 2_000_000_000,
+            },
+            &mut out,
+        );
+        let lines: Vec<Value> = out
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect();
+        let of = |action: &str, ns: u64| -> Vec<&Value> {
+            lines
+                .iter()
+                .filter(|v| v["event"]["action"] == action && v["tracer"]["netns"]["inode"] == ns)
+                .collect()
+        };
+        assert_eq!(of("skb_drop", 4026532001).len(), 3, "rate limit: 3 lines");
+        let summary = of("drop_summary", 4026532001);
+        assert_eq!(summary.len(), 1, "{summary:?}");
+        assert_eq!(summary[0]["tracer"]["alert"]["total"], 1000);
+        assert_eq!(summary[0]["tracer"]["count"], 997, "1000 drops - 3 lines");
+        let other = of("drop_summary", 4026532002);
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0]["tracer"]["count"], 7);
+        assert_eq!(other[0]["tracer"]["reason"], "NO_SOCKET");
+        let report = lines
+            .iter()
+            .find(|v| v["event"]["action"] == "loss_report")
+            .expect("loss report");
+        assert_eq!(report["tracer"]["held_back"], 997);
+        assert_eq!(
+            report["tracer"]["held_back_by_probe"]["kfree_skb"]["4026532001"],
+            990
+        );
+        assert_eq!(
+            report["tracer"]["held_back_by_probe"]["kfree_skb"]["4026532002"],
+            7
+        );
     }
 
     #[test]

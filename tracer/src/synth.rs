@@ -363,6 +363,7 @@ pub fn write(
         lost_total: 0,
         sinks: Vec::new(),
         held_back: Vec::new(),
+        drops_held_back: Vec::new(),
     })?;
     w.write_input(&Input::Finish {
         boot_ns: t0 + events * 1_000,

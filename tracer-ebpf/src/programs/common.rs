@@ -11,8 +11,8 @@ use aya_ebpf::{
     maps::{PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_ebpf::{
-    budget_key, kind, BudgetState, EventHeader, KernelConfig, Span, BUDGET_ENTRIES,
-    DEFAULT_RING_BYTES, IFNAMSIZ, SPAN_MAX,
+    budget_key, kind, BudgetState, DropBudgetKey, DropBudgetState, EventHeader, KernelConfig, Span,
+    BUDGET_ENTRIES, DEFAULT_RING_BYTES, DROP_BUDGET_ENTRIES, IFNAMSIZ, SPAN_MAX,
 };
 
 /// Offsets from BTF, written by user space before load (.rodata).
@@ -34,6 +34,45 @@ pub(crate) static BUDGET: PerCpuHashMap<u64, BudgetState> =
 
 const WINDOW_NS: u64 = 1_000_000_000;
 
+/// The budget of kind `k` (records per second per unit per CPU; 0: none).
+#[inline(always)]
+fn budget_of(k: u32) -> u64 {
+    if k >= kind::MAX {
+        return 0;
+    }
+    // SAFETY: CONFIG is a plain global patched before load; volatile so the
+    // compiler does not fold the zero it holds at compile time.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.budgets[k as usize])) as u64 }
+}
+
+/// Spends one record of a budget window at `now`: true when it may be sent
+/// (the window is renewed each second), false when the window's `limit` is
+/// spent (then counted as held back).
+#[inline(always)]
+unsafe fn spend(s: *mut BudgetState, now: u64, limit: u64) -> bool {
+    if now.wrapping_sub((*s).window_start_ns) >= WINDOW_NS {
+        (*s).window_start_ns = now;
+        (*s).sent = 0;
+    }
+    if (*s).sent < limit {
+        (*s).sent += 1;
+        true
+    } else {
+        (*s).held_back += 1;
+        false
+    }
+}
+
+/// A fresh window with one record sent.
+#[inline(always)]
+fn first_window(now: u64) -> BudgetState {
+    BudgetState {
+        window_start_ns: now,
+        sent: 1,
+        held_back: 0,
+    }
+}
+
 /// Whether a record of kind `k` from namespace `netns` may be sent: true
 /// when its kind has no budget or the namespace's budget for this second on
 /// this CPU is not spent; otherwise counts it as held back and returns
@@ -41,42 +80,91 @@ const WINDOW_NS: u64 = 1_000_000_000;
 /// own budget: other namespaces and other kinds keep theirs.
 #[inline(always)]
 pub(crate) fn within_budget(k: u32, netns: u32) -> bool {
-    if k >= kind::MAX {
-        return true;
-    }
-    // SAFETY: CONFIG is a plain global patched before load; volatile so the
-    // compiler does not fold the zero it holds at compile time.
-    let limit =
-        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.budgets[k as usize])) } as u64;
+    let limit = budget_of(k);
     if limit == 0 {
         return true;
     }
     let key = budget_key(k, netns);
     let now = unsafe { bpf_ktime_get_ns() };
     match BUDGET.get_ptr_mut(key) {
-        Some(s) => unsafe {
-            if now.wrapping_sub((*s).window_start_ns) >= WINDOW_NS {
-                (*s).window_start_ns = now;
-                (*s).sent = 0;
-            }
-            if (*s).sent < limit {
-                (*s).sent += 1;
-                true
-            } else {
-                (*s).held_back += 1;
-                false
-            }
-        },
+        Some(s) => unsafe { spend(s, now, limit) },
         None => {
             // A full map (more pairs than BUDGET_ENTRIES) leaves the pair
             // unbudgeted: sent, so still exactly accounted.
-            let init = BudgetState {
-                window_start_ns: now,
-                sent: 1,
-                held_back: 0,
-            };
-            let _ = BUDGET.insert(key, init, 0);
+            let _ = BUDGET.insert(key, first_window(now), 0);
             true
+        }
+    }
+}
+
+/// Per-place drop budgets ([`DropBudgetKey`]): the window, what was held
+/// back and the place's namespace, per CPU.
+#[map]
+pub(crate) static DROP_BUDGET: PerCpuHashMap<DropBudgetKey, DropBudgetState> =
+    PerCpuHashMap::with_max_entries(DROP_BUDGET_ENTRIES, 0);
+
+/// The outcome of [`drop_budget`] for one drop.
+pub(crate) enum DropBudget {
+    /// Drops have no budget: send.
+    Off,
+    /// Send; the place's state, to note its namespace in ([`DropBudget::sent_from`]).
+    Sent(*mut DropBudgetState),
+    /// Send; the place is new (inserted by [`DropBudget::sent_from`]).
+    New(DropBudgetKey, u64),
+    /// The place's budget for this second is spent: counted, do not send.
+    HeldBack,
+}
+
+/// Spends one drop of the budget of its place: the skb's device (or socket),
+/// the reason and the location. Costs one 8-byte read, a clock read and a
+/// per-CPU hash lookup, so that a drop storm's drops beyond the budget cost
+/// a fraction of a record each.
+#[inline(always)]
+pub(crate) fn drop_budget(skb: *const u8, location: u64, reason: u32) -> DropBudget {
+    let limit = budget_of(kind::SKB_DROP);
+    if limit == 0 {
+        return DropBudget::Off;
+    }
+    let mut place = unsafe { rd::<u64>(skb, off!(skb_dev)) }.unwrap_or(0);
+    if place == 0 {
+        place = unsafe { rd::<u64>(skb, off!(skb_sk)) }.unwrap_or(0);
+    }
+    let key = DropBudgetKey {
+        place,
+        location,
+        reason,
+        _pad: 0,
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    match DROP_BUDGET.get_ptr_mut(key) {
+        Some(s) => {
+            if unsafe { spend(core::ptr::addr_of_mut!((*s).budget), now, limit) } {
+                DropBudget::Sent(s)
+            } else {
+                DropBudget::HeldBack
+            }
+        }
+        None => DropBudget::New(key, now),
+    }
+}
+
+impl DropBudget {
+    /// Notes the namespace of a drop that is being sent, so that what the
+    /// place holds back later can be attributed to it.
+    #[inline(always)]
+    pub(crate) fn sent_from(self, netns: u32) {
+        match self {
+            DropBudget::Sent(s) => unsafe { (*s).netns = netns },
+            DropBudget::New(key, now) => {
+                let init = DropBudgetState {
+                    budget: first_window(now),
+                    netns,
+                    _pad: 0,
+                };
+                // A full map leaves the place unbudgeted (see DROP_BUDGET_ENTRIES).
+                let _ = DROP_BUDGET.insert(key, init, 0);
+            }
+            DropBudget::Off | DropBudget::HeldBack => {}
         }
     }
 }

@@ -8,7 +8,9 @@ use aya_ebpf::{
 };
 use tracer_ebpf::{kind, DropEvent, DROP_FILTER_SLOTS};
 
-use super::common::{fill_dev, rd, reserve, sk_netns, skb_facts, skb_tuple, Tuple, EVENTS};
+use super::common::{
+    drop_budget, fill_dev, rd, reserve, sk_netns, skb_facts, skb_tuple, DropBudget, Tuple, EVENTS,
+};
 
 /// Non-zero at index `reason`: do not send drops with that reason, count them.
 #[map]
@@ -34,6 +36,11 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
             }
         }
     }
+    // A storm's drops beyond their place's budget stop here, counted.
+    let budget = drop_budget(skb, location, reason);
+    if let DropBudget::HeldBack = budget {
+        return 0;
+    }
     let Some(mut e) = reserve::<DropEvent>(kind::SKB_DROP) else {
         return 0;
     };
@@ -53,6 +60,7 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
             (*p).hdr.ifindex = f.ifindex;
             (*p).hdr.ifname = f.ifname;
             (*p).hdr.netns = f.netns;
+            budget.sent_from(f.netns);
             return submit_drop(e);
         }
         let mut t = Tuple::EMPTY;
@@ -72,6 +80,7 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
                 (*p).hdr.netns = sk_netns(sk);
             }
         }
+        budget.sent_from((*p).hdr.netns);
     }
     submit_drop(e)
 }

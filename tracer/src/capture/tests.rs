@@ -105,6 +105,7 @@ fn every_input() -> Vec<Input> {
             lost_total: 4,
             sinks: Vec::new(),
             held_back: vec![(kind::FDB_UPDATE, 4026532000, 7)],
+            drops_held_back: Vec::new(),
         },
         Input::Tick { boot_ns: 3_000 },
         Input::Identity(crate::identity::IdentityUpdate::NetnsRemove {
@@ -594,6 +595,7 @@ fn write_rotating(path: &Path, n: u64, rotate: u64) -> (Vec<Input>, CaptureStats
                 lost_total: 0,
                 sinks: Vec::new(),
                 held_back: Vec::new(),
+                drops_held_back: Vec::new(),
             }
         } else {
             Input::Kernel(drop_record(i, UDP_RCV + i, 2))

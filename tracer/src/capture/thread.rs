@@ -643,6 +643,7 @@ mod tests {
                     lost_total: 17,
                     sinks: Vec::new(),
                     held_back: Vec::new(),
+                    drops_held_back: Vec::new(),
                 });
                 inputs.push(container(2));
             }

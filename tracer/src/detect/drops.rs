@@ -7,6 +7,10 @@
 //!
 //! `#skb_drop lines + Σ drop_summary tracer.count = drops observed`
 //!
+//! where the drops observed include those the kernel held back (its
+//! per-place drop budget: counted in the kernel, reported in the loss
+//! report, and added here by [`Drops::count_held_back`]).
+//!
 //! at any interval boundary and after [`super::Detectors::finish`]. The rate
 //! limit counts printed lines per second of event time (not wall clock), so
 //! a replay prints the same lines. Keys are (netns, container, reason,
@@ -121,6 +125,31 @@ impl Drops {
 
     /// Counts one drop; true when its line is to be printed.
     pub(crate) fn observe(&mut self, ev: &EcsEvent, t: i128) -> bool {
+        let key = self.key_of(ev);
+        let sec = t.div_euclid(NS_PER_S);
+        if sec != self.sec {
+            self.sec = sec;
+            self.printed_this_sec = 0;
+        }
+        let print = self.printed_this_sec < self.limit;
+        if print {
+            self.printed_this_sec += 1;
+            self.printed += 1;
+        }
+        self.add(key, ev, t, 1, print);
+        print
+    }
+
+    /// Counts `count` drops of `ev`'s key that the kernel held back (never
+    /// printed: they go into the key's `drop_summary`).
+    pub(crate) fn count_held_back(&mut self, ev: &EcsEvent, t: i128, count: u64) {
+        let key = self.key_of(ev);
+        self.add(key, ev, t, count, false);
+    }
+
+    /// The table key of a drop: the overflow key once a name table or the
+    /// key table is full (counted in `overflow`).
+    fn key_of(&mut self, ev: &EcsEvent) -> DropKey {
         let container = match &ev.container {
             Some(c) => self.containers.intern_container(c),
             None => 0,
@@ -146,20 +175,15 @@ impl Drops {
         {
             key = OVERFLOW_KEY;
         }
+        key
+    }
+
+    /// Adds `count` drops of `ev` under `key`, `print` of them printed.
+    fn add(&mut self, key: DropKey, ev: &EcsEvent, t: i128, count: u64, print: bool) {
         if key == OVERFLOW_KEY {
-            self.overflow += 1;
+            self.overflow = self.overflow.saturating_add(count);
         }
-        let sec = t.div_euclid(NS_PER_S);
-        if sec != self.sec {
-            self.sec = sec;
-            self.printed_this_sec = 0;
-        }
-        let print = self.printed_this_sec < self.limit;
-        if print {
-            self.printed_this_sec += 1;
-            self.printed += 1;
-        }
-        self.seen += 1;
+        self.seen = self.seen.saturating_add(count);
         let e = self.table.entry(key).or_insert_with(|| DropEntry {
             total: 0,
             printed: 0,
@@ -177,7 +201,7 @@ impl Drops {
             last: t,
             dst: [None; SAMPLE_IPS],
         });
-        e.total += 1;
+        e.total = e.total.saturating_add(count);
         if print {
             e.printed += 1;
         }
@@ -189,7 +213,6 @@ impl Drops {
                 }
             }
         }
-        print
     }
 }
 

@@ -519,6 +519,20 @@ impl Detectors {
         print
     }
 
+    /// Drops the kernel counted instead of sending (its per-place drop
+    /// budget): `ev` stands for them (an `skb_drop` event with namespace,
+    /// container, reason and location), `count` says how many. They count in
+    /// the `drop_summary` of their key, never as printed lines, and feed no
+    /// per-flow detector (the kernel kept no flow for them).
+    pub fn held_back_drops(&mut self, ev: &EcsEvent, count: u64, out: &mut Vec<EcsEvent>) {
+        if count == 0 {
+            return;
+        }
+        self.advance(ev.timestamp, out);
+        let t = self.now;
+        self.drops.count_held_back(ev, t, count);
+    }
+
     /// Moves detector time to `now` (Unix ns, event time): due drop
     /// summaries, roll-ups, resolved incidents.
     pub fn advance(&mut self, now: i128, out: &mut Vec<EcsEvent>) {

@@ -23,7 +23,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use thiserror::Error;
-use tracer_ebpf::{kind, BudgetState, Field, DROP_FILTER_SLOTS, UNRESOLVED};
+use tracer_ebpf::{
+    kind, BudgetState, DropBudgetKey, DropBudgetState, Field, DROP_FILTER_SLOTS, UNRESOLVED,
+};
 
 use crate::{
     decode::RecordKind,
@@ -31,6 +33,7 @@ use crate::{
         btf::{self, KernelBtf, Param},
         tracefs,
     },
+    pipeline::HeldBackDrops,
 };
 
 /// The eBPF object built by build.rs (aya-build) and embedded in the binary.
@@ -149,17 +152,22 @@ pub struct Loaded {
     pub filtered: PerCpuArray<MapData, u64>,
     /// Per-kind, per-namespace budgets and what they held back ([`read_held_back`]).
     pub budget: PerCpuHashMap<MapData, u64, BudgetState>,
+    /// Per-place drop budgets and what they held back ([`read_drops_held_back`]).
+    pub drop_budget: PerCpuHashMap<MapData, DropBudgetKey, DropBudgetState>,
     pub status: Vec<ProbeStatus>,
 }
 
-/// The record kinds whose programs apply a budget (the kinds a container
-/// with CAP_NET_RAW can flood): `br_fdb_update` (random source MACs) and
-/// `netif_receive_skb` (ARP replies).
-pub const BUDGETED: &[u32] = &[kind::FDB_UPDATE, kind::ARP_REPLY];
+/// The record kinds whose programs apply a budget (the kinds that come in
+/// floods): `br_fdb_update` (random source MACs, CAP_NET_RAW) and
+/// `netif_receive_skb` (ARP replies), per network namespace; `kfree_skb`
+/// (drop storms), per place of the drop (device or socket, reason, location).
+pub const BUDGETED: &[u32] = &[kind::FDB_UPDATE, kind::ARP_REPLY, kind::SKB_DROP];
 
 /// Default budget of each kind in [`BUDGETED`]: records per second, per
-/// network namespace, per CPU. A real FDB flap or ARP duplicate makes a
-/// few records per second; a flood makes hundreds of thousands.
+/// namespace (drops: per place), per CPU. A real FDB flap or ARP duplicate
+/// makes a few records per second, a dropped connection a few drops; a
+/// flood makes hundreds of thousands, and beyond the budget each costs the
+/// kernel a counter increment instead of a record.
 pub const DEFAULT_BUDGET: u32 = 1000;
 
 /// The default budgets, indexed by kind (0: no budget).
@@ -386,12 +394,21 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
         name: "BUDGET",
         source,
     })?;
+    let drop_budget = PerCpuHashMap::try_from(
+        ebpf.take_map("DROP_BUDGET")
+            .ok_or(LoadError::MissingMap("DROP_BUDGET"))?,
+    )
+    .map_err(|source| LoadError::Map {
+        name: "DROP_BUDGET",
+        source,
+    })?;
     Ok(Loaded {
         ebpf,
         events,
         lost,
         filtered,
         budget,
+        drop_budget,
         status,
     })
 }
@@ -453,6 +470,50 @@ pub fn held_back_delta(
         .collect()
 }
 
+/// Drops held back since load per place ([`DropBudgetKey`]), summed over
+/// CPUs, with the namespace of the place's last sent drop; only places
+/// with some.
+pub fn read_drops_held_back(
+    map: &PerCpuHashMap<MapData, DropBudgetKey, DropBudgetState>,
+) -> BTreeMap<DropBudgetKey, (u32, u64)> {
+    let mut out = BTreeMap::new();
+    for item in map.iter() {
+        let Ok((key, per_cpu)) = item else { continue };
+        let n: u64 = per_cpu.iter().map(|s| s.budget.held_back).sum();
+        let netns = per_cpu.iter().map(|s| s.netns).find(|&ns| ns != 0);
+        if n > 0 {
+            out.insert(key, (netns.unwrap_or(0), n));
+        }
+    }
+    out
+}
+
+/// The drops held back between two [`read_drops_held_back`] snapshots,
+/// per (namespace, reason, location). The increase is taken per place
+/// (its count only grows), then summed where places share a namespace,
+/// reason and location.
+pub fn drops_held_back_delta(
+    prev: &BTreeMap<DropBudgetKey, (u32, u64)>,
+    now: &BTreeMap<DropBudgetKey, (u32, u64)>,
+) -> Vec<HeldBackDrops> {
+    let mut sum: BTreeMap<(u32, u32, u64), u64> = BTreeMap::new();
+    for (k, &(netns, n)) in now {
+        let d = n.saturating_sub(prev.get(k).map_or(0, |&(_, p)| p));
+        if d > 0 {
+            let slot = sum.entry((netns, k.reason, k.location)).or_default();
+            *slot = slot.saturating_add(d);
+        }
+    }
+    sum.into_iter()
+        .map(|((netns, reason, location), count)| HeldBackDrops {
+            netns,
+            reason,
+            location,
+            count,
+        })
+        .collect()
+}
+
 /// Sum over CPUs of the kernel-filtered drop counters for the given reasons.
 pub fn read_filtered(map: &PerCpuArray<MapData, u64>, reasons: &BTreeSet<u32>) -> Vec<(u32, u64)> {
     reasons
@@ -470,6 +531,36 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    /// Held-back drops are taken per place (a place's count only grows)
+    /// and summed per (namespace, reason, location); a place whose device
+    /// now sits in another namespace brings only its increase there.
+    #[test]
+    fn drops_held_back_delta_is_per_place_then_per_key() {
+        let key = |place: u64, reason: u32| DropBudgetKey {
+            place,
+            location: 0xffff_ffff_8100_0000,
+            reason,
+            _pad: 0,
+        };
+        let prev = BTreeMap::from([(key(1, 5), (10, 100)), (key(2, 5), (10, 50))]);
+        let now = BTreeMap::from([
+            (key(1, 5), (10, 130)),
+            (key(2, 5), (11, 55)),
+            (key(3, 5), (10, 7)),
+            (key(4, 2), (10, 1)),
+        ]);
+        let d = drops_held_back_delta(&prev, &now);
+        let got: Vec<(u32, u32, u64)> = d.iter().map(|h| (h.netns, h.reason, h.count)).collect();
+        assert_eq!(got, [(10, 2, 1), (10, 5, 37), (11, 5, 5)]);
+        assert!(drops_held_back_delta(&now, &now).is_empty());
+    }
+
+    #[test]
+    fn kfree_skb_has_a_budget_by_default() {
+        assert_eq!(default_budgets()[kind::SKB_DROP as usize], DEFAULT_BUDGET);
+        assert_eq!(parse_budget("kfree_skb=0"), Ok((kind::SKB_DROP, 0)));
+    }
 
     #[test]
     fn registry_describes_each_probe_and_kind_once() {
@@ -513,9 +604,9 @@ mod tests {
             parse_budget("netif_receive_skb=0"),
             Ok((kind::ARP_REPLY, 0))
         );
-        assert!(parse_budget("kfree_skb=10")
+        assert!(parse_budget("tcp_send_reset=10")
             .unwrap_err()
-            .contains("br_fdb_update, netif_receive_skb"));
+            .contains("br_fdb_update, netif_receive_skb, kfree_skb"));
         assert!(parse_budget("br_fdb_update").is_err());
         assert!(parse_budget("br_fdb_update=-1").is_err());
         let d = default_budgets();
