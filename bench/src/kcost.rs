@@ -169,7 +169,27 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
         "cat /proc/{pid}/fdinfo/*  # run_time_ns, run_cnt per program; tp_name per link"
     ));
 
+    // The floor: an empty program on the two hot tracepoints, attached
+    // for the same loads.
+    let mut fc = std::process::Command::new(&env.helper);
+    fc.args(["floor-probes", "netif_receive_skb", "kfree_skb"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    rec.record_cmd(&fc, &Output::Discard);
+    let mut floor = proc::Proc::spawn("floor probes", &mut fc)?;
+    let floor_pid = floor.pid();
+    // Its first line says the programs are attached (EOF: it failed).
+    let mut first = String::new();
+    if let Some(out) = floor.stdout() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut first)?;
+    }
+    if !first.starts_with("attached") {
+        bail!("bench_helper floor-probes did not attach (see its error above)");
+    }
+
     let s0 = snapshot(pid)?;
+    let f0 = snapshot(floor_pid)?;
     let t0 = std::time::Instant::now();
     let json = env.file("iperf.json");
     let mut c = topo.exec(&topo.ns_a, "iperf3");
@@ -190,6 +210,7 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     let exit = p.wait(Duration::from_secs(secs + 60))?;
     let iperf_wall = t0.elapsed().as_secs_f64();
     let s1 = snapshot(pid)?;
+    let f1 = snapshot(floor_pid)?;
     let gbps = if exit.success() {
         env.helper(rec, &["iperf3", &json.to_string_lossy()])
             .and_then(|kv| kv.f64("bits_per_second"))
@@ -212,6 +233,8 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
         Duration::from_secs(300),
     )?;
     let s2 = snapshot(pid)?;
+    let f2 = snapshot(floor_pid)?;
+    floor.kill();
     t.stop()?;
     let _ = fs::remove_file(&out);
 
@@ -227,6 +250,7 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
 
     let load1 = delta(&s0, &s1);
     let load2 = delta(&s1, &s2);
+    let (floor1, floor2) = (delta(&f0, &f1), delta(&f1, &f2));
     let mut d = String::new();
     let _ = writeln!(
         d,
@@ -237,7 +261,9 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
          per drop through the perf buffer) under another flood of the same size. Counters are \
          per program, read from /proc/<pid>/fdinfo before and after each load. run_time_ns covers \
          the program body only (not the tracepoint's own dispatch), and bpf_stats itself adds two \
-         clock reads per run.\n"
+         clock reads per run: the *floor* rows are an empty raw-tracepoint program \
+         (`r0 = 0; exit`, bench_helper floor-probes) attached to the same tracepoints for the \
+         same loads, what any program there costs on this machine.\n"
     );
     let _ = writeln!(
         d,
@@ -260,6 +286,11 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
                 worst = Some((k.clone(), ns as f64, n));
             }
         }
+    }
+    for k in ["netif_receive_skb", "kfree_skb"] {
+        let (h1, c1) = cell(&floor1, k);
+        let (h2, c2) = cell(&floor2, k);
+        let _ = writeln!(d, "| *{k}: empty program (floor)* | {h1} | {c1} | {h2} | {c2} |");
     }
     match &reference {
         Ok((ns, n)) if *n > 0 => {
@@ -300,8 +331,12 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
         format!("{:.0} ns", tot2 / count as f64),
         "",
     );
-    for (probe, load) in [("netif_receive_skb", &load1), ("kfree_skb", &load2)] {
+    for (probe, load, fl) in [
+        ("netif_receive_skb", &load1, &floor1),
+        ("kfree_skb", &load2, &floor2),
+    ] {
         let (hits, ns) = cell(load, probe);
+        let (_, floor_ns) = cell(fl, probe);
         sec.figure(
             format!(
                 "{probe} ({}): ns per hit, hits",
@@ -311,7 +346,7 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
                     "iperf3"
                 }
             ),
-            format!("{ns} ns × {hits}"),
+            format!("{ns} ns × {hits} (empty program: {floor_ns} ns)"),
             "",
         );
     }

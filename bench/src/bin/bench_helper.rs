@@ -35,6 +35,11 @@
 //!     inherited across fork and exec, so a command spawned straight from a
 //!     large parent (tracer-bench, late in a run) would report the parent's
 //!     size: this small process forks it instead.
+//! bench_helper floor-probes TRACEPOINT...
+//!     Attaches an empty raw-tracepoint program to each TRACEPOINT, prints
+//!     `attached ...` and holds them until stdin closes: the floor any
+//!     program on those tracepoints costs (kernel-cost reads its
+//!     run_time_ns/run_cnt like tracer's).
 //! ```
 
 use std::{
@@ -68,10 +73,11 @@ fn run(args: &[String]) -> Result<()> {
         }
         ["write-file", path, bytes] => write_file(path, bytes),
         ["rusage", cmd @ ..] if !cmd.is_empty() => rusage(cmd),
+        ["floor-probes", tps @ ..] if !tps.is_empty() => floor_probes(tps),
         _ => bail!(
             "usage: bench_helper udp-flood IP:PORT COUNT [PAYLOAD] | iperf3 FILE | \
              tracer-drops FILE NETNS_INODE REASON | bpftrace-drops FILE REASON_RAW [NETNS_INODE] | \
-             write-file PATH BYTES | rusage CMD [ARG...]"
+             write-file PATH BYTES | rusage CMD [ARG...] | floor-probes TRACEPOINT..."
         ),
     }
 }
@@ -362,4 +368,58 @@ fn rusage(cmd: &[&str]) -> Result<()> {
     println!("cpu_s={:.6}", secs(ru.ru_utime) + secs(ru.ru_stime));
     println!("maxrss_kib={}", ru.ru_maxrss);
     Ok(())
+}
+
+/// Attaches an empty raw-tracepoint program (`r0 = 0; exit`) to each
+/// tracepoint and holds them until stdin closes: the floor that any
+/// program on those tracepoints costs under bpf_stats (the dispatch of a
+/// raw tracepoint program plus the two clock reads of the accounting).
+/// The caller reads run_time_ns/run_cnt from this process's fdinfo.
+fn floor_probes(tps: &[&str]) -> Result<()> {
+    // BPF_ALU64 | BPF_MOV | BPF_K, dst r0, imm 0; then BPF_JMP | BPF_EXIT.
+    let insns: [u64; 2] = [0xb7, 0x95];
+    let license = c"GPL";
+    let mut links = Vec::new();
+    for tp in tps {
+        // union bpf_attr for BPF_PROG_LOAD: prog_type, insn_cnt, insns,
+        // license; the rest zero (no log, no name).
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&17u32.to_ne_bytes()); // BPF_PROG_TYPE_RAW_TRACEPOINT
+        attr[4..8].copy_from_slice(&(insns.len() as u32).to_ne_bytes());
+        attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+        attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+        let prog = bpf(5, &attr).with_context(|| format!("loading the empty program for {tp}"))?; // BPF_PROG_LOAD
+        let name = std::ffi::CString::new(*tp).context("tracepoint name")?;
+        // BPF_RAW_TRACEPOINT_OPEN: name, prog_fd.
+        let mut attr = [0u8; 128];
+        attr[0..8].copy_from_slice(&(name.as_ptr() as u64).to_ne_bytes());
+        attr[8..12].copy_from_slice(&(prog as u32).to_ne_bytes());
+        let link = bpf(17, &attr).with_context(|| format!("attaching the empty program to {tp}"))?;
+        links.push((prog, link));
+    }
+    println!("attached {}", tps.join(" "));
+    // Hold the programs until the caller closes stdin (or kills us).
+    let mut sink = String::new();
+    while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+        sink.clear();
+    }
+    for (prog, link) in links {
+        // SAFETY: fds this function opened and owns.
+        unsafe {
+            libc::close(link);
+            libc::close(prog);
+        }
+    }
+    Ok(())
+}
+
+/// The bpf(2) system call with a 128-byte attribute block; the new fd.
+fn bpf(cmd: libc::c_long, attr: &[u8; 128]) -> Result<i32> {
+    // SAFETY: attr is a valid, initialised buffer of the size passed; the
+    // pointers inside it point to live data for the duration of the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), attr.len() as u32) };
+    if fd < 0 {
+        bail!("bpf({cmd}): {}", std::io::Error::last_os_error());
+    }
+    Ok(fd as i32)
 }
