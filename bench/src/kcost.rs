@@ -290,7 +290,10 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     for k in ["netif_receive_skb", "kfree_skb"] {
         let (h1, c1) = cell(&floor1, k);
         let (h2, c2) = cell(&floor2, k);
-        let _ = writeln!(d, "| *{k}: empty program (floor)* | {h1} | {c1} | {h2} | {c2} |");
+        let _ = writeln!(
+            d,
+            "| *{k}: empty program (floor)* | {h1} | {c1} | {h2} | {c2} |"
+        );
     }
     match &reference {
         Ok((ns, n)) if *n > 0 => {

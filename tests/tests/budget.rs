@@ -5,7 +5,9 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::Value;
-use tracer_tests::{ecs_mac, require_root, send_frames, send_udp, with_action, BridgeTopo, Tracer};
+use tracer_tests::{
+    ecs_mac, require_root, send_frames, send_udp, tracer_bin, with_action, BridgeTopo, Tracer,
+};
 
 /// Frames with distinct source MACs sent through the flooded bridge.
 const FLOOD: u32 = 200_000;
@@ -152,31 +154,45 @@ const DROP_BUDGET: u64 = 100;
 /// the place's budget the kernel only counts them; the counts come back in
 /// the loss reports and in B's drop_summary, so lines + summaries = the
 /// kernel's own NoPorts count. Meanwhile a trickle of drops at another
-/// place (A's closed port) arrives drop by drop, nothing held back.
+/// place (A's closed port) arrives drop by drop, nothing held back. The
+/// run's capture replays to the same lines.
 #[test]
 fn drop_storm_at_one_place_is_counted_in_the_kernel_and_others_still_arrive() {
     require_root();
     let topo = BridgeTopo::new();
     let (a_inode, b_inode) = (topo.a.inode(), topo.b.inode());
-    let budget = format!("kfree_skb={DROP_BUDGET}");
-    let t = Tracer::start(&[
+    let (a, b) = (a_inode.to_string(), b_inode.to_string());
+    let dir = std::env::temp_dir().join(format!("tracer-budget-{}", topo.tag));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let capture = dir.join("storm.capture");
+    let cap = capture.to_str().expect("utf-8 path");
+    // What the pipeline does (the same live and in replay).
+    let view = [
         "--netns",
-        &a_inode.to_string(),
+        &a,
         "--netns",
-        &b_inode.to_string(),
-        "--budget",
-        &budget,
-        "--probes",
-        "drop",
+        &b,
         // User space prints every drop it gets: what is held back is the
         // kernel's doing alone.
         "--drop-lines-per-sec",
         "1000000",
         "--drop-summary-interval",
         "1s",
+    ];
+    let budget = format!("kfree_skb={DROP_BUDGET}");
+    let mut args = view.to_vec();
+    args.extend([
+        "--budget",
+        &budget,
+        "--probes",
+        "drop",
         "--loss-interval",
         "200ms",
+        "--record",
+        cap,
     ]);
+    let t = Tracer::start(&args);
     let (b_before, a_before) = (topo.b.udp_noports(), topo.a.udp_noports());
     const FLOOD: u64 = 30_000;
     const TRICKLE: u64 = 10;
@@ -198,11 +214,28 @@ fn drop_storm_at_one_place_is_counted_in_the_kernel_and_others_still_arrive() {
         topo.b.udp_noports() - b_before,
         topo.a.udp_noports() - a_before,
     );
-    let (lines, _) = t.stop();
+    let (lines, raw) = t.stop();
     assert!(
         b_kernel >= FLOOD && a_kernel >= TRICKLE,
         "{b_kernel} {a_kernel}"
     );
+    let replay = std::process::Command::new(tracer_bin())
+        .arg("replay")
+        .arg(&capture)
+        .args(view)
+        .output()
+        .expect("tracer replay");
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let live: String = raw.iter().map(|l| format!("{l}\n")).collect();
+    assert!(
+        String::from_utf8_lossy(&replay.stdout) == live,
+        "the capture replays to the live lines (held-back drops included)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 
     let ours = |v: &&Value, ns: u64| {
         v["tracer"]["netns"]["inode"] == ns && v["tracer"]["reason"] == "NO_SOCKET"

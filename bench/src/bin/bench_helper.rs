@@ -394,13 +394,18 @@ fn floor_probes(tps: &[&str]) -> Result<()> {
         let mut attr = [0u8; 128];
         attr[0..8].copy_from_slice(&(name.as_ptr() as u64).to_ne_bytes());
         attr[8..12].copy_from_slice(&(prog as u32).to_ne_bytes());
-        let link = bpf(17, &attr).with_context(|| format!("attaching the empty program to {tp}"))?;
+        let link =
+            bpf(17, &attr).with_context(|| format!("attaching the empty program to {tp}"))?;
         links.push((prog, link));
     }
     println!("attached {}", tps.join(" "));
     // Hold the programs until the caller closes stdin (or kills us).
     let mut sink = String::new();
-    while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+    while std::io::stdin()
+        .read_line(&mut sink)
+        .map(|n| n > 0)
+        .unwrap_or(false)
+    {
         sink.clear();
     }
     for (prog, link) in links {
