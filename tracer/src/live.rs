@@ -700,11 +700,18 @@ impl LossCounters {
             .collect();
         self.prev_lost = now_lost;
         self.prev_filtered = filt_now.into_iter().collect();
-        let held_now = probes::read_held_back(&self.budget);
+        // Budget entries idle for a while are removed once what they held
+        // back is in this report (see probes::BUDGET_IDLE_NS).
+        let mono = clock::monotonic_now_ns();
+        let mut idle = Vec::new();
+        let mut held_now = probes::read_held_back(&self.budget, mono, &mut idle);
         let held_back = probes::held_back_delta(&self.prev_held_back, &held_now);
+        probes::remove_idle(&mut self.budget, idle, &mut held_now, probes::held_back_key);
         self.prev_held_back = held_now;
-        let drops_now = probes::read_drops_held_back(&self.drop_budget);
+        let mut idle = Vec::new();
+        let mut drops_now = probes::read_drops_held_back(&self.drop_budget, mono, &mut idle);
         let drops_held_back = probes::drops_held_back_delta(&self.prev_drops_held_back, &drops_now);
+        probes::remove_idle(&mut self.drop_budget, idle, &mut drops_now, |k| *k);
         self.prev_drops_held_back = drops_now;
         (always
             || !delta.is_empty()

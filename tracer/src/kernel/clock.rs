@@ -28,6 +28,12 @@ pub fn boot_now_ns() -> u64 {
     now_ns(libc::CLOCK_BOOTTIME).max(0) as u64
 }
 
+/// Current `CLOCK_MONOTONIC` in ns (the clock of `bpf_ktime_get_ns`, which
+/// the kernel budgets' windows use).
+pub fn monotonic_now_ns() -> u64 {
+    now_ns(libc::CLOCK_MONOTONIC).max(0) as u64
+}
+
 fn now_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -443,18 +443,71 @@ pub fn set_spans(c: &mut tracer_ebpf::KernelConfig) {
     ]);
 }
 
+/// A budget entry whose windows (every CPU's) are older than this is idle:
+/// user space removes it once what it held back has been reported, so the
+/// maps never fill with namespaces and devices that are gone. Safe against
+/// the programs: a record can be held back only in a window younger than
+/// one second, so an idle entry's count cannot grow while it is removed
+/// (a drop that renews it meanwhile is sent, and starts a fresh entry).
+pub const BUDGET_IDLE_NS: u64 = 30_000_000_000;
+
 /// Records held back by the budgets since load, summed over CPUs, per
-/// (kind, netns inode); only pairs with some.
-pub fn read_held_back(map: &PerCpuHashMap<MapData, u64, BudgetState>) -> BTreeMap<(u32, u32), u64> {
+/// (kind, netns inode); only pairs with some. Keys idle for
+/// [`BUDGET_IDLE_NS`] before `now_ns` (`CLOCK_MONOTONIC`) are added to
+/// `idle`, for [`remove_idle`] once the counts are reported.
+pub fn read_held_back(
+    map: &PerCpuHashMap<MapData, u64, BudgetState>,
+    now_ns: u64,
+    idle: &mut Vec<u64>,
+) -> BTreeMap<(u32, u32), u64> {
     let mut out = BTreeMap::new();
     for item in map.iter() {
         let Ok((key, per_cpu)) = item else { continue };
         let n: u64 = per_cpu.iter().map(|s| s.held_back).sum();
+        if is_idle(per_cpu.iter().map(|s| s.window_start_ns), now_ns) {
+            idle.push(key);
+        }
         if n > 0 {
-            out.insert(((key >> 32) as u32, key as u32), n);
+            out.insert(held_back_key(&key), n);
         }
     }
     out
+}
+
+/// (kind, netns) of a `BUDGET` key.
+pub fn held_back_key(key: &u64) -> (u32, u32) {
+    ((key >> 32) as u32, *key as u32)
+}
+
+/// Whether every CPU's window started [`BUDGET_IDLE_NS`] or more before `now_ns`.
+fn is_idle(window_starts: impl Iterator<Item = u64>, now_ns: u64) -> bool {
+    let mut any = false;
+    for w in window_starts {
+        if now_ns.saturating_sub(w) < BUDGET_IDLE_NS {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
+/// Removes idle keys (listed by a read) from a budget map and from the
+/// snapshot that read returned, so that a key created again later counts
+/// from zero. Returns how many were removed.
+pub fn remove_idle<K: aya::Pod, V: aya::Pod, S: Ord, T>(
+    map: &mut PerCpuHashMap<MapData, K, V>,
+    idle: Vec<K>,
+    snapshot: &mut BTreeMap<S, T>,
+    snapshot_key: impl Fn(&K) -> S,
+) -> usize {
+    let mut removed = 0;
+    for k in idle {
+        if map.remove(&k).is_ok() {
+            snapshot.remove(&snapshot_key(&k));
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Per (kind, netns) increase between two [`read_held_back`] snapshots.
@@ -472,15 +525,20 @@ pub fn held_back_delta(
 
 /// Drops held back since load per place ([`DropBudgetKey`]), summed over
 /// CPUs, with the namespace of the place's last sent drop; only places
-/// with some.
+/// with some. Idle places go to `idle` as in [`read_held_back`].
 pub fn read_drops_held_back(
     map: &PerCpuHashMap<MapData, DropBudgetKey, DropBudgetState>,
+    now_ns: u64,
+    idle: &mut Vec<DropBudgetKey>,
 ) -> BTreeMap<DropBudgetKey, (u32, u64)> {
     let mut out = BTreeMap::new();
     for item in map.iter() {
         let Ok((key, per_cpu)) = item else { continue };
         let n: u64 = per_cpu.iter().map(|s| s.budget.held_back).sum();
         let netns = per_cpu.iter().map(|s| s.netns).find(|&ns| ns != 0);
+        if is_idle(per_cpu.iter().map(|s| s.budget.window_start_ns), now_ns) {
+            idle.push(key);
+        }
         if n > 0 {
             out.insert(key, (netns.unwrap_or(0), n));
         }
@@ -554,6 +612,19 @@ mod tests {
         let got: Vec<(u32, u32, u64)> = d.iter().map(|h| (h.netns, h.reason, h.count)).collect();
         assert_eq!(got, [(10, 2, 1), (10, 5, 37), (11, 5, 5)]);
         assert!(drops_held_back_delta(&now, &now).is_empty());
+    }
+
+    /// An entry is idle only when every CPU's window is older than
+    /// BUDGET_IDLE_NS (a CPU that never used it has window 0).
+    #[test]
+    fn budget_entries_are_idle_only_when_every_cpu_is() {
+        let now = 100 * BUDGET_IDLE_NS;
+        assert!(is_idle([0, now - BUDGET_IDLE_NS].into_iter(), now));
+        assert!(!is_idle([0, now - BUDGET_IDLE_NS + 1].into_iter(), now));
+        assert!(!is_idle([now - 1_000_000_000, 0].into_iter(), now));
+        assert!(!is_idle(std::iter::empty(), now), "no CPU read: keep it");
+        // A clock read before the window (never expected): not idle.
+        assert!(!is_idle([now + 5].into_iter(), now));
     }
 
     #[test]
