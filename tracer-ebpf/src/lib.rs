@@ -61,9 +61,15 @@ record_kinds! {
     TCP_RECEIVE_RESET = 7,
     /// `skb:kfree_skb`. [`super::DropEvent`]
     SKB_DROP = 8,
+    /// `sock:inet_sock_set_state` of a socket whose `sk_err` is set (a
+    /// connect refused or unreachable, a reset, a timeout). [`super::SockErrorEvent`]
+    SOCK_ERROR = 9,
+    /// `icmp:icmp_send` about a TCP packet: the kernel answers it with an
+    /// ICMP error (unreachable, time exceeded...). [`super::IcmpEvent`]
+    ICMP_SEND = 10,
 }
 
-const _: () = assert!(kind::MAX == 9);
+const _: () = assert!(kind::MAX == 11);
 
 /// Common prefix of every ring-buffer record.
 #[repr(C)]
@@ -183,6 +189,55 @@ pub struct DropEvent {
     pub l4proto: u8,
     /// 4 or 6 when the addresses are valid, else 0.
     pub ip_version: u8,
+    pub _pad: [u8; 4],
+}
+
+/// A TCP socket changed state while its `sk_err` was set
+/// (`inet_sock_set_state(sk, oldstate, newstate)`). `saddr`/`sport` are the
+/// local end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockErrorEvent {
+    pub hdr: EventHeader,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u16,
+    /// `TCP_*` states (SYN_SENT = 2, CLOSE = 7 ...).
+    pub old_state: u8,
+    pub new_state: u8,
+    /// `sk->sk_err`: a positive errno (ECONNREFUSED, EHOSTUNREACH ...).
+    pub sk_err: u32,
+    /// `sk->sk_protocol` (IPPROTO_TCP = 6); 0 when unknown.
+    pub protocol: u16,
+    pub _pad: [u8; 2],
+}
+
+/// The kernel sends an ICMP error (`icmp_send(skb, type, code)`) about a
+/// TCP packet. The addresses and ports are the offending packet's; the
+/// header's namespace and interface are where it arrived (the sender of the
+/// ICMP error).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IcmpEvent {
+    pub hdr: EventHeader,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    /// ICMP type and code (3/13: destination unreachable, administratively
+    /// prohibited).
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// IPPROTO_* of the offending packet.
+    pub l4proto: u8,
+    /// 4 or 6 when the addresses are valid, else 0.
+    pub ip_version: u8,
+    /// First IPv4 address of the interface the packet arrived on (the
+    /// source the kernel normally gives the error); zero when unknown.
+    pub sender: [u8; 4],
     pub _pad: [u8; 4],
 }
 
@@ -345,6 +400,17 @@ kernel_fields! {
     SkV6Daddr sk_v6_daddr: "sock_common.skc_v6_daddr" via "sock",
     SkV6RcvSaddr sk_v6_rcv_saddr: "sock_common.skc_v6_rcv_saddr" via "sock",
     SkNet sk_net: "sock_common.skc_net.net" via "sock",
+    /// struct inet_sock: the local port in network order (kept when a
+    /// closing socket gives its port back and `skc_num` becomes 0).
+    InetSport inet_sport: "inet_sock.inet_sport" via "sock",
+    /// struct sock: the pending socket error (a positive errno).
+    SkErr sk_err: "sock.sk_err",
+    /// `u16` in current kernels (a bitfield before 5.6: unresolved there).
+    SkProtocol sk_protocol: "sock.sk_protocol",
+    /// struct net_device -> in_device -> in_ifaddr: an interface's IPv4 address.
+    DevIpPtr dev_ip_ptr: "net_device.ip_ptr",
+    InDevIfaList in_dev_ifa_list: "in_device.ifa_list",
+    IfaLocal ifa_local: "in_ifaddr.ifa_local",
     /// struct tcp_sock / inet_connection_sock
     TcpSndUna tcp_snd_una: "tcp_sock.snd_una" via "sock",
     IcskRetransmits icsk_retransmits: "inet_connection_sock.icsk_retransmits" via "sock",
@@ -487,11 +553,13 @@ const _: () = assert!(core::mem::size_of::<ArpEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<TcpEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 96);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == (38 + kind::MAX as usize + 4) * 4);
+const _: () = assert!(core::mem::size_of::<SockErrorEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<IcmpEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == (44 + kind::MAX as usize + 4) * 4);
 const _: () = assert!(core::mem::size_of::<BudgetState>() == 24);
 const _: () = assert!(core::mem::size_of::<DropBudgetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<DropBudgetState>() == 32);
-const _: () = assert!(Field::ALL.len() + 3 == 38);
+const _: () = assert!(Field::ALL.len() + 3 == 44);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -505,6 +573,8 @@ mod pod {
     unsafe impl aya::Pod for NeighEvent {}
     unsafe impl aya::Pod for TcpEvent {}
     unsafe impl aya::Pod for DropEvent {}
+    unsafe impl aya::Pod for SockErrorEvent {}
+    unsafe impl aya::Pod for IcmpEvent {}
     unsafe impl aya::Pod for BudgetState {}
     unsafe impl aya::Pod for DropBudgetKey {}
     unsafe impl aya::Pod for DropBudgetState {}

@@ -7,13 +7,14 @@ use std::{collections::HashMap, mem::size_of, net::IpAddr};
 
 use thiserror::Error;
 use tracer_ebpf::{
-    kind, ArpEvent, DropEvent, EventHeader, FdbEvent, NeighEvent, TcpEvent, IFNAMSIZ,
+    kind, ArpEvent, DropEvent, EventHeader, FdbEvent, IcmpEvent, NeighEvent, SockErrorEvent,
+    TcpEvent, IFNAMSIZ,
 };
 
 use crate::{
     event::{
-        ifname, ip_from_wire, transport_name, Action, EcsEvent, Endpoint, Interface, Kind, Mac,
-        Neigh, Netns, Network, SmolStr, Tcp,
+        ifname, ip_from_wire, transport_name, Action, EcsEvent, Endpoint, Icmp, Interface, Kind,
+        Mac, Neigh, Netns, Network, SmolStr, Tcp,
     },
     kernel::btf::DropReasons,
 };
@@ -39,6 +40,8 @@ pub enum Record {
     Neigh(NeighEvent),
     Tcp(TcpEvent),
     Drop(DropEvent),
+    SockError(SockErrorEvent),
+    Icmp(IcmpEvent),
 }
 
 impl Record {
@@ -49,6 +52,8 @@ impl Record {
             Record::Neigh(e) => &e.hdr,
             Record::Tcp(e) => &e.hdr,
             Record::Drop(e) => &e.hdr,
+            Record::SockError(e) => &e.hdr,
+            Record::Icmp(e) => &e.hdr,
         }
     }
 }
@@ -102,6 +107,8 @@ pub enum RecordKind {
     TcpSendReset,
     TcpReceiveReset,
     SkbDrop,
+    SockError,
+    IcmpSend,
 }
 
 /// A `u32` that is not one of [`tracer_ebpf::kind`].
@@ -111,7 +118,7 @@ pub struct UnknownKind(pub u32);
 
 impl RecordKind {
     /// Every kind, in wire-value order.
-    pub const ALL: [RecordKind; 8] = [
+    pub const ALL: [RecordKind; 10] = [
         RecordKind::FdbUpdate,
         RecordKind::FdbDelete,
         RecordKind::ArpReply,
@@ -120,6 +127,8 @@ impl RecordKind {
         RecordKind::TcpSendReset,
         RecordKind::TcpReceiveReset,
         RecordKind::SkbDrop,
+        RecordKind::SockError,
+        RecordKind::IcmpSend,
     ];
 
     /// The wire value (`EventHeader::kind`).
@@ -133,6 +142,8 @@ impl RecordKind {
             RecordKind::TcpSendReset => kind::TCP_SEND_RESET,
             RecordKind::TcpReceiveReset => kind::TCP_RECEIVE_RESET,
             RecordKind::SkbDrop => kind::SKB_DROP,
+            RecordKind::SockError => kind::SOCK_ERROR,
+            RecordKind::IcmpSend => kind::ICMP_SEND,
         }
     }
 
@@ -147,6 +158,8 @@ impl RecordKind {
             RecordKind::TcpSendReset => "tcp_send_reset",
             RecordKind::TcpReceiveReset => "tcp_receive_reset",
             RecordKind::SkbDrop => "kfree_skb",
+            RecordKind::SockError => "inet_sock_set_state",
+            RecordKind::IcmpSend => "icmp_send",
         }
     }
 }
@@ -167,6 +180,8 @@ impl TryFrom<u32> for RecordKind {
             kind::TCP_SEND_RESET => RecordKind::TcpSendReset,
             kind::TCP_RECEIVE_RESET => RecordKind::TcpReceiveReset,
             kind::SKB_DROP => RecordKind::SkbDrop,
+            kind::SOCK_ERROR => RecordKind::SockError,
+            kind::ICMP_SEND => RecordKind::IcmpSend,
             k => return Err(UnknownKind(k)),
         })
     }
@@ -190,6 +205,8 @@ pub fn parse(bytes: &[u8]) -> Result<Record, DecodeError> {
             Record::Tcp(read_tcp(bytes)?)
         }
         RecordKind::SkbDrop => Record::Drop(read_pod(bytes, "drop event")?),
+        RecordKind::SockError => Record::SockError(read_pod(bytes, "socket error event")?),
+        RecordKind::IcmpSend => Record::Icmp(read_pod(bytes, "icmp event")?),
     })
 }
 
@@ -513,7 +530,9 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
             | RecordKind::FdbDelete
             | RecordKind::ArpReply
             | RecordKind::NeighUpdate
-            | RecordKind::SkbDrop,
+            | RecordKind::SkbDrop
+            | RecordKind::SockError
+            | RecordKind::IcmpSend,
         )
         | None => (Action::TcpReset, Some("received")),
     };
@@ -554,6 +573,131 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
         retransmits: retrans.then_some(e.retransmits),
         ack_age_ms: (retrans && e.ack_age_ms != 0).then_some(e.ack_age_ms),
         rto_ms: (retrans && e.rto_ms != 0).then_some(e.rto_ms),
+        old_state: None,
+        error: None,
+    });
+    ev
+}
+
+/// Name of a Linux errno (the values are the kernel's user-space ABI,
+/// `asm-generic/errno.h`, the same on every architecture tracer runs on);
+/// `E<n>` for one not listed.
+pub fn errno_name(e: u32) -> SmolStr {
+    let n = match e {
+        1 => "EPERM",
+        4 => "EINTR",
+        5 => "EIO",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        22 => "EINVAL",
+        32 => "EPIPE",
+        64 => "ENONET",
+        71 => "EPROTO",
+        90 => "EMSGSIZE",
+        92 => "ENOPROTOOPT",
+        95 => "EOPNOTSUPP",
+        97 => "EAFNOSUPPORT",
+        98 => "EADDRINUSE",
+        99 => "EADDRNOTAVAIL",
+        100 => "ENETDOWN",
+        101 => "ENETUNREACH",
+        102 => "ENETRESET",
+        103 => "ECONNABORTED",
+        104 => "ECONNRESET",
+        110 => "ETIMEDOUT",
+        111 => "ECONNREFUSED",
+        112 => "EHOSTDOWN",
+        113 => "EHOSTUNREACH",
+        _ => return SmolStr::new(format!("E{e}")),
+    };
+    SmolStr::new_static(n)
+}
+
+/// nftables' name of an ICMP (v4) type and code (RFC 792, 1812), as
+/// `reject with icmp <name>` spells it where it can.
+pub fn icmp_name(t: u8, code: u8) -> &'static str {
+    match (t, code) {
+        (3, 0) => "net-unreachable",
+        (3, 1) => "host-unreachable",
+        (3, 2) => "prot-unreachable",
+        (3, 3) => "port-unreachable",
+        (3, 4) => "frag-needed",
+        (3, 5) => "source-route-failed",
+        (3, 6) => "net-unknown",
+        (3, 7) => "host-unknown",
+        (3, 9) => "net-prohibited",
+        (3, 10) => "host-prohibited",
+        (3, 11) => "net-unreachable-for-tos",
+        (3, 12) => "host-unreachable-for-tos",
+        (3, 13) => "admin-prohibited",
+        (3, _) => "destination-unreachable",
+        (4, _) => "source-quench",
+        (5, _) => "redirect",
+        (11, _) => "time-exceeded",
+        (12, _) => "parameter-problem",
+        _ => "other",
+    }
+}
+
+/// A socket closed with an error (`tcp_error`): the local end is the source.
+pub fn sock_error_event(t: &Tables, e: &SockErrorEvent) -> EcsEvent {
+    const AF_INET6: u16 = 10;
+    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, Action::TcpError);
+    netns_iface(&mut ev, &e.hdr);
+    let v6 = e.family == AF_INET6;
+    ev.source = Endpoint {
+        ip: Some(ip_from_wire(&e.saddr, v6)),
+        port: Some(e.sport),
+        mac: None,
+        container: None,
+    };
+    ev.destination = Endpoint {
+        ip: Some(ip_from_wire(&e.daddr, v6)),
+        port: Some(e.dport),
+        mac: None,
+        container: None,
+    };
+    ev.network = Network {
+        type_: Some(if v6 { "ipv6" } else { "ipv4" }),
+        transport: Some(match e.protocol {
+            0 => "tcp".into(),
+            p => transport_name(p.min(255) as u8),
+        }),
+    };
+    ev.tracer.tcp = Some(Tcp {
+        state: Some(tcp_state_name(e.new_state)),
+        old_state: Some(tcp_state_name(e.old_state)),
+        error: Some(errno_name(e.sk_err)),
+        ..Tcp::default()
+    });
+    ev
+}
+
+/// An ICMP error the kernel sent about a TCP packet (`icmp_error`): the
+/// packet's addresses and ports, where it arrived, the type and code.
+pub fn icmp_event(t: &Tables, e: &IcmpEvent) -> EcsEvent {
+    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, Action::IcmpError);
+    netns_iface(&mut ev, &e.hdr);
+    if e.ip_version == 4 || e.ip_version == 6 {
+        let v6 = e.ip_version == 6;
+        let has_ports = matches!(e.l4proto, 6 | 17 | 132);
+        ev.source.ip = Some(ip_from_wire(&e.saddr, v6));
+        ev.destination.ip = Some(ip_from_wire(&e.daddr, v6));
+        if has_ports {
+            ev.source.port = Some(e.sport);
+            ev.destination.port = Some(e.dport);
+        }
+        ev.network = Network {
+            type_: Some(if v6 { "ipv6" } else { "ipv4" }),
+            transport: Some(transport_name(e.l4proto)),
+        };
+    }
+    ev.tracer.icmp = Some(Icmp {
+        type_: e.icmp_type,
+        code: e.icmp_code,
+        name: icmp_name(e.icmp_type, e.icmp_code),
+        sender: (e.sender != [0; 4]).then(|| IpAddr::from(e.sender)),
     });
     ev
 }

@@ -5,32 +5,38 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use tracer_ebpf::{kind, TcpEvent};
+use tracer_ebpf::{kind, IcmpEvent, SockErrorEvent, TcpEvent};
 
 use super::common::{
     fill_dev, rd, reserve, sk_netns, skb_tuple, Tuple, AF_INET, AF_INET6, IPPROTO_TCP,
 };
 
+/// Local and remote address of a socket (`struct sock_common`) into
+/// `saddr`/`daddr`; returns (local port, remote port, family).
+#[inline(always)]
+unsafe fn sock_ends(sk: *const u8, saddr: &mut [u8; 16], daddr: &mut [u8; 16]) -> (u16, u16, u16) {
+    let family = rd::<u16>(sk, off!(sk_family)).unwrap_or(0);
+    let sport = rd::<u16>(sk, off!(sk_num)).unwrap_or(0);
+    let dport = u16::from_be(rd::<u16>(sk, off!(sk_dport)).unwrap_or(0));
+    if family == AF_INET6 {
+        let _ = bpf_probe_read_kernel_buf(sk.wrapping_add(off!(sk_v6_rcv_saddr)), saddr);
+        let _ = bpf_probe_read_kernel_buf(sk.wrapping_add(off!(sk_v6_daddr)), daddr);
+    } else {
+        let _ = bpf_probe_read_kernel_buf(sk.wrapping_add(off!(sk_rcv_saddr)), &mut saddr[..4]);
+        let _ = bpf_probe_read_kernel_buf(sk.wrapping_add(off!(sk_daddr)), &mut daddr[..4]);
+    }
+    (sport, dport, family)
+}
+
 /// Local/remote addresses, ports, family and state from `struct sock_common`.
 #[inline(always)]
 unsafe fn fill_sock(p: *mut TcpEvent, sk: *const u8) {
     (*p).has_sk = 1;
-    let family = rd::<u16>(sk, off!(sk_family)).unwrap_or(0);
+    let (sport, dport, family) = sock_ends(sk, &mut (*p).saddr, &mut (*p).daddr);
     (*p).family = family;
     (*p).state = rd::<u8>(sk, off!(sk_state)).unwrap_or(0);
-    (*p).sport = rd::<u16>(sk, off!(sk_num)).unwrap_or(0);
-    (*p).dport = u16::from_be(rd::<u16>(sk, off!(sk_dport)).unwrap_or(0));
-    if family == AF_INET6 {
-        let _ = bpf_probe_read_kernel_buf(sk.wrapping_add(off!(sk_v6_rcv_saddr)), &mut (*p).saddr);
-        let _ = bpf_probe_read_kernel_buf(sk.wrapping_add(off!(sk_v6_daddr)), &mut (*p).daddr);
-    } else {
-        let _ = bpf_probe_read_kernel_buf(
-            sk.wrapping_add(off!(sk_rcv_saddr)),
-            &mut (&mut (*p).saddr)[..4],
-        );
-        let _ =
-            bpf_probe_read_kernel_buf(sk.wrapping_add(off!(sk_daddr)), &mut (&mut (*p).daddr)[..4]);
-    }
+    (*p).sport = sport;
+    (*p).dport = dport;
     (*p).hdr.netns = sk_netns(sk);
 }
 
@@ -124,6 +130,103 @@ pub fn tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     unsafe { fill_sock(e.as_mut_ptr(), sk) };
+    e.submit(0);
+    0
+}
+
+/// `inet_sock_set_state(const struct sock *sk, const int oldstate, const int newstate)`:
+/// only a change of a socket whose `sk_err` is set, i.e. one the kernel
+/// closes with an error: a connect refused (ECONNREFUSED), unreachable
+/// (EHOSTUNREACH, ENETUNREACH: an ICMP error or a failed neighbour) or timed
+/// out (ETIMEDOUT), an established connection reset. Ordinary state
+/// changes (every connection makes several) cost one read and send nothing.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+    let sk: *const u8 = ctx.arg(0);
+    if sk.is_null() {
+        return 0;
+    }
+    let err = match unsafe { rd::<i32>(sk, off!(sk_err)) } {
+        Ok(e) if e > 0 => e,
+        _ => return 0,
+    };
+    let old: i32 = ctx.arg(1);
+    let new: i32 = ctx.arg(2);
+    if old == new {
+        return 0;
+    }
+    let Some(mut e) = reserve::<SockErrorEvent>(kind::SOCK_ERROR) else {
+        return 0;
+    };
+    let p = e.as_mut_ptr();
+    unsafe {
+        let (_, dport, family) = sock_ends(sk, &mut (*p).saddr, &mut (*p).daddr);
+        // `skc_num` is already 0 when a closing socket gave its port back.
+        (*p).sport = u16::from_be(rd::<u16>(sk, off!(inet_sport)).unwrap_or(0));
+        (*p).dport = dport;
+        (*p).family = family;
+        (*p).old_state = old as u8;
+        (*p).new_state = new as u8;
+        (*p).sk_err = err as u32;
+        (*p).protocol = rd::<u16>(sk, off!(sk_protocol)).unwrap_or(0);
+        (*p).hdr.netns = sk_netns(sk);
+    }
+    e.submit(0);
+    0
+}
+
+/// `icmp_send(const struct sk_buff *skb, int type, int code)` (Linux 6.9+):
+/// the kernel answers `skb` with an ICMP error. Only errors about TCP
+/// packets are sent (a UDP flood to closed ports makes one per datagram,
+/// and its `NO_SOCKET` drops already say it). The header names where the
+/// packet arrived (`skb->dev`, else the socket's namespace); `sender` is
+/// that interface's first IPv4 address.
+#[raw_tracepoint(tracepoint = "icmp_send")]
+pub fn icmp_send(ctx: RawTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    if skb.is_null() {
+        return 0;
+    }
+    let mut t = Tuple::EMPTY;
+    unsafe { skb_tuple(skb, &mut t) };
+    if t.l4proto != IPPROTO_TCP {
+        return 0;
+    }
+    let icmp_type: i32 = ctx.arg(1);
+    let icmp_code: i32 = ctx.arg(2);
+    let Some(mut e) = reserve::<IcmpEvent>(kind::ICMP_SEND) else {
+        return 0;
+    };
+    let p = e.as_mut_ptr();
+    unsafe {
+        (*p).saddr = t.saddr;
+        (*p).daddr = t.daddr;
+        (*p).sport = t.sport;
+        (*p).dport = t.dport;
+        (*p).l4proto = t.l4proto;
+        (*p).ip_version = t.version;
+        (*p).icmp_type = icmp_type as u8;
+        (*p).icmp_code = icmp_code as u8;
+        let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or_default();
+        if !dev.is_null() {
+            fill_dev(&mut (*p).hdr, dev);
+            if let Ok(ind) = rd::<*const u8>(dev, off!(dev_ip_ptr)) {
+                if !ind.is_null() {
+                    if let Ok(ifa) = rd::<*const u8>(ind, off!(in_dev_ifa_list)) {
+                        if !ifa.is_null() {
+                            (*p).sender = rd::<[u8; 4]>(ifa, off!(ifa_local)).unwrap_or([0; 4]);
+                        }
+                    }
+                }
+            }
+        }
+        if (*p).hdr.netns == 0 {
+            let sk = rd::<*const u8>(skb, off!(skb_sk)).unwrap_or_default();
+            if !sk.is_null() {
+                (*p).hdr.netns = sk_netns(sk);
+            }
+        }
+    }
     e.submit(0);
     0
 }

@@ -9,7 +9,18 @@
 //! - `NETFILTER_DROP`: a firewall rule, in the namespace of the drop;
 //! - `NEIGH_FAILED` drop, or a neighbour entry going to `FAILED`: nobody
 //!   answers ARP for the address (or the next hop);
-//! - `IP_OUTNOROUTES` / `IP_INNOROUTES`: no route.
+//! - `IP_OUTNOROUTES` / `IP_INNOROUTES`: no route;
+//! - an ICMP error the kernel sent about the flow's SYN (`icmp_error`, in
+//!   the namespace that answered): `admin-prohibited`, `host-prohibited`,
+//!   `net-prohibited` or (for TCP) `port-unreachable` is a firewall's
+//!   `reject`; `host-unreachable`, `net-unreachable` and `time-exceeded`
+//!   say that the sender cannot reach the destination.
+//!
+//! A third symptom ends an attempt at once: the client's socket closed from
+//! `SYN_SENT` with an error (`tcp_error`: ECONNREFUSED, EHOSTUNREACH,
+//! ENETUNREACH...). A connect rejected with ICMP never retransmits its
+//! SYN, so this is how it is seen at all; with no cause seen on this host,
+//! the error itself is the cause (the answer came from beyond it).
 //!
 //! Correlation is by flow tuple first (source and destination address and
 //! port, whatever the namespace), then by destination address (neighbour
@@ -50,9 +61,17 @@ pub(crate) const CAUSE_TTL: i128 = 30 * NS_PER_S;
 #[serde(rename_all = "snake_case")]
 pub(crate) enum CauseKind {
     NothingListens,
+    /// An ICMP error that says a firewall rejects (admin prohibited ...):
+    /// a `reject` rule also drops the packet (`NETFILTER_DROP`), and the
+    /// ICMP error says more (who answered, with what).
+    Rejected,
     Firewall,
     NoRoute,
     NoArp,
+    /// An ICMP host/net unreachable or time exceeded, or the socket's own
+    /// EHOSTUNREACH/ENETUNREACH with no ICMP seen (less telling than a
+    /// neighbour failure, which is often why a router answers so).
+    Unreachable,
     NoAnswer,
 }
 
@@ -73,9 +92,47 @@ impl CauseKind {
             Self::Firewall => "firewall",
             Self::NoRoute => "no_route",
             Self::NoArp => "no_arp",
+            Self::Rejected => "rejected",
+            Self::Unreachable => "unreachable",
             Self::NoAnswer => "no_answer",
         }
     }
+
+    /// The cause an ICMP error (type, code) about a TCP SYN stands for;
+    /// None for one that is no connect failure (fragmentation needed,
+    /// redirect...).
+    fn from_icmp(t: u8, code: u8) -> Option<Self> {
+        Some(match (t, code) {
+            // Prohibited, and port/protocol unreachable for TCP (a TCP
+            // stack answers a closed port with a reset: an ICMP one is a
+            // firewall's `reject`).
+            (3, 2 | 3 | 9 | 10 | 13) => Self::Rejected,
+            (3, 0 | 1 | 5..=7 | 11 | 12) | (11, _) => Self::Unreachable,
+            _ => return None,
+        })
+    }
+
+    /// The cause a socket error of a failed connect stands for when no
+    /// cause was seen on this host.
+    fn from_errno(e: &str) -> Option<Self> {
+        Some(match e {
+            "ECONNREFUSED" => Self::NothingListens,
+            "EHOSTUNREACH" | "ENETUNREACH" | "EHOSTDOWN" | "ENONET" | "ENETDOWN" => {
+                Self::Unreachable
+            }
+            "EACCES" | "EPERM" => Self::Rejected,
+            _ => return None,
+        })
+    }
+}
+
+/// The ICMP error behind a cause.
+#[derive(Clone, Debug)]
+pub(crate) struct IcmpSeen {
+    /// nftables' name (`admin-prohibited`).
+    pub(crate) name: &'static str,
+    /// Who sent it (the interface's address where the SYN arrived).
+    pub(crate) sender: Option<IpAddr>,
 }
 
 /// Keeps `make()` as the cause for `k` when it is at least as telling as
@@ -110,6 +167,8 @@ pub(crate) struct Cause {
     pub(crate) container: Option<ContainerRef>,
     /// Address the neighbour failure was about (the next hop).
     pub(crate) neigh: Option<IpAddr>,
+    /// The ICMP error, when the cause is one.
+    pub(crate) icmp: Option<IcmpSeen>,
     t: i128,
 }
 
@@ -147,6 +206,24 @@ struct Attempt {
     client_ns: Option<Netns>,
     dst_container: Option<ContainerRef>,
     service: Option<Arc<ServiceRef>>,
+    /// The error the client's socket closed with (`ECONNREFUSED` ...).
+    error: Option<SmolStr>,
+}
+
+impl Attempt {
+    fn new(t: i128) -> Self {
+        Attempt {
+            syns: 0,
+            first: t,
+            last: t,
+            alerted: false,
+            client: None,
+            client_ns: None,
+            dst_container: None,
+            service: None,
+            error: None,
+        }
+    }
 }
 
 impl Stamped for Attempt {
@@ -219,6 +296,10 @@ struct Dest<'a> {
 #[derive(Serialize)]
 struct Where<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
+    icmp: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_sender: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     location: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     neighbour: Option<IpAddr>,
@@ -234,6 +315,8 @@ struct Alert<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     cause_seen: Option<Where<'a>>,
     client: Client<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_error: Option<&'a str>,
     destination: Dest<'a>,
     duration_s: f64,
     hint: &'a str,
@@ -307,6 +390,7 @@ impl Connect {
             netns: ev.tracer.netns.clone(),
             container: ev.container.clone(),
             neigh: None,
+            icmp: None,
             t,
         };
         let flow = match (ev.source.ip, ev.source.port, ev.destination.port) {
@@ -338,9 +422,104 @@ impl Connect {
             netns: ev.tracer.netns.clone(),
             container: ev.container.clone(),
             neigh: Some(ip),
+            icmp: None,
             t,
         };
         self.learn(None, CauseKey::Dst(ip), cause, t, sink);
+    }
+
+    /// An ICMP error the kernel sent about a TCP packet: a cause for the
+    /// packet's flow and destination. A rejection concludes an attempt
+    /// that waits; an "unreachable" is only remembered (the client's own
+    /// error, or a neighbour failure that explains it, comes next).
+    pub(crate) fn icmp(&mut self, ev: &EcsEvent, t: i128, sink: &mut Sink) {
+        let Some(icmp) = ev.tracer.icmp.as_ref() else {
+            return;
+        };
+        let Some(kind) = CauseKind::from_icmp(icmp.type_, icmp.code) else {
+            return;
+        };
+        let (Some(src), Some(sp), Some(dst), Some(dp)) = (
+            ev.source.ip,
+            ev.source.port,
+            ev.destination.ip,
+            ev.destination.port,
+        ) else {
+            return;
+        };
+        if ev.network.transport.as_deref() != Some("tcp") {
+            return;
+        }
+        let cause = Cause {
+            kind,
+            reason: SmolStr::new(format!("ICMP {}", icmp.name)),
+            location: None,
+            netns: ev.tracer.netns.clone(),
+            container: ev.container.clone(),
+            neigh: None,
+            icmp: Some(IcmpSeen {
+                name: icmp.name,
+                sender: icmp.sender,
+            }),
+            t,
+        };
+        let flow = CauseKey::Flow(src, sp, dst, dp);
+        if kind == CauseKind::Rejected {
+            self.learn(Some(flow), CauseKey::Dst(dst), cause, t, sink);
+        } else {
+            keep(&mut self.causes, flow, kind, || cause.clone());
+            keep(&mut self.causes, CauseKey::Dst(dst), kind, || cause);
+        }
+    }
+
+    /// A socket that closed with an error (`tcp_error`). From `SYN_SENT`:
+    /// the connect failed, now; the cause is the best one seen for the
+    /// flow, else the error itself.
+    pub(crate) fn sock_error(&mut self, ev: &EcsEvent, t: i128, sink: &mut Sink) {
+        let Some(tcp) = ev.tracer.tcp.as_ref() else {
+            return;
+        };
+        if tcp.old_state != Some("SYN_SENT") || ev.network.transport.as_deref() != Some("tcp") {
+            return;
+        }
+        let Some(err) = tcp.error.clone() else {
+            return;
+        };
+        let Some(key) = flow_key(ev, false) else {
+            return;
+        };
+        let a = self.attempts.entry(key, || Attempt::new(t));
+        a.last = t;
+        a.error = Some(err.clone());
+        let client = ev.source.container.as_ref().or(ev.container.as_ref());
+        if client.is_some() {
+            a.client = client.cloned();
+        }
+        if ev.tracer.netns.is_some() {
+            a.client_ns.clone_from(&ev.tracer.netns);
+        }
+        if ev.destination.container.is_some() {
+            a.dst_container.clone_from(&ev.destination.container);
+        }
+        if ev.tracer.service.is_some() {
+            a.service.clone_from(&ev.tracer.service);
+        }
+        if a.alerted {
+            return;
+        }
+        let cause = self.cause_for(&key).or_else(|| {
+            CauseKind::from_errno(&err).map(|kind| Cause {
+                kind,
+                reason: err.clone(),
+                location: None,
+                netns: None,
+                container: None,
+                neigh: None,
+                icmp: None,
+                t,
+            })
+        });
+        self.conclude(key, cause, t, sink);
     }
 
     fn learn(
@@ -401,16 +580,7 @@ impl Connect {
             }
             return;
         }
-        let a = self.attempts.entry(key, || Attempt {
-            syns: 0,
-            first: t,
-            last: t,
-            alerted: false,
-            client: None,
-            client_ns: None,
-            dst_container: None,
-            service: None,
-        });
+        let a = self.attempts.entry(key, || Attempt::new(t));
         a.syns += 1;
         a.last = t;
         let client = ev.source.container.as_ref().or(ev.container.as_ref());
@@ -459,16 +629,7 @@ impl Connect {
         let Some(key) = flow_key(ev, true) else {
             return;
         };
-        let a = self.attempts.entry(key, || Attempt {
-            syns: 0,
-            first: t,
-            last: t,
-            alerted: false,
-            client: None,
-            client_ns: None,
-            dst_container: None,
-            service: None,
-        });
+        let a = self.attempts.entry(key, || Attempt::new(t));
         a.last = t;
         // The local end is the destination of a received reset.
         let client = ev.destination.container.as_ref().or(ev.container.as_ref());
@@ -496,6 +657,7 @@ impl Connect {
             netns: None,
             container: None,
             neigh: None,
+            icmp: None,
             t,
         });
         self.conclude(key, Some(cause), t, sink);
@@ -621,6 +783,9 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
         match (kind, cause) {
             (CauseKind::NothingListens, c) => {
                 let at = match c.filter(|c| c.reason != "RST") {
+                    Some(c) if c.reason == "ECONNREFUSED" => {
+                        " (the connection was refused: a reset or an ICMP error that came from beyond this host)".to_string()
+                    }
                     Some(c) => format!(
                         " (the SYN was dropped as NO_SOCKET in {})",
                         place(c.netns.as_ref(), c.container.as_ref())
@@ -671,6 +836,80 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                     ),
                 )
             }
+            (CauseKind::Rejected, Some(c)) => {
+                let ns = c.netns.as_ref().and_then(|n| n.name.as_deref());
+                let list = match ns {
+                    Some(n) => format!("ip netns exec {} nft list ruleset", text::sh(n)),
+                    None => "nft list ruleset (iptables -S) in that namespace".to_string(),
+                };
+                let why = match &c.icmp {
+                    Some(i) => {
+                        let port = if i.name == "port-unreachable" {
+                            " (a TCP server without a listener answers with a reset, not ICMP)"
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "{} answered ICMP {}: a firewall rule there rejects the connection{port}",
+                            who_answered(i, c),
+                            i.name
+                        )
+                    }
+                    None => format!(
+                        "the connect was refused locally ({}): a firewall rule or security policy in the client's namespace",
+                        c.reason
+                    ),
+                };
+                (
+                    why,
+                    format!(
+                        "find the reject rule for TCP to {}: {list} (look for reject); allow the port or remove the rule (Docker hosts: iptables -S DOCKER-USER)",
+                        addr(key.dst, key.dport)
+                    ),
+                )
+            }
+            (CauseKind::Unreachable, Some(c)) => match &c.icmp {
+                Some(i) if i.name == "time-exceeded" => (
+                    format!(
+                        "{} answered ICMP time-exceeded: the SYN's TTL ran out, the packets loop between routers",
+                        who_answered(i, c)
+                    ),
+                    format!(
+                        "find the routing loop: ip route get {} on each hop (traceroute -T -p {} {})",
+                        key.dst, key.dport, key.dst
+                    ),
+                ),
+                Some(i) => {
+                    let exec = c
+                        .netns
+                        .as_ref()
+                        .and_then(|n| n.name.as_deref())
+                        .map(|n| format!("ip netns exec {} ", text::sh(n)))
+                        .unwrap_or_default();
+                    (
+                        format!(
+                            "{} answered ICMP {}: it cannot reach {} (no route there, or nobody answers its ARP)",
+                            who_answered(i, c),
+                            i.name,
+                            key.dst
+                        ),
+                        format!(
+                            "check routing and neighbours where the error came from: {exec}ip route get {}; {exec}ip neigh show {}",
+                            key.dst, key.dst
+                        ),
+                    )
+                }
+                None => (
+                    format!(
+                        "connect() failed with {}: an ICMP unreachable from beyond this host answered the SYN (no ICMP error was sent here)",
+                        c.reason
+                    ),
+                    format!(
+                        "find the router or firewall that answers: ip route get {}; traceroute -T -p {} {}",
+                        key.dst, key.dport, key.dst
+                    ),
+                ),
+            },
             (CauseKind::NoRoute, c) => {
                 let p = c
                     .map(|c| format!(" ({} in {})", c.reason, place(c.netns.as_ref(), c.container.as_ref())))
@@ -683,7 +922,13 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                     ),
                 )
             }
-            (CauseKind::Firewall | CauseKind::NoAnswer, _) => (
+            (
+                CauseKind::Firewall
+                | CauseKind::Rejected
+                | CauseKind::Unreachable
+                | CauseKind::NoAnswer,
+                _,
+            ) => (
                 format!(
                     "no answer and no drop seen on this host after {} SYN retransmits",
                     a.syns
@@ -695,11 +940,20 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
             ),
         }
     };
+    let why = match a.error.as_deref() {
+        // Said already when the error is the cause.
+        Some(e) if cause.is_none_or(|c| c.reason != e) => {
+            format!("{why} (connect() failed with {e})")
+        }
+        _ => why,
+    };
     let message = format!("TCP connection from {client} to {dst} never established: {why}");
     let payload = Alert {
         type_: "connect_failed",
         cause: kind.as_str(),
         cause_seen: cause.map(|c| Where {
+            icmp: c.icmp.as_ref().map(|i| i.name),
+            icmp_sender: c.icmp.as_ref().and_then(|i| i.sender),
             location: c.location.as_deref(),
             neighbour: c.neigh,
             netns: c.netns.as_ref(),
@@ -712,6 +966,7 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
             netns: a.client_ns.as_ref(),
             port: key.sport,
         },
+        connect_error: a.error.as_deref(),
         destination: Dest {
             container: text::container_name(a.dst_container.as_ref()),
             ip: key.dst,
@@ -753,4 +1008,14 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
         },
     };
     (line, sym)
+}
+
+/// Who sent an ICMP error, in words: its address and where it is
+/// ("10.0.3.1 (netns router)").
+fn who_answered(i: &IcmpSeen, c: &Cause) -> String {
+    let p = place(c.netns.as_ref(), c.container.as_ref());
+    match i.sender {
+        Some(ip) => format!("{ip} ({p})"),
+        None => p,
+    }
 }

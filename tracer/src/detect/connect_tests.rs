@@ -429,3 +429,188 @@ fn quick_retransmits_wait_for_a_late_neighbour_failure() {
     assert_eq!(a.len(), 1, "{out:#?}");
     assert_eq!(payload(a[0])["cause"], "no_arp");
 }
+
+/// The kernel in `netns` answers the client's SYN to `dst`:80 with ICMP
+/// 3/`code`, from `sender`.
+fn icmp_sent(t: i128, netns: Netns, code: u8, sender: &str, dst: &str) -> EcsEvent {
+    let mut e = EcsEvent::new(t, Kind::Event, Action::IcmpError);
+    e.tracer.netns = Some(netns);
+    e.source.ip = Some(ip("10.0.1.2"));
+    e.source.port = Some(40000);
+    e.destination.ip = Some(ip(dst));
+    e.destination.port = Some(80);
+    e.network.transport = Some("tcp".into());
+    e.tracer.icmp = Some(crate::event::Icmp {
+        type_: 3,
+        code,
+        name: crate::decode::icmp_name(3, code),
+        sender: Some(ip(sender)),
+    });
+    e
+}
+
+/// The client's socket to `dst`:80 closes from `old` with `err`.
+fn sock_error(t: i128, dst: &str, old: &'static str, err: &str) -> EcsEvent {
+    let mut e = EcsEvent::new(t, Kind::Event, Action::TcpError);
+    e.source.ip = Some(ip("10.0.1.2"));
+    e.source.port = Some(40000);
+    e.destination.ip = Some(ip(dst));
+    e.destination.port = Some(80);
+    e.container = Some(container("client.1"));
+    e.tracer.netns = Some(named_ns(CLIENT_NS, "cf-client", None));
+    e.network.transport = Some("tcp".into());
+    e.tracer.tcp = Some(Tcp {
+        state: Some("CLOSE"),
+        old_state: Some(old),
+        error: Some(err.into()),
+        ..Tcp::default()
+    });
+    e
+}
+
+#[test]
+fn icmp_admin_prohibited_from_a_router_says_who_rejects() {
+    let router = named_ns(ROUTER_NS, "cf-router", None);
+    let out = run(&[
+        icmp_sent(ms(0), router, 13, "10.0.3.1", "10.0.2.3"),
+        sock_error(ms(1), "10.0.2.3", "SYN_SENT", "EHOSTUNREACH"),
+    ]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let m = msg(a[0]);
+    assert!(
+        m.contains("10.0.3.1 (netns cf-router) answered ICMP admin-prohibited: a firewall rule there rejects the connection"),
+        "{m}"
+    );
+    assert!(m.contains("(connect() failed with EHOSTUNREACH)"), "{m}");
+    let p = payload(a[0]);
+    assert_eq!(p["cause"], "rejected");
+    assert_eq!(p["connect_error"], "EHOSTUNREACH");
+    assert_eq!(p["cause_seen"]["icmp"], "admin-prohibited");
+    assert_eq!(p["cause_seen"]["icmp_sender"], "10.0.3.1");
+    assert_eq!(p["cause_seen"]["netns"]["inode"], ROUTER_NS);
+    assert_eq!(p["syn_retransmits"], 0);
+    assert!(p["hint"]
+        .as_str()
+        .unwrap()
+        .contains("ip netns exec cf-router nft list ruleset"));
+}
+
+#[test]
+fn icmp_port_unreachable_for_tcp_is_a_reject_rule() {
+    let router = named_ns(ROUTER_NS, "cf-router", None);
+    let out = run(&[
+        icmp_sent(ms(0), router, 3, "10.0.3.1", "10.0.2.3"),
+        sock_error(ms(1), "10.0.2.3", "SYN_SENT", "ECONNREFUSED"),
+    ]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    assert_eq!(payload(a[0])["cause"], "rejected");
+    assert!(msg(a[0]).contains("answered ICMP port-unreachable"));
+}
+
+#[test]
+fn a_rejection_concludes_an_attempt_that_retransmits() {
+    // A reject rule added while SYNs are already retransmitted: the ICMP
+    // error alone ends the attempt (the socket error follows, nothing more).
+    let router = named_ns(ROUTER_NS, "cf-router", None);
+    let out = run(&[
+        syn(ms(1000), "10.0.2.3", "SYN_SENT"),
+        icmp_sent(ms(2500), router, 10, "10.0.3.1", "10.0.2.3"),
+        sock_error(ms(2501), "10.0.2.3", "SYN_SENT", "EHOSTUNREACH"),
+    ]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    assert!(msg(a[0]).contains("answered ICMP host-prohibited"));
+}
+
+#[test]
+fn a_plain_connect_error_without_any_drop_still_alerts() {
+    let out = run(&[sock_error(ms(0), "10.0.2.3", "SYN_SENT", "EHOSTUNREACH")]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let p = payload(a[0]);
+    assert_eq!(p["cause"], "unreachable");
+    assert_eq!(p["connect_error"], "EHOSTUNREACH");
+    let m = msg(a[0]);
+    assert!(
+        m.contains("connect() failed with EHOSTUNREACH: an ICMP unreachable from beyond this host"),
+        "{m}"
+    );
+    // Said once, not twice.
+    assert_eq!(m.matches("EHOSTUNREACH").count(), 1, "{m}");
+
+    let out = run(&[sock_error(ms(0), "10.0.2.3", "SYN_SENT", "ECONNREFUSED")]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    assert_eq!(payload(a[0])["cause"], "nothing_listens");
+    assert!(msg(a[0]).contains("nothing listens on port 80 (the connection was refused"));
+}
+
+#[test]
+fn a_neighbour_failure_explains_a_routers_host_unreachable() {
+    // The router cannot resolve the destination: it answers host-unreachable
+    // and drops the queued SYN as NEIGH_FAILED. The ARP failure is the cause.
+    let router = named_ns(ROUTER_NS, "cf-router", None);
+    let out = run(&[
+        syn(ms(1000), "10.0.2.9", "SYN_SENT"),
+        icmp_sent(ms(3000), router.clone(), 1, "10.0.3.1", "10.0.2.9"),
+        drop_at(
+            ms(3001),
+            router,
+            "NEIGH_FAILED",
+            "__neigh_event_send",
+            "10.0.2.9",
+        ),
+        sock_error(ms(3002), "10.0.2.9", "SYN_SENT", "EHOSTUNREACH"),
+    ]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    assert_eq!(payload(a[0])["cause"], "no_arp", "{}", msg(a[0]));
+}
+
+#[test]
+fn a_routers_host_unreachable_alone_names_the_router() {
+    let router = named_ns(ROUTER_NS, "cf-router", None);
+    let out = run(&[
+        icmp_sent(ms(0), router, 1, "10.0.3.1", "10.0.2.9"),
+        sock_error(ms(1), "10.0.2.9", "SYN_SENT", "EHOSTUNREACH"),
+    ]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let m = msg(a[0]);
+    assert!(
+        m.contains(
+            "10.0.3.1 (netns cf-router) answered ICMP host-unreachable: it cannot reach 10.0.2.9"
+        ),
+        "{m}"
+    );
+    assert!(payload(a[0])["hint"]
+        .as_str()
+        .unwrap()
+        .contains("ip netns exec cf-router ip route get 10.0.2.9"));
+}
+
+#[test]
+fn socket_errors_that_are_no_failed_connect_say_nothing() {
+    let router = named_ns(ROUTER_NS, "cf-router", None);
+    let out = run(&[
+        // An established connection reset, one timed out.
+        sock_error(ms(0), "10.0.2.3", "ESTABLISHED", "ECONNRESET"),
+        sock_error(ms(10), "10.0.2.4", "ESTABLISHED", "ETIMEDOUT"),
+        // Fragmentation needed is no connect failure.
+        icmp_sent(ms(20), router, 4, "10.0.3.1", "10.0.2.5"),
+    ]);
+    assert!(alerts(&out).is_empty(), "{out:#?}");
+}
+
+#[test]
+fn a_reset_then_the_socket_error_is_one_alert() {
+    let out = run(&[
+        reset_received(ms(0), "10.0.1.3"),
+        sock_error(ms(1), "10.0.1.3", "SYN_SENT", "ECONNREFUSED"),
+    ]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    assert!(msg(a[0]).contains("answered with a reset"), "{}", msg(a[0]));
+}

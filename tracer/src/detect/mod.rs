@@ -453,6 +453,14 @@ impl Detectors {
                 self.idle.retransmit(ev, t, &mut self.sink);
                 true
             }
+            Action::TcpError => {
+                self.connect.sock_error(ev, t, &mut self.sink);
+                true
+            }
+            Action::IcmpError => {
+                self.connect.icmp(ev, t, &mut self.sink);
+                true
+            }
             Action::TcpReset => {
                 self.connect.reset(ev, t, &mut self.sink);
                 self.tcp.reset(ev);

@@ -31,6 +31,11 @@ pub enum Action {
     TcpReset,
     /// The kernel freed a packet as dropped.
     SkbDrop,
+    /// A TCP socket was closed with an error (connect refused, unreachable,
+    /// timed out; reset).
+    TcpError,
+    /// The kernel sent an ICMP error about a TCP packet.
+    IcmpError,
     // Detector lines (`alert`/`metric`).
     /// `fdb_flap` alert.
     FdbFlap,
@@ -71,7 +76,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 27] = [
         Action::FdbLearn,
         Action::FdbMove,
         Action::FdbDelete,
@@ -80,6 +85,8 @@ impl Action {
         Action::TcpRetransmit,
         Action::TcpReset,
         Action::SkbDrop,
+        Action::TcpError,
+        Action::IcmpError,
         Action::FdbFlap,
         Action::ArpDuplicateReply,
         Action::IpConflict,
@@ -110,6 +117,8 @@ impl Action {
             Action::TcpRetransmit => "tcp_retransmit",
             Action::TcpReset => "tcp_reset",
             Action::SkbDrop => "skb_drop",
+            Action::TcpError => "tcp_error",
+            Action::IcmpError => "icmp_error",
             Action::FdbFlap => "fdb_flap",
             Action::ArpDuplicateReply => "arp_duplicate_reply",
             Action::IpConflict => "ip_conflict",
@@ -136,7 +145,8 @@ impl Action {
             Action::FdbLearn => ("network", "creation"),
             Action::FdbMove | Action::NeighUpdate => ("network", "change"),
             Action::FdbDelete => ("network", "deletion"),
-            Action::SkbDrop => ("network", "denied"),
+            Action::SkbDrop | Action::IcmpError => ("network", "denied"),
+            Action::TcpError => ("network", "connection"),
             Action::ProbeStatus | Action::LossReport | Action::DetectorStatus => ("host", "info"),
             Action::ArpReply
             | Action::TcpRetransmit
@@ -231,6 +241,9 @@ mod tests {
             "loss_report" => ("host", "info"),
             "detector_status" => ("host", "info"),
             "skb_drop" => ("network", "denied"),
+            // New since: an ICMP error is a refusal, a socket error ends a connection.
+            "icmp_error" => ("network", "denied"),
+            "tcp_error" => ("network", "connection"),
             _ => ("network", "info"),
         };
         for a in Action::ALL {

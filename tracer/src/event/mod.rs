@@ -356,6 +356,31 @@ pub struct Tcp {
     /// `icsk_rto`), absent when unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rto_ms: Option<u32>,
+    /// The state the socket left (`tcp_error`: `SYN_SENT` for a connect
+    /// that failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_state: Option<&'static str>,
+    /// The socket's error (`tcp_error`): `ECONNREFUSED`, `EHOSTUNREACH`,
+    /// `ENETUNREACH`, `ETIMEDOUT`, `ECONNRESET` ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<SmolStr>,
+}
+
+/// `tracer.icmp`: an ICMP error the kernel sent about a packet (the
+/// event's `source`/`destination` are that packet's; `tracer.netns` and
+/// `tracer.interface` where it arrived, i.e. who sent the error).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Icmp {
+    #[serde(rename = "type")]
+    pub type_: u8,
+    pub code: u8,
+    /// nftables' name of the type/code (`host-unreachable`,
+    /// `admin-prohibited`, `frag-needed`, `time-exceeded` ...).
+    pub name: &'static str,
+    /// The address the error normally comes from (the first IPv4 address
+    /// of that interface); absent when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<IpAddr>,
 }
 
 /// `tracer.service`: the swarm service whose virtual IP (VIP) the event's
@@ -481,6 +506,8 @@ pub struct TracerFields {
     pub neigh: Option<Neigh>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp: Option<Tcp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<Icmp>,
     /// Swarm service whose VIP the destination is (see [`ServiceRef`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<std::sync::Arc<ServiceRef>>,

@@ -18,8 +18,8 @@ use std::{
 use chrono::{DateTime, SecondsFormat};
 
 use super::{
-    ContainerRef, EcsEvent, Endpoint, EventMeta, Interface, Kind, Mac, Neigh, Netns, Network, Peer,
-    ProbeInfo, RawJson, SmolStr, Tcp, TracerFields,
+    ContainerRef, EcsEvent, Endpoint, EventMeta, Icmp, Interface, Kind, Mac, Neigh, Netns, Network,
+    Peer, ProbeInfo, RawJson, SmolStr, Tcp, TracerFields,
 };
 
 /// `,"key":value` when the `Option` holds something (serde's
@@ -349,6 +349,8 @@ impl Json for Tcp {
             retransmits,
             ack_age_ms,
             rto_ms,
+            old_state,
+            error,
         } = self;
         object(out, |out| {
             optional!(out, "state", state);
@@ -357,7 +359,26 @@ impl Json for Tcp {
             optional!(out, "retransmits", retransmits);
             optional!(out, "ack_age_ms", ack_age_ms);
             optional!(out, "rto_ms", rto_ms);
+            optional!(out, "old_state", old_state);
+            optional!(out, "error", error);
         });
+    }
+}
+
+impl Json for Icmp {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let Icmp {
+            type_,
+            code,
+            name,
+            sender,
+        } = self;
+        out.extend_from_slice(b"{\"type\":");
+        type_.write_json(out);
+        required!(out, "code", code);
+        required!(out, "name", name);
+        optional!(out, "sender", sender);
+        out.push(b'}');
     }
 }
 
@@ -394,6 +415,7 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
         location,
         neigh,
         tcp,
+        icmp,
         service,
         probe,
         lost,
@@ -425,6 +447,7 @@ fn write_tracer(out: &mut Vec<u8>, t: &TracerFields) -> serde_json::Result<()> {
     optional!(out, "location", location);
     optional!(out, "neigh", neigh);
     optional!(out, "tcp", tcp);
+    optional!(out, "icmp", icmp);
     optional!(out, "service", service, serde);
     optional!(out, "probe", probe);
     optional!(out, "lost", lost);
@@ -850,6 +873,14 @@ mod tests {
                 retransmits: Some(u8::MAX),
                 ack_age_ms: Some(u32::MAX),
                 rto_ms: Some(u32::MAX),
+                old_state: Some("SYN_SENT"),
+                error: Some("EHOSTUNREACH".into()),
+            }),
+            icmp: Some(Icmp {
+                type_: u8::MAX,
+                code: 13,
+                name: "admin-prohibited",
+                sender: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1))),
             }),
             service: Some(Arc::new(ServiceRef {
                 name: "web".into(),
@@ -1141,9 +1172,39 @@ mod tests {
             },
         ),
         (
+            "tcp.old_state",
+            |e| e.tracer.tcp.as_mut().unwrap().old_state = None,
+            |e, _| {
+                e.tracer.tcp = Some(Tcp {
+                    old_state: Some("SYN_SENT"),
+                    ..Tcp::default()
+                })
+            },
+        ),
+        (
+            "tcp.error",
+            |e| e.tracer.tcp.as_mut().unwrap().error = None,
+            |e, _| {
+                e.tracer.tcp = Some(Tcp {
+                    error: Some("ECONNREFUSED".into()),
+                    ..Tcp::default()
+                })
+            },
+        ),
+        (
             "tcp.all",
             |e| e.tracer.tcp = Some(Tcp::default()),
             |e, _| e.tracer.tcp = Some(Tcp::default()),
+        ),
+        (
+            "icmp",
+            |e| e.tracer.icmp = None,
+            |e, f| e.tracer.icmp = f.tracer.icmp.clone(),
+        ),
+        (
+            "icmp.sender",
+            |e| e.tracer.icmp.as_mut().unwrap().sender = None,
+            |e, _| e.tracer.icmp = Some(Icmp::default()),
         ),
         (
             "service",
@@ -1352,6 +1413,9 @@ mod tests {
             let tcp = t.tcp.as_mut().unwrap();
             tcp.state = Some(leaked);
             tcp.direction = Some(leaked);
+            tcp.old_state = Some(leaked);
+            tcp.error = Some(SmolStr::new(&s));
+            t.icmp.as_mut().unwrap().name = leaked;
             let p = t.probe.as_mut().unwrap();
             p.name = s.clone();
             p.tracepoint = s.clone();
@@ -1702,6 +1766,14 @@ mod tests {
                     retransmits: r.opt(|r| r.int(u8::MAX as u64) as u8),
                     ack_age_ms: r.opt(|r| r.int(u32::MAX as u64) as u32),
                     rto_ms: r.opt(|r| r.int(u32::MAX as u64) as u32),
+                    old_state: r.opt(Self::static_str),
+                    error: r.opt(Self::smol),
+                }),
+                icmp: self.opt(|r| Icmp {
+                    type_: r.int(u8::MAX as u64) as u8,
+                    code: r.int(u8::MAX as u64) as u8,
+                    name: r.static_str(),
+                    sender: r.opt(Self::ip),
                 }),
                 service: self.opt(|r| {
                     std::sync::Arc::new(ServiceRef {

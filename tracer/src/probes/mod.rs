@@ -646,6 +646,8 @@ mod tests {
                 "tcp_retransmit_skb",
                 "tcp_send_reset",
                 "tcp_receive_reset",
+                "inet_sock_set_state",
+                "icmp_send",
                 "kfree_skb",
             ]
         );
