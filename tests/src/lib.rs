@@ -10,7 +10,7 @@ use std::{
     fs,
     io::{BufRead, BufReader},
     os::{fd::AsFd, unix::fs::MetadataExt},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicU32, Ordering},
@@ -178,6 +178,187 @@ pub fn send_udp(ns: &Netns, src_ip: &str, dst_ip: &str, port: u16, n: u64, gap: 
         }
         s.local_addr().expect("local addr").port()
     })
+}
+
+/// Loads an nftables ruleset into the namespace (it goes with it).
+pub fn nft(ns: &Netns, ruleset: &str) {
+    let path = std::env::temp_dir().join(format!("tracer-test-{}.nft", ns.name));
+    fs::write(&path, ruleset).expect("write ruleset");
+    let p = path.to_string_lossy().into_owned();
+    sh(&["ip", "netns", "exec", &ns.name, "nft", "-f", &p]);
+    let _ = fs::remove_file(path);
+}
+
+/// Client — router — server, each its own namespace: two veth links, the
+/// router forwarding between `10.<octet>.<net>.0/24` (client side) and
+/// `10.<octet>.<net + 1>.0/24` (server side), default routes through it.
+pub struct RoutedTopo {
+    pub client: Netns,
+    pub router: Netns,
+    pub server: Netns,
+    /// The router's interfaces toward the client and the server.
+    pub rc: String,
+    pub rs: String,
+    /// The client's and the server's interface.
+    pub cr: String,
+    pub sr: String,
+    pub client_ip: String,
+    /// The router's address on the client's link.
+    pub router_c_ip: String,
+    pub router_s_ip: String,
+    pub server_ip: String,
+}
+
+impl RoutedTopo {
+    /// Namespaces `<prefix>c<tag>`, `<prefix>r<tag>`, `<prefix>s<tag>`.
+    pub fn new(prefix: &str, net: u8) -> Self {
+        let (tag, octet) = unique_tag();
+        let client = Netns::new(&format!("{prefix}c{tag}"));
+        let router = Netns::new(&format!("{prefix}r{tag}"));
+        let server = Netns::new(&format!("{prefix}s{tag}"));
+        let (rc, cr) = (format!("rc{tag}"), format!("cr{tag}"));
+        let (rs, sr) = (format!("rs{tag}"), format!("sr{tag}"));
+        router.ip(&[
+            "link",
+            "add",
+            &rc,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &cr,
+            "netns",
+            &client.name,
+        ]);
+        router.ip(&[
+            "link",
+            "add",
+            &rs,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &sr,
+            "netns",
+            &server.name,
+        ]);
+        let net_c = format!("10.{octet}.{net}");
+        let net_s = format!("10.{octet}.{}", net.wrapping_add(1));
+        let t = Self {
+            client_ip: format!("{net_c}.2"),
+            router_c_ip: format!("{net_c}.1"),
+            router_s_ip: format!("{net_s}.1"),
+            server_ip: format!("{net_s}.2"),
+            client,
+            router,
+            server,
+            rc,
+            rs,
+            cr,
+            sr,
+        };
+        t.router.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", t.router_c_ip),
+            "dev",
+            &t.rc,
+        ]);
+        t.router.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", t.router_s_ip),
+            "dev",
+            &t.rs,
+        ]);
+        t.client
+            .ip(&["addr", "add", &format!("{}/24", t.client_ip), "dev", &t.cr]);
+        t.server
+            .ip(&["addr", "add", &format!("{}/24", t.server_ip), "dev", &t.sr]);
+        for (ns, dev) in [
+            (&t.router, &t.rc),
+            (&t.router, &t.rs),
+            (&t.client, &t.cr),
+            (&t.server, &t.sr),
+        ] {
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        t.client
+            .ip(&["route", "add", "default", "via", &t.router_c_ip]);
+        t.server
+            .ip(&["route", "add", "default", "via", &t.router_s_ip]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &t.router.name,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        t
+    }
+
+    /// The three namespaces' inodes (for `--netns`).
+    pub fn inodes(&self) -> [u64; 3] {
+        [
+            self.client.inode(),
+            self.router.inode(),
+            self.server.inode(),
+        ]
+    }
+}
+
+/// `--netns N` for each namespace.
+pub fn netns_args(nss: &[u64]) -> Vec<String> {
+    nss.iter()
+        .flat_map(|n| ["--netns".to_string(), n.to_string()])
+        .collect()
+}
+
+/// `tracer run --netns …` recording a capture (returned) for
+/// [`assert_replays_identically`].
+pub fn start_recording(nss: &[u64], tag: &str) -> (Tracer, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tracer-rec-{}-{tag}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("capture dir");
+    let capture = dir.join("run.capture");
+    let mut args = netns_args(nss);
+    args.push("--record".into());
+    args.push(capture.to_string_lossy().into_owned());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Tracer::start(&a), capture)
+}
+
+/// The capture replays (with the same `--netns` filter) to exactly the
+/// lines the live run printed; the capture's directory is removed.
+pub fn assert_replays_identically(capture: &Path, nss: &[u64], raw: &[String]) {
+    let out = Command::new(tracer_bin())
+        .arg("replay")
+        .arg(capture)
+        .args(netns_args(nss))
+        .output()
+        .expect("run tracer replay");
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed = String::from_utf8(out.stdout).expect("utf-8");
+    let live: String = raw.iter().map(|l| format!("{l}\n")).collect();
+    if replayed != live {
+        let first = live
+            .lines()
+            .zip(replayed.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(live.lines().count().min(replayed.lines().count()));
+        panic!(
+            "replay differs at line {first}:\n live:   {:?}\n replay: {:?}",
+            live.lines().nth(first),
+            replayed.lines().nth(first)
+        );
+    }
+    let _ = fs::remove_dir_all(capture.parent().expect("capture dir"));
 }
 
 /// `aa:bb:...` (ip's format) to ECS `AA-BB-...` (tracer's format).

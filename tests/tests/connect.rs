@@ -9,7 +9,10 @@ use std::{
 };
 
 use serde_json::Value;
-use tracer_tests::{require_root, unique_tag, with_action, BridgeTopo, Netns, Tracer};
+use tracer_tests::{
+    assert_replays_identically, nft, require_root, start_recording, with_action, BridgeTopo, Netns,
+    RoutedTopo, Tracer,
+};
 
 fn start(nss: &[u64]) -> Tracer {
     let args: Vec<String> = nss
@@ -114,125 +117,62 @@ fn connect_to_a_port_nothing_listens_on_says_nothing_listens() {
     assert!(text.contains("nothing listens"), "{text}");
 }
 
-/// Client — router — server, each its own namespace; an nftables rule in
-/// the router drops the SYNs.
-#[test]
-fn firewall_rule_in_a_router_namespace_is_named() {
-    require_root();
-    let (tag, octet) = unique_tag();
-    let client = Netns::new(&format!("cc{tag}"));
-    let router = Netns::new(&format!("cr{tag}"));
-    let server = Netns::new(&format!("cs{tag}"));
-    let (c_dev, rc_dev, rs_dev, s_dev) = (
-        format!("c{tag}"),
-        format!("rc{tag}"),
-        format!("rs{tag}"),
-        format!("s{tag}"),
-    );
-    router.ip(&[
-        "link",
-        "add",
-        &rc_dev,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &c_dev,
-        "netns",
-        &client.name,
-    ]);
-    router.ip(&[
-        "link",
-        "add",
-        &rs_dev,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &s_dev,
-        "netns",
-        &server.name,
-    ]);
-    let net1 = format!("10.{octet}.201");
-    let net2 = format!("10.{octet}.202");
-    client.ip(&["addr", "add", &format!("{net1}.2/24"), "dev", &c_dev]);
-    router.ip(&["addr", "add", &format!("{net1}.1/24"), "dev", &rc_dev]);
-    router.ip(&["addr", "add", &format!("{net2}.1/24"), "dev", &rs_dev]);
-    server.ip(&["addr", "add", &format!("{net2}.2/24"), "dev", &s_dev]);
-    for (ns, d) in [
-        (&client, &c_dev),
-        (&router, &rc_dev),
-        (&router, &rs_dev),
-        (&server, &s_dev),
-    ] {
-        ns.ip(&["link", "set", d, "up"]);
-    }
-    client.ip(&["route", "add", "default", "via", &format!("{net1}.1")]);
-    server.ip(&["route", "add", "default", "via", &format!("{net2}.1")]);
-    tracer_tests::sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &router.name,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
-    let server_ip = format!("{net2}.2");
-    let listener = {
-        let ip = server_ip.clone();
-        server.run(move || TcpListener::bind((ip.as_str(), 0)).expect("listen"))
-    };
+/// A server listening behind the router; connects before any rule.
+fn listening_server(topo: &RoutedTopo) -> (TcpListener, u16, SocketAddr) {
+    let ip = topo.server_ip.clone();
+    let listener = topo
+        .server
+        .run(move || TcpListener::bind((ip.as_str(), 0)).expect("listen"));
     let port = listener.local_addr().unwrap().port();
-    let to: SocketAddr = format!("{server_ip}:{port}").parse().unwrap();
-    // Reachable before the rule.
-    connect_from(&client, to, Duration::from_secs(3)).expect("connects before the rule");
-    let table = format!("t{tag}");
-    let nft = |args: &[&str]| {
-        let mut a = vec!["ip", "netns", "exec", router.name.as_str(), "nft"];
-        a.extend_from_slice(args);
-        tracer_tests::sh(&a);
-    };
-    nft(&["add", "table", "inet", &table]);
-    nft(&[
-        "add",
-        "chain",
-        "inet",
-        &table,
-        "fw",
-        "{ type filter hook forward priority 0; policy accept; }",
-    ]);
-    nft(&[
-        "add",
-        "rule",
-        "inet",
-        &table,
-        "fw",
-        "tcp",
-        "dport",
-        &port.to_string(),
-        "drop",
-    ]);
+    let to: SocketAddr = format!("{}:{port}", topo.server_ip).parse().unwrap();
+    connect_from(&topo.client, to, Duration::from_secs(3)).expect("connects before the rule");
+    (listener, port, to)
+}
 
-    let t = start(&[client.inode(), router.inode(), server.inode()]);
-    let r = connect_from(&client, to, Duration::from_secs(4));
-    assert!(r.is_err(), "connect must fail through the firewall");
-    let got = t.wait_for(Duration::from_secs(5), |v| {
-        v["event"]["action"] == "connect_failed"
-    });
-    let (lines, raw) = t.stop();
+/// A forward-chain rule for TCP to `port` in the router: `verdict` is
+/// `drop` or `reject with icmp type …`.
+fn router_rule(topo: &RoutedTopo, port: u16, verdict: &str) {
+    nft(
+        &topo.router,
+        &format!(
+            "table ip tracertest {{\n chain fw {{ type filter hook forward priority 0; policy accept; tcp dport {port} {verdict}; }}\n}}\n"
+        ),
+    );
+}
+
+fn print_alert_lines(raw: &[String]) {
     for l in raw
         .iter()
         .filter(|l| l.contains("\"connect_failed\"") || l.contains("\"incident\""))
     {
         eprintln!("raw line: {l}");
     }
+}
+
+/// Client — router — server, each its own namespace; an nftables rule in
+/// the router drops the SYNs.
+#[test]
+fn firewall_rule_in_a_router_namespace_is_named() {
+    require_root();
+    let topo = RoutedTopo::new("c", 201);
+    let (router, client) = (&topo.router, &topo.client);
+    let (listener, port, to) = listening_server(&topo);
+    router_rule(&topo, port, "drop");
+
+    let t = start(&topo.inodes());
+    let r = connect_from(client, to, Duration::from_secs(4));
+    assert!(r.is_err(), "connect must fail through the firewall");
+    let got = t.wait_for(Duration::from_secs(5), |v| {
+        v["event"]["action"] == "connect_failed"
+    });
+    let (lines, raw) = t.stop();
+    print_alert_lines(&raw);
     assert!(got.is_some(), "no connect_failed alert");
-    let a = alert_to(&lines, &server_ip, port);
+    let a = alert_to(&lines, &topo.server_ip, port);
     assert_eq!(a.len(), 1, "{a:?}");
     let a = a[0];
     assert_eq!(a["tracer"]["alert"]["cause"], "firewall", "{a}");
-    assert_eq!(a["source"]["ip"], format!("{net1}.2").as_str());
+    assert_eq!(a["source"]["ip"], topo.client_ip.as_str());
     assert_eq!(a["tracer"]["netns"]["name"], client.name.as_str());
     assert_eq!(
         a["tracer"]["alert"]["cause_seen"]["reason"],
@@ -252,6 +192,143 @@ fn firewall_rule_in_a_router_namespace_is_named() {
         hint.contains(&format!("ip netns exec {} nft list ruleset", router.name)),
         "{hint}"
     );
+    drop(listener);
+}
+
+/// The router rejects with ICMP admin-prohibited: the alert says who
+/// answered with what (the router's address and namespace), from the
+/// kernel's own ICMP error and the client's socket. Two clients: a blocking
+/// connect (the kernel closes the socket with EHOSTUNREACH) and a
+/// non-blocking one (the ICMP error may arrive while connect() holds the
+/// socket: only noted, read with SO_ERROR and cleared, the socket then
+/// closed from SYN_SENT). A second tracer that sees only the client's
+/// namespace still alerts for the blocking connect, from its EHOSTUNREACH
+/// alone. The capture replays to the same lines.
+#[test]
+fn icmp_reject_in_a_router_namespace_says_who_answered() {
+    require_root();
+    let topo = RoutedTopo::new("i", 203);
+    let (router, client) = (&topo.router, &topo.client);
+    let (listener, port, to) = listening_server(&topo);
+    let port2 = free_port(&topo.server, &topo.server_ip);
+    let to2: SocketAddr = format!("{}:{port2}", topo.server_ip).parse().unwrap();
+    router_rule(
+        &topo,
+        port,
+        &format!("reject with icmp type admin-prohibited; tcp dport {port2} reject with icmp type admin-prohibited"),
+    );
+
+    let nss = topo.inodes();
+    let (t, capture) = start_recording(&nss, "reject");
+    let client_only = start(&[client.inode()]);
+    let blocking = client.run(move || TcpStream::connect(to).map(|_| ()));
+    let err = blocking.expect_err("connect must be rejected");
+    assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH), "{err}");
+    let err = connect_from(client, to2, Duration::from_secs(5)).expect_err("rejected");
+    assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH), "{err}");
+    let both =
+        |v: &Value| v["event"]["action"] == "connect_failed" && v["destination"]["port"] == port2;
+    let got = t.wait_for(Duration::from_secs(5), both);
+    let got_client = client_only.wait_for(Duration::from_secs(5), |v| {
+        v["event"]["action"] == "connect_failed"
+    });
+    let (lines, raw) = t.stop();
+    let (client_lines, client_raw) = client_only.stop();
+    print_alert_lines(&raw);
+    print_alert_lines(&client_raw);
+    for l in raw.iter().filter(|l| {
+        ["tcp_abort", "icmp_error", "tcp_retransmit"]
+            .iter()
+            .any(|a| l.contains(&format!("\"action\":\"{a}\"")))
+    }) {
+        eprintln!("kernel fact: {l}");
+    }
+    assert!(got.is_some(), "no connect_failed alert");
+    for p in [port, port2] {
+        let a = alert_to(&lines, &topo.server_ip, p);
+        assert_eq!(a.len(), 1, "{a:?}");
+        let a = a[0];
+        let al = &a["tracer"]["alert"];
+        assert_eq!(al["cause"], "rejected", "{a}");
+        assert_eq!(a["source"]["ip"], topo.client_ip.as_str());
+        assert_eq!(a["tracer"]["netns"]["name"], client.name.as_str());
+        let seen = &al["cause_seen"];
+        assert_eq!(seen["icmp"], "admin-prohibited", "{a}");
+        assert_eq!(seen["icmp_sender"], topo.router_c_ip.as_str(), "{a}");
+        assert_eq!(seen["netns"]["name"], router.name.as_str());
+        assert_eq!(seen["netns"]["inode"], router.inode());
+        let m = msg(a);
+        assert!(
+            m.contains(&format!(
+                "{} (netns {}) answered ICMP admin-prohibited: a firewall rule there rejects the connection",
+                topo.router_c_ip, router.name
+            )),
+            "{m}"
+        );
+        assert!(
+            al["hint"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("ip netns exec {} nft list ruleset", router.name)),
+            "{a}"
+        );
+        // The kernel's facts behind it: the router's ICMP error about the
+        // client's SYN on the router's interface toward the client, and the
+        // client's socket closed from SYN_SENT, on the alert's ports.
+        let sport = a["source"]["port"].clone();
+        let icmp = with_action(&lines, "icmp_error");
+        assert!(
+            icmp.iter()
+                .any(|v| v["tracer"]["netns"]["inode"] == router.inode()
+                    && v["tracer"]["interface"]["name"] == topo.rc.as_str()
+                    && v["tracer"]["icmp"]["type"] == 3
+                    && v["tracer"]["icmp"]["code"] == 13
+                    && v["source"]["port"] == sport
+                    && v["destination"]["port"] == p),
+            "{icmp:?}"
+        );
+        let aborts = with_action(&lines, "tcp_abort");
+        assert!(
+            aborts
+                .iter()
+                .any(|v| v["tracer"]["netns"]["inode"] == client.inode()
+                    && v["tracer"]["tcp"]["old_state"] == "SYN_SENT"
+                    && v["tracer"]["tcp"]["state"] == "CLOSE"
+                    && v["source"]["port"] == sport
+                    && v["destination"]["port"] == p),
+            "{aborts:?}"
+        );
+    }
+    // The blocking connect's socket closed with the error itself.
+    assert!(
+        with_action(&lines, "tcp_abort")
+            .iter()
+            .any(|v| v["destination"]["port"] == port
+                && v["tracer"]["tcp"]["error"] == "EHOSTUNREACH"),
+        "{raw:?}"
+    );
+    // Seen from the client's namespace only, the error itself is the cause.
+    assert!(
+        got_client.is_some(),
+        "no connect_failed from the client only"
+    );
+    let c = alert_to(&client_lines, &topo.server_ip, port);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0]["tracer"]["alert"]["cause"], "unreachable", "{}", c[0]);
+    assert_eq!(c[0]["tracer"]["alert"]["connect_error"], "EHOSTUNREACH");
+    assert!(
+        msg(c[0]).contains("connect() failed with EHOSTUNREACH"),
+        "{}",
+        c[0]
+    );
+    assert!(with_action(&client_lines, "icmp_error").is_empty());
+    eprintln!(
+        "example: {}",
+        raw.iter()
+            .find(|l| l.contains("\"action\":\"connect_failed\""))
+            .unwrap()
+    );
+    assert_replays_identically(&capture, &nss, &raw);
     drop(listener);
 }
 

@@ -5,74 +5,14 @@
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream, UdpSocket},
-    path::{Path, PathBuf},
-    process::Command,
     time::Duration,
 };
 
 use serde_json::Value;
 use tracer_tests::{
-    require_root, sh, tracer_bin, unique_tag, with_action, BridgeTopo, Netns, Tracer,
+    assert_replays_identically as replays_identically, nft, require_root, start_recording as start,
+    unique_tag, with_action, BridgeTopo, Netns, RoutedTopo,
 };
-
-fn netns_args(nss: &[u64]) -> Vec<String> {
-    nss.iter()
-        .flat_map(|n| ["--netns".to_string(), n.to_string()])
-        .collect()
-}
-
-/// `tracer run --netns …` recording a capture (returned) for the replay check.
-fn start(nss: &[u64], tag: &str) -> (Tracer, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("tracer-overlay-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("capture dir");
-    let capture = dir.join("run.capture");
-    let mut args = netns_args(nss);
-    args.push("--record".into());
-    args.push(capture.to_string_lossy().into_owned());
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    (Tracer::start(&a), capture)
-}
-
-/// The capture replays to exactly the lines the live run printed (the
-/// alerts need the interface MTUs, addresses and vxlan ports it recorded).
-fn replays_identically(capture: &Path, nss: &[u64], raw: &[String]) {
-    let out = Command::new(tracer_bin())
-        .arg("replay")
-        .arg(capture)
-        .args(netns_args(nss))
-        .output()
-        .expect("run tracer replay");
-    assert!(
-        out.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let replayed = String::from_utf8(out.stdout).expect("utf-8");
-    let live: String = raw.iter().map(|l| format!("{l}\n")).collect();
-    if replayed != live {
-        let first = live
-            .lines()
-            .zip(replayed.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(live.lines().count().min(replayed.lines().count()));
-        panic!(
-            "replay differs at line {first}:\n live:   {:?}\n replay: {:?}",
-            live.lines().nth(first),
-            replayed.lines().nth(first)
-        );
-    }
-    let _ = std::fs::remove_dir_all(capture.parent().expect("capture dir"));
-}
-
-/// Loads an nftables ruleset into the namespace (it goes with it).
-fn nft(ns: &Netns, ruleset: &str) {
-    let path = std::env::temp_dir().join(format!("tracer-test-{}.nft", ns.name));
-    std::fs::write(&path, ruleset).expect("write ruleset");
-    let p = path.to_string_lossy().into_owned();
-    sh(&["ip", "netns", "exec", &ns.name, "nft", "-f", &p]);
-    let _ = std::fs::remove_file(path);
-}
 
 fn incident_with<'a>(lines: &'a [Value], alert_type: &str) -> &'a Value {
     with_action(lines, "incident")
@@ -279,52 +219,24 @@ fn underlay_vxlan_port_blocked_names_the_peer_and_the_ports() {
 #[test]
 fn mtu_blackhole_names_where_packets_die_and_the_mtu() {
     require_root();
-    let (tag, octet) = unique_tag();
-    let c = Netns::new(&format!("mc{tag}"));
-    let r = Netns::new(&format!("mr{tag}"));
-    let s = Netns::new(&format!("ms{tag}"));
-    let (rc, cr) = (format!("rc{tag}"), format!("cr{tag}"));
-    let (rs, sr) = (format!("rs{tag}"), format!("sr{tag}"));
-    r.ip(&[
-        "link", "add", &rc, "type", "veth", "peer", "name", &cr, "netns", &c.name,
-    ]);
-    r.ip(&[
-        "link", "add", &rs, "type", "veth", "peer", "name", &sr, "netns", &s.name,
-    ]);
+    let topo = RoutedTopo::new("m", 251);
+    let (c, r, s) = (&topo.client, &topo.router, &topo.server);
+    let (rc, rs) = (&topo.rc, &topo.rs);
     // The router's side of the server link is smaller; both ends still
     // announce a 1460-byte MSS.
-    r.ip(&["link", "set", &rs, "mtu", "1400"]);
-    let (net_c, net_s) = (format!("10.{octet}.251"), format!("10.{octet}.252"));
-    r.ip(&["addr", "add", &format!("{net_c}.1/24"), "dev", &rc]);
-    r.ip(&["addr", "add", &format!("{net_s}.1/24"), "dev", &rs]);
-    c.ip(&["addr", "add", &format!("{net_c}.2/24"), "dev", &cr]);
-    s.ip(&["addr", "add", &format!("{net_s}.2/24"), "dev", &sr]);
-    for (ns, dev) in [(&r, &rc), (&r, &rs), (&c, &cr), (&s, &sr)] {
-        ns.ip(&["link", "set", dev, "up"]);
-    }
-    c.ip(&["route", "add", "default", "via", &format!("{net_c}.1")]);
-    s.ip(&["route", "add", "default", "via", &format!("{net_s}.1")]);
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &r.name,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
+    r.ip(&["link", "set", rs, "mtu", "1400"]);
     nft(
-        &r,
+        r,
         "table ip tracertest {\n chain output { type filter hook output priority 0; icmp type destination-unreachable icmp code frag-needed drop; }\n}\n",
     );
     let r_inode = r.inode();
-    let nss = [c.inode(), r_inode, s.inode()];
+    let nss = topo.inodes();
     let (t, capture) = start(&nss, "mtu");
 
-    let server_ip = format!("{net_s}.2");
+    let server_ip = topo.server_ip.clone();
     let listener = s.run(move || TcpListener::bind((server_ip.as_str(), 0)).expect("listen"));
     let port = listener.local_addr().expect("addr").port();
-    let target = format!("{net_s}.2:{port}");
+    let target = format!("{}:{port}", topo.server_ip);
     let reader = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().expect("accept");
         conn.set_read_timeout(Some(Duration::from_secs(8))).ok();
@@ -365,8 +277,8 @@ fn mtu_blackhole_names_where_packets_die_and_the_mtu() {
     assert_eq!(a["tracer"]["reason"], "PKT_TOO_BIG");
     assert_eq!(a["tracer"]["netns"]["inode"], r_inode);
     assert_eq!(a["tracer"]["netns"]["name"], r.name.as_str());
-    assert_eq!(a["source"]["ip"], format!("{net_c}.2"));
-    assert_eq!(a["destination"]["ip"], format!("{net_s}.2"));
+    assert_eq!(a["source"]["ip"], topo.client_ip.as_str());
+    assert_eq!(a["destination"]["ip"], topo.server_ip.as_str());
     let p = &a["tracer"]["alert"];
     assert_eq!(p["interface"], rc.as_str());
     assert_eq!(p["interface_mtu"], 1500);

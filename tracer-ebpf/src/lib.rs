@@ -61,9 +61,10 @@ record_kinds! {
     TCP_RECEIVE_RESET = 7,
     /// `skb:kfree_skb`. [`super::DropEvent`]
     SKB_DROP = 8,
-    /// `sock:inet_sock_set_state` of a socket whose `sk_err` is set (a
-    /// connect refused or unreachable, a reset, a timeout). [`super::SockErrorEvent`]
-    SOCK_ERROR = 9,
+    /// `sock:inet_sock_set_state` of a TCP socket that closes with an error
+    /// (`sk_err`: a connect refused or unreachable, a reset, a timeout) or
+    /// from `SYN_SENT` (a connect given up). [`super::TcpAbortEvent`]
+    TCP_ABORT = 9,
     /// `icmp:icmp_send` about a TCP packet: the kernel answers it with an
     /// ICMP error (unreachable, time exceeded...). [`super::IcmpEvent`]
     ICMP_SEND = 10,
@@ -192,12 +193,12 @@ pub struct DropEvent {
     pub _pad: [u8; 4],
 }
 
-/// A TCP socket changed state while its `sk_err` was set
-/// (`inet_sock_set_state(sk, oldstate, newstate)`). `saddr`/`sport` are the
-/// local end.
+/// A TCP socket changed state while its `sk_err` was set, or closed from
+/// `SYN_SENT` (`inet_sock_set_state(sk, oldstate, newstate)`).
+/// `saddr`/`sport` are the local end.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SockErrorEvent {
+pub struct TcpAbortEvent {
     pub hdr: EventHeader,
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
@@ -208,11 +209,14 @@ pub struct SockErrorEvent {
     /// `TCP_*` states (SYN_SENT = 2, CLOSE = 7 ...).
     pub old_state: u8,
     pub new_state: u8,
-    /// `sk->sk_err`: a positive errno (ECONNREFUSED, EHOSTUNREACH ...).
+    /// `sk->sk_err`: a positive errno (ECONNREFUSED, EHOSTUNREACH ...); 0: none.
     pub sk_err: u32,
+    /// `sk->sk_err_soft`: an error the socket noted without closing (an
+    /// ICMP error while the connecting process held the socket); 0: none.
+    pub sk_err_soft: u32,
     /// `sk->sk_protocol` (IPPROTO_TCP = 6); 0 when unknown.
     pub protocol: u16,
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 6],
 }
 
 /// The kernel sends an ICMP error (`icmp_send(skb, type, code)`) about a
@@ -288,6 +292,12 @@ macro_rules! kernel_fields {
             /// stamps of `tcp_sock` into milliseconds; 0 = unknown (no idle
             /// spans in the records).
             pub hz: u32,
+            /// The kernel's `TCP_SYN_SENT` and `TCP_CLOSE` (from tracefs'
+            /// `sock:inet_sock_set_state` format): a socket closing from
+            /// `SYN_SENT` is a connect given up. 0 = unknown (then only
+            /// closes with an error are sent).
+            pub tcp_syn_sent: u32,
+            pub tcp_close: u32,
             /// Per-kind budget (index: [`kind`]): records of that kind each
             /// network namespace may send per second on each CPU; the rest
             /// are held back and counted in `BUDGET` ([`BudgetState`]).
@@ -312,6 +322,8 @@ macro_rules! kernel_fields {
                     drop_filter_len: 0,
                     wakeup_bytes: 0,
                     hz: 0,
+                    tcp_syn_sent: 0,
+                    tcp_close: 0,
                     budgets: [0; kind::MAX as usize],
                     skb_span: Span::NONE,
                     dev_span: Span::NONE,
@@ -405,6 +417,7 @@ kernel_fields! {
     InetSport inet_sport: "inet_sock.inet_sport" via "sock",
     /// struct sock: the pending socket error (a positive errno).
     SkErr sk_err: "sock.sk_err",
+    SkErrSoft sk_err_soft: "sock.sk_err_soft",
     /// `u16` in current kernels (a bitfield before 5.6: unresolved there).
     SkProtocol sk_protocol: "sock.sk_protocol",
     /// struct net_device -> in_device -> in_ifaddr: an interface's IPv4 address.
@@ -553,13 +566,13 @@ const _: () = assert!(core::mem::size_of::<ArpEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<TcpEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 96);
-const _: () = assert!(core::mem::size_of::<SockErrorEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<TcpAbortEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<IcmpEvent>() == 88);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == (44 + kind::MAX as usize + 4) * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == (47 + kind::MAX as usize + 4) * 4);
 const _: () = assert!(core::mem::size_of::<BudgetState>() == 24);
 const _: () = assert!(core::mem::size_of::<DropBudgetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<DropBudgetState>() == 32);
-const _: () = assert!(Field::ALL.len() + 3 == 44);
+const _: () = assert!(Field::ALL.len() + 5 == 47);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -573,7 +586,7 @@ mod pod {
     unsafe impl aya::Pod for NeighEvent {}
     unsafe impl aya::Pod for TcpEvent {}
     unsafe impl aya::Pod for DropEvent {}
-    unsafe impl aya::Pod for SockErrorEvent {}
+    unsafe impl aya::Pod for TcpAbortEvent {}
     unsafe impl aya::Pod for IcmpEvent {}
     unsafe impl aya::Pod for BudgetState {}
     unsafe impl aya::Pod for DropBudgetKey {}

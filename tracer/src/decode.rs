@@ -7,7 +7,7 @@ use std::{collections::HashMap, mem::size_of, net::IpAddr};
 
 use thiserror::Error;
 use tracer_ebpf::{
-    kind, ArpEvent, DropEvent, EventHeader, FdbEvent, IcmpEvent, NeighEvent, SockErrorEvent,
+    kind, ArpEvent, DropEvent, EventHeader, FdbEvent, IcmpEvent, NeighEvent, TcpAbortEvent,
     TcpEvent, IFNAMSIZ,
 };
 
@@ -40,7 +40,7 @@ pub enum Record {
     Neigh(NeighEvent),
     Tcp(TcpEvent),
     Drop(DropEvent),
-    SockError(SockErrorEvent),
+    TcpAbort(TcpAbortEvent),
     Icmp(IcmpEvent),
 }
 
@@ -52,7 +52,7 @@ impl Record {
             Record::Neigh(e) => &e.hdr,
             Record::Tcp(e) => &e.hdr,
             Record::Drop(e) => &e.hdr,
-            Record::SockError(e) => &e.hdr,
+            Record::TcpAbort(e) => &e.hdr,
             Record::Icmp(e) => &e.hdr,
         }
     }
@@ -107,7 +107,7 @@ pub enum RecordKind {
     TcpSendReset,
     TcpReceiveReset,
     SkbDrop,
-    SockError,
+    TcpAbort,
     IcmpSend,
 }
 
@@ -127,7 +127,7 @@ impl RecordKind {
         RecordKind::TcpSendReset,
         RecordKind::TcpReceiveReset,
         RecordKind::SkbDrop,
-        RecordKind::SockError,
+        RecordKind::TcpAbort,
         RecordKind::IcmpSend,
     ];
 
@@ -142,7 +142,7 @@ impl RecordKind {
             RecordKind::TcpSendReset => kind::TCP_SEND_RESET,
             RecordKind::TcpReceiveReset => kind::TCP_RECEIVE_RESET,
             RecordKind::SkbDrop => kind::SKB_DROP,
-            RecordKind::SockError => kind::SOCK_ERROR,
+            RecordKind::TcpAbort => kind::TCP_ABORT,
             RecordKind::IcmpSend => kind::ICMP_SEND,
         }
     }
@@ -158,7 +158,7 @@ impl RecordKind {
             RecordKind::TcpSendReset => "tcp_send_reset",
             RecordKind::TcpReceiveReset => "tcp_receive_reset",
             RecordKind::SkbDrop => "kfree_skb",
-            RecordKind::SockError => "inet_sock_set_state",
+            RecordKind::TcpAbort => "inet_sock_set_state",
             RecordKind::IcmpSend => "icmp_send",
         }
     }
@@ -180,7 +180,7 @@ impl TryFrom<u32> for RecordKind {
             kind::TCP_SEND_RESET => RecordKind::TcpSendReset,
             kind::TCP_RECEIVE_RESET => RecordKind::TcpReceiveReset,
             kind::SKB_DROP => RecordKind::SkbDrop,
-            kind::SOCK_ERROR => RecordKind::SockError,
+            kind::TCP_ABORT => RecordKind::TcpAbort,
             kind::ICMP_SEND => RecordKind::IcmpSend,
             k => return Err(UnknownKind(k)),
         })
@@ -205,7 +205,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, DecodeError> {
             Record::Tcp(read_tcp(bytes)?)
         }
         RecordKind::SkbDrop => Record::Drop(read_pod(bytes, "drop event")?),
-        RecordKind::SockError => Record::SockError(read_pod(bytes, "socket error event")?),
+        RecordKind::TcpAbort => Record::TcpAbort(read_pod(bytes, "socket error event")?),
         RecordKind::IcmpSend => Record::Icmp(read_pod(bytes, "icmp event")?),
     })
 }
@@ -531,7 +531,7 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
             | RecordKind::ArpReply
             | RecordKind::NeighUpdate
             | RecordKind::SkbDrop
-            | RecordKind::SockError
+            | RecordKind::TcpAbort
             | RecordKind::IcmpSend,
         )
         | None => (Action::TcpReset, Some("received")),
@@ -640,10 +640,11 @@ pub fn icmp_name(t: u8, code: u8) -> &'static str {
     }
 }
 
-/// A socket closed with an error (`tcp_error`): the local end is the source.
-pub fn sock_error_event(t: &Tables, e: &SockErrorEvent) -> EcsEvent {
+/// A socket closed with an error or from `SYN_SENT` (`tcp_abort`): the
+/// local end is the source.
+pub fn tcp_abort_event(t: &Tables, e: &TcpAbortEvent) -> EcsEvent {
     const AF_INET6: u16 = 10;
-    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, Action::TcpError);
+    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, Action::TcpAbort);
     netns_iface(&mut ev, &e.hdr);
     let v6 = e.family == AF_INET6;
     ev.source = Endpoint {
@@ -660,15 +661,23 @@ pub fn sock_error_event(t: &Tables, e: &SockErrorEvent) -> EcsEvent {
     };
     ev.network = Network {
         type_: Some(if v6 { "ipv6" } else { "ipv4" }),
-        transport: Some(match e.protocol {
-            0 => "tcp".into(),
-            p => transport_name(p.min(255) as u8),
+        transport: Some(match u8::try_from(e.protocol) {
+            Ok(0) => "tcp".into(),
+            Ok(p) => transport_name(p),
+            Err(_) => SmolStr::new(e.protocol.to_string()),
         }),
+    };
+    // The error the socket closed with, else the one it noted (a process
+    // may close a connecting socket after reading a soft error).
+    let err = if e.sk_err != 0 {
+        e.sk_err
+    } else {
+        e.sk_err_soft
     };
     ev.tracer.tcp = Some(Tcp {
         state: Some(tcp_state_name(e.new_state)),
         old_state: Some(tcp_state_name(e.old_state)),
-        error: Some(errno_name(e.sk_err)),
+        error: (err != 0).then(|| errno_name(err)),
         ..Tcp::default()
     });
     ev

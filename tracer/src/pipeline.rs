@@ -413,7 +413,7 @@ impl Pipeline {
             Record::Neigh(e) => decode::neigh_event(&self.tables, e),
             Record::Tcp(e) => decode::tcp_event(&self.tables, e),
             Record::Drop(e) => decode::drop_event(&mut self.tables, e),
-            Record::SockError(e) => decode::sock_error_event(&self.tables, e),
+            Record::TcpAbort(e) => decode::tcp_abort_event(&self.tables, e),
             Record::Icmp(e) => decode::icmp_event(&self.tables, e),
         }
     }

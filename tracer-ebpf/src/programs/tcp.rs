@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use tracer_ebpf::{kind, IcmpEvent, SockErrorEvent, TcpEvent};
+use tracer_ebpf::{kind, IcmpEvent, TcpAbortEvent, TcpEvent};
 
 use super::common::{
     fill_dev, rd, reserve, sk_netns, skb_tuple, Tuple, AF_INET, AF_INET6, IPPROTO_TCP,
@@ -135,27 +135,29 @@ pub fn tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
 }
 
 /// `inet_sock_set_state(const struct sock *sk, const int oldstate, const int newstate)`:
-/// only a change of a socket whose `sk_err` is set, i.e. one the kernel
-/// closes with an error: a connect refused (ECONNREFUSED), unreachable
-/// (EHOSTUNREACH, ENETUNREACH: an ICMP error or a failed neighbour) or timed
-/// out (ETIMEDOUT), an established connection reset. Ordinary state
-/// changes (every connection makes several) cost one read and send nothing.
+/// only a TCP socket the kernel closes with an error (`sk_err` set: a
+/// connect refused, unreachable or timed out, a connection reset), or one
+/// closing from `SYN_SENT` (a connect given up: its process may have read
+/// and cleared the error). Ordinary state changes (every connection makes
+/// several) cost three reads and send nothing.
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let sk: *const u8 = ctx.arg(0);
     if sk.is_null() {
         return 0;
     }
-    let err = match unsafe { rd::<i32>(sk, off!(sk_err)) } {
-        Ok(e) if e > 0 => e,
-        _ => return 0,
-    };
     let old: i32 = ctx.arg(1);
     let new: i32 = ctx.arg(2);
     if old == new {
         return 0;
     }
-    let Some(mut e) = reserve::<SockErrorEvent>(kind::SOCK_ERROR) else {
+    let err = unsafe { rd::<i32>(sk, off!(sk_err)) }.unwrap_or(0);
+    let syn_sent = off!(tcp_syn_sent) as i32;
+    let gave_up = syn_sent != 0 && old == syn_sent && new == off!(tcp_close) as i32;
+    if err <= 0 && !gave_up {
+        return 0;
+    }
+    let Some(mut e) = reserve::<TcpAbortEvent>(kind::TCP_ABORT) else {
         return 0;
     };
     let p = e.as_mut_ptr();
@@ -167,7 +169,8 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
         (*p).family = family;
         (*p).old_state = old as u8;
         (*p).new_state = new as u8;
-        (*p).sk_err = err as u32;
+        (*p).sk_err = err.max(0) as u32;
+        (*p).sk_err_soft = rd::<i32>(sk, off!(sk_err_soft)).unwrap_or(0).max(0) as u32;
         (*p).protocol = rd::<u16>(sk, off!(sk_protocol)).unwrap_or(0);
         (*p).hdr.netns = sk_netns(sk);
     }

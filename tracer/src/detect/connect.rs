@@ -17,10 +17,15 @@
 //!   say that the sender cannot reach the destination.
 //!
 //! A third symptom ends an attempt at once: the client's socket closed from
-//! `SYN_SENT` with an error (`tcp_error`: ECONNREFUSED, EHOSTUNREACH,
-//! ENETUNREACH...). A connect rejected with ICMP never retransmits its
-//! SYN, so this is how it is seen at all; with no cause seen on this host,
-//! the error itself is the cause (the answer came from beyond it).
+//! `SYN_SENT` (`tcp_abort`), with an error (ECONNREFUSED, EHOSTUNREACH,
+//! ENETUNREACH...) or given up by its process (which may have read and
+//! cleared the error: an ICMP error that arrives while the connecting
+//! process holds the socket is only noted, and a non-blocking connect reads
+//! it with `SO_ERROR`). A connect rejected with ICMP never retransmits its
+//! SYN, so this is how it is seen at all. With no cause seen on this host,
+//! the error itself is the cause (the answer came from beyond it); a
+//! connect given up without an error, a cause or a SYN retransmitted is
+//! left alone (the application's own timeout).
 //!
 //! Correlation is by flow tuple first (source and destination address and
 //! port, whatever the namespace), then by destination address (neighbour
@@ -472,25 +477,45 @@ impl Connect {
         }
     }
 
-    /// A socket that closed with an error (`tcp_error`). From `SYN_SENT`:
-    /// the connect failed, now; the cause is the best one seen for the
-    /// flow, else the error itself.
-    pub(crate) fn sock_error(&mut self, ev: &EcsEvent, t: i128, sink: &mut Sink) {
+    /// A socket that closed with an error or from `SYN_SENT` (`tcp_abort`).
+    /// From `SYN_SENT`: the connect failed, now; the cause is the best one
+    /// seen for the flow, else the error itself.
+    pub(crate) fn abort(&mut self, ev: &EcsEvent, t: i128, sink: &mut Sink) {
         let Some(tcp) = ev.tracer.tcp.as_ref() else {
             return;
         };
         if tcp.old_state != Some("SYN_SENT") || ev.network.transport.as_deref() != Some("tcp") {
             return;
         }
-        let Some(err) = tcp.error.clone() else {
-            return;
-        };
         let Some(key) = flow_key(ev, false) else {
             return;
         };
+        let err = tcp.error.clone();
+        let cause = self.cause_for(&key).or_else(|| {
+            let e = err.as_ref()?;
+            CauseKind::from_errno(e).map(|kind| Cause {
+                kind,
+                reason: e.clone(),
+                location: None,
+                netns: None,
+                container: None,
+                neigh: None,
+                icmp: None,
+                t,
+            })
+        });
+        // A connect given up with nothing known against it (no error, no
+        // cause, not one SYN retransmitted) is the application's business
+        // (a short timeout, a cancelled request).
+        let syns = self.attempts.get(&key).map_or(0, |a| a.syns);
+        if cause.is_none() && err.is_none() && syns == 0 {
+            return;
+        }
         let a = self.attempts.entry(key, || Attempt::new(t));
         a.last = t;
-        a.error = Some(err.clone());
+        if err.is_some() {
+            a.error = err;
+        }
         let client = ev.source.container.as_ref().or(ev.container.as_ref());
         if client.is_some() {
             a.client = client.cloned();
@@ -507,18 +532,6 @@ impl Connect {
         if a.alerted {
             return;
         }
-        let cause = self.cause_for(&key).or_else(|| {
-            CauseKind::from_errno(&err).map(|kind| Cause {
-                kind,
-                reason: err.clone(),
-                location: None,
-                netns: None,
-                container: None,
-                neigh: None,
-                icmp: None,
-                t,
-            })
-        });
         self.conclude(key, cause, t, sink);
     }
 

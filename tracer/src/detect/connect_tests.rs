@@ -449,9 +449,9 @@ fn icmp_sent(t: i128, netns: Netns, code: u8, sender: &str, dst: &str) -> EcsEve
     e
 }
 
-/// The client's socket to `dst`:80 closes from `old` with `err`.
-fn sock_error(t: i128, dst: &str, old: &'static str, err: &str) -> EcsEvent {
-    let mut e = EcsEvent::new(t, Kind::Event, Action::TcpError);
+/// The client's socket to `dst`:80 closes from `old` with `err` ("": none).
+fn abort(t: i128, dst: &str, old: &'static str, err: &str) -> EcsEvent {
+    let mut e = EcsEvent::new(t, Kind::Event, Action::TcpAbort);
     e.source.ip = Some(ip("10.0.1.2"));
     e.source.port = Some(40000);
     e.destination.ip = Some(ip(dst));
@@ -462,7 +462,7 @@ fn sock_error(t: i128, dst: &str, old: &'static str, err: &str) -> EcsEvent {
     e.tracer.tcp = Some(Tcp {
         state: Some("CLOSE"),
         old_state: Some(old),
-        error: Some(err.into()),
+        error: (!err.is_empty()).then(|| err.into()),
         ..Tcp::default()
     });
     e
@@ -473,7 +473,7 @@ fn icmp_admin_prohibited_from_a_router_says_who_rejects() {
     let router = named_ns(ROUTER_NS, "cf-router", None);
     let out = run(&[
         icmp_sent(ms(0), router, 13, "10.0.3.1", "10.0.2.3"),
-        sock_error(ms(1), "10.0.2.3", "SYN_SENT", "EHOSTUNREACH"),
+        abort(ms(1), "10.0.2.3", "SYN_SENT", "EHOSTUNREACH"),
     ]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
@@ -501,7 +501,7 @@ fn icmp_port_unreachable_for_tcp_is_a_reject_rule() {
     let router = named_ns(ROUTER_NS, "cf-router", None);
     let out = run(&[
         icmp_sent(ms(0), router, 3, "10.0.3.1", "10.0.2.3"),
-        sock_error(ms(1), "10.0.2.3", "SYN_SENT", "ECONNREFUSED"),
+        abort(ms(1), "10.0.2.3", "SYN_SENT", "ECONNREFUSED"),
     ]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
@@ -517,7 +517,7 @@ fn a_rejection_concludes_an_attempt_that_retransmits() {
     let out = run(&[
         syn(ms(1000), "10.0.2.3", "SYN_SENT"),
         icmp_sent(ms(2500), router, 10, "10.0.3.1", "10.0.2.3"),
-        sock_error(ms(2501), "10.0.2.3", "SYN_SENT", "EHOSTUNREACH"),
+        abort(ms(2501), "10.0.2.3", "SYN_SENT", "EHOSTUNREACH"),
     ]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
@@ -526,7 +526,7 @@ fn a_rejection_concludes_an_attempt_that_retransmits() {
 
 #[test]
 fn a_plain_connect_error_without_any_drop_still_alerts() {
-    let out = run(&[sock_error(ms(0), "10.0.2.3", "SYN_SENT", "EHOSTUNREACH")]);
+    let out = run(&[abort(ms(0), "10.0.2.3", "SYN_SENT", "EHOSTUNREACH")]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
     let p = payload(a[0]);
@@ -540,7 +540,7 @@ fn a_plain_connect_error_without_any_drop_still_alerts() {
     // Said once, not twice.
     assert_eq!(m.matches("EHOSTUNREACH").count(), 1, "{m}");
 
-    let out = run(&[sock_error(ms(0), "10.0.2.3", "SYN_SENT", "ECONNREFUSED")]);
+    let out = run(&[abort(ms(0), "10.0.2.3", "SYN_SENT", "ECONNREFUSED")]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
     assert_eq!(payload(a[0])["cause"], "nothing_listens");
@@ -562,7 +562,7 @@ fn a_neighbour_failure_explains_a_routers_host_unreachable() {
             "__neigh_event_send",
             "10.0.2.9",
         ),
-        sock_error(ms(3002), "10.0.2.9", "SYN_SENT", "EHOSTUNREACH"),
+        abort(ms(3002), "10.0.2.9", "SYN_SENT", "EHOSTUNREACH"),
     ]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
@@ -574,7 +574,7 @@ fn a_routers_host_unreachable_alone_names_the_router() {
     let router = named_ns(ROUTER_NS, "cf-router", None);
     let out = run(&[
         icmp_sent(ms(0), router, 1, "10.0.3.1", "10.0.2.9"),
-        sock_error(ms(1), "10.0.2.9", "SYN_SENT", "EHOSTUNREACH"),
+        abort(ms(1), "10.0.2.9", "SYN_SENT", "EHOSTUNREACH"),
     ]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
@@ -596,8 +596,8 @@ fn socket_errors_that_are_no_failed_connect_say_nothing() {
     let router = named_ns(ROUTER_NS, "cf-router", None);
     let out = run(&[
         // An established connection reset, one timed out.
-        sock_error(ms(0), "10.0.2.3", "ESTABLISHED", "ECONNRESET"),
-        sock_error(ms(10), "10.0.2.4", "ESTABLISHED", "ETIMEDOUT"),
+        abort(ms(0), "10.0.2.3", "ESTABLISHED", "ECONNRESET"),
+        abort(ms(10), "10.0.2.4", "ESTABLISHED", "ETIMEDOUT"),
         // Fragmentation needed is no connect failure.
         icmp_sent(ms(20), router, 4, "10.0.3.1", "10.0.2.5"),
     ]);
@@ -608,9 +608,45 @@ fn socket_errors_that_are_no_failed_connect_say_nothing() {
 fn a_reset_then_the_socket_error_is_one_alert() {
     let out = run(&[
         reset_received(ms(0), "10.0.1.3"),
-        sock_error(ms(1), "10.0.1.3", "SYN_SENT", "ECONNREFUSED"),
+        abort(ms(1), "10.0.1.3", "SYN_SENT", "ECONNREFUSED"),
     ]);
     let a = alerts(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
     assert!(msg(a[0]).contains("answered with a reset"), "{}", msg(a[0]));
+}
+
+#[test]
+fn a_connect_given_up_after_an_icmp_error_it_read_is_the_rejection() {
+    // A non-blocking connect whose ICMP error arrived while the process
+    // held the socket: the process reads it (SO_ERROR clears it) and
+    // closes; the socket leaves SYN_SENT with no error of its own.
+    let router = named_ns(ROUTER_NS, "cf-router", None);
+    let out = run(&[
+        icmp_sent(ms(0), router, 13, "10.0.3.1", "10.0.2.3"),
+        abort(ms(1), "10.0.2.3", "SYN_SENT", ""),
+    ]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let p = payload(a[0]);
+    assert_eq!(p["cause"], "rejected");
+    assert!(p.get("connect_error").is_none(), "{p}");
+    assert!(!msg(a[0]).contains("connect() failed"), "{}", msg(a[0]));
+}
+
+#[test]
+fn a_connect_given_up_with_nothing_against_it_says_nothing() {
+    let out = run(&[abort(ms(0), "10.0.2.3", "SYN_SENT", "")]);
+    assert!(alerts(&out).is_empty(), "{out:#?}");
+}
+
+#[test]
+fn a_connect_given_up_after_unanswered_syns_is_no_answer() {
+    let out = run(&[
+        syn(ms(1000), "10.0.2.3", "SYN_SENT"),
+        abort(ms(2000), "10.0.2.3", "SYN_SENT", ""),
+    ]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    assert_eq!(payload(a[0])["cause"], "no_answer");
+    assert_eq!(payload(a[0])["syn_retransmits"], 1);
 }

@@ -453,8 +453,8 @@ impl Detectors {
                 self.idle.retransmit(ev, t, &mut self.sink);
                 true
             }
-            Action::TcpError => {
-                self.connect.sock_error(ev, t, &mut self.sink);
+            Action::TcpAbort => {
+                self.connect.abort(ev, t, &mut self.sink);
                 true
             }
             Action::IcmpError => {

@@ -33,7 +33,7 @@ pub enum Action {
     SkbDrop,
     /// A TCP socket was closed with an error (connect refused, unreachable,
     /// timed out; reset).
-    TcpError,
+    TcpAbort,
     /// The kernel sent an ICMP error about a TCP packet.
     IcmpError,
     // Detector lines (`alert`/`metric`).
@@ -85,7 +85,7 @@ impl Action {
         Action::TcpRetransmit,
         Action::TcpReset,
         Action::SkbDrop,
-        Action::TcpError,
+        Action::TcpAbort,
         Action::IcmpError,
         Action::FdbFlap,
         Action::ArpDuplicateReply,
@@ -117,7 +117,7 @@ impl Action {
             Action::TcpRetransmit => "tcp_retransmit",
             Action::TcpReset => "tcp_reset",
             Action::SkbDrop => "skb_drop",
-            Action::TcpError => "tcp_error",
+            Action::TcpAbort => "tcp_abort",
             Action::IcmpError => "icmp_error",
             Action::FdbFlap => "fdb_flap",
             Action::ArpDuplicateReply => "arp_duplicate_reply",
@@ -146,7 +146,7 @@ impl Action {
             Action::FdbMove | Action::NeighUpdate => ("network", "change"),
             Action::FdbDelete => ("network", "deletion"),
             Action::SkbDrop | Action::IcmpError => ("network", "denied"),
-            Action::TcpError => ("network", "connection"),
+            Action::TcpAbort => ("network", "connection"),
             Action::ProbeStatus | Action::LossReport | Action::DetectorStatus => ("host", "info"),
             Action::ArpReply
             | Action::TcpRetransmit
@@ -243,7 +243,7 @@ mod tests {
             "skb_drop" => ("network", "denied"),
             // New since: an ICMP error is a refusal, a socket error ends a connection.
             "icmp_error" => ("network", "denied"),
-            "tcp_error" => ("network", "connection"),
+            "tcp_abort" => ("network", "connection"),
             _ => ("network", "info"),
         };
         for a in Action::ALL {

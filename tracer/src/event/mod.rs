@@ -356,11 +356,11 @@ pub struct Tcp {
     /// `icsk_rto`), absent when unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rto_ms: Option<u32>,
-    /// The state the socket left (`tcp_error`: `SYN_SENT` for a connect
+    /// The state the socket left (`tcp_abort`: `SYN_SENT` for a connect
     /// that failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_state: Option<&'static str>,
-    /// The socket's error (`tcp_error`): `ECONNREFUSED`, `EHOSTUNREACH`,
+    /// The socket's error (`tcp_abort`): `ECONNREFUSED`, `EHOSTUNREACH`,
     /// `ENETUNREACH`, `ETIMEDOUT`, `ECONNRESET` ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<SmolStr>,

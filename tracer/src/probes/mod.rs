@@ -297,6 +297,7 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     config.wakeup_bytes = opts.ring_bytes / 16;
     // The jiffies stamps the TCP probe turns into idle milliseconds.
     config.hz = crate::kernel::hz::kernel_hz().unwrap_or(0);
+    (config.tcp_syn_sent, config.tcp_close) = tcp::tcp_states(tracing.as_deref());
     config.budgets = opts.budgets;
     set_spans(&mut config);
 

@@ -93,16 +93,17 @@ pub const GROUP: Group = Group {
         ProbeSpec {
             name: "inet_sock_set_state",
             category: "sock",
-            what: "TCP sockets closed with an error (connect refused, unreachable, timed out; resets)",
+            what: "TCP sockets closed with an error (connect refused, unreachable, timed out; resets) or while connecting",
             prototype: &[S("sock"), I, I],
             needs: &[
                 NetNsInum, SOCK[0], SOCK[2], SOCK[3], SOCK[4], SOCK[5], SOCK[6], SOCK[7], SOCK[8],
                 SkErr,
                 InetSport,
                 // Not required: `sk_protocol` (a bitfield before 5.6) is
-                // read when it resolves and 0 (taken as TCP) otherwise.
+                // read when it resolves and 0 (taken as TCP) otherwise;
+                // `sk_err_soft` is 0 when unresolved.
             ],
-            emits: &[RecordKind::SockError],
+            emits: &[RecordKind::TcpAbort],
         },
         ProbeSpec {
             name: "icmp_send",
@@ -127,3 +128,46 @@ pub const GROUP: Group = Group {
         },
     ],
 };
+
+/// The kernel's `TCP_SYN_SENT` and `TCP_CLOSE` values, from the
+/// `__print_symbolic` table of `sock:inet_sock_set_state`'s format under the
+/// tracefs `root`; (0, 0) when it cannot be read (the program then sends
+/// only closes with an error).
+pub fn tcp_states(root: Option<&std::path::Path>) -> (u32, u32) {
+    let Some(fmt) = root
+        .and_then(|r| crate::kernel::tracefs::Format::read(r, "sock", "inet_sock_set_state").ok())
+    else {
+        return (0, 0);
+    };
+    let table = crate::kernel::tracefs::print_symbolic(&fmt.print_fmt, "oldstate");
+    let find = |name: &str| {
+        table
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .and_then(|(v, _)| u32::try_from(*v).ok())
+    };
+    match (find("TCP_SYN_SENT"), find("TCP_CLOSE")) {
+        (Some(s), Some(c)) => (s, c),
+        _ => (0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tcp_states_come_from_the_tracepoint_format() {
+        let dir = std::env::temp_dir().join(format!("tracer-tcp-states-{}", std::process::id()));
+        let ev = dir.join("events/sock/inet_sock_set_state");
+        std::fs::create_dir_all(&ev).unwrap();
+        // Linux 6.18's format, shortened.
+        std::fs::write(
+            ev.join("format"),
+            "name: inet_sock_set_state\nID: 1\nformat:\n\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;\n\tfield:int newstate;\toffset:20;\tsize:4;\tsigned:1;\n\nprint fmt: \"oldstate=%s newstate=%s\", __print_symbolic(REC->oldstate, { 1, \"TCP_ESTABLISHED\" }, { 2, \"TCP_SYN_SENT\" }, { 7, \"TCP_CLOSE\" }), __print_symbolic(REC->newstate, { 1, \"TCP_ESTABLISHED\" }, { 2, \"TCP_SYN_SENT\" }, { 7, \"TCP_CLOSE\" })\n",
+        )
+        .unwrap();
+        assert_eq!(super::tcp_states(Some(&dir)), (2, 7));
+        assert_eq!(super::tcp_states(None), (0, 0));
+        assert_eq!(super::tcp_states(Some(&dir.join("nope"))), (0, 0));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
