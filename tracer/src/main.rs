@@ -398,6 +398,21 @@ struct DetectArgs {
         value_parser = |s: &str| setting::IDLE_MIN.parse_span(s))]
     idle_min: Span,
 
+    #[arg(long = setting::CONNECT_SYN_THRESHOLD.flag, help = setting::CONNECT_SYN_THRESHOLD.help,
+        value_name = "N", default_value_t = setting::CONNECT_SYN_THRESHOLD.default,
+        value_parser = |s: &str| setting::CONNECT_SYN_THRESHOLD.parse(s))]
+    connect_syn_threshold: u32,
+
+    #[arg(long = setting::CONNECT_NO_ANSWER_AFTER.flag, help = setting::CONNECT_NO_ANSWER_AFTER.help,
+        value_name = "DURATION", default_value_t = setting::CONNECT_NO_ANSWER_AFTER.default_span(),
+        value_parser = |s: &str| setting::CONNECT_NO_ANSWER_AFTER.parse_span(s))]
+    connect_no_answer_after: Span,
+
+    #[arg(long = setting::CONNECT_CAUSE_TTL.flag, help = setting::CONNECT_CAUSE_TTL.help,
+        value_name = "DURATION", default_value_t = setting::CONNECT_CAUSE_TTL.default_span(),
+        value_parser = |s: &str| setting::CONNECT_CAUSE_TTL.parse_span(s))]
+    connect_cause_ttl: Span,
+
     #[arg(long = setting::DROP_LINES_PER_SEC.flag, help = setting::DROP_LINES_PER_SEC.help,
         value_name = "N", default_value_t = setting::DROP_LINES_PER_SEC.default,
         value_parser = |s: &str| setting::DROP_LINES_PER_SEC.parse(s))]
@@ -433,6 +448,9 @@ impl DetectArgs {
             retransmit_threshold: self.retransmit_threshold,
             retransmit_window: self.retransmit_window.0,
             idle_min: self.idle_min.0,
+            connect_syn_threshold: self.connect_syn_threshold,
+            connect_no_answer_after: self.connect_no_answer_after.0,
+            connect_cause_ttl: self.connect_cause_ttl.0,
             drop_lines_per_sec: self.drop_lines_per_sec,
             drop_summary_interval: self.drop_summary_interval.0,
             incident_window: self.incident_window.0,

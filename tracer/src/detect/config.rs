@@ -39,6 +39,14 @@ pub struct DetectConfig {
     /// `idle_flow_killed`: least silence (no ACK from the peer) before a
     /// flow's first unacknowledged send for it to count as idle.
     pub idle_min: Duration,
+    /// `connect_failed`: SYN retransmits of one attempt, with no cause seen,
+    /// before it alerts "no answer"...
+    pub connect_syn_threshold: u32,
+    /// ...spread over at least this long.
+    pub connect_no_answer_after: Duration,
+    /// `connect_failed`: how long a cause (a drop, a failed neighbour, an
+    /// ICMP error) is remembered for an attempt seen later.
+    pub connect_cause_ttl: Duration,
     /// `drop_summary` interval.
     pub drop_summary_interval: Duration,
     /// Individual `skb_drop` lines printed per second of event time; the
@@ -276,6 +284,30 @@ pub mod setting {
         min: Duration::from_millis(100),
         max: DAY,
     };
+    pub const CONNECT_SYN_THRESHOLD: Setting<u32> = Setting {
+        flag: "connect-syn-threshold",
+        help: "connect_failed: SYN retransmits of one connection attempt with no cause seen before it \
+               alerts \"no answer\"...",
+        default: 3,
+        min: 1,
+        max: MAX_THRESHOLD,
+    };
+    pub const CONNECT_NO_ANSWER_AFTER: Setting<Duration> = Setting {
+        flag: "connect-no-answer-after",
+        help: "...spread over at least this long (a failing ARP resolution takes about 3 s, and a \
+               cause seen meanwhile is named instead)",
+        default: secs(5),
+        min: Duration::ZERO,
+        max: DAY,
+    };
+    pub const CONNECT_CAUSE_TTL: Setting<Duration> = Setting {
+        flag: "connect-cause-ttl",
+        help: "connect_failed: how long a cause (a drop, a failed neighbour, an ICMP error) is \
+               remembered for a connection attempt seen after it",
+        default: secs(30),
+        min: Duration::from_millis(1),
+        max: DAY,
+    };
     pub const DROP_SUMMARY_INTERVAL: Setting<Duration> = Setting {
         flag: "drop-summary-interval",
         help:
@@ -333,6 +365,9 @@ impl DetectConfig {
             retransmit_rollup_interval: RETRANSMIT_ROLLUP_INTERVAL.default,
             retransmit_rollup_min_flows: RETRANSMIT_ROLLUP_MIN_FLOWS.default,
             idle_min: IDLE_MIN.default,
+            connect_syn_threshold: CONNECT_SYN_THRESHOLD.default,
+            connect_no_answer_after: CONNECT_NO_ANSWER_AFTER.default,
+            connect_cause_ttl: CONNECT_CAUSE_TTL.default,
             drop_summary_interval: DROP_SUMMARY_INTERVAL.default,
             drop_lines_per_sec: DROP_LINES_PER_SEC.default,
             drop_incident_threshold: DROP_INCIDENT_THRESHOLD.default,
@@ -362,6 +397,9 @@ pub(crate) struct Cfg {
     pub(crate) rollup_interval: i128,
     pub(crate) rollup_min_flows: u32,
     pub(crate) idle_min: i128,
+    pub(crate) syn_threshold: u32,
+    pub(crate) no_answer_after: i128,
+    pub(crate) cause_ttl: i128,
     pub(crate) drop_interval: i128,
     pub(crate) drop_lines_per_sec: u64,
     pub(crate) drop_incident_threshold: u64,
@@ -389,6 +427,9 @@ impl Cfg {
             rollup_interval: span(RETRANSMIT_ROLLUP_INTERVAL, c.retransmit_rollup_interval),
             rollup_min_flows: RETRANSMIT_ROLLUP_MIN_FLOWS.clamp(c.retransmit_rollup_min_flows),
             idle_min: span(IDLE_MIN, c.idle_min),
+            syn_threshold: CONNECT_SYN_THRESHOLD.clamp(c.connect_syn_threshold),
+            no_answer_after: span(CONNECT_NO_ANSWER_AFTER, c.connect_no_answer_after),
+            cause_ttl: span(CONNECT_CAUSE_TTL, c.connect_cause_ttl),
             drop_interval: span(DROP_SUMMARY_INTERVAL, c.drop_summary_interval),
             drop_lines_per_sec: DROP_LINES_PER_SEC.clamp(c.drop_lines_per_sec),
             drop_incident_threshold: DROP_INCIDENT_THRESHOLD.clamp(c.drop_incident_threshold),
@@ -415,6 +456,9 @@ mod tests {
         assert_eq!(d.retransmit_window, secs(10));
         assert_eq!(d.retransmit_rollup_interval, secs(10));
         assert_eq!(d.retransmit_rollup_min_flows, 1);
+        assert_eq!(d.connect_syn_threshold, 3);
+        assert_eq!(d.connect_no_answer_after, secs(5));
+        assert_eq!(d.connect_cause_ttl, secs(30));
         assert_eq!(d.drop_summary_interval, secs(10));
         assert_eq!(d.drop_lines_per_sec, 1000);
         assert_eq!(d.drop_incident_threshold, 100);
@@ -425,6 +469,9 @@ mod tests {
         assert_eq!(c.flap_threshold, 3);
         assert_eq!(c.dup_threshold, 2);
         assert_eq!(c.rtx_threshold, 3);
+        assert_eq!(c.syn_threshold, 3);
+        assert_eq!(c.no_answer_after, ns(secs(5)));
+        assert_eq!(c.cause_ttl, ns(secs(30)));
         assert_eq!(c.flap_window, ns(secs(10)));
         assert_eq!(c.drop_interval, ns(secs(10)));
         assert_eq!(c.incident_window, ns(secs(30)));
@@ -442,8 +489,12 @@ mod tests {
             retransmit_rollup_min_flows: 0,
             max_keys: 1,
             incident_window: Duration::MAX,
+            connect_syn_threshold: 0,
+            connect_cause_ttl: Duration::ZERO,
             ..DetectConfig::DEFAULT
         });
+        assert_eq!(c.syn_threshold, 1);
+        assert_eq!(c.cause_ttl, 1_000_000);
         assert_eq!(c.flap_threshold, 100);
         assert_eq!(c.dup_threshold, 2);
         assert_eq!(c.rtx_threshold, 1);
@@ -483,6 +534,10 @@ mod tests {
                 .starts_with("--flap-window \"ten seconds\": not a duration"),
             "{e}"
         );
+        assert_eq!(
+            CONNECT_SYN_THRESHOLD.parse("0").unwrap_err().to_string(),
+            "--connect-syn-threshold 0: must be between 1 and 100 (default 3)"
+        );
         assert!(DROP_LINES_PER_SEC.parse("-1").is_err());
         assert_eq!(DROP_LINES_PER_SEC.parse("0"), Ok(0));
     }
@@ -495,6 +550,8 @@ mod tests {
             IP_CONFLICT_WINDOW,
             RETRANSMIT_WINDOW,
             IDLE_MIN,
+            CONNECT_NO_ANSWER_AFTER,
+            CONNECT_CAUSE_TTL,
             DROP_SUMMARY_INTERVAL,
             INCIDENT_WINDOW,
         ] {

@@ -31,9 +31,10 @@
 //! port, whatever the namespace), then by destination address (neighbour
 //! failures, drops of other attempts to the same address). Either side may
 //! come first: a cause seen before the retransmit is remembered for
-//! [`CAUSE_TTL`]; an attempt seen before its cause waits for it. An attempt
-//! alerts when it has a cause, or after [`SYN_THRESHOLD`] SYN retransmits
-//! spread over at least [`NO_ANSWER_AFTER`] without one ("no answer,
+//! `--connect-cause-ttl`; an attempt seen before its cause waits for it. An
+//! attempt alerts when it has a cause, or after `--connect-syn-threshold`
+//! SYN retransmits spread over at least `--connect-no-answer-after` without
+//! one ("no answer,
 //! nothing dropped here"). A flow that shows
 //! progress (a retransmit in any other state: it established) before
 //! alerting is forgotten silently. One alert per client and destination
@@ -47,19 +48,9 @@ use super::{
     alert_line,
     config::Cfg,
     table::{Bounded, Stamped},
-    text, Facts, Member, Sink, Symptom, NS_PER_S,
+    text, Facts, Member, Sink, Symptom,
 };
 use crate::event::{Action, ContainerRef, EcsEvent, Netns, ServiceRef, SmolStr};
-
-/// SYN retransmits without any cause seen before alerting "no answer".
-pub(crate) const SYN_THRESHOLD: u32 = 3;
-/// ...and at least this long after the first one (a neighbour resolution
-/// takes about 3 s to fail, and its drops must have had their chance: a
-/// cause beats "no answer").
-pub(crate) const NO_ANSWER_AFTER: i128 = 5 * NS_PER_S;
-/// How long a cause (a drop, a failed neighbour) is remembered for an
-/// attempt that comes later.
-pub(crate) const CAUSE_TTL: i128 = 30 * NS_PER_S;
 
 /// What the kernel did to the flow's packets, most telling first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -258,6 +249,12 @@ impl Stamped for Said {
 
 pub(crate) struct Connect {
     window: i128,
+    /// See [`super::config::setting::CONNECT_SYN_THRESHOLD`].
+    syn_threshold: u32,
+    /// See [`super::config::setting::CONNECT_NO_ANSWER_AFTER`] (ns).
+    no_answer_after: i128,
+    /// See [`super::config::setting::CONNECT_CAUSE_TTL`] (ns).
+    cause_ttl: i128,
     attempts: Bounded<FlowKey, Attempt>,
     causes: Bounded<CauseKey, Cause>,
     said: Bounded<PairKey, Said>,
@@ -352,7 +349,10 @@ pub(crate) fn place(ns: Option<&Netns>, container: Option<&ContainerRef>) -> Str
 impl Connect {
     pub(crate) fn new(c: &Cfg) -> Self {
         Self {
-            window: c.rtx_window.max(CAUSE_TTL),
+            window: c.rtx_window.max(c.cause_ttl),
+            syn_threshold: c.syn_threshold,
+            no_answer_after: c.no_answer_after,
+            cause_ttl: c.cause_ttl,
             attempts: Bounded::new(c.max_keys),
             causes: Bounded::new(c.max_keys),
             said: Bounded::new(c.max_keys),
@@ -373,9 +373,9 @@ impl Connect {
     }
 
     pub(crate) fn expire(&mut self, now: i128) {
-        let w = self.window;
+        let (w, ttl) = (self.window, self.cause_ttl);
         self.attempts.expire(|a| now - a.last <= w);
-        self.causes.expire(|c| now - c.t <= CAUSE_TTL);
+        self.causes.expire(|c| now - c.t <= ttl);
         self.said.expire(|s| now - s.t <= w);
         self.waiting.expire(|x| now - x.t <= w);
     }
@@ -625,7 +625,7 @@ impl Connect {
         w.t = t;
         if let Some(c) = self.cause_for(&key) {
             self.conclude(key, Some(c), t, sink);
-        } else if syns >= SYN_THRESHOLD && t - first >= NO_ANSWER_AFTER {
+        } else if syns >= self.syn_threshold && t - first >= self.no_answer_after {
             self.conclude(key, None, t, sink);
         }
     }

@@ -101,7 +101,11 @@ fn neigh_failed(t: i128, netns: Netns, who: &str) -> EcsEvent {
 }
 
 fn run(evs: &[EcsEvent]) -> Vec<EcsEvent> {
-    let mut d = Detectors::new(DetectConfig::default());
+    run_with(DetectConfig::default(), evs)
+}
+
+fn run_with(cfg: DetectConfig, evs: &[EcsEvent]) -> Vec<EcsEvent> {
+    let mut d = Detectors::new(cfg);
     let mut out = Vec::new();
     for e in evs {
         d.advance(e.timestamp, &mut out);
@@ -649,4 +653,31 @@ fn a_connect_given_up_after_unanswered_syns_is_no_answer() {
     assert_eq!(a.len(), 1, "{out:#?}");
     assert_eq!(payload(a[0])["cause"], "no_answer");
     assert_eq!(payload(a[0])["syn_retransmits"], 1);
+}
+
+#[test]
+fn the_thresholds_are_settings() {
+    let one_syn = DetectConfig {
+        connect_syn_threshold: 1,
+        connect_no_answer_after: std::time::Duration::ZERO,
+        ..DetectConfig::default()
+    };
+    let evs = [syn(ms(1000), "10.0.2.3", "SYN_SENT")];
+    assert!(alerts(&run(&evs)).is_empty());
+    let out = run_with(one_syn, &evs);
+    assert_eq!(alerts(&out).len(), 1, "{out:#?}");
+    assert_eq!(payload(alerts(&out)[0])["cause"], "no_answer");
+
+    // A cause older than --connect-cause-ttl is forgotten.
+    let router = named_ns(ROUTER_NS, "cf-router", None);
+    let evs = [
+        drop_at(ms(0), router, "NETFILTER_DROP", "nf_hook_slow", "10.0.2.3"),
+        syn(ms(3000), "10.0.2.3", "SYN_SENT"),
+    ];
+    assert_eq!(payload(alerts(&run(&evs))[0])["cause"], "firewall");
+    let short_ttl = DetectConfig {
+        connect_cause_ttl: std::time::Duration::from_secs(1),
+        ..DetectConfig::default()
+    };
+    assert!(alerts(&run_with(short_ttl, &evs)).is_empty());
 }
