@@ -11,7 +11,7 @@ use std::{
 use serde_json::Value;
 use tracer_tests::{
     assert_replays_identically as replays_identically, nft, require_root, start_recording as start,
-    unique_tag, with_action, BridgeTopo, Netns, RoutedTopo,
+    unique_tag, with_action, BridgeTopo, Netns, RoutedTopo, Tracer,
 };
 
 fn incident_with<'a>(lines: &'a [Value], alert_type: &str) -> &'a Value {
@@ -232,6 +232,9 @@ fn mtu_blackhole_names_where_packets_die_and_the_mtu() {
     let r_inode = r.inode();
     let nss = topo.inodes();
     let (t, capture) = start(&nss, "mtu");
+    // A second tracer sees only the client's namespace: no PKT_TOO_BIG
+    // drop there, only its socket retransmitting full-size segments.
+    let client_only = Tracer::start(&["--netns", &c.inode().to_string()]);
 
     let server_ip = topo.server_ip.clone();
     let listener = s.run(move || TcpListener::bind((server_ip.as_str(), 0)).expect("listen"));
@@ -261,9 +264,13 @@ fn mtu_blackhole_names_where_packets_die_and_the_mtu() {
     let got = t.wait_for(Duration::from_secs(10), |v| {
         v["event"]["action"] == "mtu_blackhole"
     });
+    let got_client = client_only.wait_for(Duration::from_secs(10), |v| {
+        v["event"]["action"] == "mtu_blackhole"
+    });
     drop(client);
     let received = reader.join().expect("reader");
     let (lines, raw) = t.stop();
+    let (client_lines, client_raw) = client_only.stop();
     assert!(
         received < 1 << 20,
         "the transfer stalled ({received} bytes arrived)"
@@ -303,6 +310,68 @@ fn mtu_blackhole_names_where_packets_die_and_the_mtu() {
     eprintln!(
         "example: {}",
         raw.iter()
+            .find(|l| l.contains("\"action\":\"mtu_blackhole\""))
+            .unwrap()
+    );
+    // With the router's drop in view, its rule says it; the segment rule
+    // leaves the flow to it.
+    let mtu = with_action(&lines, "mtu_blackhole");
+    assert!(
+        mtu.iter().all(|v| v["tracer"]["reason"] == "PKT_TOO_BIG"),
+        "{mtu:?}"
+    );
+    // From the client's namespace alone: the segment sizes.
+    assert!(
+        with_action(&client_lines, "skb_drop")
+            .iter()
+            .all(|v| v["tracer"]["reason"] != "PKT_TOO_BIG"),
+        "no too-big drop is visible from the client's namespace"
+    );
+    let a = got_client.unwrap_or_else(|| {
+        panic!(
+            "no mtu_blackhole from the client's namespace; retransmits: {:?}",
+            with_action(&client_lines, "tcp_retransmit")
+        )
+    });
+    let p = &a["tracer"]["alert"];
+    assert_eq!(p["evidence"], "segment_sizes", "{a}");
+    assert_eq!(a["source"]["ip"], topo.client_ip.as_str());
+    assert_eq!(a["destination"]["ip"], topo.server_ip.as_str());
+    assert_eq!(a["destination"]["port"], port);
+    assert_eq!(a["tracer"]["netns"]["inode"], c.inode());
+    // Both ends announce a 1460-byte MSS; with TCP timestamps the client
+    // cuts 1448-byte segments for its 1500-byte path MTU.
+    assert_eq!(p["mss"], 1448, "{a}");
+    assert_eq!(p["segment_len"], 1448, "{a}");
+    assert_eq!(p["pmtu"], 1500, "{a}");
+    assert_eq!(p["packet_len"], 1500, "{a}");
+    assert!(p["retransmits"].as_u64().unwrap_or(0) >= 3, "{a}");
+    let msg = a["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(&format!(
+            "{}:{} (netns {}) → {}:{port}: only full-size segments are retransmitted (1448 bytes, 1500-byte packets",
+            topo.client_ip, a["source"]["port"], c.name, topo.server_ip
+        )),
+        "{msg}"
+    );
+    assert!(
+        p["hint"].as_str().unwrap_or_default().contains(&format!(
+            "ip netns exec {} ping -M do -s 1472 {}",
+            c.name, topo.server_ip
+        )),
+        "{a}"
+    );
+    // The retransmit records carry what the rule read.
+    assert!(
+        with_action(&client_lines, "tcp_retransmit")
+            .iter()
+            .any(|v| v["tracer"]["tcp"]["seg_len"] == 1448 && v["tracer"]["tcp"]["mss"] == 1448),
+        "no retransmit with segment sizes"
+    );
+    eprintln!(
+        "example: {}",
+        client_raw
+            .iter()
             .find(|l| l.contains("\"action\":\"mtu_blackhole\""))
             .unwrap()
     );

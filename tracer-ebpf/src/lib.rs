@@ -165,11 +165,26 @@ pub struct TcpEvent {
     /// Retransmits: the socket's current retransmission timeout
     /// (`icsk_rto`, before this timeout's back-off) in milliseconds; 0 = unknown.
     pub rto_ms: u32,
+    /// Retransmits: payload bytes of the retransmitted skb (`skb->len`; it
+    /// may hold several segments); 0 = unknown.
+    pub seg_len: u32,
+    /// Retransmits: segments in that skb and their size
+    /// (`tcp_skb_cb.tcp_gso_segs`/`tcp_gso_size`); 0 = unknown.
+    pub gso_segs: u16,
+    pub gso_size: u16,
+    /// Retransmits: the socket's current MSS (`tcp_sock.mss_cache`) and the
+    /// path MTU it sends for (`icsk_pmtu_cookie`); 0 = unknown.
+    pub mss: u32,
+    pub pmtu: u32,
 }
 
 /// Size of a [`TcpEvent`] before `ack_age_ms`/`rto_ms` were added: captures
 /// recorded then are still read (the new fields as 0, unknown).
 pub const TCP_EVENT_V1_SIZE: usize = 88;
+
+/// Size of a [`TcpEvent`] before the segment fields (`seg_len` ... `pmtu`)
+/// were added; read the same way.
+pub const TCP_EVENT_V2_SIZE: usize = 96;
 
 /// `kfree_skb(skb, location, reason, ...)`.
 #[repr(C)]
@@ -431,6 +446,15 @@ kernel_fields! {
     TcpRcvTstamp tcp_rcv_tstamp: "tcp_sock.rcv_tstamp" via "sock",
     /// `u32` jiffies: the current retransmission timeout.
     IcskRto icsk_rto: "inet_connection_sock.icsk_rto" via "sock",
+    /// The current MSS and the path MTU it is for.
+    TcpMssCache tcp_mss_cache: "tcp_sock.mss_cache" via "sock",
+    IcskPmtuCookie icsk_pmtu_cookie: "inet_connection_sock.icsk_pmtu_cookie" via "sock",
+    /// A retransmitted skb's length and its segments (`TCP_SKB_CB(skb)`,
+    /// in `skb->cb`).
+    SkbLen skb_len: "sk_buff.len",
+    SkbCb skb_cb: "sk_buff.cb",
+    TcbGsoSegs tcb_gso_segs: "tcp_skb_cb.tcp_gso_segs",
+    TcbGsoSize tcb_gso_size: "tcp_skb_cb.tcp_gso_size",
     /// struct neighbour / neigh_table
     NeighDev neigh_dev: "neighbour.dev",
     NeighPrimaryKey neigh_primary_key: "neighbour.primary_key",
@@ -564,15 +588,15 @@ const _: () = assert!(core::mem::size_of::<EventHeader>() == 40);
 const _: () = assert!(core::mem::size_of::<FdbEvent>() == 80);
 const _: () = assert!(core::mem::size_of::<ArpEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighEvent>() == 88);
-const _: () = assert!(core::mem::size_of::<TcpEvent>() == 96);
+const _: () = assert!(core::mem::size_of::<TcpEvent>() == 112);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<TcpAbortEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<IcmpEvent>() == 88);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == (47 + kind::MAX as usize + 4) * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == (53 + kind::MAX as usize + 4) * 4);
 const _: () = assert!(core::mem::size_of::<BudgetState>() == 24);
 const _: () = assert!(core::mem::size_of::<DropBudgetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<DropBudgetState>() == 32);
-const _: () = assert!(Field::ALL.len() + 5 == 47);
+const _: () = assert!(Field::ALL.len() + 5 == 53);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -74,15 +74,21 @@ fn read_pod<T: aya::Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeEr
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-/// A [`TcpEvent`]; a record of the first layout (before `ack_age_ms` and
-/// `rto_ms`, [`tracer_ebpf::TCP_EVENT_V1_SIZE`] bytes, older captures) reads
-/// with both as 0 (unknown).
+/// A [`TcpEvent`]; a record of an earlier layout (older captures: before
+/// `ack_age_ms`/`rto_ms`, [`tracer_ebpf::TCP_EVENT_V1_SIZE`] bytes, or before
+/// the segment fields, [`tracer_ebpf::TCP_EVENT_V2_SIZE`]) reads with the
+/// fields it lacks as 0 (unknown).
 fn read_tcp(bytes: &[u8]) -> Result<TcpEvent, DecodeError> {
     if bytes.len() >= size_of::<TcpEvent>() {
         return read_pod(bytes, "tcp event");
     }
     let v1 = tracer_ebpf::TCP_EVENT_V1_SIZE;
-    let Some(prefix) = bytes.get(..v1) else {
+    let n = if bytes.len() >= tracer_ebpf::TCP_EVENT_V2_SIZE {
+        tracer_ebpf::TCP_EVENT_V2_SIZE
+    } else {
+        v1
+    };
+    let Some(prefix) = bytes.get(..n) else {
         return Err(DecodeError::Short {
             what: "tcp event",
             len: bytes.len(),
@@ -90,7 +96,7 @@ fn read_tcp(bytes: &[u8]) -> Result<TcpEvent, DecodeError> {
         });
     };
     let mut full = [0u8; size_of::<TcpEvent>()];
-    full[..v1].copy_from_slice(prefix);
+    full[..n].copy_from_slice(prefix);
     read_pod(&full, "tcp event")
 }
 
@@ -573,6 +579,17 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
         retransmits: retrans.then_some(e.retransmits),
         ack_age_ms: (retrans && e.ack_age_ms != 0).then_some(e.ack_age_ms),
         rto_ms: (retrans && e.rto_ms != 0).then_some(e.rto_ms),
+        // The largest segment: the skb's MSS when it holds several.
+        seg_len: (retrans && e.seg_len != 0).then(|| {
+            if e.gso_segs > 1 && e.gso_size != 0 {
+                u32::from(e.gso_size)
+            } else {
+                e.seg_len
+            }
+        }),
+        segs: (retrans && e.gso_segs != 0).then_some(e.gso_segs),
+        mss: (retrans && e.mss != 0).then_some(e.mss),
+        pmtu: (retrans && e.pmtu != 0).then_some(e.pmtu),
         old_state: None,
         error: None,
     });
@@ -961,6 +978,54 @@ mod tests {
         assert!(v["tracer"]["tcp"].get("ack_age_ms").is_none(), "{v}");
         assert_eq!(v["tracer"]["tcp"]["snd_una"], 7);
         assert!(parse(&full[..tracer_ebpf::TCP_EVENT_V1_SIZE - 1]).is_err());
+    }
+
+    #[test]
+    fn retransmit_carries_segment_sizes_and_v2_records_still_decode() {
+        let mut t = TcpEvent {
+            hdr: hdr(kind::TCP_RETRANSMIT),
+            sport: 40000,
+            dport: 5201,
+            family: 2,
+            state: 1,
+            has_sk: 1,
+            snd_una: 7,
+            ack_age_ms: 450,
+            rto_ms: 200,
+            seg_len: 2896,
+            gso_segs: 2,
+            gso_size: 1448,
+            mss: 1448,
+            pmtu: 1500,
+            ..Default::default()
+        };
+        t.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        t.daddr[..4].copy_from_slice(&[10, 0, 0, 9]);
+        let full = bytes_of(&t);
+        let Record::Tcp(e) = parse(&full).unwrap() else {
+            panic!()
+        };
+        let v = serde_json::to_value(tcp_event(&tables(), &e)).unwrap();
+        // Two segments in the skb: the segment is the skb's MSS.
+        assert_eq!(v["tracer"]["tcp"]["seg_len"], 1448);
+        assert_eq!(v["tracer"]["tcp"]["segs"], 2);
+        assert_eq!(v["tracer"]["tcp"]["mss"], 1448);
+        assert_eq!(v["tracer"]["tcp"]["pmtu"], 1500);
+        // One segment: its length.
+        t.gso_segs = 1;
+        t.seg_len = 900;
+        let v = serde_json::to_value(tcp_event(&tables(), &t)).unwrap();
+        assert_eq!(v["tracer"]["tcp"]["seg_len"], 900);
+        // A record of the second layout (before the segment fields).
+        let v2 = &full[..tracer_ebpf::TCP_EVENT_V2_SIZE];
+        let Record::Tcp(e) = parse(v2).unwrap() else {
+            panic!()
+        };
+        assert_eq!((e.ack_age_ms, e.seg_len, e.mss, e.pmtu), (450, 0, 0, 0));
+        let v = serde_json::to_value(tcp_event(&tables(), &e)).unwrap();
+        assert!(v["tracer"]["tcp"].get("seg_len").is_none(), "{v}");
+        assert!(v["tracer"]["tcp"].get("mss").is_none(), "{v}");
+        assert_eq!(v["tracer"]["tcp"]["ack_age_ms"], 450);
     }
 
     #[test]

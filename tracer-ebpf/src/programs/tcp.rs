@@ -63,6 +63,21 @@ unsafe fn fill_idle(p: *mut TcpEvent, sk: *const u8) {
     }
 }
 
+/// What was retransmitted and the MSS/path MTU it was cut for: the skb's
+/// length and segments (`TCP_SKB_CB(skb)`), `mss_cache`, `icsk_pmtu_cookie`.
+/// Fields that do not resolve stay 0 (unknown).
+#[inline(always)]
+unsafe fn fill_segment(p: *mut TcpEvent, sk: *const u8, skb: *const u8) {
+    if !skb.is_null() {
+        (*p).seg_len = rd::<u32>(skb, off!(skb_len)).unwrap_or(0);
+        let cb = skb.wrapping_add(off!(skb_cb));
+        (*p).gso_segs = rd::<u16>(cb, off!(tcb_gso_segs)).unwrap_or(0);
+        (*p).gso_size = rd::<u16>(cb, off!(tcb_gso_size)).unwrap_or(0);
+    }
+    (*p).mss = rd::<u32>(sk, off!(tcp_mss_cache)).unwrap_or(0);
+    (*p).pmtu = rd::<u32>(sk, off!(icsk_pmtu_cookie)).unwrap_or(0);
+}
+
 /// `tcp_retransmit_skb(const struct sock *sk, const struct sk_buff *skb, ...)`
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
@@ -70,6 +85,7 @@ pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
     if sk.is_null() {
         return 0;
     }
+    let skb: *const u8 = ctx.arg(1);
     let Some(mut e) = reserve::<TcpEvent>(kind::TCP_RETRANSMIT) else {
         return 0;
     };
@@ -79,6 +95,7 @@ pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
         (*p).snd_una = rd::<u32>(sk, off!(tcp_snd_una)).unwrap_or(0);
         (*p).retransmits = rd::<u8>(sk, off!(icsk_retransmits)).unwrap_or(0);
         fill_idle(p, sk);
+        fill_segment(p, sk, skb);
     }
     e.submit(0);
     0

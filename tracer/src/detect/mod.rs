@@ -12,15 +12,16 @@
 //! - [`retransmit`]: TCP flows retransmitting without forward progress, with a
 //!   per-container roll-up;
 //! - [`connect`]: TCP connections that never establish, with the cause
-//!   (nothing listens, a firewall, no ARP answer, no route) correlated
-//!   across namespaces;
+//!   (nothing listens, a firewall, a firewall's ICMP reject, no ARP answer,
+//!   no route, an ICMP unreachable) correlated across namespaces;
 //! - [`idle`]: an idle TCP flow whose first send after the silence is never
 //!   acknowledged, joined with that flow's drops on this host (a stateful
 //!   device forgot the connection);
 //! - [`drops`]: per-drop lines rate-limited on event time, every drop
 //!   accounted for in interval summaries;
 //! - [`overlay`]: multicast an overlay drops, the overlay's own traffic
-//!   between hosts blocked, MTU blackholes (all read from drops);
+//!   between hosts blocked, MTU blackholes (read from drops, and in
+//!   [`mtu`] from the sizes of the segments a flow retransmits);
 //! - [`incident`]: alerts sharing a container, IP or MAC within a window
 //!   joined into one incident with a lifecycle and an explanation.
 //!
@@ -49,6 +50,7 @@ mod fdb_flap;
 mod idle;
 mod incident;
 mod interval;
+mod mtu;
 mod overlay;
 #[cfg(test)]
 mod overlay_tests;
@@ -451,6 +453,7 @@ impl Detectors {
                 self.connect.retransmit(ev, t, &mut self.sink);
                 self.tcp.retransmit(ev, t, &mut self.sink);
                 self.idle.retransmit(ev, t, &mut self.sink);
+                self.overlay.retransmit(ev, t, facts, &mut self.sink);
                 true
             }
             Action::TcpAbort => {

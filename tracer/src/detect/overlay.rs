@@ -82,6 +82,8 @@ pub(crate) struct Overlay {
     /// identity at the same event times.
     ports: Vec<(u16, Vec<String>)>,
     ports_until: i128,
+    /// `mtu_blackhole` from segment sizes, when no drop says it.
+    segments: super::mtu::Segments,
 }
 
 /// Which of the overlay's own protocols a packet is.
@@ -233,19 +235,31 @@ impl Overlay {
             table: Bounded::new(c.max_keys),
             ports: Vec::new(),
             ports_until: i128::MIN,
+            segments: super::mtu::Segments::new(c),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.table.len()
+        self.table.len() + self.segments.len()
     }
 
     pub(crate) fn evicted(&self) -> u64 {
-        self.table.evicted
+        self.table.evicted + self.segments.evicted()
     }
 
     pub(crate) fn expired(&self) -> u64 {
-        self.table.expired
+        self.table.expired + self.segments.expired()
+    }
+
+    /// A TCP retransmit: its segment sizes (an MTU blackhole no drop shows).
+    pub(crate) fn retransmit(
+        &mut self,
+        ev: &EcsEvent,
+        t: i128,
+        facts: &dyn NetFacts,
+        sink: &mut Sink,
+    ) {
+        self.segments.retransmit(ev, t, facts, sink);
     }
 
     /// The vxlan ports, refreshed from `facts` once per second of event time.
@@ -261,6 +275,7 @@ impl Overlay {
     pub(crate) fn expire(&mut self, now: i128) {
         let w = self.window;
         self.table.expire(|e| now - e.last <= w);
+        self.segments.expire(now);
     }
 
     /// One drop. Cheap for drops that are none of these (a few string
@@ -273,6 +288,7 @@ impl Overlay {
         if is_overlay_multicast(reason, location, ev) {
             self.multicast(ev, reason, location, t, sink);
         } else if is_too_big(reason, location) {
+            self.segments.too_big(ev, t);
             self.mtu(ev, reason, location, t, facts, sink);
         } else if blocks_underlay(reason) && ev.container.is_none() {
             self.underlay(ev, reason, location, t, facts, sink);

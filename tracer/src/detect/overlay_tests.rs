@@ -563,3 +563,156 @@ fn retransmits_of_the_blackholed_flow_join_the_mtu_incident_and_keep_its_diagnos
     );
     assert!(last["hint"].as_str().unwrap().contains("mtu=1400"));
 }
+
+// ------------------------------------------------- MTU from segment sizes
+
+const CLIENT_NS: u32 = 4_026_532_900;
+
+/// The client's flow 10.9.1.2:45000 → 10.9.2.2:5201 retransmits a
+/// `seg`-byte segment cut for `mss` (path MTU 1500), `snd_una` as given.
+fn rtx(t: i128, snd_una: u32, seg: u32, mss: u32) -> EcsEvent {
+    let mut e = EcsEvent::new(t, Kind::Event, Action::TcpRetransmit);
+    e.tracer.netns = Some(plain_ns(CLIENT_NS, "cli"));
+    e.container = Some(container("client.1"));
+    e.source.ip = Some(ip("10.9.1.2"));
+    e.source.port = Some(45000);
+    e.destination.ip = Some(ip("10.9.2.2"));
+    e.destination.port = Some(5201);
+    e.network.transport = Some("tcp".into());
+    e.tracer.tcp = Some(crate::event::Tcp {
+        state: Some("ESTABLISHED"),
+        snd_una: Some(snd_una),
+        retransmits: Some(1),
+        seg_len: Some(seg),
+        segs: Some(1),
+        mss: Some(mss),
+        pmtu: Some(mss + 52),
+        ..Default::default()
+    });
+    e
+}
+
+#[test]
+fn only_full_size_segments_retransmitted_is_an_mtu_blackhole() {
+    let mut d = det();
+    // Backed-off RTOs: 0.2, 0.6, 1.4 s.
+    let evs = [
+        rtx(ms(200), 7, 1448, 1448),
+        rtx(ms(600), 7, 1448, 1448),
+        rtx(ms(1400), 7, 1448, 1448),
+        rtx(ms(3000), 7, 1448, 1448),
+    ];
+    let out = run(&mut d, &NoFacts, &evs);
+    let a = of(&out, Action::MtuBlackhole);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let m = msg(a[0]);
+    assert!(
+        m.contains("client.1 (10.9.1.2:45000) → 10.9.2.2:5201: only full-size segments are retransmitted (1448 bytes, 1500-byte packets, 3× without getting through)"),
+        "{m}"
+    );
+    let p = payload(a[0]);
+    assert_eq!(p["evidence"], "segment_sizes");
+    assert_eq!(p["segment_len"], 1448);
+    assert_eq!(p["packet_len"], 1500);
+    assert_eq!(p["mss"], 1448);
+    assert_eq!(p["pmtu"], 1500);
+    assert_eq!(p["retransmits"], 3);
+    assert_eq!(p["source"]["netns"]["name"], "cli");
+    assert!(p.get("recommended_mtu").is_none(), "{p}");
+    let hint = p["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("ip netns exec cli ping -M do -s 1472 10.9.2.2"),
+        "{hint}"
+    );
+    assert!(hint.contains("com.docker.network.driver.mtu"), "{hint}");
+    // The flow's retransmit_burst opened the incident; the MTU alert
+    // updates its sentence and hint.
+    let inc = of(&out, Action::Incident);
+    let last = payload(inc[inc.len() - 1]);
+    let expl = last["explanation"].as_str().unwrap().to_string();
+    assert!(expl.contains("an MTU blackhole"), "{expl}");
+    assert!(expl.contains("only full-size segments"), "{expl}");
+    assert!(
+        last["hint"].as_str().unwrap().contains("ping -M do"),
+        "{last}"
+    );
+}
+
+#[test]
+fn a_smaller_mtu_in_the_senders_namespace_is_the_one_to_use() {
+    let mut d = det();
+    let f = Facts {
+        mtus: vec![(CLIENT_NS, "eth0", 1500), (CLIENT_NS, "wg0", 1420)],
+        ..Facts::default()
+    };
+    let evs: Vec<EcsEvent> = (0..3).map(|i| rtx(ms(200 << i), 7, 1448, 1448)).collect();
+    let out = run(&mut d, &f, &evs);
+    let p = payload(of(&out, Action::MtuBlackhole)[0]);
+    assert_eq!(p["recommended_mtu"], 1420);
+    assert_eq!(p["path_interface"], "wg0");
+    assert!(p["hint"]
+        .as_str()
+        .unwrap()
+        .contains("com.docker.network.driver.mtu=1420"));
+}
+
+#[test]
+fn a_flow_that_recovers_or_shrinks_its_segments_never_alerts() {
+    // Progress between full-size retransmits: they got through.
+    let mut d = det();
+    let evs = [
+        rtx(ms(200), 7, 1448, 1448),
+        rtx(ms(600), 7, 1448, 1448),
+        rtx(ms(700), 1455, 1448, 1448),
+        rtx(ms(900), 1455, 1448, 1448),
+    ];
+    assert!(of(&run(&mut d, &NoFacts, &evs), Action::MtuBlackhole).is_empty());
+    // Path-MTU discovery works: the MSS shrinks, smaller segments pass.
+    let mut d = det();
+    let evs = [
+        rtx(ms(200), 7, 1448, 1448),
+        rtx(ms(600), 7, 1448, 1448),
+        rtx(ms(601), 7, 1348, 1348),
+        rtx(ms(1000), 7, 1348, 1348),
+    ];
+    assert!(of(&run(&mut d, &NoFacts, &evs), Action::MtuBlackhole).is_empty());
+}
+
+#[test]
+fn small_segments_failing_too_is_no_mtu_problem() {
+    let mut d = det();
+    let evs = [
+        rtx(ms(200), 7, 1448, 1448),
+        rtx(ms(600), 7, 100, 1448),
+        rtx(ms(1400), 7, 1448, 1448),
+        rtx(ms(3000), 7, 1448, 1448),
+    ];
+    assert!(of(&run(&mut d, &NoFacts, &evs), Action::MtuBlackhole).is_empty());
+    // Nor a socket that never sends large packets.
+    let mut d = det();
+    let evs: Vec<EcsEvent> = (0..5).map(|i| rtx(ms(200 << i), 7, 500, 500)).collect();
+    assert!(of(&run(&mut d, &NoFacts, &evs), Action::MtuBlackhole).is_empty());
+    // Nor records without segment sizes (older kernels and captures).
+    let mut d = det();
+    let evs: Vec<EcsEvent> = (0..5)
+        .map(|i| {
+            let mut e = rtx(ms(200 << i), 7, 1448, 1448);
+            let tcp = e.tracer.tcp.as_mut().unwrap();
+            (tcp.seg_len, tcp.mss, tcp.pmtu, tcp.segs) = (None, None, None, None);
+            e
+        })
+        .collect();
+    assert!(of(&run(&mut d, &NoFacts, &evs), Action::MtuBlackhole).is_empty());
+}
+
+#[test]
+fn a_too_big_drop_of_the_pair_is_left_to_the_drop_rule() {
+    let mut d = det();
+    let f = router_facts();
+    let mut evs = vec![too_big(ms(100), 5201)];
+    evs.extend((0..4).map(|i| rtx(ms(200 << i), 7, 1448, 1448)));
+    let out = run(&mut d, &f, &evs);
+    let a = of(&out, Action::MtuBlackhole);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    assert_eq!(payload(a[0])["reason"], "PKT_TOO_BIG");
+}

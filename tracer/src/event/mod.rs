@@ -356,6 +356,19 @@ pub struct Tcp {
     /// `icsk_rto`), absent when unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rto_ms: Option<u32>,
+    /// Payload bytes of the (largest) segment retransmitted (retransmits;
+    /// absent when unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seg_len: Option<u32>,
+    /// Segments in the retransmitted skb (retransmits; absent when unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segs: Option<u16>,
+    /// The socket's MSS (`mss_cache`) and the path MTU it is cut for
+    /// (`icsk_pmtu_cookie`) when it retransmitted; absent when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mss: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pmtu: Option<u32>,
     /// The state the socket left (`tcp_abort`: `SYN_SENT` for a connect
     /// that failed).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -349,6 +349,10 @@ impl Json for Tcp {
             retransmits,
             ack_age_ms,
             rto_ms,
+            seg_len,
+            segs,
+            mss,
+            pmtu,
             old_state,
             error,
         } = self;
@@ -359,6 +363,10 @@ impl Json for Tcp {
             optional!(out, "retransmits", retransmits);
             optional!(out, "ack_age_ms", ack_age_ms);
             optional!(out, "rto_ms", rto_ms);
+            optional!(out, "seg_len", seg_len);
+            optional!(out, "segs", segs);
+            optional!(out, "mss", mss);
+            optional!(out, "pmtu", pmtu);
             optional!(out, "old_state", old_state);
             optional!(out, "error", error);
         });
@@ -873,6 +881,10 @@ mod tests {
                 retransmits: Some(u8::MAX),
                 ack_age_ms: Some(u32::MAX),
                 rto_ms: Some(u32::MAX),
+                seg_len: Some(1448),
+                segs: Some(u16::MAX),
+                mss: Some(1448),
+                pmtu: Some(u32::MAX),
                 old_state: Some("SYN_SENT"),
                 error: Some("EHOSTUNREACH".into()),
             }),
@@ -1167,6 +1179,46 @@ mod tests {
             |e, _| {
                 e.tracer.tcp = Some(Tcp {
                     rto_ms: Some(0),
+                    ..Tcp::default()
+                })
+            },
+        ),
+        (
+            "tcp.seg_len",
+            |e| e.tracer.tcp.as_mut().unwrap().seg_len = None,
+            |e, _| {
+                e.tracer.tcp = Some(Tcp {
+                    seg_len: Some(1),
+                    ..Tcp::default()
+                })
+            },
+        ),
+        (
+            "tcp.segs",
+            |e| e.tracer.tcp.as_mut().unwrap().segs = None,
+            |e, _| {
+                e.tracer.tcp = Some(Tcp {
+                    segs: Some(1),
+                    ..Tcp::default()
+                })
+            },
+        ),
+        (
+            "tcp.mss",
+            |e| e.tracer.tcp.as_mut().unwrap().mss = None,
+            |e, _| {
+                e.tracer.tcp = Some(Tcp {
+                    mss: Some(1),
+                    ..Tcp::default()
+                })
+            },
+        ),
+        (
+            "tcp.pmtu",
+            |e| e.tracer.tcp.as_mut().unwrap().pmtu = None,
+            |e, _| {
+                e.tracer.tcp = Some(Tcp {
+                    pmtu: Some(1),
                     ..Tcp::default()
                 })
             },
@@ -1766,6 +1818,10 @@ mod tests {
                     retransmits: r.opt(|r| r.int(u8::MAX as u64) as u8),
                     ack_age_ms: r.opt(|r| r.int(u32::MAX as u64) as u32),
                     rto_ms: r.opt(|r| r.int(u32::MAX as u64) as u32),
+                    seg_len: r.opt(|r| r.int(u32::MAX as u64) as u32),
+                    segs: r.opt(|r| r.int(u16::MAX as u64) as u16),
+                    mss: r.opt(|r| r.int(u32::MAX as u64) as u32),
+                    pmtu: r.opt(|r| r.int(u32::MAX as u64) as u32),
                     old_state: r.opt(Self::static_str),
                     error: r.opt(Self::smol),
                 }),

@@ -49,7 +49,9 @@ pub const GROUP: Group = Group {
                 TcpSndUna,
                 IcskRetransmits,
                 // Not required: `tcp_rcv_tstamp` and `icsk_rto` (idle
-                // spans) are read when they resolve and left 0 otherwise.
+                // spans), the segment fields (`skb->len`, `TCP_SKB_CB`'s
+                // gso segs/size, `mss_cache`, `icsk_pmtu_cookie`) are read
+                // when they resolve and left 0 otherwise.
             ],
             emits: &[RecordKind::TcpRetransmit],
         },

@@ -339,7 +339,7 @@ fn missing_vmlinux_message() {
 
 #[test]
 fn field_table_covers_config() {
-    assert_eq!(Field::ALL.len(), 42);
+    assert_eq!(Field::ALL.len(), 48);
     let mut c = KernelConfig::unresolved();
     for &f in Field::ALL {
         *c.get_mut(f) = 0;
