@@ -322,12 +322,18 @@ fn icmp_reject_in_a_router_namespace_says_who_answered() {
         c[0]
     );
     assert!(with_action(&client_lines, "icmp_error").is_empty());
-    eprintln!(
-        "example: {}",
-        raw.iter()
-            .find(|l| l.contains("\"action\":\"connect_failed\""))
-            .unwrap()
-    );
+    for action in ["connect_failed", "icmp_error", "tcp_abort"] {
+        let tag = format!("\"action\":\"{action}\"");
+        if let Some(l) = raw.iter().find(|l| l.contains(&tag)) {
+            eprintln!("example: {l}");
+        }
+    }
+    if let Some(l) = client_raw
+        .iter()
+        .find(|l| l.contains("\"action\":\"connect_failed\""))
+    {
+        eprintln!("example (client only): {l}");
+    }
     assert_replays_identically(&capture, &nss, &raw);
     drop(listener);
 }

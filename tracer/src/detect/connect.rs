@@ -797,7 +797,7 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
             (CauseKind::NothingListens, c) => {
                 let at = match c.filter(|c| c.reason != "RST") {
                     Some(c) if c.reason == "ECONNREFUSED" => {
-                        " (the connection was refused: a reset or an ICMP error that came from beyond this host)".to_string()
+                        " (the connection was refused by a reset or an ICMP error from where tracer does not see: another host, or a namespace outside the filters)".to_string()
                     }
                     Some(c) => format!(
                         " (the SYN was dropped as NO_SOCKET in {})",
@@ -914,7 +914,7 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                 }
                 None => (
                     format!(
-                        "connect() failed with {}: an ICMP unreachable from beyond this host answered the SYN (no ICMP error was sent here)",
+                        "connect() failed with {}: an ICMP unreachable answered the SYN, from a router or firewall tracer does not see (another host, or a namespace outside the filters)",
                         c.reason
                     ),
                     format!(
