@@ -195,7 +195,7 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// `icmp_send(const struct sk_buff *skb, int type, int code)` (Linux 6.9+):
+/// `icmp_send(const struct sk_buff *skb, int type, int code)` (where the kernel has it):
 /// the kernel answers `skb` with an ICMP error. Only errors about TCP
 /// packets are sent (a UDP flood to closed ports makes one per datagram,
 /// and its `NO_SOCKET` drops already say it). The header names where the

@@ -173,7 +173,7 @@ pub struct Scenario {
 }
 
 /// The probes every run must report on (foundation.rs).
-pub const PROBES: [&str; 8] = [
+pub const PROBES: [&str; 10] = [
     "br_fdb_update",
     "fdb_delete",
     "netif_receive_skb",
@@ -181,6 +181,8 @@ pub const PROBES: [&str; 8] = [
     "tcp_retransmit_skb",
     "tcp_send_reset",
     "tcp_receive_reset",
+    "inet_sock_set_state",
+    "icmp_send",
     "kfree_skb",
 ];
 
