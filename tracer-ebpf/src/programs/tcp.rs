@@ -156,7 +156,7 @@ pub fn tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
 /// connect refused, unreachable or timed out, a connection reset), or one
 /// closing from `SYN_SENT` (a connect given up: its process may have read
 /// and cleared the error). Ordinary state changes (every connection makes
-/// several) cost three reads and send nothing.
+/// several) cost one read (`sk_err`) and send nothing.
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let sk: *const u8 = ctx.arg(0);
