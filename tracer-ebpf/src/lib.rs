@@ -260,6 +260,54 @@ pub struct IcmpEvent {
     pub _pad: [u8; 4],
 }
 
+/// Longest packet snapshot a record carries (bytes; `--snaplen` is at most this).
+pub const SNAP_MAX: u32 = 256;
+
+/// [`Snapshot::from`]: the bytes start at the Ethernet header (`LINKTYPE_ETHERNET`).
+pub const SNAP_FROM_MAC: u8 = 1;
+/// [`Snapshot::from`]: the bytes start at the IPv4/IPv6 header (`LINKTYPE_RAW`).
+pub const SNAP_FROM_NETWORK: u8 = 2;
+/// [`Snapshot::from`]: TCP payload of a segment in the retransmit queue,
+/// which holds no IP/TCP headers yet: user space rebuilds them from the
+/// record's tuple and the snapshot's `seq`, `ack` and `tcp_flags`.
+pub const SNAP_FROM_TCP_PAYLOAD: u8 = 3;
+
+/// The first bytes of the packet, after an [`ArpEvent`], [`DropEvent`] or
+/// [`TcpEvent`] (retransmits) when `--snaplen` is not 0: this header, then
+/// `caplen` bytes, and nothing else (the record ends there). A record
+/// without a snapshot is exactly the struct (older captures, `--snaplen 0`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Packet bytes that follow (at most [`SNAP_MAX`]); 0: none could be read.
+    pub caplen: u16,
+    /// Where the bytes start: [`SNAP_FROM_MAC`], [`SNAP_FROM_NETWORK`],
+    /// [`SNAP_FROM_TCP_PAYLOAD`]; 0: nothing captured.
+    pub from: u8,
+    /// [`SNAP_FROM_TCP_PAYLOAD`]: the segment's TCP flags (low byte of `tcp_skb_cb.tcp_flags`).
+    pub tcp_flags: u8,
+    /// The packet's length from where the bytes start (>= caplen, bytes that
+    /// were not linear or beyond the snapshot length included).
+    pub len: u32,
+    /// [`SNAP_FROM_TCP_PAYLOAD`]: sequence number of the segment (`tcp_skb_cb.seq`).
+    pub seq: u32,
+    /// [`SNAP_FROM_TCP_PAYLOAD`]: acknowledgement number (`tcp_sock.rcv_nxt`).
+    pub ack: u32,
+}
+
+/// Largest record with a snapshot: the largest record struct, the
+/// snapshot header and [`SNAP_MAX`] bytes.
+pub const SNAP_RECORD_MAX: usize = {
+    let (d, t, a) = (
+        core::mem::size_of::<DropEvent>(),
+        core::mem::size_of::<TcpEvent>(),
+        core::mem::size_of::<ArpEvent>(),
+    );
+    let m = if d > t { d } else { t };
+    let m = if m > a { m } else { a };
+    m + core::mem::size_of::<Snapshot>() + SNAP_MAX as usize
+};
+
 /// Sentinel for an offset or argument index BTF could not resolve.
 pub const UNRESOLVED: u32 = u32::MAX;
 
@@ -313,6 +361,10 @@ macro_rules! kernel_fields {
             /// closes with an error are sent).
             pub tcp_syn_sent: u32,
             pub tcp_close: u32,
+            /// Bytes of each dropped packet, ARP reply and retransmitted
+            /// segment copied after the record (`--snaplen`, at most
+            /// [`SNAP_MAX`]); 0: records carry no snapshot.
+            pub snaplen: u32,
             /// Per-kind budget (index: [`kind`]): records of that kind each
             /// network namespace may send per second on each CPU; the rest
             /// are held back and counted in `BUDGET` ([`BudgetState`]).
@@ -330,7 +382,7 @@ macro_rules! kernel_fields {
         }
 
         impl KernelConfig {
-            /// Every BTF field unresolved, `drop_filter_len`, `wakeup_bytes` and `hz` 0.
+            /// Every BTF field unresolved, `drop_filter_len`, `wakeup_bytes`, `hz` and `snaplen` 0.
             pub const fn unresolved() -> Self {
                 Self {
                     $( $field: UNRESOLVED, )*
@@ -339,6 +391,7 @@ macro_rules! kernel_fields {
                     hz: 0,
                     tcp_syn_sent: 0,
                     tcp_close: 0,
+                    snaplen: 0,
                     budgets: [0; kind::MAX as usize],
                     skb_span: Span::NONE,
                     dev_span: Span::NONE,
@@ -417,6 +470,14 @@ kernel_fields! {
     SkbData skb_data: "sk_buff.data",
     SkbProtocol skb_protocol: "sk_buff.protocol",
     SkbNetworkHeader skb_network_header: "sk_buff.network_header",
+    /// Packet snapshots: where the Ethernet header starts, the packet's
+    /// length and the part of it that is not linear.
+    SkbMacHeader skb_mac_header: "sk_buff.mac_header",
+    SkbDataLen skb_data_len: "sk_buff.data_len",
+    /// In `struct tcp_skb_cb` (`sk_buff.cb`, `TCP_SKB_CB()`): a
+    /// retransmitted segment's sequence number and flags.
+    TcbSeq tcb_seq: "tcp_skb_cb.seq",
+    TcbTcpFlags tcb_tcp_flags: "tcp_skb_cb.tcp_flags",
     /// struct sock_common (at offset 0 of struct sock)
     SkFamily sk_family: "sock_common.skc_family" via "sock",
     SkState sk_state: "sock_common.skc_state" via "sock",
@@ -455,6 +516,8 @@ kernel_fields! {
     SkbCb skb_cb: "sk_buff.cb",
     TcbGsoSegs tcb_gso_segs: "tcp_skb_cb.tcp_gso_segs",
     TcbGsoSize tcb_gso_size: "tcp_skb_cb.tcp_gso_size",
+    /// Next sequence number expected (the ACK a retransmit carries).
+    TcpRcvNxt tcp_rcv_nxt: "tcp_sock.rcv_nxt" via "sock",
     /// struct neighbour / neigh_table
     NeighDev neigh_dev: "neighbour.dev",
     NeighPrimaryKey neigh_primary_key: "neighbour.primary_key",
@@ -592,11 +655,12 @@ const _: () = assert!(core::mem::size_of::<TcpEvent>() == 112);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<TcpAbortEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<IcmpEvent>() == 88);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == (53 + kind::MAX as usize + 4) * 4);
+const _: () = assert!(core::mem::size_of::<Snapshot>() == 16);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == (59 + kind::MAX as usize + 4) * 4);
 const _: () = assert!(core::mem::size_of::<BudgetState>() == 24);
 const _: () = assert!(core::mem::size_of::<DropBudgetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<DropBudgetState>() == 32);
-const _: () = assert!(Field::ALL.len() + 5 == 53);
+const _: () = assert!(Field::ALL.len() + 6 == 59);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -615,6 +679,7 @@ mod pod {
     unsafe impl aya::Pod for BudgetState {}
     unsafe impl aya::Pod for DropBudgetKey {}
     unsafe impl aya::Pod for DropBudgetState {}
+    unsafe impl aya::Pod for Snapshot {}
 }
 
 /// The bytes of a wire value (user space: building records in tests and

@@ -121,6 +121,8 @@ pub fn run(btf: &Path, list_reasons: bool) -> anyhow::Result<Report> {
             ring_bytes: 1 << 16,
             drop_filter: BTreeSet::new(),
             budgets: probes::default_budgets(),
+            // What `run` loads by default (the verifier sees the value).
+            snaplen: probes::DEFAULT_SNAPLEN,
         },
     )?;
     let drop_reasons = if list_reasons {

@@ -7,8 +7,8 @@ use std::{collections::HashMap, mem::size_of, net::IpAddr};
 
 use thiserror::Error;
 use tracer_ebpf::{
-    kind, ArpEvent, DropEvent, EventHeader, FdbEvent, IcmpEvent, NeighEvent, TcpAbortEvent,
-    TcpEvent, IFNAMSIZ,
+    kind, ArpEvent, DropEvent, EventHeader, FdbEvent, IcmpEvent, NeighEvent, Snapshot,
+    TcpAbortEvent, TcpEvent, IFNAMSIZ, SNAP_FROM_MAC, SNAP_FROM_NETWORK, SNAP_FROM_TCP_PAYLOAD,
 };
 
 use crate::{
@@ -213,6 +213,48 @@ pub fn parse(bytes: &[u8]) -> Result<Record, DecodeError> {
         RecordKind::SkbDrop => Record::Drop(read_pod(bytes, "drop event")?),
         RecordKind::TcpAbort => Record::TcpAbort(read_pod(bytes, "socket error event")?),
         RecordKind::IcmpSend => Record::Icmp(read_pod(bytes, "icmp event")?),
+    })
+}
+
+/// A packet snapshot carried after a record (`--snaplen`; see
+/// [`tracer_ebpf::Snapshot`]): its header and the bytes captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snap<'a> {
+    pub hdr: Snapshot,
+    pub bytes: &'a [u8],
+}
+
+/// The snapshot after a drop, ARP-reply or retransmit record, when it
+/// carries one. Records without (older captures, `--snaplen 0`) and
+/// snapshots that claim more bytes than the record holds give None: the
+/// record itself decodes the same either way ([`parse`] reads the struct
+/// at the front).
+pub fn snapshot(bytes: &[u8]) -> Option<Snap<'_>> {
+    let hdr: EventHeader = read_pod(bytes, "event header").ok()?;
+    let base = match RecordKind::try_from(hdr.kind).ok()? {
+        RecordKind::ArpReply => size_of::<ArpEvent>(),
+        RecordKind::SkbDrop => size_of::<DropEvent>(),
+        RecordKind::TcpRetransmit => size_of::<TcpEvent>(),
+        RecordKind::FdbUpdate
+        | RecordKind::FdbDelete
+        | RecordKind::NeighUpdate
+        | RecordKind::TcpSendReset
+        | RecordKind::TcpReceiveReset
+        | RecordKind::TcpAbort
+        | RecordKind::IcmpSend => return None,
+    };
+    let rest = bytes.get(base..)?;
+    let sh: Snapshot = read_pod(rest, "snapshot").ok()?;
+    let data = rest.get(size_of::<Snapshot>()..size_of::<Snapshot>() + sh.caplen as usize)?;
+    let usable = match sh.from {
+        SNAP_FROM_MAC | SNAP_FROM_NETWORK => sh.caplen > 0,
+        // The headers are rebuilt: a segment without linear payload still is one.
+        SNAP_FROM_TCP_PAYLOAD => hdr.kind == kind::TCP_RETRANSMIT,
+        _ => false,
+    };
+    usable.then_some(Snap {
+        hdr: sh,
+        bytes: data,
     })
 }
 

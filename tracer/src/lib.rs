@@ -19,6 +19,7 @@ pub mod kernel;
 pub mod live;
 mod merge;
 pub mod metrics;
+pub mod pcapng;
 pub mod pipeline;
 pub mod probes;
 pub mod replay;

@@ -51,6 +51,10 @@ pub struct RunOptions {
     pub ring_bytes: u32,
     /// Per-kind budgets (records per second per namespace per CPU, by kind; 0: none).
     pub budgets: [u32; kind::MAX as usize],
+    /// `--snaplen`: packet bytes the drop, ARP-reply and retransmit records carry.
+    pub snaplen: u32,
+    /// `--pcapng FILE`: those packets as pcapng.
+    pub pcapng: Option<PathBuf>,
     pub filter: Filter,
     pub loss_interval: Duration,
     pub seed_fdb: bool,
@@ -110,9 +114,27 @@ struct Live {
     congested_since: Option<Instant>,
     /// `--metrics`: counts what is printed (None: off, no cost).
     metrics: Option<crate::metrics::Observer>,
+    /// `--pcapng`: the packet snapshots, queued to their own writer thread.
+    pcap: Option<crate::pcapng::PcapOut>,
+    /// Packets the pcapng queue dropped, as last reported.
+    pcap_reported: u64,
 }
 
 impl Live {
+    /// What each output dropped since the last call (`--output` sinks and
+    /// the pcapng file), for the loss report.
+    fn take_dropped(&mut self) -> Vec<(String, u64)> {
+        let mut v = self.out.take_dropped();
+        if let Some(pc) = self.pcap.as_mut() {
+            let now = pc.sink().dropped();
+            if now > self.pcap_reported {
+                v.push(("pcapng".to_string(), now - self.pcap_reported));
+                self.pcap_reported = now;
+            }
+        }
+        v
+    }
+
     /// The capture writer is behind: hold kernel records back (in the
     /// ring buffer). Gives the capture up when it stalled too long.
     fn capture_congested(&mut self) -> bool {
@@ -153,6 +175,12 @@ impl Live {
     fn feed_kernel(&mut self, bytes: &[u8]) {
         self.batch.clear();
         self.pipeline.process_kernel(bytes, &mut self.batch);
+        if let Some(pc) = self.pcap.as_mut() {
+            for p in self.pipeline.drain_packets() {
+                // A failed writer says so through the stop notice.
+                let _ = pc.write(&p);
+            }
+        }
         if let Some(w) = self.capture.as_mut() {
             // Symbols the record resolved go first, then the record (a
             // copy into the writer's batch).
@@ -274,8 +302,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         capture,
         congested_since: None,
         metrics,
+        pcap: None,
+        pcap_reported: 0,
     };
     let sink_stopped = live.out.stop_notice();
+    if let Some(path) = &opts.pcapng {
+        let file = crate::pcapng::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut q = sink::Queued::new("pcapng", "tracer-pcapng", file, sink::QUEUE_BYTES)
+            .with_context(|| format!("cannot start the writer of {}", path.display()))?;
+        sink::Sink::notify_stop(&mut q, sink_stopped.clone());
+        live.pipeline.collect_packets();
+        live.pcap = Some(crate::pcapng::PcapOut::new(Box::new(q)));
+    }
 
     // Identity sources start first; their initial scan is awaited briefly so
     // the first events already carry names (never longer than 3 s).
@@ -326,6 +365,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         ring_bytes: opts.ring_bytes,
         drop_filter: drop_filter.clone(),
         budgets: opts.budgets,
+        snaplen: opts.snaplen,
     };
     let probes::Loaded {
         ebpf,
@@ -478,12 +518,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
             // writer nor be left out of the capture. The drain tick gives
             // up a capture stuck for CAPTURE_STALL.
             _ = tick.tick(), if !live.capture_congested() => {
-                let sinks = live.out.take_dropped();
+                let sinks = live.take_dropped();
                 if let Some(input) = losses.poll(false, sinks) {
                     live.feed(input);
                 }
                 live.feed(Input::Tick { boot_ns: clock::boot_now_ns() });
                 let _ = live.out.flush();
+                if let Some(pc) = live.pcap.as_mut() {
+                    let _ = pc.flush();
+                }
                 // Hands the batch to the capture writer, which flushes.
                 if let Some(w) = live.capture.as_mut() {
                     if let Err(e) = w.flush() {
@@ -546,7 +589,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
             w.abandon();
         }
     }
-    let sinks = live.out.take_dropped();
+    let sinks = live.take_dropped();
     if let Some(input) = losses.poll(true, sinks) {
         live.feed(input);
     }
@@ -558,6 +601,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
     let mut finished: Vec<SinkStats> = Vec::new();
     if let Some(w) = live.capture.take() {
         finished.push(w.finish_sink_within(CAPTURE_FINISH_WAIT));
+    }
+    if let Some(pc) = live.pcap.take() {
+        finished.push(pc.finish());
     }
     let lines = live.out.lines();
     finished.extend(live.out.finish());
@@ -581,6 +627,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
                 // Said when it happened.
                 failed = None;
             }
+        }
+        // The pcapng file is incomplete: exit 1 (the error is printed below).
+        if stats.name == "pcapng" && stats.error.is_some() {
+            output_failed = true;
         }
         if let Some(msg) = sink::problem(&stats) {
             let level = if stats.error.is_some() {

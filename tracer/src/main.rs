@@ -110,6 +110,15 @@ struct ReplayArgs {
     #[arg(long, default_value_t = 0.0, value_name = "FACTOR", value_parser = parse_speed)]
     speed: f64,
 
+    /// Write the packets the capture's drop, ARP-reply and retransmit
+    /// records carry (recorded with `run --snaplen`) to FILE as pcapng, for
+    /// Wireshark or tshark: one interface per namespace and interface, each
+    /// packet commented with the action, drop reason and location, and the
+    /// containers. FILE must not exist (created 0600, never through a
+    /// symbolic link). The scope filters apply; --action does not.
+    #[arg(long, value_name = "FILE")]
+    pcapng: Option<PathBuf>,
+
     #[command(flatten)]
     filters: FilterArgs,
 
@@ -273,6 +282,28 @@ struct RunArgs {
     /// exists, and never overwrites or deletes a file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+
+    /// Bytes of each dropped packet, ARP reply and retransmitted segment
+    /// the kernel copies into its record (0 to 256; 0: none, records as
+    /// small as without it). Kept in the capture (--record) and written by
+    /// --pcapng. From the Ethernet header when the packet has one, else
+    /// from the IP header; only what is in the packet's linear part. A
+    /// retransmitted segment has no headers yet: its payload is taken and
+    /// --pcapng rebuilds its IP and TCP headers (and says so).
+    #[arg(long, default_value_t = probes::DEFAULT_SNAPLEN, value_name = "BYTES",
+        value_parser = clap::value_parser!(u32).range(0..=tracer_ebpf::SNAP_MAX as i64))]
+    snaplen: u32,
+
+    /// Write the packet snapshots (--snaplen) to FILE as pcapng, for
+    /// Wireshark or tshark: one interface per namespace and interface, each
+    /// packet commented with the action, drop reason and location, and the
+    /// containers. FILE must not exist (created 0600, never through a
+    /// symbolic link). Written by its own thread through a bounded queue
+    /// (what does not fit is counted in loss_report as
+    /// tracer.sink_dropped.pcapng); a write error stops the run (exit 1).
+    /// The scope filters apply; --action does not.
+    #[arg(long, value_name = "FILE")]
+    pcapng: Option<PathBuf>,
 
     /// Start a new capture part (FILE.1, FILE.2 ...) after this size (e.g. 512M, 2G).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "record")]
@@ -540,6 +571,14 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.record {
         tracer::capture::check_free(p)?;
     }
+    if let Some(p) = &a.pcapng {
+        if a.snaplen == 0 {
+            anyhow::bail!("--pcapng needs packet snapshots: drop --snaplen 0");
+        }
+        if std::fs::symlink_metadata(p).is_ok() {
+            anyhow::bail!("{} exists: --pcapng writes a new file", p.display());
+        }
+    }
     tracer::kernel::hostproc::set(a.host_proc.clone());
     // The text view is for a person at stdout; file and socket outputs feed
     // log pipelines and always carry NDJSON.
@@ -566,6 +605,8 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
             b
         },
+        snaplen: a.snaplen,
+        pcapng: a.pcapng,
         filter: a.filters.filter(),
         loss_interval: a.loss_interval.max(Duration::from_millis(10)),
         seed_fdb: !a.no_fdb_seed,
@@ -617,6 +658,7 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         filter: a.filters.filter(),
         detect: a.detect.config(),
         text: a.output.text(),
+        pcapng: a.pcapng,
     };
     let stdout = std::io::stdout().lock();
     match tracer::replay::replay_paths(&a.files, &opts, stdout) {
@@ -645,6 +687,7 @@ fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         filter: a.filters.filter(),
         detect: a.detect.config(),
         text: None,
+        pcapng: None,
     };
     let (r, summary) = tracer::report::build(&a.files, &opts)?;
     let sources: Vec<String> = a.files.iter().map(|p| p.display().to_string()).collect();

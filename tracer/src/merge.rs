@@ -159,6 +159,12 @@ pub(crate) fn drive(
             }
         })
         .collect();
+    let mut pcap = crate::replay::open_pcapng(opts)?;
+    if pcap.is_some() {
+        for f in feeds.iter_mut() {
+            f.pipeline.collect_packets();
+        }
+    }
     let mut detect = opts.detect.clone().map(Detectors::new);
     let mut pacer = Pacer::new(opts.speed);
     let mut summary = ReplaySummary::default();
@@ -205,6 +211,13 @@ pub(crate) fn drive(
             }
             _ => {
                 f.pipeline.process(&input, &mut batch);
+                if let Some(pc) = pcap.as_mut() {
+                    for mut p in f.pipeline.drain_packets() {
+                        // Interfaces of several hosts: told apart by host.
+                        p.iface.host = Some(f.host.name.clone());
+                        pc.write(&p).context("writing pcapng")?;
+                    }
+                }
                 for mut ev in batch.drain(..) {
                     ev.host = Some(f.host.clone());
                     match detect.as_mut() {
@@ -247,6 +260,7 @@ pub(crate) fn drive(
         out.retain(|e| opts.filter.matches(e));
     }
     emit(&out)?;
+    crate::replay::finish_pcapng(pcap)?;
     let warnings: Vec<String> = feeds
         .iter()
         .filter_map(|f| f.reader.warning().map(str::to_string))
@@ -300,6 +314,7 @@ mod tests {
             filter: Default::default(),
             detect: Some(Default::default()),
             text: None,
+            pcapng: None,
         };
         let mut events = Vec::new();
         let s = crate::replay::drive(&[a, b], &opts, &mut |batch| {

@@ -188,6 +188,8 @@ pub struct Pipeline {
     /// Records that could not be decoded (never expected; reported).
     decode_errors: u64,
     alerts: Vec<EcsEvent>,
+    /// `--pcapng`: the packets of in-scope records with snapshots (None: off).
+    packets: Option<Vec<crate::pcapng::Packet>>,
 }
 
 impl Pipeline {
@@ -200,7 +202,22 @@ impl Pipeline {
             detect: detect.map(Detectors::new),
             decode_errors: 0,
             alerts: Vec::new(),
+            packets: None,
         }
+    }
+
+    /// Makes a [`crate::pcapng::Packet`] of every in-scope record that
+    /// carries a snapshot (`--pcapng`), for [`Self::drain_packets`]. Scope
+    /// filters (`--netns`, `--interface`, `--container`, `--service`)
+    /// apply; `--action` and the drop-line rate limit do not (they choose
+    /// lines, not packets).
+    pub fn collect_packets(&mut self) {
+        self.packets.get_or_insert_with(Vec::new);
+    }
+
+    /// The packets made since the last call, in order.
+    pub fn drain_packets(&mut self) -> impl Iterator<Item = crate::pcapng::Packet> + '_ {
+        self.packets.iter_mut().flat_map(|p| p.drain(..))
     }
 
     /// Kernel symbols resolved since the last call (live: the capture
@@ -255,6 +272,11 @@ impl Pipeline {
                 if !self.filter.in_containers(ev) {
                     out.truncate(start);
                     return;
+                }
+                if let Some(packets) = self.packets.as_mut() {
+                    if let Some(snap) = decode::snapshot(bytes) {
+                        packets.extend(crate::pcapng::Packet::new(ev, rec.header(), &snap));
+                    }
                 }
                 self.detect_last(out);
             }

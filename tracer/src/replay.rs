@@ -15,6 +15,7 @@ use crate::{
     decode::{Locations, Tables},
     detect::DetectConfig,
     event::EcsEvent,
+    pcapng::PcapOut,
     pipeline::{Filter, Input, Pipeline},
     sink::{
         text::{TextOptions, TextView},
@@ -31,6 +32,8 @@ pub struct ReplayOptions {
     pub detect: Option<DetectConfig>,
     /// `--format text`; None: NDJSON.
     pub text: Option<TextOptions>,
+    /// `--pcapng FILE`: the records' packet snapshots as pcapng (a new file).
+    pub pcapng: Option<PathBuf>,
 }
 
 /// What a replay read, for the caller's exit status and messages.
@@ -138,6 +141,29 @@ pub fn replay_reader<W: Write>(
     })
 }
 
+/// `--pcapng FILE`: a new file (refused when it exists) and its encoder,
+/// written on the caller's thread (nothing is dropped).
+pub(crate) fn open_pcapng(opts: &ReplayOptions) -> anyhow::Result<Option<PcapOut>> {
+    let Some(path) = &opts.pcapng else {
+        return Ok(None);
+    };
+    let f =
+        crate::pcapng::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let name = format!("pcapng {}", path.display());
+    let w = std::io::BufWriter::with_capacity(1 << 16, f);
+    Ok(Some(PcapOut::new(Box::new(Direct::new(name, w)))))
+}
+
+/// Writes what is left of the pcapng file; its write errors are the replay's.
+pub(crate) fn finish_pcapng(pcap: Option<PcapOut>) -> anyhow::Result<()> {
+    if let Some(pc) = pcap {
+        if let Some(e) = pc.finish().error {
+            return Err(e).context("writing pcapng");
+        }
+    }
+    Ok(())
+}
+
 type Emit<'a> = dyn FnMut(&[EcsEvent]) -> anyhow::Result<()> + 'a;
 
 fn write_lines<W: Write>(
@@ -201,6 +227,10 @@ fn drive_reader(
         opts.filter.clone(),
         opts.detect.clone(),
     );
+    let mut pcap = open_pcapng(opts)?;
+    if pcap.is_some() {
+        pipeline.collect_packets();
+    }
     let mut batch: Vec<EcsEvent> = Vec::new();
     let mut pacer = Pacer::new(opts.speed);
     let mut summary = ReplaySummary::default();
@@ -219,6 +249,11 @@ fn drive_reader(
                         last_boot_ns = last_boot_ns.max(t);
                     }
                     pipeline.process_kernel(b, &mut batch);
+                    if let Some(pc) = pcap.as_mut() {
+                        for p in pipeline.drain_packets() {
+                            pc.write(&p).context("writing pcapng")?;
+                        }
+                    }
                     summary.inputs += 1;
                 }
                 Some(RecordRef::Other(Record::Symbols(v))) => pipeline.add_symbols(v),
@@ -256,6 +291,7 @@ fn drive_reader(
     }
     // What was printed before an error is still written.
     emit(&batch)?;
+    finish_pcapng(pcap)?;
     res?;
     summary.warning = reader.warning().map(str::to_string);
     summary.skipped_unknown = reader.skipped_unknown();

@@ -391,6 +391,7 @@ mod tests {
                 filter: Default::default(),
                 detect: Some(Default::default()),
                 text: None,
+                pcapng: None,
             },
             &mut out,
         )

@@ -1,12 +1,17 @@
 //! ARP programs (group `arp`; user side `tracer/src/probes/arp.rs`).
 
+use core::mem::size_of;
+
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel_buf, macros::raw_tracepoint, programs::RawTracePointContext,
 };
 use tracer_ebpf::{kind, ArpEvent, NeighEvent};
 
-use super::common::{
-    dev_netns, fill_dev, fill_dev_in, rd, reserve, within_budget, AF_INET, AF_INET6, ETH_P_ARP,
+use super::{
+    common::{
+        dev_netns, fill_dev, fill_dev_in, rd, reserve, within_budget, AF_INET, AF_INET6, ETH_P_ARP,
+    },
+    snap::{begin, output, skb_geom, snap_packet, snaplen},
 };
 
 /// `netif_receive_skb(struct sk_buff *skb)`: every received frame; anything
@@ -37,20 +42,42 @@ pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
         if !within_budget(kind::ARP_REPLY, netns) {
             return 0;
         }
+        if snaplen() != 0 {
+            let Some(buf) = begin::<ArpEvent>(kind::ARP_REPLY) else {
+                return 0;
+            };
+            fill_arp(buf as *mut ArpEvent, &a, dev, netns);
+            let len = match skb_geom(skb) {
+                Some(mut g) => {
+                    // The network header is set after this tracepoint:
+                    // data is the ARP header (see above).
+                    g.nh = g.data_off as u16;
+                    snap_packet(buf, size_of::<ArpEvent>(), &g, ETH_P_ARP)
+                }
+                None => size_of::<ArpEvent>() + size_of::<tracer_ebpf::Snapshot>(),
+            };
+            output(buf, len, kind::ARP_REPLY, 0);
+            return 0;
+        }
         let Some(mut e) = reserve::<ArpEvent>(kind::ARP_REPLY) else {
             return 0;
         };
-        let p = e.as_mut_ptr();
-        (*p).oper = 2;
-        (*p).hw_type = u16::from_be_bytes([a[0], a[1]]);
-        (*p).sender_mac.copy_from_slice(&a[8..14]);
-        (*p).sender_ip.copy_from_slice(&a[14..18]);
-        (*p).target_mac.copy_from_slice(&a[18..24]);
-        (*p).target_ip.copy_from_slice(&a[24..28]);
-        fill_dev_in(&mut (*p).hdr, dev, netns);
+        fill_arp(e.as_mut_ptr(), &a, dev, netns);
         e.submit(0);
     }
     0
+}
+
+/// The reply's fields and the receiving device.
+#[inline(always)]
+unsafe fn fill_arp(p: *mut ArpEvent, a: &[u8; 28], dev: *const u8, netns: u32) {
+    (*p).oper = 2;
+    (*p).hw_type = u16::from_be_bytes([a[0], a[1]]);
+    (*p).sender_mac.copy_from_slice(&a[8..14]);
+    (*p).sender_ip.copy_from_slice(&a[14..18]);
+    (*p).target_mac.copy_from_slice(&a[18..24]);
+    (*p).target_ip.copy_from_slice(&a[24..28]);
+    fill_dev_in(&mut (*p).hdr, dev, netns);
 }
 
 /// `neigh_update(struct neighbour *n, const u8 *lladdr, u8 new, u32 flags, u32 nlmsg_pid)`

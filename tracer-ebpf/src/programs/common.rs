@@ -362,6 +362,8 @@ pub(crate) struct SkbFacts {
     pub(crate) ifindex: u32,
     pub(crate) ifname: [u8; IFNAMSIZ],
     pub(crate) netns: u32,
+    /// Where the packet's bytes are (snapshots), when the span holds it.
+    pub(crate) geom: Option<super::snap::Geom>,
 }
 
 /// [`skb_tuple`] plus the receiving device and namespace, in four reads:
@@ -386,12 +388,25 @@ pub(crate) unsafe fn skb_facts(skb: *const u8) -> Option<SkbFacts> {
         ifindex: 0,
         ifname: [0; IFNAMSIZ],
         netns: 0,
+        geom: None,
     };
     f.tuple.eth_proto = u16::from_be(at::<u16>(buf, sb, off!(skb_protocol))?);
     let head: *const u8 = at(buf, sb, off!(skb_head))?;
     let nh: u16 = at(buf, sb, off!(skb_network_header))?;
     if !head.is_null() && nh != HEADER_UNSET {
         ip_tuple(head.wrapping_add(nh as usize), &mut f.tuple);
+    }
+    if !head.is_null() && super::snap::snaplen() != 0 {
+        // The span covers these too (user space adds them to it).
+        let data: *const u8 = at(buf, sb, off!(skb_data))?;
+        f.geom = Some(super::snap::Geom {
+            head,
+            data_off: (data as usize).wrapping_sub(head as usize) as u32,
+            mac: at(buf, sb, off!(skb_mac_header)).unwrap_or(HEADER_UNSET),
+            nh,
+            len: at(buf, sb, off!(skb_len)).unwrap_or(0),
+            data_len: at(buf, sb, off!(skb_data_len)).unwrap_or(0),
+        });
     }
     let dev: *const u8 = at(buf, sb, off!(skb_dev))?;
     let sk: *const u8 = at(buf, sb, off!(skb_sk))?;

@@ -1,15 +1,19 @@
 //! The drop program (group `drop`; user side `tracer/src/probes/drop.rs`).
 
+use core::mem::size_of;
+
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::{map, raw_tracepoint},
     maps::{Array, PerCpuArray},
     programs::RawTracePointContext,
 };
 use tracer_ebpf::{kind, DropEvent, DROP_FILTER_SLOTS};
 
-use super::common::{
-    drop_budget, fill_dev, rd, reserve, sk_netns, skb_facts, skb_tuple, DropBudget, Tuple, EVENTS,
+use super::{
+    common::{
+        drop_budget, fill_dev, rd, reserve, sk_netns, skb_facts, skb_tuple, DropBudget, Tuple,
+    },
+    snap::{begin, drop_wakeup, output, skb_geom, snap_packet, snaplen, Geom},
 };
 
 /// Non-zero at index `reason`: do not send drops with that reason, count them.
@@ -41,30 +45,53 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
     if let DropBudget::HeldBack = budget {
         return 0;
     }
+    if snaplen() != 0 {
+        return kfree_skb_snap(skb, location, reason, budget);
+    }
     let Some(mut e) = reserve::<DropEvent>(kind::SKB_DROP) else {
         return 0;
     };
     let p = e.as_mut_ptr();
     unsafe {
-        (*p).location = location;
-        (*p).reason = reason;
-        if let Some(f) = skb_facts(skb) {
-            let t = &f.tuple;
-            (*p).saddr = t.saddr;
-            (*p).daddr = t.daddr;
-            (*p).sport = t.sport;
-            (*p).dport = t.dport;
-            (*p).l4proto = t.l4proto;
-            (*p).ip_version = t.version;
-            (*p).eth_proto = t.eth_proto;
-            (*p).hdr.ifindex = f.ifindex;
-            (*p).hdr.ifname = f.ifname;
-            (*p).hdr.netns = f.netns;
-            budget.sent_from(f.netns);
-            return submit_drop(e);
-        }
-        let mut t = Tuple::EMPTY;
-        skb_tuple(skb, &mut t);
+        fill_drop(p, skb, location, reason, false);
+        budget.sent_from((*p).hdr.netns);
+    }
+    submit_drop(e)
+}
+
+/// [`kfree_skb`] with a packet snapshot (`--snaplen`): the record is built
+/// in the scratch buffer and copied into the ring at its real length.
+#[inline(always)]
+fn kfree_skb_snap(skb: *const u8, location: u64, reason: u32, budget: DropBudget) -> i32 {
+    let Some(buf) = begin::<DropEvent>(kind::SKB_DROP) else {
+        return 0;
+    };
+    let p = buf as *mut DropEvent;
+    unsafe {
+        let len = match fill_drop(p, skb, location, reason, true) {
+            Some(g) => snap_packet(buf, size_of::<DropEvent>(), &g, (*p).eth_proto),
+            None => size_of::<DropEvent>() + size_of::<tracer_ebpf::Snapshot>(),
+        };
+        budget.sent_from((*p).hdr.netns);
+        output(buf, len, kind::SKB_DROP, drop_wakeup());
+    }
+    0
+}
+
+/// Fills a drop record; with `geom`, also returns where the packet's bytes
+/// are (from the skb span when there is one, else read field by field).
+#[inline(always)]
+unsafe fn fill_drop(
+    p: *mut DropEvent,
+    skb: *const u8,
+    location: u64,
+    reason: u32,
+    geom: bool,
+) -> Option<Geom> {
+    (*p).location = location;
+    (*p).reason = reason;
+    if let Some(f) = skb_facts(skb) {
+        let t = &f.tuple;
         (*p).saddr = t.saddr;
         (*p).daddr = t.daddr;
         (*p).sport = t.sport;
@@ -72,17 +99,33 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
         (*p).l4proto = t.l4proto;
         (*p).ip_version = t.version;
         (*p).eth_proto = t.eth_proto;
-        let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or_default();
-        fill_dev(&mut (*p).hdr, dev);
-        if (*p).hdr.netns == 0 {
-            let sk = rd::<*const u8>(skb, off!(skb_sk)).unwrap_or_default();
-            if !sk.is_null() {
-                (*p).hdr.netns = sk_netns(sk);
-            }
-        }
-        budget.sent_from((*p).hdr.netns);
+        (*p).hdr.ifindex = f.ifindex;
+        (*p).hdr.ifname = f.ifname;
+        (*p).hdr.netns = f.netns;
+        return if geom { f.geom } else { None };
     }
-    submit_drop(e)
+    let mut t = Tuple::EMPTY;
+    skb_tuple(skb, &mut t);
+    (*p).saddr = t.saddr;
+    (*p).daddr = t.daddr;
+    (*p).sport = t.sport;
+    (*p).dport = t.dport;
+    (*p).l4proto = t.l4proto;
+    (*p).ip_version = t.version;
+    (*p).eth_proto = t.eth_proto;
+    let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or_default();
+    fill_dev(&mut (*p).hdr, dev);
+    if (*p).hdr.netns == 0 {
+        let sk = rd::<*const u8>(skb, off!(skb_sk)).unwrap_or_default();
+        if !sk.is_null() {
+            (*p).hdr.netns = sk_netns(sk);
+        }
+    }
+    if geom {
+        skb_geom(skb)
+    } else {
+        None
+    }
 }
 
 #[inline(always)]
@@ -90,14 +133,6 @@ fn submit_drop(e: aya_ebpf::maps::ring_buf::RingBufEntry<DropEvent>) -> i32 {
     // Drops come in storms: batch them. Wake user space only once enough
     // is waiting (it also drains on a short timer), so a flood costs one
     // wake-up per batch instead of one per packet.
-    let watermark = off!(wakeup_bytes) as u64;
-    let flags = if watermark == 0 {
-        0
-    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= watermark {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
-    };
-    e.submit(flags);
+    e.submit(drop_wakeup());
     0
 }

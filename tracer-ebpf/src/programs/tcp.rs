@@ -1,5 +1,7 @@
 //! TCP programs (group `tcp`; user side `tracer/src/probes/tcp.rs`).
 
+use core::mem::size_of;
+
 use aya_ebpf::{
     helpers::{bpf_probe_read_kernel_buf, generated::bpf_jiffies64},
     macros::raw_tracepoint,
@@ -7,8 +9,9 @@ use aya_ebpf::{
 };
 use tracer_ebpf::{kind, IcmpEvent, TcpAbortEvent, TcpEvent};
 
-use super::common::{
-    fill_dev, rd, reserve, sk_netns, skb_tuple, Tuple, AF_INET, AF_INET6, IPPROTO_TCP,
+use super::{
+    common::{fill_dev, rd, reserve, sk_netns, skb_tuple, Tuple, AF_INET, AF_INET6, IPPROTO_TCP},
+    snap::{begin, output, snap_tcp_segment, snaplen},
 };
 
 /// Local and remote address of a socket (`struct sock_common`) into
@@ -86,19 +89,41 @@ pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let skb: *const u8 = ctx.arg(1);
+    if snaplen() != 0 {
+        let Some(buf) = begin::<TcpEvent>(kind::TCP_RETRANSMIT) else {
+            return 0;
+        };
+        unsafe {
+            let p = buf as *mut TcpEvent;
+            fill_retransmit(p, sk);
+            fill_segment(p, sk, skb);
+            let len = if skb.is_null() {
+                size_of::<TcpEvent>() + size_of::<tracer_ebpf::Snapshot>()
+            } else {
+                snap_tcp_segment(buf, size_of::<TcpEvent>(), sk, skb)
+            };
+            output(buf, len, kind::TCP_RETRANSMIT, 0);
+        }
+        return 0;
+    }
     let Some(mut e) = reserve::<TcpEvent>(kind::TCP_RETRANSMIT) else {
         return 0;
     };
     let p = e.as_mut_ptr();
     unsafe {
-        fill_sock(p, sk);
-        (*p).snd_una = rd::<u32>(sk, off!(tcp_snd_una)).unwrap_or(0);
-        (*p).retransmits = rd::<u8>(sk, off!(icsk_retransmits)).unwrap_or(0);
-        fill_idle(p, sk);
+        fill_retransmit(p, sk);
         fill_segment(p, sk, skb);
     }
     e.submit(0);
     0
+}
+
+#[inline(always)]
+unsafe fn fill_retransmit(p: *mut TcpEvent, sk: *const u8) {
+    fill_sock(p, sk);
+    (*p).snd_una = rd::<u32>(sk, off!(tcp_snd_una)).unwrap_or(0);
+    (*p).retransmits = rd::<u8>(sk, off!(icsk_retransmits)).unwrap_or(0);
+    fill_idle(p, sk);
 }
 
 /// `tcp_send_reset(const struct sock *sk, const struct sk_buff *skb, ...)`:

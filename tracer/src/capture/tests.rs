@@ -978,6 +978,7 @@ fn replay_bytes_as_the_fuzzer_does(bytes: &[u8]) -> usize {
         filter: Default::default(),
         detect: Some(Default::default()),
         text: None,
+        pcapng: None,
     };
     let mut out = Vec::new();
     let _ = crate::replay::replay_reader(reader, &opts, &mut out);
@@ -1557,6 +1558,7 @@ fn replay_to_string(path: &Path, detect: bool) -> String {
             filter: Filter::default(),
             detect: detect.then(Default::default),
             text: None,
+            pcapng: None,
         },
         &mut out,
     )

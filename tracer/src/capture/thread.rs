@@ -732,6 +732,7 @@ mod tests {
                 filter: Filter::default(),
                 detect: None,
                 text: None,
+                pcapng: None,
             },
             &mut out,
         )

@@ -1919,6 +1919,7 @@ mod tests {
                 filter: Default::default(),
                 detect: Some(Default::default()),
                 text: None,
+                pcapng: None,
             },
             &mut replayed,
         )

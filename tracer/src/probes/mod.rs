@@ -216,7 +216,13 @@ pub struct LoadOptions {
     pub drop_filter: BTreeSet<u32>,
     /// Records per second per namespace per CPU, indexed by kind (0: no budget).
     pub budgets: [u32; kind::MAX as usize],
+    /// Bytes of each dropped packet, ARP reply and retransmitted segment
+    /// the records carry (`--snaplen`, at most [`tracer_ebpf::SNAP_MAX`]; 0: none).
+    pub snaplen: u32,
 }
+
+/// `--snaplen` when not given.
+pub const DEFAULT_SNAPLEN: u32 = 128;
 
 /// Why a probe cannot work on this kernel, before trying to load it.
 pub fn precheck(
@@ -299,6 +305,7 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     config.hz = crate::kernel::hz::kernel_hz().unwrap_or(0);
     (config.tcp_syn_sent, config.tcp_close) = tcp::tcp_states(tracing.as_deref());
     config.budgets = opts.budgets;
+    config.snaplen = opts.snaplen.min(tracer_ebpf::SNAP_MAX);
     set_spans(&mut config);
 
     let mut ebpf = EbpfLoader::new()
@@ -426,7 +433,8 @@ pub fn read_lost(map: &PerCpuArray<MapData, u64>) -> [u64; kind::MAX as usize] {
 }
 
 /// Sets the spans the drop program reads in one call each (sizes: pointers
-/// 8 bytes, `protocol`/`network_header` 2, `ifindex` 4, `name` IFNAMSIZ).
+/// 8 bytes, `protocol`/`network_header`/`mac_header` 2, `len`/`data_len`
+/// and `ifindex` 4, `name` IFNAMSIZ).
 pub fn set_spans(c: &mut tracer_ebpf::KernelConfig) {
     use tracer_ebpf::{Span, IFNAMSIZ};
     c.skb_span = Span::covering(&[
@@ -436,6 +444,9 @@ pub fn set_spans(c: &mut tracer_ebpf::KernelConfig) {
         (c.skb_network_header, 2),
         (c.skb_head, 8),
         (c.skb_data, 8),
+        (c.skb_mac_header, 2),
+        (c.skb_len, 4),
+        (c.skb_data_len, 4),
     ]);
     c.dev_span = Span::covering(&[
         (c.dev_ifindex, 4),
@@ -699,6 +710,7 @@ mod tests {
         // Linux 6.18's offsets.
         (c.skb_dev, c.skb_sk, c.skb_protocol, c.skb_network_header) = (16, 24, 176, 180);
         (c.skb_head, c.skb_data) = (192, 200);
+        (c.skb_mac_header, c.skb_len, c.skb_data_len) = (182, 112, 116);
         (c.dev_ifindex, c.dev_nd_net, c.dev_name) = (224, 264, 280);
         set_spans(&mut c);
         assert_eq!(c.skb_span, Span { base: 16, len: 192 });

@@ -396,8 +396,14 @@ impl<'a> Lines<'a> {
 pub fn problem(stats: &SinkStats) -> Option<String> {
     let mut parts = Vec::new();
     if stats.dropped > 0 {
+        // The pcapng output's items are packets.
+        let unit = if stats.name == "pcapng" {
+            "packets"
+        } else {
+            "lines"
+        };
         parts.push(format!(
-            "{}: {} lines dropped (not delivered: its queue was full, or its peer was away at exit)",
+            "{}: {} {unit} dropped (not delivered: its queue was full, or its peer was away at exit)",
             stats.name, stats.dropped
         ));
     }
