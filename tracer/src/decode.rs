@@ -1071,6 +1071,57 @@ mod tests {
     }
 
     #[test]
+    fn records_with_and_without_a_snapshot_decode_alike() {
+        let mut d = DropEvent {
+            hdr: hdr(kind::SKB_DROP),
+            reason: 3,
+            eth_proto: 0x0800,
+            ..Default::default()
+        };
+        d.saddr[..4].copy_from_slice(&[10, 1, 0, 1]);
+        let plain = bytes_of(&d);
+        let snap = Snapshot {
+            caplen: 5,
+            from: tracer_ebpf::SNAP_FROM_NETWORK,
+            len: 84,
+            ..Default::default()
+        };
+        let mut with = plain.clone();
+        with.extend_from_slice(tracer_ebpf::pod_bytes(&snap));
+        with.extend_from_slice(&[0x45, 0, 0, 84, 9]);
+        // The record itself is the same either way.
+        assert_eq!(parse(&plain), parse(&with));
+        assert_eq!(snapshot(&plain), None);
+        let s = snapshot(&with).unwrap();
+        assert_eq!((s.hdr, s.bytes), (snap, &[0x45, 0, 0, 84, 9][..]));
+        // A snapshot claiming more bytes than the record holds: none.
+        assert_eq!(snapshot(&with[..with.len() - 1]), None);
+        // Kinds that never carry one, and an empty capture: none.
+        let mut n = bytes_of(&NeighEvent {
+            hdr: hdr(kind::NEIGH_UPDATE),
+            ..Default::default()
+        });
+        n.extend_from_slice(tracer_ebpf::pod_bytes(&snap));
+        assert_eq!(snapshot(&n), None);
+        let mut empty = plain.clone();
+        empty.extend_from_slice(tracer_ebpf::pod_bytes(&Snapshot::default()));
+        assert_eq!(snapshot(&empty), None);
+        // A retransmit without payload still is a segment (headers rebuilt).
+        let mut t = bytes_of(&TcpEvent {
+            hdr: hdr(kind::TCP_RETRANSMIT),
+            ..Default::default()
+        });
+        let seg = Snapshot {
+            from: tracer_ebpf::SNAP_FROM_TCP_PAYLOAD,
+            seq: 1,
+            ..Default::default()
+        };
+        t.extend_from_slice(tracer_ebpf::pod_bytes(&seg));
+        assert_eq!(snapshot(&t).map(|s| s.hdr.seq), Some(1));
+        assert!(matches!(parse(&t), Ok(Record::Tcp(_))));
+    }
+
+    #[test]
     fn neigh_update_without_new_lladdr_keeps_old() {
         let mut n = NeighEvent {
             hdr: hdr(kind::NEIGH_UPDATE),
