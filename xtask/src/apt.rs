@@ -19,6 +19,9 @@ pub struct Pkg {
     pub provides: Option<&'static str>,
     /// Optional packages are installed when possible; their absence is a warning.
     pub required: bool,
+    /// Answers to its debconf questions (`debconf-set-selections` lines),
+    /// given before it is installed, so nothing asks.
+    pub debconf: &'static [&'static str],
 }
 
 const fn req(name: &'static str, provides: Option<&'static str>) -> Pkg {
@@ -26,8 +29,17 @@ const fn req(name: &'static str, provides: Option<&'static str>) -> Pkg {
         name,
         provides,
         required: true,
+        debconf: &[],
     }
 }
+
+/// Wireshark's command-line reader: `tests/tests/pcap.rs` reads tracer's
+/// pcapng files with it. Its `wireshark-common` asks whether non-root users
+/// may capture (a setuid dumpcap): no.
+pub const TSHARK: Pkg = Pkg {
+    debconf: &["wireshark-common wireshark-common/install-setuid boolean false"],
+    ..req("tshark", Some("tshark"))
+};
 
 pub const BUSYBOX_STATIC: Pkg = req("busybox-static", Some("busybox"));
 pub const DOCKER_IO: Pkg = req("docker.io", Some("dockerd"));
@@ -61,6 +73,7 @@ impl Set {
             req("prometheus", Some("prometheus")),
             // `tracer report` is rendered headless by tests/tests/report.rs.
             req("chromium", Some("chromium")),
+            TSHARK,
         ];
         const BENCH: &[Pkg] = &[
             req("iperf3", Some("iperf3")),
@@ -70,12 +83,14 @@ impl Set {
                 name: "linux-perf",
                 provides: Some("perf"),
                 required: false,
+                debconf: &[],
             },
             // Instruction counts of the replay (independent of the VM's speed).
             Pkg {
                 name: "valgrind",
                 provides: Some("valgrind"),
                 required: false,
+                debconf: &[],
             },
         ];
         const DOCKER: &[Pkg] = &[DOCKER_IO];
@@ -168,6 +183,7 @@ pub fn ensure(pkgs: &[Pkg]) -> Result<()> {
     }
 
     apt_update_once()?;
+    preseed(&missing)?;
     if !required.is_empty() {
         say(format!("installing packages: {}", names(&required)));
         cmd::run(&mut apt_install(&required))?;
@@ -203,6 +219,27 @@ fn dpkg_installed(pkgs: &[Pkg]) -> HashSet<String> {
                 .then(|| name.split(':').next().unwrap_or(name).to_owned())
         })
         .collect()
+}
+
+/// Gives debconf the answers of the packages about to be installed.
+fn preseed(pkgs: &[Pkg]) -> Result<()> {
+    let lines: Vec<&str> = pkgs.iter().flat_map(|p| p.debconf).copied().collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut set = Command::new("debconf-set-selections");
+    set.stdin(std::process::Stdio::piped());
+    say(format!("debconf: {}", lines.join("; ")));
+    let mut child = set.spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        stdin.write_all(format!("{}\n", lines.join("\n")).as_bytes())?;
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("debconf-set-selections failed ({status})");
+    }
+    Ok(())
 }
 
 static APT_UPDATED: AtomicBool = AtomicBool::new(false);

@@ -52,6 +52,7 @@ pub fn bench(ws: &Workspace, quick: bool, only: &[String], output: Option<&Path>
         name: "iproute2",
         provides: Some("ip"),
         required: true,
+        debconf: &[],
     }])?;
     let tracer = build(ws, true)?;
     let mut build = ws.cargo()?;

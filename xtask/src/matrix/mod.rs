@@ -39,21 +39,25 @@ const QEMU_PKGS: &[Pkg] = &[
         name: "qemu-system-x86",
         provides: Some("qemu-system-x86_64"),
         required: true,
+        debconf: &[],
     },
     Pkg {
         name: "cpio",
         provides: Some("cpio"),
         required: true,
+        debconf: &[],
     },
     Pkg {
         name: "xz-utils",
         provides: Some("xz"),
         required: true,
+        debconf: &[],
     },
     Pkg {
         name: "zstd",
         provides: Some("zstd"),
         required: true,
+        debconf: &[],
     },
 ];
 
