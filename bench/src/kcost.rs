@@ -163,7 +163,8 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     };
     let _stats = BpfStats::enable(rec)?;
     let out = env.file("kcost-tracer.ndjson");
-    let t = tools::start_tracer(env, rec, &[], Output::File(&out), "tracer")?;
+    let extra: Vec<&str> = env.tracer_args.iter().map(String::as_str).collect();
+    let t = tools::start_tracer(env, rec, &extra, Output::File(&out), "tracer")?;
     let pid = t.proc.pid();
     rec.note(format!(
         "cat /proc/{pid}/fdinfo/*  # run_time_ns, run_cnt per program; tp_name per link"
@@ -252,10 +253,15 @@ pub fn run(env: &Env, rec: &mut Recorder, sec: &mut Section) -> Result<()> {
     let load2 = delta(&s1, &s2);
     let (floor1, floor2) = (delta(&f0, &f1), delta(&f1, &f2));
     let mut d = String::new();
+    let flags = if env.tracer_args.is_empty() {
+        String::new()
+    } else {
+        format!(" (`tracer run {}`)", env.tracer_args.join(" "))
+    };
     let _ = writeln!(
         d,
         "`kernel.bpf_stats_enabled=1` for the duration (restored afterwards). tracer attached \
-         with all probes; load 1: one {secs} s iperf3 run A → B ({gbps} with stats on); load 2: \
+         with all probes{flags}; load 1: one {secs} s iperf3 run A → B ({gbps} with stats on); load 2: \
          {count} UDP datagrams A → closed port in B (flood took {flood_wall:.2} s). Then, as a \
          reference, drop-storm's bpftrace one-liner (a classic tracepoint program printing one line \
          per drop through the perf buffer) under another flood of the same size. Counters are \

@@ -150,6 +150,10 @@ struct Opts {
     /// Where to write the report (default: BENCHMARKS.md for a full run).
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// An extra `tracer run` argument for kernel-cost (repeatable), e.g.
+    /// `--tracer-arg=--snaplen=0` to compare the cost without packet snapshots.
+    #[arg(long = "tracer-arg", value_name = "ARG", allow_hyphen_values = true)]
+    tracer_args: Vec<String>,
 }
 
 /// Where the workspace and cargo's output are.
@@ -362,6 +366,8 @@ pub struct Env {
     pub probes: usize,
     /// Scratch files of this run (removed at the end).
     pub dir: PathBuf,
+    /// `--tracer-arg`: extra `tracer run` arguments (kernel-cost).
+    pub tracer_args: Vec<String>,
     net: std::result::Result<Option<Net>, String>,
     /// kernel-cost's share of the machine's CPU time spent in tracer's
     /// programs during iperf3 (a noise-free bound for datapath's ratio).
@@ -527,6 +533,7 @@ fn run(opts: Opts) -> Result<()> {
         helper,
         bpftrace: cmd::which("bpftrace"),
         dir,
+        tracer_args: opts.tracer_args.clone(),
         net,
         iperf_bpf_share: std::cell::Cell::new(None),
     };

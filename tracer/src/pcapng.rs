@@ -145,7 +145,11 @@ impl Packet {
 
 /// `netns 4026532291 (name), network backend, container web-1`.
 fn namespace(ev: &EcsEvent, inode: u32) -> String {
-    let mut s = format!("netns {inode}");
+    let mut s = if inode == 0 {
+        "netns unknown".to_string()
+    } else {
+        format!("netns {inode}")
+    };
     if let Some(ns) = &ev.tracer.netns {
         if let Some(n) = &ns.name {
             s.push_str(&format!(" ({n})"));
