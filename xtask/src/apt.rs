@@ -283,6 +283,7 @@ mod tests {
             name: "xtask-test-no-such-optional",
             provides: Some("xtask-test-no-such-program"),
             required: false,
+            debconf: &[],
         };
         ensure(&[optional]).unwrap();
         let required = req(
