@@ -339,13 +339,13 @@ fn missing_vmlinux_message() {
 
 #[test]
 fn field_table_covers_config() {
-    assert_eq!(Field::ALL.len(), 48);
+    assert_eq!(Field::ALL.len(), 53);
     let mut c = KernelConfig::unresolved();
     for &f in Field::ALL {
         *c.get_mut(f) = 0;
     }
-    // Every u32 of KernelConfig (drop_filter_len, wakeup_bytes, hz and the
-    // TCP state values already 0)
+    // Every u32 of KernelConfig (drop_filter_len, wakeup_bytes, hz, the
+    // TCP state values and snaplen already 0)
     // was reachable through the table.
     assert!(tracer_ebpf::pod_bytes(&c).iter().all(|b| *b == 0), "{c:?}");
     let mut names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
