@@ -78,6 +78,11 @@ struct SynthArgs {
     /// Capture file to write (must not exist).
     #[arg(long)]
     output: PathBuf,
+    /// Packet snapshot bytes after drop, ARP-reply and retransmit records
+    /// (as `tracer run --snaplen`); default 0: none, the records of older captures.
+    #[arg(long, default_value_t = 0, value_name = "BYTES",
+        value_parser = clap::value_parser!(u32).range(0..=tracer_ebpf::SNAP_MAX as i64))]
+    snaplen: u32,
 }
 
 #[derive(Args, Debug)]
@@ -726,7 +731,14 @@ fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
     .unwrap_or_else(|| {
         tracer::kernel::btf::DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")])
     });
-    let stats = tracer::synth::write(&a.output, a.events, a.containers, a.peers, &reasons)?;
+    let stats = tracer::synth::write_with(
+        &a.output,
+        a.events,
+        a.containers,
+        a.peers,
+        &reasons,
+        a.snaplen,
+    )?;
     eprintln!(
         "wrote {} kernel records ({} bytes) to {}",
         stats.kernel_records,

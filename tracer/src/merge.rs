@@ -300,6 +300,70 @@ mod tests {
             .is_empty());
     }
 
+    /// Several hosts' packets in one pcapng file: their interfaces told
+    /// apart by host, every packet written; the same captures without
+    /// snapshots give a file with none.
+    #[test]
+    fn two_hosts_snapshots_go_to_one_pcapng_with_interfaces_per_host() {
+        use crate::kernel::btf::DropReasons;
+        let dir = crate::testutil::TempDir::new("merge-pcapng");
+        let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
+        let (a, b) = (dir.file("a.capture"), dir.file("b.capture"));
+        crate::synth::write_with(&a, 2_000, 6, 2, &reasons, 128).unwrap();
+        crate::synth::write_with(&b, 1_000, 6, 2, &reasons, 128).unwrap();
+        let out = dir.file("both.pcapng");
+        let opts = ReplayOptions {
+            path: a.clone(),
+            speed: 0.0,
+            filter: Default::default(),
+            detect: None,
+            text: None,
+            pcapng: Some(out.clone()),
+        };
+        let mut drops_arp_retrans = 0;
+        crate::replay::drive(&[a.clone(), b.clone()], &opts, &mut |batch| {
+            drops_arp_retrans += batch
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.event.action,
+                        crate::event::Action::SkbDrop
+                            | crate::event::Action::ArpReply
+                            | crate::event::Action::TcpRetransmit
+                    )
+                })
+                .count();
+            Ok(())
+        })
+        .unwrap();
+        // Walk the blocks: (type, body).
+        let bytes = std::fs::read(&out).unwrap();
+        let mut blocks = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let kind = u32::from_le_bytes(rest[0..4].try_into().unwrap());
+            let len = u32::from_le_bytes(rest[4..8].try_into().unwrap()) as usize;
+            blocks.push((kind, rest[8..len - 4].to_vec()));
+            rest = &rest[len..];
+        }
+        assert_eq!(blocks[0].0, 0x0A0D_0D0A);
+        let packets = blocks.iter().filter(|(k, _)| *k == 6).count();
+        assert_eq!(packets, drops_arp_retrans, "every packet written");
+        let described = |host: &str| {
+            blocks
+                .iter()
+                .filter(|(k, body)| {
+                    *k == 1
+                        && String::from_utf8_lossy(body).contains(&format!("host {host}, netns"))
+                })
+                .count()
+        };
+        assert!(described("synth-host#1") > 0 && described("synth-host#2") > 0);
+        // An existing file is refused, before anything is read.
+        let e = crate::replay::drive(&[a, b], &opts, &mut |_| Ok(())).unwrap_err();
+        assert!(format!("{e:#}").contains("cannot create"), "{e:#}");
+    }
+
     #[test]
     fn two_captures_merge_in_time_order_with_their_hosts() {
         use crate::{event::Kind, kernel::btf::DropReasons};

@@ -9,7 +9,10 @@ use std::{
     path::Path,
 };
 
-use tracer_ebpf::{kind, ArpEvent, DropEvent, EventHeader, FdbEvent, NeighEvent, TcpEvent};
+use tracer_ebpf::{
+    kind, ArpEvent, DropEvent, EventHeader, FdbEvent, NeighEvent, Snapshot, TcpEvent,
+    SNAP_FROM_MAC, SNAP_FROM_TCP_PAYLOAD,
+};
 
 use crate::{
     capture::{CaptureError, CaptureStats, CaptureWriter, Header},
@@ -200,6 +203,49 @@ struct Mix {
     /// containers² replies, as in a real cache) and FDB flaps.
     arp_seq: u64,
     fdb_seq: u64,
+    /// Packet snapshot bytes after drop, ARP-reply and retransmit records
+    /// (as `tracer run --snaplen`); 0: none (the records of older captures).
+    snaplen: u32,
+}
+
+/// Appends a snapshot of `packet` (cut to `snaplen`) to `rec`.
+fn snap(rec: &mut Vec<u8>, snaplen: u32, from: u8, packet: &[u8], len: u32, hdr: Snapshot) {
+    let n = packet.len().min(snaplen as usize);
+    let s = Snapshot {
+        caplen: n as u16,
+        from,
+        len,
+        ..hdr
+    };
+    rec.extend_from_slice(tracer_ebpf::pod_bytes(&s));
+    rec.extend_from_slice(&packet[..n]);
+}
+
+/// An Ethernet frame from `a` to `b` carrying `ethertype` and `payload`.
+fn ether(a: u32, b: u32, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&mac_of(b));
+    f.extend_from_slice(&mac_of(a));
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A UDP datagram `a:sport` → `b:dport` in IPv4 (header checksum 0).
+fn udp4(a: u32, b: u32, sport: u16, dport: u16) -> Vec<u8> {
+    let data = b"synthetic-drop!!";
+    let total = (20 + 8 + data.len()) as u16;
+    let mut p = vec![0x45, 0];
+    p.extend_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+    p.extend_from_slice(&ip_of(a));
+    p.extend_from_slice(&ip_of(b));
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(data);
+    p
 }
 
 impl Mix {
@@ -231,7 +277,20 @@ impl Mix {
                 };
                 d.saddr[..4].copy_from_slice(&ip_of(a));
                 d.daddr[..4].copy_from_slice(&ip_of(b));
-                bytes_of(&d)
+                let mut rec = bytes_of(&d);
+                if self.snaplen > 0 {
+                    let f = ether(a, b, 0x0800, &udp4(a, b, d.sport, d.dport));
+                    let len = f.len() as u32;
+                    snap(
+                        &mut rec,
+                        self.snaplen,
+                        SNAP_FROM_MAC,
+                        &f,
+                        len,
+                        Snapshot::default(),
+                    );
+                }
+                rec
             }
             // Retransmits: one flow per container pair; flows from every
             // 7th container make no progress.
@@ -253,7 +312,18 @@ impl Mix {
                 };
                 t.saddr[..4].copy_from_slice(&ip_of(a));
                 t.daddr[..4].copy_from_slice(&ip_of(b));
-                bytes_of(&t)
+                let mut rec = bytes_of(&t);
+                if self.snaplen > 0 {
+                    // Payload in page fragments, as a real segment's: none captured.
+                    let seg = Snapshot {
+                        tcp_flags: 0x18,
+                        seq: t.snd_una,
+                        ack: 1,
+                        ..Default::default()
+                    };
+                    snap(&mut rec, self.snaplen, SNAP_FROM_TCP_PAYLOAD, &[], 100, seg);
+                }
+                rec
             }
             // ARP replies seen in the requester's namespace: with long-lived
             // peers, a container resolves the peers it talks to (as its
@@ -270,7 +340,7 @@ impl Mix {
                     let a = (n % c) as u32;
                     (a, ((a as u64 + 1 + (n / c) % (c - 1)) % c) as u32)
                 };
-                bytes_of(&ArpEvent {
+                let mut rec = bytes_of(&ArpEvent {
                     hdr: hdr(ts, kind::ARP_REPLY, NS_BASE + a, 2, "eth0"),
                     oper: 2,
                     hw_type: 1,
@@ -278,7 +348,25 @@ impl Mix {
                     target_mac: mac_of(a),
                     sender_ip: ip_of(b),
                     target_ip: ip_of(a),
-                })
+                });
+                if self.snaplen > 0 {
+                    let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 2];
+                    arp.extend_from_slice(&mac_of(b));
+                    arp.extend_from_slice(&ip_of(b));
+                    arp.extend_from_slice(&mac_of(a));
+                    arp.extend_from_slice(&ip_of(a));
+                    let f = ether(b, a, 0x0806, &arp);
+                    let len = f.len() as u32;
+                    snap(
+                        &mut rec,
+                        self.snaplen,
+                        SNAP_FROM_MAC,
+                        &f,
+                        len,
+                        Snapshot::default(),
+                    );
+                }
+                rec
             }
             // FDB moves on the overlay bridge: the MACs of a few containers
             // flip between their veth and the vxlan (the outage).
@@ -318,13 +406,26 @@ impl Mix {
 }
 
 /// Writes a capture of `events` kernel records (1 µs of kernel time apart)
-/// between `containers` containers.
+/// between `containers` containers, without packet snapshots.
 pub fn write(
     path: &Path,
     events: u64,
     containers: u32,
     peers: u32,
     drop_reasons: &DropReasons,
+) -> Result<CaptureStats, CaptureError> {
+    write_with(path, events, containers, peers, drop_reasons, 0)
+}
+
+/// [`write`], drop, ARP-reply and retransmit records carrying packet
+/// snapshots of up to `snaplen` bytes (`synth-capture --snaplen`).
+pub fn write_with(
+    path: &Path,
+    events: u64,
+    containers: u32,
+    peers: u32,
+    drop_reasons: &DropReasons,
+    snaplen: u32,
 ) -> Result<CaptureStats, CaptureError> {
     let containers = containers.max(2);
     let no_socket = drop_reasons.value("NO_SOCKET").unwrap_or(3);
@@ -346,6 +447,7 @@ pub fn write(
         no_socket,
         arp_seq: 0,
         fdb_seq: 0,
+        snaplen,
     };
     let mut next_tick = t0 + 1_000_000_000;
     for i in 0..events {
