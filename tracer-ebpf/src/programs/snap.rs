@@ -18,7 +18,7 @@ use aya_ebpf::{
 };
 use tracer_ebpf::{
     EventHeader, Snapshot, SNAP_FROM_MAC, SNAP_FROM_NETWORK, SNAP_FROM_TCP_PAYLOAD, SNAP_MAX,
-    SNAP_RECORD_MAX,
+    SNAP_RECORD_MAX, UNRESOLVED,
 };
 
 use super::common::{count_lost, rd, ETH_P_IP, ETH_P_IPV6, EVENTS, HEADER_UNSET};
@@ -180,6 +180,16 @@ pub(crate) unsafe fn snap_tcp_segment(
     sk: *const u8,
     skb: *const u8,
 ) -> usize {
+    // Without the control block's or the socket's offsets there is nothing
+    // honest to rebuild the headers from: the record goes without a snapshot.
+    let unresolved = UNRESOLVED as usize;
+    if off!(skb_cb) == unresolved
+        || off!(tcb_seq) == unresolved
+        || off!(tcb_tcp_flags) == unresolved
+        || off!(tcp_rcv_nxt) == unresolved
+    {
+        return at;
+    }
     let sh = buf.add(at) as *mut Snapshot;
     let cb = off!(skb_cb);
     (*sh).seq = rd::<u32>(skb, cb.wrapping_add(off!(tcb_seq))).unwrap_or(0);
