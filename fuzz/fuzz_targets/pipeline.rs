@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         filter: Default::default(),
         detect: Some(DetectConfig::default()),
         text: None,
+        pcapng: None,
     };
     let mut out = Vec::new();
     let _ = replay_reader(reader, &opts, &mut out);
