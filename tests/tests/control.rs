@@ -541,3 +541,30 @@ fn check_piped_into_head_does_not_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// `--pcapng` on a full disk is a failed output like any other: said once,
+/// the run stops, exit 1; the file holds what fitted.
+#[test]
+fn pcapng_on_a_full_disk_stops_the_run_with_exit_1() {
+    require_root();
+    let topo = BridgeTopo::new();
+    let small = SmallFs::new("fullpcap", "256k");
+    let pcap = small.file("drops.pcapng");
+    let flood = Flood::start(&topo);
+    let mut run = Run::start(
+        &["--no-docker", "--pcapng", pcap.to_str().unwrap()],
+        Out::Collect,
+    );
+    let (status, took) = run.wait_exit(Duration::from_secs(60));
+    drop(flood);
+    let err = run.stderr();
+    eprintln!("exited {status} after {took:?}");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
+    assert!(err.contains("writing to pcapng"), "{err}");
+    let written = file_len(&pcap);
+    assert!(
+        written > 100 << 10,
+        "the disk did not fill: {written} bytes"
+    );
+}

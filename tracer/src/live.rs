@@ -483,6 +483,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Output that failed (not a closed pipe), reported when it happened.
     let mut output_failed = false;
+    // What failed then (`writing to pcapng`): not said again at exit.
+    let mut said: Option<String> = None;
 
     loop {
         tokio::select! {
@@ -550,6 +552,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
                 if e.kind() != std::io::ErrorKind::BrokenPipe {
                     eprintln!("tracer: error: {e}; stopping");
                     output_failed = true;
+                    said = Some(e.what.clone());
                 }
                 break;
             }
@@ -628,9 +631,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
                 failed = None;
             }
         }
-        // The pcapng file is incomplete: exit 1 (the error is printed below).
+        // The pcapng file is incomplete: exit 1 (the error is printed
+        // below, unless it was when it stopped the run).
         if stats.name == "pcapng" && stats.error.is_some() {
             output_failed = true;
+            if stats.error.as_ref().map(|e| &e.what) == said.as_ref() {
+                stats.error = None;
+            }
         }
         if let Some(msg) = sink::problem(&stats) {
             let level = if stats.error.is_some() {
