@@ -3,7 +3,11 @@
 //! Parsing never trusts the input: short, unknown or oversized records are
 //! errors, not panics (captures replayed from disk go through here too).
 
-use std::{collections::HashMap, mem::size_of, net::IpAddr};
+use std::{
+    collections::HashMap,
+    mem::{size_of, MaybeUninit},
+    net::IpAddr,
+};
 
 use thiserror::Error;
 use tracer_ebpf::{
@@ -439,21 +443,26 @@ pub fn port_name(e: &FdbEvent) -> SmolStr {
     ifname(&e.hdr.ifname[..IFNAMSIZ])
 }
 
-/// An FDB record as an event. `previous_port` (from [`crate::fdb`]) turns
-/// an update into a move.
-pub fn fdb_event(
+// The record decoders write their event into a slot they are handed (the
+// pipeline's output vector) rather than return it: an event is ~800 bytes,
+// and returning it cost a copy of those per record.
+
+/// An FDB record as an event, written into `slot`. `previous_port` (from
+/// [`crate::fdb`]) turns an update into a move.
+pub fn fdb_event_in<'a>(
     t: &Tables,
     e: &FdbEvent,
     delete: bool,
     previous_port: Option<SmolStr>,
-) -> EcsEvent {
+    slot: &'a mut MaybeUninit<EcsEvent>,
+) -> &'a mut EcsEvent {
     let action = match (delete, &previous_port) {
         (true, _) => Action::FdbDelete,
         (false, Some(_)) => Action::FdbMove,
         (false, None) => Action::FdbLearn,
     };
-    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, action);
-    netns_iface(&mut ev, &e.hdr);
+    let ev = slot.write(EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, action));
+    netns_iface(ev, &e.hdr);
     ev.source.mac = Some(Mac(e.mac));
     ev.tracer.bridge = Some(ifname(&e.br_name));
     // Entries of the bridge itself (local addresses) have no port.
@@ -464,9 +473,17 @@ pub fn fdb_event(
     ev
 }
 
-pub fn arp_event(t: &Tables, e: &ArpEvent) -> EcsEvent {
-    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, Action::ArpReply);
-    netns_iface(&mut ev, &e.hdr);
+pub fn arp_event_in<'a>(
+    t: &Tables,
+    e: &ArpEvent,
+    slot: &'a mut MaybeUninit<EcsEvent>,
+) -> &'a mut EcsEvent {
+    let ev = slot.write(EcsEvent::new(
+        t.wall(e.hdr.ts_ns),
+        Kind::Event,
+        Action::ArpReply,
+    ));
+    netns_iface(ev, &e.hdr);
     ev.source = Endpoint {
         ip: Some(IpAddr::from(e.sender_ip)),
         port: None,
@@ -510,10 +527,18 @@ pub fn nud_state_name(s: u8) -> SmolStr {
     SmolStr::new(parts.join("|"))
 }
 
-pub fn neigh_event(t: &Tables, e: &NeighEvent) -> EcsEvent {
+pub fn neigh_event_in<'a>(
+    t: &Tables,
+    e: &NeighEvent,
+    slot: &'a mut MaybeUninit<EcsEvent>,
+) -> &'a mut EcsEvent {
     const AF_INET6: u16 = 10;
-    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, Action::NeighUpdate);
-    netns_iface(&mut ev, &e.hdr);
+    let ev = slot.write(EcsEvent::new(
+        t.wall(e.hdr.ts_ns),
+        Kind::Event,
+        Action::NeighUpdate,
+    ));
+    netns_iface(ev, &e.hdr);
     let v6 = e.family == AF_INET6;
     let ip = ip_from_wire(&e.key, v6);
     let mac_of = |b: &[u8; 8]| {
@@ -565,7 +590,11 @@ pub fn tcp_state_name(s: u8) -> &'static str {
     }
 }
 
-pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
+pub fn tcp_event_in<'a>(
+    t: &Tables,
+    e: &TcpEvent,
+    slot: &'a mut MaybeUninit<EcsEvent>,
+) -> &'a mut EcsEvent {
     const AF_INET6: u16 = 10;
     let k = tcp_kind(e);
     let (action, direction) = match k {
@@ -584,8 +613,8 @@ pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
         )
         | None => (Action::TcpReset, Some("received")),
     };
-    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, action);
-    netns_iface(&mut ev, &e.hdr);
+    let ev = slot.write(EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, action));
+    netns_iface(ev, &e.hdr);
     let v6 = e.family == AF_INET6;
     let local = Endpoint {
         ip: Some(ip_from_wire(&e.saddr, v6)),
@@ -770,9 +799,17 @@ pub fn icmp_event(t: &Tables, e: &IcmpEvent) -> EcsEvent {
     ev
 }
 
-pub fn drop_event(t: &mut Tables, e: &DropEvent) -> EcsEvent {
-    let mut ev = EcsEvent::new(t.wall(e.hdr.ts_ns), Kind::Event, Action::SkbDrop);
-    netns_iface(&mut ev, &e.hdr);
+pub fn drop_event_in<'a>(
+    t: &mut Tables,
+    e: &DropEvent,
+    slot: &'a mut MaybeUninit<EcsEvent>,
+) -> &'a mut EcsEvent {
+    let ev = slot.write(EcsEvent::new(
+        t.wall(e.hdr.ts_ns),
+        Kind::Event,
+        Action::SkbDrop,
+    ));
+    netns_iface(ev, &e.hdr);
     if e.ip_version == 4 || e.ip_version == 6 {
         let v6 = e.ip_version == 6;
         let has_ports = matches!(e.l4proto, 6 | 17 | 132);
@@ -793,6 +830,35 @@ pub fn drop_event(t: &mut Tables, e: &DropEvent) -> EcsEvent {
     ev.tracer.reason_raw = Some(e.reason);
     ev.tracer.location = Some(t.locations.format(e.location));
     ev
+}
+
+/// A decoder's event as an owned value (tests, and the pipeline's events
+/// that are not kernel records: drops the kernel held back).
+fn owned(f: impl FnOnce(&mut MaybeUninit<EcsEvent>) -> &mut EcsEvent) -> EcsEvent {
+    let mut slot = MaybeUninit::uninit();
+    let ev = f(&mut slot);
+    // The slot keeps an empty event (nothing on the heap) and is never dropped.
+    std::mem::replace(ev, EcsEvent::new(0, Kind::Event, Action::SkbDrop))
+}
+
+#[cfg(test)]
+pub fn arp_event(t: &Tables, e: &ArpEvent) -> EcsEvent {
+    owned(|s| arp_event_in(t, e, s))
+}
+
+#[cfg(test)]
+pub fn neigh_event(t: &Tables, e: &NeighEvent) -> EcsEvent {
+    owned(|s| neigh_event_in(t, e, s))
+}
+
+#[cfg(test)]
+pub fn tcp_event(t: &Tables, e: &TcpEvent) -> EcsEvent {
+    owned(|s| tcp_event_in(t, e, s))
+}
+
+/// [`drop_event_in`], returned.
+pub fn drop_event(t: &mut Tables, e: &DropEvent) -> EcsEvent {
+    owned(|s| drop_event_in(t, e, s))
 }
 
 #[cfg(test)]
