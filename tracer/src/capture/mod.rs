@@ -282,11 +282,21 @@ fn base_of(path: &Path, part: u32) -> Option<PathBuf> {
     (!stem.is_empty()).then(|| PathBuf::from(OsStr::from_bytes(stem)))
 }
 
+/// CRC-32 (IEEE) of `data`, as `crc32fast::hash` computes it, without its
+/// CPU-feature detection on every call (two CRCs per record: the detection
+/// cost as much as the 12-byte header CRC itself).
+pub(crate) fn crc32(data: &[u8]) -> u32 {
+    static TEMPLATE: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+    let mut h = TEMPLATE.get_or_init(crc32fast::Hasher::new).clone();
+    h.update(data);
+    h.finalize()
+}
+
 fn prefix_bytes(version: u32) -> [u8; PREFIX_LEN] {
     let mut p = [0u8; PREFIX_LEN];
     p[..8].copy_from_slice(&MAGIC);
     p[8..12].copy_from_slice(&version.to_le_bytes());
-    let crc = crc32fast::hash(&p[..12]);
+    let crc = crc32(&p[..12]);
     p[12..16].copy_from_slice(&crc.to_le_bytes());
     p
 }
@@ -304,8 +314,8 @@ fn frame_bytes(
     f[0..4].copy_from_slice(&len.to_le_bytes());
     f[4..6].copy_from_slice(&record_type.to_le_bytes());
     f[6..8].copy_from_slice(&flags.to_le_bytes());
-    f[8..12].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    let hcrc = crc32fast::hash(&f[..12]);
+    f[8..12].copy_from_slice(&crc32(payload).to_le_bytes());
+    let hcrc = crc32(&f[..12]);
     f[12..16].copy_from_slice(&hcrc.to_le_bytes());
     Ok(f)
 }
