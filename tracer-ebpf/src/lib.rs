@@ -18,16 +18,25 @@
 /// Size of an interface name, `IFNAMSIZ`.
 pub const IFNAMSIZ: usize = 16;
 
-/// Declares the record kinds once: each becomes a `u32` const in [`kind`],
-/// listed in `kind::ALL`, and `kind::MAX` (sizing the per-kind loss
+/// Declares the record kinds once, each with the probe that emits it: each
+/// becomes a `u32` const in [`kind`], listed in `kind::ALL`, named by
+/// `kind::probe`, and `kind::MAX` (sizing the per-kind loss
 /// counters) is computed from them, so a new kind cannot be forgotten there.
 macro_rules! record_kinds {
-    ($( $(#[$doc:meta])* $name:ident = $value:literal, )*) => {
+    ($( $(#[$doc:meta])* $name:ident = $value:literal $probe:literal, )*) => {
         /// `EventHeader::kind` values.
         pub mod kind {
             $( $(#[$doc])* pub const $name: u32 = $value; )*
             /// Every kind, in value order.
             pub const ALL: &[u32] = &[$($name),*];
+            /// The probe (program) that emits records of kind `k`, for
+            /// kernel-side diagnostics (`--kernel-log`); "" for no kind.
+            pub const fn probe(k: u32) -> &'static str {
+                match k {
+                    $( $name => $probe, )*
+                    _ => "",
+                }
+            }
             /// One past the highest kind; sizes the per-kind loss counters.
             pub const MAX: u32 = {
                 let mut max = 0;
@@ -46,28 +55,28 @@ macro_rules! record_kinds {
 
 record_kinds! {
     /// `bridge:br_fdb_update`: a MAC learned or moved to a port. [`super::FdbEvent`]
-    FDB_UPDATE = 1,
+    FDB_UPDATE = 1 "br_fdb_update",
     /// `bridge:fdb_delete`. [`super::FdbEvent`]
-    FDB_DELETE = 2,
+    FDB_DELETE = 2 "fdb_delete",
     /// ARP reply seen on `net:netif_receive_skb`. [`super::ArpEvent`]
-    ARP_REPLY = 3,
+    ARP_REPLY = 3 "netif_receive_skb",
     /// `neigh:neigh_update`. [`super::NeighEvent`]
-    NEIGH_UPDATE = 4,
+    NEIGH_UPDATE = 4 "neigh_update",
     /// `tcp:tcp_retransmit_skb`. [`super::TcpEvent`]
-    TCP_RETRANSMIT = 5,
+    TCP_RETRANSMIT = 5 "tcp_retransmit_skb",
     /// `tcp:tcp_send_reset`. [`super::TcpEvent`]
-    TCP_SEND_RESET = 6,
+    TCP_SEND_RESET = 6 "tcp_send_reset",
     /// `tcp:tcp_receive_reset`. [`super::TcpEvent`]
-    TCP_RECEIVE_RESET = 7,
+    TCP_RECEIVE_RESET = 7 "tcp_receive_reset",
     /// `skb:kfree_skb`. [`super::DropEvent`]
-    SKB_DROP = 8,
+    SKB_DROP = 8 "kfree_skb",
     /// `sock:inet_sock_set_state` of a TCP socket that closes with an error
     /// (`sk_err`: a connect refused or unreachable, a reset, a timeout) or
     /// from `SYN_SENT` (a connect given up). [`super::TcpAbortEvent`]
-    TCP_ABORT = 9,
+    TCP_ABORT = 9 "inet_sock_set_state",
     /// `icmp:icmp_send` about a TCP packet: the kernel answers it with an
     /// ICMP error (unreachable, time exceeded...). [`super::IcmpEvent`]
-    ICMP_SEND = 10,
+    ICMP_SEND = 10 "icmp_send",
 }
 
 const _: () = assert!(kind::MAX == 11);
@@ -351,6 +360,11 @@ macro_rules! kernel_fields {
             /// many bytes wait in the ring; user space also drains on a short timer.
             /// 0: every record may wake (kernel default).
             pub wakeup_bytes: u32,
+            /// Non-zero: the programs log what goes wrong in them (a span read
+            /// that fell back to field reads, an unreadable field they need,
+            /// a record lost to a full ring) through aya-log
+            /// (`tracer run --kernel-log`). 0: they pay a load and a branch.
+            pub kernel_log: u32,
             /// The kernel's tick rate (`CONFIG_HZ`), for turning the jiffies
             /// stamps of `tcp_sock` into milliseconds; 0 = unknown (no idle
             /// spans in the records).
@@ -382,12 +396,14 @@ macro_rules! kernel_fields {
         }
 
         impl KernelConfig {
-            /// Every BTF field unresolved, `drop_filter_len`, `wakeup_bytes`, `hz` and `snaplen` 0.
+            /// Every BTF field unresolved, `drop_filter_len`, `wakeup_bytes`,
+            /// `kernel_log`, `hz` and `snaplen` 0.
             pub const fn unresolved() -> Self {
                 Self {
                     $( $field: UNRESOLVED, )*
                     drop_filter_len: 0,
                     wakeup_bytes: 0,
+                    kernel_log: 0,
                     hz: 0,
                     tcp_syn_sent: 0,
                     tcp_close: 0,
@@ -656,11 +672,11 @@ const _: () = assert!(core::mem::size_of::<DropEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<TcpAbortEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<IcmpEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<Snapshot>() == 16);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == (59 + kind::MAX as usize + 4) * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == (60 + kind::MAX as usize + 4) * 4);
 const _: () = assert!(core::mem::size_of::<BudgetState>() == 24);
 const _: () = assert!(core::mem::size_of::<DropBudgetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<DropBudgetState>() == 32);
-const _: () = assert!(Field::ALL.len() + 6 == 59);
+const _: () = assert!(Field::ALL.len() + 7 == 60);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -123,6 +123,7 @@ pub fn run(btf: &Path, list_reasons: bool) -> anyhow::Result<Report> {
             budgets: probes::default_budgets(),
             // What `run` loads by default (the verifier sees the value).
             snaplen: probes::DEFAULT_SNAPLEN,
+            kernel_log: false,
         },
     )?;
     let drop_reasons = if list_reasons {

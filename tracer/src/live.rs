@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub snaplen: u32,
     /// `--pcapng FILE`: those packets as pcapng.
     pub pcapng: Option<PathBuf>,
+    /// `--kernel-log`: the programs' own diagnostics on stderr.
+    pub kernel_log: bool,
     pub filter: Filter,
     pub loss_interval: Duration,
     pub seed_fdb: bool,
@@ -366,6 +368,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         drop_filter: drop_filter.clone(),
         budgets: opts.budgets,
         snaplen: opts.snaplen,
+        kernel_log: opts.kernel_log,
     };
     let probes::Loaded {
         ebpf,
@@ -375,7 +378,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Exit> {
         budget,
         drop_budget,
         status,
+        kernel_log,
     } = probes::load(&info.btf, &load_opts)?;
+    if let Some(logger) = kernel_log {
+        tokio::spawn(probes::kernel_log::forward(logger));
+    }
     let now = clock::boot_now_ns();
     let mut attached = 0;
     for s in &status {

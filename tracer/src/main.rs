@@ -277,6 +277,15 @@ struct RunArgs {
     #[arg(long = "budget", value_name = "PROBE=N", value_delimiter = ',', value_parser = probes::parse_budget)]
     budgets: Vec<(u32, u32)>,
 
+    /// Kernel-side diagnostics, for a probe that misbehaves on a strange
+    /// kernel: the programs say on stderr, with the probe's name, when a
+    /// struct read fell back to field-by-field reads, a field they need
+    /// could not be read, or a record was lost to a full ring buffer (the
+    /// 1st, 2nd, 4th, 8th ... loss per CPU). Without it the programs pay
+    /// one load and a branch for this.
+    #[arg(long)]
+    kernel_log: bool,
+
     #[command(flatten)]
     filters: FilterArgs,
 
@@ -603,6 +612,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         groups: a.probes,
         ignore_drop_reasons: a.ignore_drop_reasons,
         ring_bytes: a.ring_buffer_size,
+        kernel_log: a.kernel_log,
         budgets: {
             let mut b = probes::default_budgets();
             for (k, n) in a.budgets {

@@ -5,7 +5,10 @@ use aya_ebpf::{
 };
 use tracer_ebpf::{kind, FdbEvent};
 
-use super::common::{dev_netns, rd, reserve, within_budget};
+use super::{
+    common::{dev_netns, rd, reserve, within_budget},
+    klog,
+};
 
 /// `br_fdb_update(struct net_bridge *br, struct net_bridge_port *source,
 ///                const unsigned char *addr, u16 vid, unsigned long flags)`
@@ -19,7 +22,7 @@ pub fn br_fdb_update(ctx: RawTracePointContext) -> i32 {
     let flags: u64 = ctx.arg(4);
     // A random-source-MAC flood learns a new entry per frame: each
     // namespace has its own budget, so the moves in other bridges survive.
-    let brdev = unsafe { bridge_dev(br) };
+    let brdev = unsafe { bridge_dev(br, "br_fdb_update") };
     let netns = unsafe { dev_netns(brdev) };
     if !within_budget(kind::FDB_UPDATE, netns) {
         return 0;
@@ -38,10 +41,19 @@ pub fn br_fdb_update(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// `br->dev`, null when unreadable.
+/// `br->dev`, null when unreadable (logged with `--kernel-log`: the
+/// record then names no bridge and no namespace).
 #[inline(always)]
-unsafe fn bridge_dev(br: *const u8) -> *const u8 {
-    rd::<*const u8>(br, off!(br_dev)).unwrap_or_default()
+unsafe fn bridge_dev(br: *const u8, probe: &'static str) -> *const u8 {
+    match rd::<*const u8>(br, off!(br_dev)) {
+        Ok(d) => d,
+        Err(err) => {
+            if klog::on() {
+                klog::br_dev_unreadable(probe, off!(br_dev) as u32, err as i64);
+            }
+            core::ptr::null()
+        }
+    }
 }
 
 /// Bridge and port fields; `netns` is the bridge device's namespace.
@@ -80,7 +92,7 @@ pub fn fdb_delete(ctx: RawTracePointContext) -> i32 {
         (*p).vid = rd::<u16>(f, off!(fdb_vlan_id)).unwrap_or(0);
         (*p).flags = rd::<u64>(f, off!(fdb_flags)).unwrap_or(0);
         let port = rd::<*const u8>(f, off!(fdb_dst)).unwrap_or_default();
-        let brdev = bridge_dev(br);
+        let brdev = bridge_dev(br, "fdb_delete");
         fill_bridge(p, brdev, dev_netns(brdev), port);
     }
     e.submit(0);

@@ -15,6 +15,8 @@ use tracer_ebpf::{
     BUDGET_ENTRIES, DEFAULT_RING_BYTES, DROP_BUDGET_ENTRIES, IFNAMSIZ, SPAN_MAX,
 };
 
+use super::klog;
+
 /// Offsets from BTF, written by user space before load (.rodata).
 #[no_mangle]
 pub(crate) static CONFIG: KernelConfig = KernelConfig::unresolved();
@@ -184,10 +186,19 @@ pub(crate) unsafe fn rd<T>(base: *const u8, off: usize) -> Result<T, i32> {
     bpf_probe_read_kernel(base.wrapping_add(off) as *const T)
 }
 
+/// Counts a record of kind `k` lost to a full ring; with `--kernel-log`,
+/// says so for the 1st, 2nd, 4th, 8th ... loss on this CPU (a storm does
+/// not flood the log ring too).
 #[inline(always)]
 pub(crate) fn count_lost(k: u32) {
     if let Some(c) = LOST.get_ptr_mut(k) {
-        unsafe { *c += 1 };
+        let n = unsafe {
+            *c += 1;
+            *c
+        };
+        if klog::on() && n & (n - 1) == 0 {
+            klog::lost(kind::probe(k), n);
+        }
     }
 }
 

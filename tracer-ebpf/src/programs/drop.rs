@@ -12,7 +12,9 @@ use tracer_ebpf::{kind, DropEvent, DROP_FILTER_SLOTS};
 use super::{
     common::{
         drop_budget, fill_dev, rd, reserve, sk_netns, skb_facts, skb_tuple, DropBudget, Tuple,
+        CONFIG,
     },
+    klog,
     snap::{begin, drop_wakeup, output, skb_geom, snap_packet, snaplen, Geom},
 };
 
@@ -104,6 +106,10 @@ unsafe fn fill_drop(
         (*p).hdr.netns = f.netns;
         return if geom { f.geom } else { None };
     }
+    // Spans set but not read: the fallback below is the slow path.
+    if klog::on() && core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.skb_span.len)) != 0 {
+        klog::skb_span_failed(skb as u64);
+    }
     let mut t = Tuple::EMPTY;
     skb_tuple(skb, &mut t);
     (*p).saddr = t.saddr;
@@ -113,7 +119,15 @@ unsafe fn fill_drop(
     (*p).l4proto = t.l4proto;
     (*p).ip_version = t.version;
     (*p).eth_proto = t.eth_proto;
-    let dev = rd::<*const u8>(skb, off!(skb_dev)).unwrap_or_default();
+    let dev = match rd::<*const u8>(skb, off!(skb_dev)) {
+        Ok(d) => d,
+        Err(err) => {
+            if klog::on() {
+                klog::skb_dev_unreadable(off!(skb_dev) as u32, err as i64);
+            }
+            core::ptr::null()
+        }
+    };
     fill_dev(&mut (*p).hdr, dev);
     if (*p).hdr.netns == 0 {
         let sk = rd::<*const u8>(skb, off!(skb_sk)).unwrap_or_default();

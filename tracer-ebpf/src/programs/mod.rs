@@ -26,6 +26,7 @@ mod arp;
 mod bridge;
 mod common;
 mod drop;
+mod klog;
 mod snap;
 mod tcp;
 

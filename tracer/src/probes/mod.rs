@@ -10,6 +10,7 @@
 pub mod arp;
 pub mod bridge;
 pub mod drop;
+pub mod kernel_log;
 pub mod tcp;
 
 use std::{
@@ -136,6 +137,8 @@ pub enum LoadError {
     Load(#[from] aya::EbpfError),
     #[error("eBPF map {0} missing from the object")]
     MissingMap(&'static str),
+    #[error("--kernel-log: {0}")]
+    KernelLog(aya_log::Error),
     #[error("eBPF map {name}: {source}")]
     Map {
         name: &'static str,
@@ -155,6 +158,8 @@ pub struct Loaded {
     /// Per-place drop budgets and what they held back ([`read_drops_held_back`]).
     pub drop_budget: PerCpuHashMap<MapData, DropBudgetKey, DropBudgetState>,
     pub status: Vec<ProbeStatus>,
+    /// The programs' log ring, with `kernel_log` ([`kernel_log::forward`]).
+    pub kernel_log: Option<aya_log::EbpfLogger<kernel_log::StderrLog>>,
 }
 
 /// The record kinds whose programs apply a budget (the kinds that come in
@@ -219,6 +224,8 @@ pub struct LoadOptions {
     /// Bytes of each dropped packet, ARP reply and retransmitted segment
     /// the records carry (`--snaplen`, at most [`tracer_ebpf::SNAP_MAX`]; 0: none).
     pub snaplen: u32,
+    /// The programs log what goes wrong in them ([`kernel_log`]).
+    pub kernel_log: bool,
 }
 
 /// `--snaplen` when not given.
@@ -306,12 +313,22 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     (config.tcp_syn_sent, config.tcp_close) = tcp::tcp_states(tracing.as_deref());
     config.budgets = opts.budgets;
     config.snaplen = opts.snaplen.min(tracer_ebpf::SNAP_MAX);
+    config.kernel_log = u32::from(opts.kernel_log);
     set_spans(&mut config);
 
-    let mut ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global("CONFIG", &config, true)
-        .map_max_entries("EVENTS", opts.ring_bytes)
-        .load(EBPF_OBJECT)?;
+        .map_max_entries("EVENTS", opts.ring_bytes);
+    if !opts.kernel_log {
+        loader.map_max_entries(kernel_log::MAP, kernel_log::IDLE_RING_BYTES);
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT)?;
+    let kernel_log = if opts.kernel_log {
+        Some(kernel_log::logger(&mut ebpf).map_err(LoadError::KernelLog)?)
+    } else {
+        None
+    };
 
     if !opts.drop_filter.is_empty() {
         let map = ebpf
@@ -418,6 +435,7 @@ pub fn load(kbtf: &KernelBtf, opts: &LoadOptions) -> Result<Loaded, LoadError> {
         budget,
         drop_budget,
         status,
+        kernel_log,
     })
 }
 
