@@ -16,7 +16,8 @@ use crate::{
 const CARGO_FUZZ_VERSION: &str = "0.13";
 
 /// The targets, each with the seed directories it starts from (under
-/// fuzz/corpus/). Every capture seed is a pipeline seed too.
+/// target/fuzz-seeds/, see [`write_seeds`]). Every capture seed is a
+/// pipeline seed too.
 pub const TARGETS: &[(&str, &[&str])] = &[
     ("capture_reader", &["capture_reader"]),
     ("pipeline", &["pipeline", "capture_reader"]),
@@ -76,8 +77,8 @@ pub fn ensure_cargo_fuzz(ws: &Workspace) -> Result<PathBuf> {
 /// For each target (all, or those in `only`):
 /// `cargo +nightly fuzz run TARGET WORK SEEDS... -- -max_total_time=N`.
 ///
-/// New inputs go to target/fuzz-corpus/TARGET (not committed); the seeds
-/// in fuzz/corpus/ are only read. A crash leaves its input in
+/// The seeds are written first ([`write_seeds`]); new inputs go to
+/// target/fuzz-corpus/TARGET (not committed). A crash leaves its input in
 /// fuzz/artifacts/TARGET/ and fails the task.
 pub fn run(ws: &Workspace, seconds: u64, only: &[String]) -> Result<()> {
     if seconds == 0 {
@@ -99,29 +100,50 @@ pub fn run(ws: &Workspace, seconds: u64, only: &[String]) -> Result<()> {
     // The nightly (cargo-fuzz needs it) and bpf-linker (tracer's build.rs builds the eBPF programs).
     setup::run(ws, &[])?;
     let bin = ensure_cargo_fuzz(ws)?;
+    let seed_root = write_seeds(ws)?;
     for (target, seeds) in TARGETS {
         if only.is_empty() || only.iter().any(|o| o == target) {
-            run_target(ws, &bin, target, seeds, seconds)?;
+            run_target(ws, &bin, target, &seed_root, seeds, seconds)?;
         }
     }
     Ok(())
+}
+
+/// Writes the seed corpus under target/fuzz-seeds/ with tracer's unit test
+/// `capture::tests::fuzz_seeds`, which also checks that each seed is what
+/// its name says: the seeds always have the current capture format.
+fn write_seeds(ws: &Workspace) -> Result<PathBuf> {
+    let root = ws.target_dir().join("fuzz-seeds");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    say(format!("writing the fuzz seeds into {}", root.display()));
+    let mut test = ws.cargo()?;
+    test.env("TRACER_FUZZ_SEEDS", &root).args([
+        "test",
+        "-p",
+        "tracer",
+        "--lib",
+        "capture::tests::fuzz_seeds",
+        "--",
+        "--exact",
+    ]);
+    cmd::run(&mut test)?;
+    Ok(root)
 }
 
 fn run_target(
     ws: &Workspace,
     bin: &std::path::Path,
     target: &str,
+    seed_root: &std::path::Path,
     seed_dirs: &[&str],
     seconds: u64,
 ) -> Result<()> {
     let fuzz_dir = ws.root.join("fuzz");
-    let seeds: Vec<PathBuf> = seed_dirs
-        .iter()
-        .map(|d| fuzz_dir.join("corpus").join(d))
-        .collect();
+    let seeds: Vec<PathBuf> = seed_dirs.iter().map(|d| seed_root.join(d)).collect();
     if let Some(missing) = seeds.iter().find(|s| !s.is_dir()) {
         bail!(
-            "the seed corpus {} is missing: `cargo test -p tracer write_fuzz_seeds -- --ignored` writes it",
+            "the seed corpus {} is missing after capture::tests::fuzz_seeds wrote the seeds",
             missing.display()
         );
     }

@@ -138,8 +138,9 @@ enum Command {
     /// Installs cargo-fuzz into target/tools/cargo-fuzz when missing, then runs
     /// `cargo +nightly fuzz run TARGET` for each target (capture_reader:
     /// the reader alone; pipeline: reader → identity → detectors →
-    /// serialiser) from the seeds in fuzz/corpus/ (new inputs go to
-    /// target/fuzz-corpus/). A crash fails the task and leaves its input in
+    /// serialiser) from seeds written first into target/fuzz-seeds/ by
+    /// tracer's unit test capture::tests::fuzz_seeds, so they have the
+    /// current capture format (new inputs go to target/fuzz-corpus/). A crash fails the task and leaves its input in
     /// fuzz/artifacts/TARGET/.
     Fuzz {
         /// How long to fuzz each target.

@@ -1092,11 +1092,34 @@ fn zero_checksums(bytes: &[u8]) -> Vec<u8> {
     b
 }
 
-/// Writes the fuzz seed corpus (`cargo test -p tracer write_fuzz_seeds -- --ignored`).
+/// Where [`fuzz_seeds`] writes the fuzz seed corpus: `$TRACER_FUZZ_SEEDS`
+/// (`cargo xtask fuzz` sets it to `target/fuzz-seeds` and fuzzes from
+/// there, so the seeds always have the current format), else a temporary
+/// directory.
+const FUZZ_SEEDS_ENV: &str = "TRACER_FUZZ_SEEDS";
+
+/// Records of the capture in `bytes` up to its end, or the first error.
+fn count_to_end(bytes: &[u8]) -> Result<usize, CaptureError> {
+    let mut r = from_bytes(bytes)?;
+    let mut n = 0;
+    while r.next_record()?.is_some() {
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The fuzz seed corpus: captures valid and broken in each way the reader
+/// must handle, and a synthetic host for the pipeline target. Each seed is
+/// what its name says: the valid ones read to their end, the broken ones
+/// fail, and the `-nocrc` variants (every checksum zeroed, which only fuzz
+/// builds accept, so that mutations reach the record decoding) fail here.
 #[test]
-#[ignore = "writes fuzz/corpus/capture_reader"]
-fn write_fuzz_seeds() {
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/capture_reader");
+fn fuzz_seeds() {
+    let tmp = TempDir::new("fuzz-seeds");
+    let root = std::env::var_os(FUZZ_SEEDS_ENV)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let out = root.join("capture_reader");
     fs::create_dir_all(&out).unwrap();
     let bytes = small_capture();
     let (tables_end, ends) = record_ends(&bytes);
@@ -1122,16 +1145,47 @@ fn write_fuzz_seeds() {
     let (_, stats) = write_rotating(&path, 12, 600);
     seeds.push(("rotated-part-0", fs::read(&stats.parts[0]).unwrap()));
     seeds.push(("rotated-part-1", fs::read(&stats.parts[1]).unwrap()));
+    let whole = count_to_end(&bytes).unwrap();
+    assert!(whole > 8, "every kind in the valid seed: {whole} records");
     for (name, data) in seeds {
+        let read = count_to_end(&data);
+        match name {
+            // Read to the end; an unknown record is skipped, a missing end
+            // marker is a capture cut between records.
+            "valid-every-kind" | "unknown-record" | "no-end-marker" => {
+                assert_eq!(read.as_ref().ok(), Some(&whole), "{name}: {read:?}")
+            }
+            // A cut record is left out: the records before it read.
+            "cut-in-record" => assert!(
+                matches!(read, Ok(n) if n > 0 && n < whole),
+                "{name}: {read:?}"
+            ),
+            "cut-in-header" | "prefix-only" => assert!(
+                matches!(read, Err(CaptureError::TruncatedHeader { .. })),
+                "{name}: {read:?}"
+            ),
+            "bad-checksum" => assert!(
+                matches!(read, Err(CaptureError::Corrupt { .. })),
+                "{name}: {read:?}"
+            ),
+            _ => assert!(matches!(read, Ok(n) if n > 0), "{name}: {read:?}"),
+        }
         // The same with every checksum zeroed: fuzz builds accept a zero
-        // checksum, so mutations of these reach the record decoding.
-        fs::write(out.join(format!("{name}-nocrc")), zero_checksums(&data)).unwrap();
+        // checksum, so mutations of these reach the record decoding; other
+        // builds refuse them.
+        let nocrc = zero_checksums(&data);
+        let read = count_to_end(&nocrc);
+        assert!(
+            matches!(read, Err(CaptureError::Corrupt { .. })),
+            "{name}-nocrc: {read:?}"
+        );
+        fs::write(out.join(format!("{name}-nocrc")), nocrc).unwrap();
         fs::write(out.join(name), data).unwrap();
     }
 
     // The pipeline target's own seeds: a small synthetic host (identity of
     // an overlay with containers, every record kind, alerts, incidents).
-    let out = out.join("../pipeline");
+    let out = root.join("pipeline");
     fs::create_dir_all(&out).unwrap();
     let path = dir.file("synth");
     let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
@@ -1139,164 +1193,6 @@ fn write_fuzz_seeds() {
     let data = fs::read(&path).unwrap();
     fs::write(out.join("synth-4-containers-nocrc"), zero_checksums(&data)).unwrap();
     fs::write(out.join("synth-4-containers"), data).unwrap();
-}
-
-/// Throughput of recording and replaying (`TRACER_BENCH_EVENTS`, default
-/// 10 million): `cargo test -p tracer --release --lib capture::tests::bench -- --ignored --nocapture`.
-#[test]
-#[ignore = "benchmark: writes a large capture"]
-fn bench_record_and_replay() {
-    use std::time::Instant;
-    let n: u64 = std::env::var("TRACER_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
-    let dir = TempDir::new("bench");
-    let path = dir.file("c");
-    let locs = [
-        UDP_RCV + 0x10,
-        TCP_RCV + 0x20,
-        UDP_RCV + 0x30,
-        TCP_RCV + 0x40,
-    ];
-    let records: Vec<Input> = (0..1024u64)
-        .map(|i| {
-            Input::Kernel(drop_record(
-                i * 1000,
-                locs[(i % 4) as usize],
-                2 + (i % 2) as u32,
-            ))
-        })
-        .collect();
-    let kallsyms = format!("{UDP_RCV:016x} T __udp4_lib_rcv\n{TCP_RCV:016x} T tcp_v4_rcv\n");
-    let live_tables = || Tables {
-        drop_reasons: reasons(),
-        locations: Locations::live(kallsyms::Symbols::parse(&kallsyms).unwrap()),
-        boot_to_wall_ns: header().boot_to_wall_ns,
-        reason_cache: Default::default(),
-    };
-    let per_s = |n: u64, t: Instant| n as f64 / t.elapsed().as_secs_f64();
-    let mut batch = Vec::new();
-    let mut line = Vec::with_capacity(1 << 16);
-
-    // The live path (decode, enrich, serialise) without and with
-    // recording, alternated, best of three.
-    let m = n.min(2_000_000);
-    let (mut live, mut recorded) = (0f64, 0f64);
-    for _ in 0..3 {
-        for record in [false, true] {
-            let mut p = Pipeline::new(live_tables(), Filter::default(), None);
-            let mut w =
-                record.then(|| CaptureWriter::create(&path, header(), &reasons(), None).unwrap());
-            let t = Instant::now();
-            for i in 0..m {
-                let input = &records[(i % 1024) as usize];
-                batch.clear();
-                p.process(input, &mut batch);
-                line.clear();
-                for e in &batch {
-                    e.write_line(&mut line).unwrap();
-                }
-                if let Some(w) = w.as_mut() {
-                    w.write_symbols(&p.take_new_symbols()).unwrap();
-                    w.write_input(input).unwrap();
-                }
-            }
-            if let Some(w) = w {
-                w.finish().unwrap();
-            }
-            let r = per_s(m, t);
-            if record {
-                recorded = recorded.max(r);
-            } else {
-                live = live.max(r);
-            }
-        }
-    }
-    eprintln!(
-        "live path {:.0} ev/s, with recording {:.0} ev/s: recording costs {:.1}%",
-        live,
-        recorded,
-        (1.0 - recorded / live) * 100.0
-    );
-
-    // Writing alone, n events.
-    let mut w = CaptureWriter::create(&path, header(), &reasons(), None).unwrap();
-    w.write_symbols(&[
-        (UDP_RCV + 0x10, "__udp4_lib_rcv+0x10".into()),
-        (TCP_RCV + 0x20, "tcp_v4_rcv+0x20".into()),
-    ])
-    .unwrap();
-    w.write_symbols(&[
-        (UDP_RCV + 0x30, "__udp4_lib_rcv+0x30".into()),
-        (TCP_RCV + 0x40, "tcp_v4_rcv+0x40".into()),
-    ])
-    .unwrap();
-    let t = Instant::now();
-    for i in 0..n {
-        w.write_input(&records[(i % 1024) as usize]).unwrap();
-    }
-    let stats = w.finish().unwrap();
-    eprintln!(
-        "write: {n} records, {} MB, {:.0} rec/s",
-        stats.bytes >> 20,
-        per_s(n, t)
-    );
-
-    // Reading alone: borrowed, then owned.
-    let mut r = CaptureReader::open(&path).unwrap();
-    let t = Instant::now();
-    let mut k = 0u64;
-    while let Some(rec) = r.next_ref().unwrap() {
-        if let RecordRef::Kernel(b) = rec {
-            k += b.len() as u64 & 1;
-        }
-    }
-    eprintln!("read (next_ref): {:.0} rec/s ({k})", per_s(n, t));
-    let mut r = CaptureReader::open(&path).unwrap();
-    let t = Instant::now();
-    while r.next_record().unwrap().is_some() {}
-    eprintln!("read (next_record): {:.0} rec/s", per_s(n, t));
-
-    // Replay end to end: read, decode, enrich, serialise (every event a line).
-    for detect in [false, true] {
-        let mut r = CaptureReader::open(&path).unwrap();
-        let mut p = Pipeline::new(
-            Tables {
-                drop_reasons: r.drop_reasons().clone(),
-                locations: Locations::default(),
-                boot_to_wall_ns: r.header().boot_to_wall_ns,
-                reason_cache: Default::default(),
-            },
-            Filter::default(),
-            detect.then(Default::default),
-        );
-        let mut lines = 0u64;
-        let t = Instant::now();
-        while let Some(rec) = r.next_ref().unwrap() {
-            batch.clear();
-            match rec {
-                RecordRef::Kernel(bytes) => p.process_kernel(bytes, &mut batch),
-                RecordRef::Other(Record::Input(input)) => p.process(&input, &mut batch),
-                RecordRef::Other(Record::Symbols(s)) => {
-                    p.add_symbols(s);
-                }
-                RecordRef::Other(_) => {}
-            }
-            for e in &batch {
-                e.write_line(&mut line).unwrap();
-                lines += 1;
-            }
-            if line.len() > 1 << 16 {
-                line.clear();
-            }
-        }
-        eprintln!(
-            "replay end to end (detectors {}): {:.0} ev/s, {lines} lines",
-            if detect { "on" } else { "off" },
-            per_s(n, t)
-        );
-    }
 }
 
 // ---- rotated parts restate identity ----
