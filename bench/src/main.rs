@@ -29,6 +29,9 @@
 //! target/bench/run-<pid>/ and are removed at the end unless
 //! XTASK_BENCH_KEEP is set.
 
+// xtask's command runner, one file for both (`say`/`warn` print this crate's name).
+#[allow(dead_code)]
+#[path = "../../xtask/src/cmd.rs"]
 mod cmd;
 mod datapath;
 mod html;

@@ -1,5 +1,8 @@
 //! Running external commands: every action is printed (`+ cmd args`) before
 //! it runs; probes (read-only checks) are printed only in verbose mode.
+//!
+//! Shared by xtask and the benchmarks (`bench/src/main.rs` includes this
+//! file as its `cmd` module): messages start with the crate's name.
 
 use std::{
     env,
@@ -23,9 +26,9 @@ pub fn verbose() -> bool {
     VERBOSE.load(Ordering::Relaxed)
 }
 
-/// Something xtask does or the user must know: always printed.
+/// Something xtask (or a benchmark) does or the user must know: always printed.
 pub fn say(msg: impl AsRef<str>) {
-    eprintln!("xtask: {}", msg.as_ref());
+    eprintln!("{}: {}", env!("CARGO_PKG_NAME"), msg.as_ref());
 }
 
 /// A check that passed: printed in verbose mode only.
@@ -36,7 +39,7 @@ pub fn note(msg: impl AsRef<str>) {
 }
 
 pub fn warn(msg: impl AsRef<str>) {
-    eprintln!("xtask: warning: {}", msg.as_ref());
+    eprintln!("{}: warning: {}", env!("CARGO_PKG_NAME"), msg.as_ref());
 }
 
 fn quote(s: &OsStr) -> String {
