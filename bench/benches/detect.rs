@@ -10,43 +10,13 @@
 use std::time::Instant;
 
 use tracer::{
-    capture::{CaptureReader, Record, RecordRef},
-    decode::{Locations, Tables},
     detect::{DetectConfig, Detectors},
     event::{EcsEvent, Kind},
-    kernel::btf::DropReasons,
-    pipeline::{Filter, Pipeline},
 };
 
 /// The kernel events of a synthetic capture, enriched, undetected.
 fn synth_events(records: u64) -> Vec<EcsEvent> {
-    let dir = std::env::temp_dir().join(format!("tracer-bench-detect-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("synth.capture");
-    let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
-    tracer::synth::write(&path, records, 100, 4, &reasons).unwrap();
-    let mut reader = CaptureReader::open(&path).unwrap();
-    let mut p = Pipeline::new(
-        Tables {
-            drop_reasons: reader.drop_reasons().clone(),
-            locations: Locations::default(),
-            boot_to_wall_ns: reader.header().boot_to_wall_ns,
-            reason_cache: Default::default(),
-        },
-        Filter::default(),
-        None,
-    );
-    let mut events = Vec::new();
-    while let Some(rec) = reader.next_ref().unwrap() {
-        match rec {
-            RecordRef::Kernel(b) => p.process_kernel(b, &mut events),
-            RecordRef::Other(Record::Symbols(v)) => p.add_symbols(v),
-            RecordRef::Other(Record::Input(i)) => p.process(&i, &mut events),
-            RecordRef::Other(_) => {}
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    let mut events = tracer::synth::events(records, 100, 4, None).unwrap();
     events.retain(|e| e.event.kind == Kind::Event);
     events
 }

@@ -8,46 +8,12 @@
 //! `cargo bench -p tracer-bench --bench ndjson` (moved here from an
 //! `#[ignore]` unit test of tracer/src/event/ndjson.rs).
 
-use tracer::{
-    capture::{CaptureReader, Record, RecordRef},
-    decode::{Locations, Tables},
-    event::{ndjson::write_line, EcsEvent},
-    kernel::btf::DropReasons,
-    pipeline::{Filter, Pipeline},
-};
+use tracer::event::{ndjson::write_line, EcsEvent};
 
 /// The events of a synthetic capture (every record kind, enrichment,
 /// detectors), produced the way `replay` produces them.
 fn synth_events(records: u64) -> Vec<EcsEvent> {
-    let dir = std::env::temp_dir().join(format!("tracer-bench-ndjson-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("synth.capture");
-    let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
-    tracer::synth::write(&path, records, 100, 4, &reasons).unwrap();
-    let mut reader = CaptureReader::open(&path).unwrap();
-    let header = reader.header().clone();
-    let mut p = Pipeline::new(
-        Tables {
-            drop_reasons: reader.drop_reasons().clone(),
-            locations: Locations::default(),
-            boot_to_wall_ns: header.boot_to_wall_ns,
-            reason_cache: Default::default(),
-        },
-        Filter::default(),
-        Some(Default::default()),
-    );
-    let mut events = Vec::new();
-    while let Some(rec) = reader.next_ref().unwrap() {
-        match rec {
-            RecordRef::Kernel(b) => p.process_kernel(b, &mut events),
-            RecordRef::Other(Record::Symbols(v)) => p.add_symbols(v),
-            RecordRef::Other(Record::Input(i)) => p.process(&i, &mut events),
-            RecordRef::Other(_) => {}
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    events
+    tracer::synth::events(records, 100, 4, Some(Default::default())).unwrap()
 }
 
 fn reference(e: &EcsEvent) -> Vec<u8> {

@@ -15,13 +15,18 @@ use tracer_ebpf::{
 };
 
 use crate::{
-    capture::{CaptureError, CaptureStats, CaptureWriter, Header},
+    capture::{
+        CaptureError, CaptureReader, CaptureStats, CaptureWriter, Header, Record, RecordRef,
+    },
+    decode::{Locations, Tables},
+    detect::DetectConfig,
+    event::EcsEvent,
     identity::{
         ContainerInfo, EndpointInfo, IdentityUpdate, InterfaceInfo, NetnsInfo, NetworkInfo,
         VethPeer,
     },
     kernel::btf::DropReasons,
-    pipeline::Input,
+    pipeline::{Filter, Input, Pipeline},
 };
 
 const OVERLAY_NS: u32 = 4_026_530_000;
@@ -403,6 +408,56 @@ impl Mix {
             }
         }
     }
+}
+
+/// The lines a replay of the capture at `path` makes (every record through
+/// one pipeline, unfiltered; `detect`: with these detectors), as events:
+/// what the benchmarks and tests of the stages after decoding start from.
+pub fn replay_events(
+    path: &Path,
+    detect: Option<DetectConfig>,
+) -> Result<Vec<EcsEvent>, CaptureError> {
+    let mut reader = CaptureReader::open(path)?;
+    let mut p = Pipeline::new(
+        Tables {
+            drop_reasons: reader.drop_reasons().clone(),
+            locations: Locations::default(),
+            boot_to_wall_ns: reader.header().boot_to_wall_ns,
+            reason_cache: Default::default(),
+        },
+        Filter::default(),
+        detect,
+    );
+    let mut events = Vec::new();
+    while let Some(rec) = reader.next_ref()? {
+        match rec {
+            RecordRef::Kernel(b) => p.process_kernel(b, &mut events),
+            RecordRef::Other(Record::Symbols(v)) => p.add_symbols(v),
+            RecordRef::Other(Record::Input(i)) => p.process(&i, &mut events),
+            RecordRef::Other(_) => {}
+        }
+    }
+    Ok(events)
+}
+
+/// [`replay_events`] of a synthetic capture of `records` records (see
+/// [`write`]; drop reasons `NOT_SPECIFIED` = 2 and `NO_SOCKET` = 3), written
+/// to a temporary file that is removed afterwards.
+pub fn events(
+    records: u64,
+    containers: u32,
+    peers: u32,
+    detect: Option<DetectConfig>,
+) -> Result<Vec<EcsEvent>, CaptureError> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path =
+        std::env::temp_dir().join(format!("tracer-synth-{}-{n}.capture", std::process::id()));
+    let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
+    let events = write(&path, records, containers, peers, &reasons)
+        .and_then(|_| replay_events(&path, detect));
+    let _ = std::fs::remove_file(&path);
+    events
 }
 
 /// Writes a capture of `events` kernel records (1 µs of kernel time apart)

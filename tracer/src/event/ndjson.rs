@@ -1879,10 +1879,7 @@ mod tests {
     /// detectors), produced the way `replay` produces them.
     fn synth_events(records: u64, tag: &str) -> (Vec<EcsEvent>, Vec<u8>) {
         use crate::{
-            capture::{CaptureReader, Record, RecordRef},
-            decode::{Locations, Tables},
             kernel::btf::DropReasons,
-            pipeline::{Filter, Pipeline},
             replay::{replay, ReplayOptions},
         };
         let dir = crate::testutil::TempDir::new(&format!("ndjson-{tag}"));
@@ -1890,27 +1887,7 @@ mod tests {
         let reasons = DropReasons::from_pairs([(2u32, "NOT_SPECIFIED"), (3, "NO_SOCKET")]);
         crate::synth::write(&path, records, 100, 4, &reasons).unwrap();
 
-        let mut reader = CaptureReader::open(&path).unwrap();
-        let header = reader.header().clone();
-        let mut p = Pipeline::new(
-            Tables {
-                drop_reasons: reader.drop_reasons().clone(),
-                locations: Locations::default(),
-                boot_to_wall_ns: header.boot_to_wall_ns,
-                reason_cache: Default::default(),
-            },
-            Filter::default(),
-            Some(Default::default()),
-        );
-        let mut events = Vec::new();
-        while let Some(rec) = reader.next_ref().unwrap() {
-            match rec {
-                RecordRef::Kernel(b) => p.process_kernel(b, &mut events),
-                RecordRef::Other(Record::Symbols(v)) => p.add_symbols(v),
-                RecordRef::Other(Record::Input(i)) => p.process(&i, &mut events),
-                RecordRef::Other(_) => {}
-            }
-        }
+        let events = crate::synth::replay_events(&path, Some(Default::default())).unwrap();
         let mut replayed = Vec::new();
         replay(
             &ReplayOptions {
