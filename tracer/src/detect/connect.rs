@@ -276,16 +276,6 @@ impl Stamped for Waiting {
 }
 
 #[derive(Serialize)]
-struct Client<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<String>,
-    ip: IpAddr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    netns: Option<&'a Netns>,
-    port: u16,
-}
-
-#[derive(Serialize)]
 struct Dest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<String>,
@@ -316,7 +306,7 @@ struct Alert<'a> {
     cause: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     cause_seen: Option<Where<'a>>,
-    client: Client<'a>,
+    client: text::FlowEnd<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     connect_error: Option<&'a str>,
     destination: Dest<'a>,
@@ -973,7 +963,7 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
             place: where_.clone().unwrap_or_default(),
             reason: c.reason.as_str(),
         }),
-        client: Client {
+        client: text::FlowEnd {
             container: text::container_name(a.client.as_ref()),
             ip: key.src,
             netns: a.client_ns.as_ref(),

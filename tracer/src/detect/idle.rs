@@ -46,7 +46,8 @@ use smol_str::SmolStr;
 use super::{
     alert_line,
     table::{Bounded, Stamped},
-    text, Cfg, Facts, Member, Sink, Symptom,
+    text::{self, FlowEnd},
+    Cfg, Facts, Member, Sink, Symptom,
 };
 use crate::{
     event::{Action, ContainerRef, EcsEvent, Endpoint, Netns},
@@ -141,16 +142,6 @@ pub(crate) struct Idle {
 const RECENT: usize = 256;
 
 #[derive(Serialize)]
-struct End<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<String>,
-    ip: IpAddr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    netns: Option<&'a Netns>,
-    port: u16,
-}
-
-#[derive(Serialize)]
 struct DroppedIn<'a> {
     count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,7 +155,7 @@ struct DroppedIn<'a> {
 
 #[derive(Serialize)]
 struct IdleAlert<'a> {
-    destination: End<'a>,
+    destination: FlowEnd<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dropped_in: Option<DroppedIn<'a>>,
     first_seen: String,
@@ -174,7 +165,7 @@ struct IdleAlert<'a> {
     last_seen: String,
     /// Retransmits without progress after the idle span.
     retransmits: u64,
-    source: End<'a>,
+    source: FlowEnd<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<&'static str>,
     #[serde(rename = "type")]
@@ -412,24 +403,15 @@ impl Idle {
             ),
         };
         let rip = ev.destination.ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let (source, destination) = FlowEnd::pair(ev, rip, src_c, dst_c);
         let payload = IdleAlert {
             type_: "idle_flow_killed",
             idle_s: f64::from(idle_ms) / 1000.0,
             idle_min_s: text::secs(self.idle_min),
             retransmits: count,
             state: ev.tracer.tcp.as_ref().and_then(|t| t.state),
-            source: End {
-                ip: ev.source.ip.unwrap_or(rip),
-                port: ev.source.port.unwrap_or(0),
-                container: text::container_name(src_c),
-                netns: ev.tracer.netns.as_ref(),
-            },
-            destination: End {
-                ip: rip,
-                port: ev.destination.port.unwrap_or(0),
-                container: text::container_name(dst_c),
-                netns: None,
-            },
+            source,
+            destination,
             dropped_in: dropped.zip(place.clone()).map(|(d, place)| DroppedIn {
                 count: d.count,
                 container: text::container_name(d.container.as_ref()),

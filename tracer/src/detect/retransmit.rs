@@ -13,10 +13,11 @@ use super::{
     alert_line,
     interval::{IntervalClock, PerInterval},
     table::{Bounded, Episode, FastMap, Interner, Stamped, Verdict, OVERFLOW},
-    text, Cfg, Facts, Member, Sink, Symptom,
+    text::{self, FlowEnd},
+    Cfg, Facts, Member, Sink, Symptom,
 };
 use crate::{
-    event::{Action, ContainerRef, EcsEvent, Endpoint, Kind, Netns},
+    event::{Action, ContainerRef, EcsEvent, Endpoint, Kind},
     kernel::clock::format_ts,
 };
 
@@ -78,27 +79,17 @@ pub(crate) struct Retransmit {
 }
 
 #[derive(Serialize)]
-struct End<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<String>,
-    ip: IpAddr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    netns: Option<&'a Netns>,
-    port: u16,
-}
-
-#[derive(Serialize)]
 struct BurstAlert<'a> {
     /// Retransmits without progress in this episode.
     count: u64,
-    destination: End<'a>,
+    destination: FlowEnd<'a>,
     duration_s: f64,
     first_seen: String,
     last_seen: String,
     realert: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     snd_una: Option<u32>,
-    source: End<'a>,
+    source: FlowEnd<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<&'static str>,
     threshold: u32,
@@ -361,6 +352,7 @@ impl Retransmit {
             "TCP {src} → {dst} retransmitted {count}× in {} without progress{una}: segments to {dst_name} are lost on the way or it does not answer",
             text::dur(duration)
         );
+        let (source, destination) = FlowEnd::pair(ev, rip, src_c, dst_c);
         let payload = BurstAlert {
             type_: "retransmit_burst",
             count,
@@ -369,18 +361,8 @@ impl Retransmit {
             duration_s: text::secs(duration),
             snd_una,
             state: ev.tracer.tcp.as_ref().and_then(|t| t.state),
-            source: End {
-                ip: ev.source.ip.unwrap_or(rip),
-                port: ev.source.port.unwrap_or(0),
-                container: text::container_name(src_c),
-                netns: ev.tracer.netns.as_ref(),
-            },
-            destination: End {
-                ip: rip,
-                port: ev.destination.port.unwrap_or(0),
-                container: text::container_name(dst_c),
-                netns: None,
-            },
+            source,
+            destination,
             first_seen: format_ts(first),
             last_seen: format_ts(last),
             realert,

@@ -2,9 +2,11 @@
 //! durations are written (what a drop reason means is in
 //! [`crate::explain`]).
 
-use std::{borrow::Cow, fmt::Write as _};
+use std::{borrow::Cow, fmt::Write as _, net::IpAddr};
 
-use crate::event::{ContainerRef, Mac, Netns, Peer};
+use serde::Serialize;
+
+use crate::event::{ContainerRef, EcsEvent, Mac, Netns, Peer};
 
 /// "overlay backend", "netns 1-8f3e2a1b" or "netns 4026532281".
 pub(crate) fn ns_label(ns: Option<&Netns>) -> String {
@@ -291,5 +293,44 @@ mod tests {
             "nsenter --net=$(docker inspect -f '{{.NetworkSettings.SandboxKey}}' web.1) ip route get 10.0.0.3"
         );
         assert_eq!(by_container.label(), "web.1's namespace");
+    }
+}
+
+/// One end of a flow in an alert payload (keys in alphabetical order, as
+/// every payload has them).
+#[derive(Serialize)]
+pub(crate) struct FlowEnd<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) container: Option<String>,
+    pub(crate) ip: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) netns: Option<&'a Netns>,
+    pub(crate) port: u16,
+}
+
+impl<'a> FlowEnd<'a> {
+    /// Source and destination of the flow of a TCP event whose remote
+    /// address is `rip`: the source in the event's namespace (its address
+    /// `rip` when the event has none), the destination without one.
+    pub(crate) fn pair(
+        ev: &'a EcsEvent,
+        rip: IpAddr,
+        src: Option<&ContainerRef>,
+        dst: Option<&ContainerRef>,
+    ) -> (Self, Self) {
+        (
+            Self {
+                ip: ev.source.ip.unwrap_or(rip),
+                port: ev.source.port.unwrap_or(0),
+                container: container_name(src),
+                netns: ev.tracer.netns.as_ref(),
+            },
+            Self {
+                ip: rip,
+                port: ev.destination.port.unwrap_or(0),
+                container: container_name(dst),
+                netns: None,
+            },
+        )
     }
 }
