@@ -13,7 +13,6 @@ use tracer::{
     event::{Action, EcsEvent, Kind, Mac, Netns},
     identity::{
         ContainerInfo, EndpointInfo, IdentityIndex, IdentityUpdate, InterfaceInfo, NetnsInfo,
-        VethPeer,
     },
 };
 
@@ -23,34 +22,10 @@ const HOST: u32 = 1;
 const NS_OV: u32 = 30;
 const OV_ID: &str = "4zd4qm3u2hy1czgdz9lcy1fwa";
 
-fn iface(index: u32, name: &str, kind: Option<&str>) -> InterfaceInfo {
-    InterfaceInfo {
-        index,
-        name: name.into(),
-        kind: kind.map(str::to_string),
-        ..Default::default()
-    }
-}
-
-fn veth(index: u32, name: &str, peer: u32, peer_ns: u32) -> InterfaceInfo {
-    InterfaceInfo {
-        peer: Some(VethPeer {
-            ifindex: peer,
-            netns: Some(peer_ns),
-        }),
-        ..iface(index, name, Some("veth"))
-    }
-}
-
 fn ns(inode: u32, names: &[&str], docker: &[&str]) -> IdentityUpdate {
     IdentityUpdate::NetnsUpsert {
         ts: T0,
-        netns: NetnsInfo {
-            inode,
-            names: names.iter().map(|s| s.to_string()).collect(),
-            docker_names: docker.iter().map(|s| s.to_string()).collect(),
-            host: inode == HOST,
-        },
+        netns: NetnsInfo::named(inode, names, docker, inode == HOST),
     }
 }
 
@@ -141,7 +116,7 @@ fn bench_enrich_10k_containers_100k_addresses() {
     let t_build = std::time::Instant::now();
     let mut ix = IdentityIndex::new(Duration::from_secs(30));
     ix.apply(&ns(HOST, &[], &[]));
-    let mut host_ifaces = vec![iface(5, "br0", Some("bridge"))];
+    let mut host_ifaces = vec![InterfaceInfo::named(5, "br0", Some("bridge"))];
     for c in 0..CONTAINERS {
         let inode = 100_000 + c;
         ix.apply(&ns(inode, &[], &[&format!("{:012x}", c)]));
@@ -152,7 +127,7 @@ fn bench_enrich_10k_containers_100k_addresses() {
             ifaces.push(InterfaceInfo {
                 mac: Some(mac_of(a)),
                 addrs: vec![ip_of(a)],
-                ..veth(2 + k, &format!("eth{k}"), 1000 + a, HOST)
+                ..InterfaceInfo::veth(2 + k, &format!("eth{k}"), 1000 + a, HOST)
             });
             eps.push(EndpointInfo {
                 network_id: format!("net{k}"),
@@ -160,7 +135,12 @@ fn bench_enrich_10k_containers_100k_addresses() {
                 ips: vec![ip_of(a)],
                 mac: Some(mac_of(a)),
             });
-            host_ifaces.push(veth(1000 + a, &format!("veth{a:x}"), 2 + k, inode));
+            host_ifaces.push(InterfaceInfo::veth(
+                1000 + a,
+                &format!("veth{a:x}"),
+                2 + k,
+                inode,
+            ));
         }
         ix.apply(&IdentityUpdate::NetnsInterfaces {
             ts: T0,
@@ -310,8 +290,8 @@ fn bench_snapshot_10k_containers() {
     ix.apply(&ns(HOST, &[], &[]));
     ix.apply(&ns(NS_OV, &[], &["1-4zd4qm3u2h"]));
     let mut overlay = vec![
-        iface(2, "br0", Some("bridge")),
-        iface(3, "vxlan0", Some("vxlan")),
+        InterfaceInfo::named(2, "br0", Some("bridge")),
+        InterfaceInfo::named(3, "vxlan0", Some("vxlan")),
     ];
     for c in 0..CONTAINERS {
         let inode = 100_000 + c;
@@ -322,15 +302,20 @@ fn bench_snapshot_10k_containers() {
             ts: T0,
             inode,
             interfaces: vec![
-                iface(1, "lo", None),
+                InterfaceInfo::named(1, "lo", None),
                 InterfaceInfo {
                     mac: Some(m),
                     addrs: vec![a],
-                    ..veth(2, "eth0", 100 + c, NS_OV)
+                    ..InterfaceInfo::veth(2, "eth0", 100 + c, NS_OV)
                 },
             ],
         });
-        overlay.push(veth(100 + c, &format!("veth{c:x}"), 2, inode));
+        overlay.push(InterfaceInfo::veth(
+            100 + c,
+            &format!("veth{c:x}"),
+            2,
+            inode,
+        ));
         ix.apply(&IdentityUpdate::ContainerUpsert {
             ts: T0,
             container: ContainerInfo {

@@ -329,6 +329,42 @@ pub struct InterfaceInfo {
     pub vxlan_port: Option<u16>,
 }
 
+impl InterfaceInfo {
+    /// An interface with only its index, name and link kind set (synthetic
+    /// hosts of tests and benchmarks).
+    pub fn named(index: u32, name: &str, kind: Option<&str>) -> Self {
+        Self {
+            index,
+            name: name.into(),
+            kind: kind.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    /// A veth whose other end is interface `peer` of namespace `peer_ns`.
+    pub fn veth(index: u32, name: &str, peer: u32, peer_ns: u32) -> Self {
+        Self {
+            peer: Some(VethPeer {
+                ifindex: peer,
+                netns: Some(peer_ns),
+            }),
+            ..Self::named(index, name, Some("veth"))
+        }
+    }
+}
+
+impl NetnsInfo {
+    /// A namespace with its `ip netns` and Docker names.
+    pub fn named(inode: u32, names: &[&str], docker_names: &[&str], host: bool) -> Self {
+        Self {
+            inode,
+            names: names.iter().map(|s| s.to_string()).collect(),
+            docker_names: docker_names.iter().map(|s| s.to_string()).collect(),
+            host,
+        }
+    }
+}
+
 /// The other end of a veth: its ifindex, and its namespace when resolved.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -35,33 +35,17 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn iface(index: u32, name: &str, kind: Option<&str>) -> InterfaceInfo {
-    InterfaceInfo {
-        index,
-        name: name.into(),
-        kind: kind.map(str::to_string),
-        ..Default::default()
-    }
+    InterfaceInfo::named(index, name, kind)
 }
 
 fn veth(index: u32, name: &str, peer: u32, peer_ns: u32) -> InterfaceInfo {
-    InterfaceInfo {
-        peer: Some(VethPeer {
-            ifindex: peer,
-            netns: Some(peer_ns),
-        }),
-        ..iface(index, name, Some("veth"))
-    }
+    InterfaceInfo::veth(index, name, peer, peer_ns)
 }
 
 fn ns(inode: u32, names: &[&str], docker: &[&str]) -> IdentityUpdate {
     IdentityUpdate::NetnsUpsert {
         ts: T0,
-        netns: NetnsInfo {
-            inode,
-            names: names.iter().map(|s| s.to_string()).collect(),
-            docker_names: docker.iter().map(|s| s.to_string()).collect(),
-            host: inode == HOST,
-        },
+        netns: NetnsInfo::named(inode, names, docker, inode == HOST),
     }
 }
 
