@@ -18,7 +18,7 @@ use super::{
 
 /// The tracepoints tracer attaches to, each printing one line per hit in the
 /// bpftrace comparison (fields similar to what tracer reads).
-const BPFTRACE_PROBES: [(&str, &str); 8] = [
+const BPFTRACE_PROBES: [(&str, &str); 10] = [
     (
         "tracepoint:bridge:br_fdb_update",
         r#"{ printf("fdb_update %s %s %d\n", str(args->br_dev), str(args->dev), args->vid); }"#,
@@ -46,6 +46,16 @@ const BPFTRACE_PROBES: [(&str, &str); 8] = [
     (
         "tracepoint:tcp:tcp_receive_reset",
         r#"{ printf("reset_received %d %d\n", args->sport, args->dport); }"#,
+    ),
+    // tracer sends a record for a TCP socket closing from SYN_SENT (2) or
+    // changing state with an error set; the predicate does the same.
+    (
+        "tracepoint:sock:inet_sock_set_state",
+        r#"/args->protocol == 6 && (args->oldstate == 2 || ((struct sock *)args->skaddr)->sk_err != 0)/ { printf("tcp_abort %d %d %d\n", args->sport, args->dport, args->newstate); }"#,
+    ),
+    (
+        "tracepoint:icmp:icmp_send",
+        r#"{ printf("icmp %d %d %d\n", args->type, args->code, args->dport); }"#,
     ),
     (
         "tracepoint:skb:kfree_skb",

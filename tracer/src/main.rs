@@ -272,8 +272,8 @@ struct RunArgs {
     /// moves out of the ring, and a drop storm costs the kernel a counter
     /// per drop instead of a record. Budgeted probes: br_fdb_update,
     /// netif_receive_skb (ARP replies), kfree_skb; default 1000 each. Rare
-    /// kinds (FDB deletes, neighbour updates, TCP resets and retransmits)
-    /// have none.
+    /// kinds (FDB deletes, neighbour updates, TCP records, ICMP errors the
+    /// kernel rate-limits itself) have none.
     #[arg(long = "budget", value_name = "PROBE=N", value_delimiter = ',', value_parser = probes::parse_budget)]
     budgets: Vec<(u32, u32)>,
 

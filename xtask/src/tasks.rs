@@ -141,7 +141,7 @@ pub fn test(ws: &Workspace, unit_only: bool, filter: &[String]) -> Result<()> {
 
     say("unit tests");
     let mut unit = ws.cargo()?;
-    unit.args(["test", "-p", "tracer"]);
+    unit.args(["test", "-p", "tracer", "-p", "xtask", "-p", "tracer-bench"]);
     cmd::run(&mut unit)?;
     if unit_only {
         return Ok(());
