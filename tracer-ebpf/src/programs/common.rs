@@ -367,26 +367,24 @@ unsafe fn at<T>(buf: *const u8, base: usize, off: usize) -> Option<T> {
     Some(core::ptr::read_unaligned(buf.add(idx) as *const T))
 }
 
-/// What the drop program fills from an skb.
-pub(crate) struct SkbFacts {
-    pub(crate) tuple: Tuple,
-    pub(crate) ifindex: u32,
-    pub(crate) ifname: [u8; IFNAMSIZ],
-    pub(crate) netns: u32,
-    /// Where the packet's bytes are (snapshots), when the span holds it.
-    pub(crate) geom: Option<super::snap::Geom>,
-}
-
 /// [`skb_tuple`] plus the receiving device and namespace, in four reads:
 /// the `sk_buff` span, the packet headers, the `net_device` span and the
-/// namespace inode (user space computed the spans from BTF). None when
-/// the spans are not set or the skb span cannot be read: the caller then
-/// reads field by field.
+/// namespace inode (user space computed the spans from BTF; without a
+/// `net_device` span, its fields are read one by one). The device's
+/// facts go straight into the record's header `h` (not the stack: the
+/// drop program is near the 512-byte stack limit on older kernels), the
+/// addresses into `t`. None when the `sk_buff` span is not set or cannot
+/// be read: the caller then reads field by field. Otherwise where the
+/// packet's bytes are, when snapshots are on and the span holds it.
 #[inline(always)]
-pub(crate) unsafe fn skb_facts(skb: *const u8) -> Option<SkbFacts> {
+pub(crate) unsafe fn skb_facts(
+    skb: *const u8,
+    h: *mut EventHeader,
+    t: &mut Tuple,
+) -> Option<Option<super::snap::Geom>> {
     let ss: Span = core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.skb_span));
     let ds: Span = core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.dev_span));
-    if ss.len == 0 || ds.len == 0 {
+    if ss.len == 0 {
         return None;
     }
     let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
@@ -394,23 +392,17 @@ pub(crate) unsafe fn skb_facts(skb: *const u8) -> Option<SkbFacts> {
         return None;
     }
     let sb = ss.base as usize;
-    let mut f = SkbFacts {
-        tuple: Tuple::EMPTY,
-        ifindex: 0,
-        ifname: [0; IFNAMSIZ],
-        netns: 0,
-        geom: None,
-    };
-    f.tuple.eth_proto = u16::from_be(at::<u16>(buf, sb, off!(skb_protocol))?);
+    t.eth_proto = u16::from_be(at::<u16>(buf, sb, off!(skb_protocol))?);
     let head: *const u8 = at(buf, sb, off!(skb_head))?;
     let nh: u16 = at(buf, sb, off!(skb_network_header))?;
     if !head.is_null() && nh != HEADER_UNSET {
-        ip_tuple(head.wrapping_add(nh as usize), &mut f.tuple);
+        ip_tuple(head.wrapping_add(nh as usize), t);
     }
+    let mut geom = None;
     if !head.is_null() && super::snap::snaplen() != 0 {
         // The span covers these too (user space adds them to it).
         let data: *const u8 = at(buf, sb, off!(skb_data))?;
-        f.geom = Some(super::snap::Geom {
+        geom = Some(super::snap::Geom {
             head,
             data_off: (data as usize).wrapping_sub(head as usize) as u32,
             mac: at(buf, sb, off!(skb_mac_header)).unwrap_or(HEADER_UNSET),
@@ -421,23 +413,27 @@ pub(crate) unsafe fn skb_facts(skb: *const u8) -> Option<SkbFacts> {
     }
     let dev: *const u8 = at(buf, sb, off!(skb_dev))?;
     let sk: *const u8 = at(buf, sb, off!(skb_sk))?;
-    if !dev.is_null() {
+    if !dev.is_null() && ds.len == 0 {
+        // The device's fields are too far apart for one read (Linux 6.1,
+        // before net_device's fields were grouped by use): field by field.
+        fill_dev(h, dev);
+    } else if !dev.is_null() {
         let d = buf.wrapping_add(SPAN_MAX as usize);
         let db = ds.base as usize;
         if read_span(d, dev.wrapping_add(db), ds.len) {
-            f.ifindex = at::<i32>(d, db, off!(dev_ifindex)).unwrap_or(0) as u32;
-            f.ifname = at::<[u8; IFNAMSIZ]>(d, db, off!(dev_name)).unwrap_or([0; IFNAMSIZ]);
+            (*h).ifindex = at::<i32>(d, db, off!(dev_ifindex)).unwrap_or(0) as u32;
+            (*h).ifname = at::<[u8; IFNAMSIZ]>(d, db, off!(dev_name)).unwrap_or([0; IFNAMSIZ]);
             if let Some(net) = at::<*const u8>(d, db, off!(dev_nd_net)) {
                 if !net.is_null() {
-                    f.netns = rd::<u32>(net, off!(net_ns_inum)).unwrap_or(0);
+                    (*h).netns = rd::<u32>(net, off!(net_ns_inum)).unwrap_or(0);
                 }
             }
         }
     }
-    if f.netns == 0 && !sk.is_null() {
-        f.netns = sk_netns(sk);
+    if (*h).netns == 0 && !sk.is_null() {
+        (*h).netns = sk_netns(sk);
     }
-    Some(f)
+    Some(geom)
 }
 
 /// Addresses and ports from the network header at `ip`, with one read of

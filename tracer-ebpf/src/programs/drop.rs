@@ -92,8 +92,8 @@ unsafe fn fill_drop(
 ) -> Option<Geom> {
     (*p).location = location;
     (*p).reason = reason;
-    if let Some(f) = skb_facts(skb) {
-        let t = &f.tuple;
+    let mut t = Tuple::EMPTY;
+    if let Some(g) = skb_facts(skb, &mut (*p).hdr, &mut t) {
         (*p).saddr = t.saddr;
         (*p).daddr = t.daddr;
         (*p).sport = t.sport;
@@ -101,16 +101,18 @@ unsafe fn fill_drop(
         (*p).l4proto = t.l4proto;
         (*p).ip_version = t.version;
         (*p).eth_proto = t.eth_proto;
-        (*p).hdr.ifindex = f.ifindex;
-        (*p).hdr.ifname = f.ifname;
-        (*p).hdr.netns = f.netns;
-        return if geom { f.geom } else { None };
+        return if geom { g } else { None };
     }
     // Spans set but not read: the fallback below is the slow path.
     if klog::on() && core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.skb_span.len)) != 0 {
         klog::skb_span_failed(skb as u64);
     }
-    let mut t = Tuple::EMPTY;
+    // The span path may have filled part of the tuple and header before
+    // it gave up: start again.
+    t = Tuple::EMPTY;
+    (*p).hdr.ifindex = 0;
+    (*p).hdr.ifname = [0; tracer_ebpf::IFNAMSIZ];
+    (*p).hdr.netns = 0;
     skb_tuple(skb, &mut t);
     (*p).saddr = t.saddr;
     (*p).daddr = t.daddr;
