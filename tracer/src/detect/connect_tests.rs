@@ -34,6 +34,7 @@ fn named_ns(inode: u32, name: &str, network: Option<&str>) -> Netns {
         inode,
         name: Some(name.into()),
         network: network.map(Into::into),
+        host: false,
     }
 }
 
@@ -680,4 +681,95 @@ fn the_thresholds_are_settings() {
         ..DetectConfig::default()
     };
     assert!(alerts(&run_with(short_ttl, &evs)).is_empty());
+}
+
+/// The host's namespace (Docker names it `default`): what a rule in
+/// DOCKER-USER drops between two containers on one bridge network.
+fn host_ns() -> Netns {
+    Netns {
+        inode: 4_026_531_833,
+        name: Some("default".into()),
+        network: None,
+        host: true,
+    }
+}
+
+#[test]
+fn firewall_drop_in_the_host_between_two_containers_names_the_forward_hook_and_iptables() {
+    let mut d = drop_at(
+        ms(0),
+        host_ns(),
+        "NETFILTER_DROP",
+        "nft_do_chain+0x46f",
+        "10.0.2.3",
+    );
+    d.tracer.interface = Some(crate::event::Interface {
+        name: "veth1234".into(),
+        index: 7,
+        kind: None,
+    });
+    let mut s = syn(ms(1000), "10.0.2.3", "SYN_SENT");
+    s.destination.container = Some(container("db.1"));
+    let out = run(&[d, s]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let m = msg(a[0]);
+    assert!(
+        m.contains("a firewall rule in the host's namespace dropped the SYN passing through from veth1234 (forwarded: the FORWARD hook)"),
+        "{m}"
+    );
+    assert!(
+        m.contains("client.1 (10.0.1.2)") && m.contains("db.1 (10.0.2.3:80)"),
+        "{m}"
+    );
+    let p = payload(a[0]);
+    assert_eq!(p["cause"], "firewall");
+    let hint = p["hint"].as_str().unwrap();
+    // Runnable as is in the operator's shell: no `ip netns exec default`,
+    // which fails (Docker's `default` is no `ip netns` name).
+    assert!(!hint.contains("ip netns exec"), "{hint}");
+    assert!(
+        hint.contains("iptables -nvL DOCKER-USER --line-numbers"),
+        "{hint}"
+    );
+    assert!(hint.contains("pkts counter"), "{hint}");
+}
+
+#[test]
+fn ipv6_neighbour_discovery_giving_up_is_nobody_answers_ndp() {
+    // IPv6 frees the SYN it queued for an address nobody answers as a plain
+    // kfree_skb (NOT_SPECIFIED at neigh_invalidate), then the connect fails
+    // with EHOSTUNREACH from the client's own stack: no ICMP from elsewhere.
+    let client = named_ns(CLIENT_NS, "cf-client", None);
+    let mut d = drop_at(
+        ms(0),
+        client,
+        "NOT_SPECIFIED",
+        "neigh_invalidate+0x7e",
+        "fd00::99",
+    );
+    d.source.ip = Some(ip("fd00::1"));
+    let mut a = abort(ms(1), "fd00::99", "SYN_SENT", "EHOSTUNREACH");
+    a.source.ip = Some(ip("fd00::1"));
+    let out = run(&[d, a]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let p = payload(a[0]);
+    assert_eq!(p["cause"], "no_arp", "{p}");
+    let m = msg(a[0]);
+    assert!(m.contains("[fd00::99]:80"), "{m}");
+    assert!(
+        m.contains("nobody answers neighbour discovery (NDP) for fd00::99"),
+        "{m}"
+    );
+    assert!(!m.contains("ARP"), "{m}");
+    // Other unspecified drops stay no cause.
+    let out = run(&[drop_at(
+        ms(0),
+        named_ns(CLIENT_NS, "cf-client", None),
+        "NOT_SPECIFIED",
+        "ip6_mc_input+0x15e",
+        "fd00::99",
+    )]);
+    assert!(alerts(&out).is_empty(), "{out:#?}");
 }

@@ -36,6 +36,7 @@ fn overlay_ns() -> Netns {
         inode: OVERLAY_NS,
         name: Some("1-8f3e2a1b".into()),
         network: Some("backend".into()),
+        host: false,
     }
 }
 
@@ -1485,6 +1486,7 @@ fn lb_drop(t: i128, reverse: bool) -> EcsEvent {
         inode: LB_NS,
         name: Some("lb-test".into()),
         network: None,
+        host: false,
     });
     e.network.transport = Some("tcp".into());
     let (c, s) = ((ip("10.0.0.5"), 40000), (ip("10.0.0.100"), 8080));

@@ -8,9 +8,11 @@ use serde::Serialize;
 
 use crate::event::{ContainerRef, EcsEvent, Mac, Netns, Peer};
 
-/// "overlay backend", "netns 1-8f3e2a1b" or "netns 4026532281".
+/// "overlay backend", "the host's namespace", "netns 1-8f3e2a1b" or
+/// "netns 4026532281".
 pub(crate) fn ns_label(ns: Option<&Netns>) -> String {
     match ns {
+        Some(Netns { host: true, .. }) => "the host's namespace".to_string(),
         Some(Netns {
             network: Some(net), ..
         }) => format!("overlay {net}"),
@@ -75,6 +77,12 @@ impl NsRef {
     /// for a named one, else through the container's sandbox, else through
     /// a process of the namespace. Names are quoted with [`sh`].
     pub(crate) fn cmd(&self, cmd: &str) -> String {
+        // The host's namespace is where an operator's shell already is
+        // (Docker names it `default` in /var/run/docker/netns, which
+        // `ip netns` does not know).
+        if self.ns.as_ref().is_some_and(|n| n.host) {
+            return cmd.to_string();
+        }
         if let Some(name) = self.name() {
             let name = sh(name);
             for tool in ["ip ", "bridge "] {
@@ -256,6 +264,7 @@ mod tests {
                 inode: 1,
                 name: Some("ns$(id)".into()),
                 network: None,
+                host: false,
             }),
             None,
         );
@@ -270,6 +279,7 @@ mod tests {
                 inode: 1,
                 name: Some("1-abc".into()),
                 network: None,
+                host: false,
             }),
             None,
         );

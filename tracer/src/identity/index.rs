@@ -1033,6 +1033,7 @@ impl IdentityIndex {
             if n.network.is_none() {
                 n.network.clone_from(&e.network);
             }
+            n.host |= e.host;
         }
         if let Some(s) = r.container {
             ev.container = self.cref(s).cloned();
