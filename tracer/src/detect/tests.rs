@@ -1655,3 +1655,50 @@ fn idle_state_is_bounded_and_evictions_counted() {
     assert!(s.idle_keys <= 32, "{s:?}");
     assert!(s.evictions >= 2 * 84, "{s:?}");
 }
+
+#[test]
+fn otherhost_drops_on_a_promiscuous_bridge_are_its_harmless_copies() {
+    let on = |t: i128, dev: &str, kind: Option<&'static str>| {
+        let mut e = drop_ev(t, WEB_NS, None, "OTHERHOST", "ip_rcv_core+0x22c");
+        e.tracer.interface = Some(crate::event::Interface {
+            name: dev.into(),
+            index: 9,
+            kind,
+        });
+        e
+    };
+    let cfg = DetectConfig {
+        drop_incident_threshold: 3,
+        ..DetectConfig::default()
+    };
+    let mut d = Detectors::new(cfg.clone());
+    let mut evs: Vec<EcsEvent> = (0..5)
+        .map(|i| on(ms(i * 10), "br-0123456789ab", Some("bridge")))
+        .collect();
+    evs.push(drop_ev(ms(10_000), WEB_NS, None, "NO_SOCKET", "x"));
+    let (out, _) = run(&mut d, &evs);
+    let s = of(&out, "drop_summary");
+    assert_eq!(s.len(), 1, "{out:#?}");
+    let m = s[0].message.as_deref().unwrap();
+    assert!(
+        m.contains("copies of frames that bridge br-0123456789ab forwarded"),
+        "{m}"
+    );
+    assert!(m.contains("is in promiscuous mode"), "{m}");
+    assert!(m.contains("nothing was lost"), "{m}");
+    assert!(payload(s[0])["meaning"]
+        .as_str()
+        .unwrap()
+        .contains("promiscuous mode"));
+    // Harmless copies open no incident however many there are.
+    assert!(of(&out, "incident").is_empty(), "{out:#?}");
+
+    // On an interface that is no bridge (or unknown): the general meaning.
+    let mut d = Detectors::new(cfg);
+    let mut evs: Vec<EcsEvent> = (0..5).map(|i| on(ms(i * 10), "eth0", None)).collect();
+    evs.push(drop_ev(ms(10_000), WEB_NS, None, "NO_SOCKET", "x"));
+    let (out, _) = run(&mut d, &evs);
+    let m = of(&out, "drop_summary")[0].message.clone().unwrap();
+    assert!(m.contains("addressed to another host's MAC"), "{m}");
+    assert!(!of(&out, "incident").is_empty(), "{out:#?}");
+}
