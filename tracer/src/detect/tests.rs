@@ -1702,3 +1702,52 @@ fn otherhost_drops_on_a_promiscuous_bridge_are_its_harmless_copies() {
     assert!(m.contains("addressed to another host's MAC"), "{m}");
     assert!(!of(&out, "incident").is_empty(), "{out:#?}");
 }
+
+#[test]
+fn flap_on_a_vlan_aware_bridge_names_the_vlan_and_vlans_do_not_add_up() {
+    let in_vlan = |mut e: EcsEvent, v: u16| {
+        e.tracer.vlan = Some(v);
+        e
+    };
+    // Moves of one MAC alternating between VLAN 10 and VLAN 20 are two
+    // entries that each moved less than the threshold: no flap.
+    let mut d = det();
+    let evs = [
+        in_vlan(fdb_move(ms(0), "veth7b2", "veth9c1"), 10),
+        in_vlan(fdb_move(ms(100), "veth9c1", "veth7b2"), 20),
+        in_vlan(fdb_move(ms(200), "veth7b2", "veth9c1"), 10),
+        in_vlan(fdb_move(ms(300), "veth9c1", "veth7b2"), 20),
+    ];
+    let (out, _) = run(&mut d, &evs);
+    assert!(of(&out, "fdb_flap").is_empty(), "{out:#?}");
+
+    // Three moves in VLAN 10: a flap that says which VLAN, in its line and
+    // in its incident.
+    let mut d = det();
+    let evs = [
+        in_vlan(fdb_move(ms(0), "veth7b2", "veth9c1"), 10),
+        in_vlan(fdb_move(ms(100), "veth9c1", "veth7b2"), 10),
+        in_vlan(fdb_move(ms(200), "veth7b2", "veth9c1"), 10),
+    ];
+    let (out, _) = run(&mut d, &evs);
+    let a = of(&out, "fdb_flap");
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let m = a[0].message.as_deref().unwrap();
+    assert!(m.contains("on bridge br0 VLAN 10 in"), "{m}");
+    assert_eq!(payload(a[0])["vlan"], 10);
+    let inc = of(&out, "incident");
+    assert!(!inc.is_empty(), "{out:#?}");
+    let im = inc[0].message.as_deref().unwrap();
+    assert!(im.contains("on VLAN 10 in "), "{im}");
+
+    // Untagged (VLAN 0, a bridge without VLAN filtering): no VLAN words.
+    let mut d = det();
+    let evs = [
+        fdb_move(ms(0), "veth7b2", "veth9c1"),
+        fdb_move(ms(100), "veth9c1", "veth7b2"),
+        fdb_move(ms(200), "veth7b2", "veth9c1"),
+    ];
+    let (out, _) = run(&mut d, &evs);
+    let m = of(&out, "fdb_flap")[0].message.clone().unwrap();
+    assert!(!m.contains("VLAN"), "{m}");
+}
