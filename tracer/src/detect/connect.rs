@@ -1068,6 +1068,7 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                 (None, Some(c)) => format!("{} ({})", c.display_name(), addr(key.dst, key.dport)),
                 (None, None) => addr(key.dst, key.dport),
             },
+            dst_ip: key.dst,
             why,
             hint,
         },

@@ -773,3 +773,31 @@ fn ipv6_neighbour_discovery_giving_up_is_nobody_answers_ndp() {
     )]);
     assert!(alerts(&out).is_empty(), "{out:#?}");
 }
+
+#[test]
+fn an_incident_of_one_client_says_where_its_other_retransmitting_flow_goes() {
+    // One client, two problems within the incident window: a refused
+    // connection to 10.0.1.3 and SYNs to 10.0.2.9 nobody answers. The
+    // incident is about 10.0.1.3; the retransmitting flow is not its.
+    let mut evs = vec![reset_received(ms(0), "10.0.1.3")];
+    for i in 0..4 {
+        let mut s = syn(ms(100 + i * 1000), "10.0.2.9", "SYN_SENT");
+        s.source.port = Some(40001);
+        evs.push(s);
+    }
+    let out = run(&evs);
+    let inc: Vec<&EcsEvent> = out
+        .iter()
+        .filter(|e| e.event.action == Action::Incident)
+        .collect();
+    let about = inc
+        .iter()
+        .rev()
+        .find(|e| msg(e).starts_with("10.0.1.3:80 unreachable") && msg(e).contains("retransmit"))
+        .unwrap_or_else(|| panic!("{out:#?}"));
+    let m = msg(about);
+    assert!(
+        m.contains("1 TCP flow to 10.0.2.9 retransmits without progress"),
+        "{m}"
+    );
+}

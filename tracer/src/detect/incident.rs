@@ -634,13 +634,23 @@ fn explain(inc: &mut Incident) {
             if n == 1 { "" } else { "s" }
         ));
     }
-    if rtx.is_some() {
+    if let Some((Facts::Retransmit { dst, dst_ip, .. }, _)) = rtx {
         let n = inc.flows.len().max(1);
-        clauses.push(format!(
-            "{n} TCP flow{} retransmit{} without progress",
-            if n == 1 { "" } else { "s" },
-            if n == 1 { "s" } else { "" }
-        ));
+        // The incident is about a failed connection to another address
+        // (one client, two problems): say where the flow goes, or it reads
+        // as the same destination's.
+        let elsewhere = match conn {
+            Some((Facts::Connect { dst_ip: c, .. }, _)) if c != dst_ip => Some(dst),
+            _ => None,
+        };
+        clauses.push(match (n, elsewhere) {
+            (1, Some(to)) => format!("1 TCP flow to {to} retransmits without progress"),
+            (n, Some(to)) => {
+                format!("{n} TCP flows retransmit without progress (one to {to})")
+            }
+            (1, None) => "1 TCP flow retransmits without progress".to_string(),
+            (n, None) => format!("{n} TCP flows retransmit without progress"),
+        });
     }
     if let Some((
         Facts::IdleFlow {
