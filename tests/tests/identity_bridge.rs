@@ -41,8 +41,13 @@ impl Docker {
     }
 
     fn run(&mut self, name: &str, network: &str, cmd: &[&str]) {
+        self.run_with(name, network, &[], cmd);
+    }
+
+    fn run_with(&mut self, name: &str, network: &str, extra: &[&str], cmd: &[&str]) {
         sh_quiet(&["docker", "rm", "-f", name]);
         let mut args = vec!["docker", "run", "-d", "--name", name, "--network", network];
+        args.extend_from_slice(extra);
         args.push(IMAGE);
         args.extend_from_slice(cmd);
         sh(&args);
@@ -194,4 +199,90 @@ fn docker_user_rule_between_two_containers_names_them_the_host_and_the_forward_h
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(pkts > 0, "{hit}");
+}
+
+/// A container with NET_ADMIN takes another's address by hand (`ip addr
+/// add` inside it): a third container's ARP requests get answers from both
+/// MACs. The ip_conflict alert names both containers and says containers
+/// claim the address; the incident's hint shows how to list each one's
+/// addresses.
+#[test]
+fn an_address_taken_inside_another_container_is_a_conflict_between_containers() {
+    let mut d = Docker::new();
+    let (tag, _) = unique_tag();
+    let net = format!("tqcn{tag}");
+    let (owner, thief, asker) = (
+        format!("tqown{tag}"),
+        format!("tqthf{tag}"),
+        format!("tqask{tag}"),
+    );
+    d.network(&net);
+    d.run(&owner, &net, &["sleep", "3600"]);
+    d.run_with(
+        &thief,
+        &net,
+        &["--cap-add", "NET_ADMIN"],
+        &["sleep", "3600"],
+    );
+    d.run(&asker, &net, &["sleep", "3600"]);
+    let ip = d.ip(&owner);
+    sh(&[
+        "docker",
+        "exec",
+        &thief,
+        "ip",
+        "addr",
+        "add",
+        &format!("{ip}/32"),
+        "dev",
+        "eth0",
+    ]);
+    let pid = sh(&["docker", "inspect", "-f", "{{.State.Pid}}", &asker])
+        .trim()
+        .to_string();
+
+    let t = Tracer::start(&["--container", &asker]);
+    for _ in 0..4 {
+        sh_quiet(&[
+            "docker", "exec", &asker, "arping", "-c", "1", "-w", "1", &ip,
+        ]);
+        sh_quiet(&["nsenter", "-t", &pid, "-n", "ip", "neigh", "flush", "all"]);
+    }
+    let got = t.wait_for(Duration::from_secs(5), |v| {
+        v["event"]["action"] == "ip_conflict"
+    });
+    let (lines, raw) = t.stop();
+    for l in raw
+        .iter()
+        .filter(|l| l.contains("\"ip_conflict\"") || l.contains("\"incident\""))
+    {
+        eprintln!("raw line: {l}");
+    }
+    assert!(got.is_some(), "no ip_conflict alert");
+    let c: Vec<&Value> = with_action(&lines, "ip_conflict")
+        .into_iter()
+        .filter(|v| v["tracer"]["alert"]["ip"] == ip.as_str())
+        .collect();
+    assert!(!c.is_empty(), "no ip_conflict for {ip}");
+    let m = msg(c[0]);
+    assert!(
+        m.contains(&format!("({owner})")) && m.contains(&format!("({thief})")),
+        "{m}"
+    );
+    assert!(m.contains("two containers claim the same IP"), "{m}");
+    let inc = with_action(&lines, "incident")
+        .into_iter()
+        .find(|v| {
+            v["tracer"]["incident"]["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains(&ip))
+        })
+        .unwrap_or_else(|| panic!("no incident about {ip}"));
+    let hint = inc["tracer"]["incident"]["hint"].as_str().unwrap_or("");
+    assert!(
+        hint.contains(&format!(
+            "nsenter --net=$(docker inspect -f '{{{{.NetworkSettings.SandboxKey}}}}' {thief}) ip -br addr"
+        )),
+        "{hint}"
+    );
 }

@@ -768,10 +768,34 @@ fn explain(inc: &mut Incident) {
                 None => m.to_string(),
             })
             .collect();
-        (
-            "two hosts claim the same IP".to_string(),
+        // Containers: the address is in one's settings and was added by
+        // hand (or by a process with NET_ADMIN) inside another; their own
+        // address lists say which.
+        let inside: Vec<String> = macs
+            .iter()
+            .filter_map(|(_, o)| o.as_deref())
+            .map(|o| {
+                format!(
+                    "nsenter --net=$(docker inspect -f '{{{{.NetworkSettings.SandboxKey}}}}' {}) ip -br addr",
+                    text::sh(o)
+                )
+            })
+            .collect();
+        let look = if inside.is_empty() {
+            String::new()
+        } else {
             format!(
-                "decide which of {} should own {ip} ({}); re-address or stop the other one (a static IP or a stale container on the same network)",
+                "; the addresses each container holds: {}",
+                inside.join("; ")
+            )
+        };
+        (
+            format!(
+                "{} claim the same IP",
+                text::claimants(macs.iter().map(|(_, o)| o.as_deref()))
+            ),
+            format!(
+                "decide which of {} should own {ip} ({}{look}); re-address or stop the other one (a static IP, an address added inside a container with NET_ADMIN, or a stale container on the same network)",
                 text::join_and(&words),
                 ns.cmd(&format!("ip neigh show {ip}"))
             ),

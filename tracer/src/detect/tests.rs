@@ -590,6 +590,24 @@ fn ip_conflict_names_both_macs_and_owners_in_one_namespace() {
     );
     let msg = c[0].message.as_deref().unwrap();
     assert!(msg.contains("api.1") && msg.contains("rogue.1"), "{msg}");
+    // Both are known containers: said so, and the incident's hint shows
+    // how to list each one's addresses.
+    assert!(msg.contains("two containers claim the same IP"), "{msg}");
+    let inc = of(&out, "incident");
+    assert!(!inc.is_empty(), "{out:#?}");
+    let hint = payload(inc[0])["hint"].as_str().unwrap().to_string();
+    assert!(
+        hint.contains("nsenter --net=$(docker inspect -f '{{.NetworkSettings.SandboxKey}}' rogue.1) ip -br addr"),
+        "{hint}"
+    );
+
+    // One MAC nobody owns: "hosts", not "containers".
+    let mut d = det();
+    let mut anon = b.clone();
+    anon.source.container = None;
+    let (out, _) = run(&mut d, &[a.clone(), anon]);
+    let msg = of(&out, "ip_conflict")[0].message.clone().unwrap();
+    assert!(msg.contains("two hosts claim the same IP"), "{msg}");
 
     // Same two MACs, but seen in two different namespaces: no conflict.
     let mut d = det();

@@ -122,6 +122,25 @@ impl NsRef {
     }
 }
 
+/// Who claims one IP, from the owners of the MACs that answer for it:
+/// "two containers" when identity knows each as a container, else "two
+/// hosts".
+pub(crate) fn claimants<'a>(owners: impl ExactSizeIterator<Item = Option<&'a str>>) -> String {
+    let n = owners.len();
+    let mut owners = owners;
+    let who = if owners.all(|o| o.is_some()) {
+        "containers"
+    } else {
+        "hosts"
+    };
+    let n = match n {
+        2 => "two".to_string(),
+        3 => "three".to_string(),
+        n => n.to_string(),
+    };
+    format!("{n} {who}")
+}
+
 /// A port is a vxlan when its peer says so: by the interface's link kind
 /// (rtnetlink `IFLA_INFO_KIND`), never by its name, which a container with
 /// CAP_NET_ADMIN chooses. A port identity does not know is not a vxlan.
