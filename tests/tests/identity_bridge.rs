@@ -175,11 +175,11 @@ fn docker_user_rule_between_two_containers_names_them_the_host_and_the_forward_h
     assert!(m.contains(&format!("to {db} ({db_ip}:5432)")), "{m}");
     assert!(
         m.contains(
-            "a firewall rule in the host's namespace dropped the SYN passing through from veth"
+            "a firewall rule in the host's namespace dropped the SYN it forwarded from veth"
         ),
         "{m}"
     );
-    assert!(m.contains("(forwarded: the FORWARD hook)"), "{m}");
+    assert!(m.contains(", FORWARD hook)"), "{m}");
     assert!(!m.contains("netns default"), "{m}");
     let hint = p["hint"].as_str().unwrap_or("");
     assert!(!hint.contains("ip netns exec"), "{hint}");

@@ -854,20 +854,21 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                 let passing = host
                     && a.dst_container.is_some()
                     && c.netns.as_ref().is_some_and(|n| n.inode != key.netns);
-                let via = match (&c.interface, passing) {
-                    (Some(i), true) => format!(
-                        " passing through from {} (forwarded: the FORWARD hook)",
-                        text::sh(i)
-                    ),
-                    (None, true) => " passing through (forwarded: the FORWARD hook)".to_string(),
-                    (_, false) => String::new(),
+                let (via, hook) = match (&c.interface, passing) {
+                    (Some(i), true) => (format!(" it forwarded from {}", text::sh(i)), ", FORWARD hook"),
+                    (None, true) => (" it forwarded".to_string(), ", FORWARD hook"),
+                    (_, false) => (String::new(), ""),
                 };
                 let find = if host {
                     // iptables (legacy or nft) counts packets per rule: the
                     // counter that grows with each SYN retry is the rule.
                     format!(
-                        "{}iptables -nvL --line-numbers (the rule whose pkts counter grows with each retry; nft list ruleset for rules outside iptables)",
-                        if passing { "iptables -nvL DOCKER-USER --line-numbers; iptables -nvL FORWARD --line-numbers; " } else { "" }
+                        "{} (the rule whose pkts counter grows with each retry; nft list ruleset for rules outside iptables)",
+                        if passing {
+                            "iptables -nvL DOCKER-USER --line-numbers; iptables -nvL FORWARD --line-numbers"
+                        } else {
+                            "iptables -nvL --line-numbers"
+                        }
                     )
                 } else {
                     let list = match c.netns.as_ref().and_then(|n| n.name.as_deref()) {
@@ -877,7 +878,7 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                     format!("{list} (Docker hosts: iptables -S DOCKER-USER)")
                 };
                 (
-                    format!("a firewall rule in {p} dropped the SYN{via} (NETFILTER_DROP{at})"),
+                    format!("a firewall rule in {p} dropped the SYN{via} (NETFILTER_DROP{at}{hook})"),
                     format!(
                         "find the rule that drops TCP to {} in {p}: {find}; allow the port or remove the rule",
                         addr(key.dst, key.dport)
@@ -890,8 +891,20 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                     Some(h) => format!("the next hop {h}"),
                     None => key.dst.to_string(),
                 };
+                // An unspecified drop reason says little: its location says
+                // which (IPv6 neighbour discovery giving up).
                 let p = c
-                    .map(|c| format!(" ({} in {})", c.reason, place(c.netns.as_ref(), c.container.as_ref())))
+                    .map(|c| {
+                        let at = match (c.reason.as_str(), &c.location) {
+                            ("NOT_SPECIFIED", Some(l)) => format!(" at {l}"),
+                            _ => String::new(),
+                        };
+                        format!(
+                            " ({}{at} in {})",
+                            c.reason,
+                            place(c.netns.as_ref(), c.container.as_ref())
+                        )
+                    })
                     .unwrap_or_default();
                 (
                     format!("nobody answers {} for {who}{p}", resolution(hop.unwrap_or(key.dst))),

@@ -715,7 +715,7 @@ fn firewall_drop_in_the_host_between_two_containers_names_the_forward_hook_and_i
     assert_eq!(a.len(), 1, "{out:#?}");
     let m = msg(a[0]);
     assert!(
-        m.contains("a firewall rule in the host's namespace dropped the SYN passing through from veth1234 (forwarded: the FORWARD hook)"),
+        m.contains("a firewall rule in the host's namespace dropped the SYN it forwarded from veth1234 (NETFILTER_DROP at nft_do_chain+0x46f, FORWARD hook)"),
         "{m}"
     );
     assert!(
@@ -759,7 +759,7 @@ fn ipv6_neighbour_discovery_giving_up_is_nobody_answers_ndp() {
     let m = msg(a[0]);
     assert!(m.contains("[fd00::99]:80"), "{m}");
     assert!(
-        m.contains("nobody answers neighbour discovery (NDP) for fd00::99"),
+        m.contains("nobody answers neighbour discovery (NDP) for fd00::99 (NOT_SPECIFIED at neigh_invalidate+0x7e in"),
         "{m}"
     );
     assert!(!m.contains("ARP"), "{m}");
