@@ -871,10 +871,10 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                         }
                     )
                 } else {
-                    let list = match c.netns.as_ref().and_then(|n| n.name.as_deref()) {
-                        Some(n) => format!("ip netns exec {} nft list ruleset", text::sh(n)),
-                        None => "nft list ruleset (iptables -S) in that namespace".to_string(),
-                    };
+                    let list = text::in_named_ns(c.netns.as_ref(), "nft list ruleset")
+                        .unwrap_or_else(|| {
+                            "nft list ruleset (iptables -S) in that namespace".to_string()
+                        });
                     format!("{list} (Docker hosts: iptables -S DOCKER-USER)")
                 };
                 (
@@ -915,11 +915,10 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                 )
             }
             (CauseKind::Rejected, Some(c)) => {
-                let ns = c.netns.as_ref().and_then(|n| n.name.as_deref());
-                let list = match ns {
-                    Some(n) => format!("ip netns exec {} nft list ruleset", text::sh(n)),
-                    None => "nft list ruleset (iptables -S) in that namespace".to_string(),
-                };
+                let list = text::in_named_ns(c.netns.as_ref(), "nft list ruleset")
+                    .unwrap_or_else(|| {
+                        "nft list ruleset (iptables -S) in that namespace".to_string()
+                    });
                 let why = match &c.icmp {
                     Some(i) => {
                         let port = if i.name == "port-unreachable" {
@@ -958,22 +957,21 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                     ),
                 ),
                 Some(i) => {
-                    let exec = c
-                        .netns
-                        .as_ref()
-                        .and_then(|n| n.name.as_deref())
-                        .map(|n| format!("ip netns exec {} ", text::sh(n)))
-                        .unwrap_or_default();
+                    let run = |cmd: String| {
+                        text::in_named_ns(c.netns.as_ref(), &cmd).unwrap_or(cmd)
+                    };
                     (
                         format!(
-                            "{} answered ICMP {}: it cannot reach {} (no route there, or nobody answers its ARP)",
+                            "{} answered ICMP {}: it cannot reach {} (no route there, or nobody answers its {})",
                             who_answered(i, c),
                             i.name,
-                            key.dst
+                            key.dst,
+                            resolution(key.dst)
                         ),
                         format!(
-                            "check routing and neighbours where the error came from: {exec}ip route get {}; {exec}ip neigh show {}",
-                            key.dst, key.dst
+                            "check routing and neighbours where the error came from: {}; {}",
+                            run(format!("ip route get {}", key.dst)),
+                            run(format!("ip neigh show {}", key.dst))
                         ),
                     )
                 }

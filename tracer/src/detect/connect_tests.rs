@@ -801,3 +801,36 @@ fn an_incident_of_one_client_says_where_its_other_retransmitting_flow_goes() {
         "{m}"
     );
 }
+
+#[test]
+fn a_firewall_in_a_docker_named_namespace_is_listed_through_its_docker_handle() {
+    // `ip netns exec lb_4zd4qm3u2` fails on a Docker host: the handle is in
+    // /var/run/docker/netns, which `ip netns` does not read.
+    for (name, want) in [
+        (
+            "lb_4zd4qm3u2",
+            "nsenter --net=/var/run/docker/netns/lb_4zd4qm3u2 nft list ruleset",
+        ),
+        (
+            "e1ddbd169773",
+            "nsenter --net=/var/run/docker/netns/e1ddbd169773 nft list ruleset",
+        ),
+        ("cf-router", "ip netns exec cf-router nft list ruleset"),
+    ] {
+        let out = run(&[
+            drop_at(
+                ms(0),
+                named_ns(ROUTER_NS, name, None),
+                "NETFILTER_DROP",
+                "nft_do_chain+0x46f",
+                "10.0.2.3",
+            ),
+            syn(ms(1000), "10.0.2.3", "SYN_SENT"),
+        ]);
+        let a = alerts(&out);
+        assert_eq!(a.len(), 1, "{out:#?}");
+        let p = payload(a[0]);
+        let hint = p["hint"].as_str().unwrap();
+        assert!(hint.contains(want), "{name}: {hint}");
+    }
+}

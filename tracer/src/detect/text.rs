@@ -24,6 +24,27 @@ pub(crate) fn ns_label(ns: Option<&Netns>) -> String {
     }
 }
 
+/// `cmd` run in a namespace known by its name: as it is in the host's
+/// namespace (Docker's handle for it is `default`, no `ip netns` name);
+/// through its file for a name Docker gives (`/var/run/docker/netns`,
+/// which `ip netns exec` does not open); else `ip netns exec NAME`. None for
+/// a namespace without a name.
+pub(crate) fn in_named_ns(ns: Option<&Netns>, cmd: &str) -> Option<String> {
+    use crate::identity::names::{parse_netns_name, NetnsName};
+    let ns = ns?;
+    if ns.host {
+        return Some(cmd.to_string());
+    }
+    let name = ns.name.as_deref()?;
+    Some(match parse_netns_name(name) {
+        NetnsName::Other => format!("ip netns exec {} {cmd}", sh(name)),
+        _ => format!(
+            "nsenter --net={} {cmd}",
+            sh(&format!("/var/run/docker/netns/{name}"))
+        ),
+    })
+}
+
 /// One word of a shell command built from a name that a container, its
 /// creator or a capture chose (interface, namespace, network, container
 /// names): as is when it holds only characters no POSIX shell treats
