@@ -381,3 +381,80 @@ fn address_nobody_has_says_nobody_answers_arp() {
         .unwrap_or("");
     assert!(seen == "NEIGH_FAILED" || seen == "neighbour FAILED", "{a}");
 }
+
+/// IPv6 addresses (`/64`, no duplicate address detection) on A and B of a
+/// bridge topology, from the topology's own tag: A's, B's and one nobody
+/// has.
+fn ipv6_on(topo: &BridgeTopo) -> (String, String, String) {
+    let tag = u32::from_str_radix(&topo.tag, 16).unwrap_or(0) & 0xffff;
+    let net = format!("fd7a:{tag:x}:{:x}", std::process::id() & 0xffff);
+    let (a, b, ghost) = (
+        format!("{net}::1"),
+        format!("{net}::2"),
+        format!("{net}::77"),
+    );
+    for (ns, dev, ip) in [(&topo.a, &topo.dev_a, &a), (&topo.b, &topo.dev_b, &b)] {
+        ns.ip(&["addr", "add", &format!("{ip}/64"), "dev", dev, "nodad"]);
+    }
+    (a, b, ghost)
+}
+
+/// IPv6 on a bridge: a closed port and an address nobody has. Addresses are
+/// written `[addr]:port`, the closed port is "nothing listens" from the
+/// server's NO_SOCKET drop, and the address nobody has is neighbour
+/// discovery giving up (IPv6 frees the queued SYN as NOT_SPECIFIED at
+/// neigh_invalidate, not NEIGH_FAILED), not an ICMP error from elsewhere.
+#[test]
+fn ipv6_closed_port_and_address_nobody_has_are_explained() {
+    require_root();
+    let topo = BridgeTopo::new();
+    let (_a6, b6, ghost) = ipv6_on(&topo);
+    let port = {
+        let ip = b6.clone();
+        topo.b.run(move || {
+            TcpListener::bind((ip.as_str(), 0))
+                .expect("bind")
+                .local_addr()
+                .expect("addr")
+                .port()
+        })
+    };
+    let t = start(&[topo.a.inode(), topo.b.inode(), topo.br_ns.inode()]);
+    let to: SocketAddr = format!("[{b6}]:{port}").parse().unwrap();
+    assert!(connect_from(&topo.a, to, Duration::from_secs(3)).is_err());
+    let ghost_to: SocketAddr = format!("[{ghost}]:8080").parse().unwrap();
+    assert!(connect_from(&topo.a, ghost_to, Duration::from_secs(6)).is_err());
+    let got = t.wait_for(Duration::from_secs(5), |v| {
+        v["event"]["action"] == "connect_failed" && v["destination"]["ip"] == ghost.as_str()
+    });
+    let (lines, raw) = t.stop();
+    print_alert_lines(&raw);
+    assert!(got.is_some(), "no connect_failed alert for {ghost}");
+
+    let a = alert_to(&lines, &b6, port);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        a[0]["tracer"]["alert"]["cause"], "nothing_listens",
+        "{}",
+        a[0]
+    );
+    let m = msg(a[0]);
+    assert!(m.contains(&format!("[{b6}]:{port}")), "{m}");
+    assert!(
+        m.contains(&format!("nothing listens on port {port}")),
+        "{m}"
+    );
+
+    let a = alert_to(&lines, &ghost, 8080);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["tracer"]["alert"]["cause"], "no_arp", "{}", a[0]);
+    let m = msg(a[0]);
+    assert!(m.contains(&format!("[{ghost}]:8080")), "{m}");
+    assert!(
+        m.contains(&format!(
+            "nobody answers neighbour discovery (NDP) for {ghost}"
+        )),
+        "{m}"
+    );
+    assert!(m.contains(&topo.a.name), "{m}");
+}

@@ -371,3 +371,60 @@ fn hostile_vxlan_name_is_quoted_in_the_hint_and_a_veth_named_vx_is_no_vxlan() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A capture on a bridge (tcpdump -i <bridge>, here `promisc on` as tcpdump
+/// sets it) makes the bridge hand a copy of every frame it forwards up to
+/// its own stack, which drops them as OTHERHOST. The drop summary says these
+/// are harmless copies on that bridge, and no incident is opened, while the
+/// traffic between the ports (A pings B) is delivered.
+#[test]
+fn otherhost_copies_of_a_promiscuous_bridge_are_said_to_be_harmless() {
+    require_root();
+    let topo = BridgeTopo::new();
+    let br_inode = topo.br_ns.inode();
+    topo.br_ns
+        .ip(&["link", "set", &topo.bridge, "promisc", "on"]);
+    let t = start(&[br_inode], &["--drop-summary-interval", "2s"]);
+    topo.ping_a_to_b(); // fails the test if B does not answer
+                        // More copies in one interval than a drop summary needs to join
+                        // incidents (100 by default): these must not.
+    send_udp(&topo.a, &topo.ip_a, &topo.ip_b, 9, 400, Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (lines, raw) = t.stop();
+    let ours: Vec<&Value> = with_action(&lines, "drop_summary")
+        .into_iter()
+        .filter(|v| {
+            v["tracer"]["netns"]["inode"] == br_inode && v["tracer"]["reason"] == "OTHERHOST"
+        })
+        .collect();
+    for l in raw.iter().filter(|l| l.contains("OTHERHOST")) {
+        eprintln!("raw line: {l}");
+    }
+    assert!(
+        !ours.is_empty(),
+        "no OTHERHOST drop summary on the promiscuous bridge"
+    );
+    for s in &ours {
+        let m = s["message"].as_str().unwrap_or("");
+        assert!(
+            m.contains(&format!(
+                "copies of frames that bridge {} forwarded",
+                topo.bridge
+            )),
+            "{m}"
+        );
+        assert!(m.contains("nothing was lost"), "{m}");
+    }
+    let raw_drops = with_action(&lines, "skb_drop")
+        .into_iter()
+        .filter(|v| v["tracer"]["reason"] == "OTHERHOST")
+        .count();
+    assert!(
+        raw_drops >= 2,
+        "the kernel's OTHERHOST drops must be there: {raw_drops}"
+    );
+    assert!(
+        with_action(&lines, "incident").is_empty(),
+        "harmless copies opened an incident"
+    );
+}

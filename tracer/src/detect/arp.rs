@@ -531,10 +531,11 @@ fn conflict_alert(
         .collect();
     let where_ = st.ns.label();
     let message = format!(
-        "{ip} is answered for by {} MACs in {where_} within {}: {} — two hosts claim the same IP",
+        "{ip} is answered for by {} MACs in {where_} within {}: {} — {} claim the same IP",
         macs.len(),
         text::dur(window),
         text::join_and(&words),
+        text::claimants(macs.iter().map(|m| m.owner.as_deref())),
     );
     let payload = ConflictAlert {
         type_: "ip_conflict",

@@ -72,11 +72,22 @@ pub(crate) enum CauseKind {
 }
 
 impl CauseKind {
-    fn from_reason(r: &str) -> Option<Self> {
+    /// The cause a drop stands for, by its reason and, for a reason the
+    /// kernel leaves unspecified, its location: IPv6 neighbour discovery
+    /// frees the packets it queued for an address nobody answers with a
+    /// plain `kfree_skb` (`ndisc_error_report`, called from
+    /// `neigh_invalidate`), where ARP says `NEIGH_FAILED`.
+    fn from_reason(r: &str, location: Option<&str>) -> Option<Self> {
+        let neigh_gave_up = || {
+            location.is_some_and(|l| {
+                l.starts_with("neigh_invalidate+") || l.starts_with("ndisc_error_report+")
+            })
+        };
         Some(match r {
             "NO_SOCKET" => Self::NothingListens,
             "NETFILTER_DROP" => Self::Firewall,
             "NEIGH_FAILED" => Self::NoArp,
+            "NOT_SPECIFIED" if neigh_gave_up() => Self::NoArp,
             "IP_OUTNOROUTES" | "IP_INNOROUTES" => Self::NoRoute,
             _ => return None,
         })
@@ -159,6 +170,8 @@ pub(crate) struct Cause {
     /// Drop reason, `RST` or `neigh FAILED`.
     pub(crate) reason: SmolStr,
     pub(crate) location: Option<SmolStr>,
+    /// The interface of the drop (the packet's device there).
+    pub(crate) interface: Option<SmolStr>,
     pub(crate) netns: Option<Netns>,
     pub(crate) container: Option<ContainerRef>,
     /// Address the neighbour failure was about (the next hop).
@@ -372,7 +385,12 @@ impl Connect {
 
     /// A drop: a cause if its reason is one.
     pub(crate) fn drop(&mut self, ev: &EcsEvent, t: i128, sink: &mut Sink) {
-        let Some(kind) = ev.tracer.reason.as_deref().and_then(CauseKind::from_reason) else {
+        let Some(kind) = ev
+            .tracer
+            .reason
+            .as_deref()
+            .and_then(|r| CauseKind::from_reason(r, ev.tracer.location.as_deref()))
+        else {
             return;
         };
         let Some(dst) = ev.destination.ip else {
@@ -382,6 +400,7 @@ impl Connect {
             kind,
             reason: ev.tracer.reason.clone().unwrap_or_default(),
             location: ev.tracer.location.clone(),
+            interface: ev.tracer.interface.as_ref().map(|i| i.name.clone()),
             netns: ev.tracer.netns.clone(),
             container: ev.container.clone(),
             neigh: None,
@@ -414,6 +433,7 @@ impl Connect {
             kind: CauseKind::NoArp,
             reason: SmolStr::new_static("neighbour FAILED"),
             location: None,
+            interface: None,
             netns: ev.tracer.netns.clone(),
             container: ev.container.clone(),
             neigh: Some(ip),
@@ -449,6 +469,7 @@ impl Connect {
             kind,
             reason: SmolStr::new(format!("ICMP {}", icmp.name)),
             location: None,
+            interface: None,
             netns: ev.tracer.netns.clone(),
             container: ev.container.clone(),
             neigh: None,
@@ -487,6 +508,7 @@ impl Connect {
                 kind,
                 reason: e.clone(),
                 location: None,
+                interface: None,
                 netns: None,
                 container: None,
                 neigh: None,
@@ -657,6 +679,7 @@ impl Connect {
             kind: CauseKind::NothingListens,
             reason: SmolStr::new_static("RST"),
             location: None,
+            interface: None,
             netns: None,
             container: None,
             neigh: None,
@@ -730,6 +753,16 @@ fn flow_key(ev: &EcsEvent, reset: bool) -> Option<FlowKey> {
     })
 }
 
+/// How the link-layer address of `ip` is found: ARP for IPv4, neighbour
+/// discovery for IPv6.
+fn resolution(ip: IpAddr) -> &'static str {
+    if ip.is_ipv6() {
+        "neighbour discovery (NDP)"
+    } else {
+        "ARP"
+    }
+}
+
 fn addr(ip: IpAddr, port: u16) -> String {
     match ip {
         IpAddr::V6(ip) => format!("[{ip}]:{port}"),
@@ -768,6 +801,9 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
             .map(|n| format!(" on network {n}"))
             .unwrap_or_default();
         let what = match kind {
+            CauseKind::NoArp if key.dst.is_ipv6() => {
+                "nobody answers neighbour discovery (NDP) for it"
+            }
             CauseKind::NoArp => "nobody answers ARP for it",
             CauseKind::NothingListens => "nothing behind it accepts the connection",
             _ => "nothing answers it",
@@ -810,14 +846,41 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                     .as_deref()
                     .map(|l| format!(" at {l}"))
                     .unwrap_or_default();
-                let list = match c.netns.as_ref().and_then(|n| n.name.as_deref()) {
-                    Some(n) => format!("ip netns exec {n} nft list ruleset"),
-                    None => "nft list ruleset (iptables -S) in that namespace".to_string(),
+                // Dropped in the host's namespace on the way from a client
+                // elsewhere to a container: the SYN was passing through
+                // (routed, or bridged through br_netfilter), so the FORWARD
+                // hook, where Docker puts its DOCKER-USER chain.
+                let host = c.netns.as_ref().is_some_and(|n| n.host);
+                let passing = host
+                    && a.dst_container.is_some()
+                    && c.netns.as_ref().is_some_and(|n| n.inode != key.netns);
+                let (via, hook) = match (&c.interface, passing) {
+                    (Some(i), true) => (format!(" it forwarded from {}", text::sh(i)), ", FORWARD hook"),
+                    (None, true) => (" it forwarded".to_string(), ", FORWARD hook"),
+                    (_, false) => (String::new(), ""),
+                };
+                let find = if host {
+                    // iptables (legacy or nft) counts packets per rule: the
+                    // counter that grows with each SYN retry is the rule.
+                    format!(
+                        "{} (the rule whose pkts counter grows with each retry; nft list ruleset for rules outside iptables)",
+                        if passing {
+                            "iptables -nvL DOCKER-USER --line-numbers; iptables -nvL FORWARD --line-numbers"
+                        } else {
+                            "iptables -nvL --line-numbers"
+                        }
+                    )
+                } else {
+                    let list = text::in_named_ns(c.netns.as_ref(), "nft list ruleset")
+                        .unwrap_or_else(|| {
+                            "nft list ruleset (iptables -S) in that namespace".to_string()
+                        });
+                    format!("{list} (Docker hosts: iptables -S DOCKER-USER)")
                 };
                 (
-                    format!("a firewall rule in {p} dropped the SYN (NETFILTER_DROP{at})"),
+                    format!("a firewall rule in {p} dropped the SYN{via} (NETFILTER_DROP{at}{hook})"),
                     format!(
-                        "find the rule that drops TCP to {}: {list}; allow the port or remove the rule (Docker hosts: iptables -S DOCKER-USER)",
+                        "find the rule that drops TCP to {} in {p}: {find}; allow the port or remove the rule",
                         addr(key.dst, key.dport)
                     ),
                 )
@@ -828,11 +891,23 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                     Some(h) => format!("the next hop {h}"),
                     None => key.dst.to_string(),
                 };
+                // An unspecified drop reason says little: its location says
+                // which (IPv6 neighbour discovery giving up).
                 let p = c
-                    .map(|c| format!(" ({} in {})", c.reason, place(c.netns.as_ref(), c.container.as_ref())))
+                    .map(|c| {
+                        let at = match (c.reason.as_str(), &c.location) {
+                            ("NOT_SPECIFIED", Some(l)) => format!(" at {l}"),
+                            _ => String::new(),
+                        };
+                        format!(
+                            " ({}{at} in {})",
+                            c.reason,
+                            place(c.netns.as_ref(), c.container.as_ref())
+                        )
+                    })
                     .unwrap_or_default();
                 (
-                    format!("nobody answers ARP for {who}{p}"),
+                    format!("nobody answers {} for {who}{p}", resolution(hop.unwrap_or(key.dst))),
                     format!(
                         "check that {who} exists and is up on the same network (a stopped container, a wrong IP or a host outside the subnet): ip neigh show {}",
                         hop.unwrap_or(key.dst)
@@ -840,11 +915,10 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                 )
             }
             (CauseKind::Rejected, Some(c)) => {
-                let ns = c.netns.as_ref().and_then(|n| n.name.as_deref());
-                let list = match ns {
-                    Some(n) => format!("ip netns exec {} nft list ruleset", text::sh(n)),
-                    None => "nft list ruleset (iptables -S) in that namespace".to_string(),
-                };
+                let list = text::in_named_ns(c.netns.as_ref(), "nft list ruleset")
+                    .unwrap_or_else(|| {
+                        "nft list ruleset (iptables -S) in that namespace".to_string()
+                    });
                 let why = match &c.icmp {
                     Some(i) => {
                         let port = if i.name == "port-unreachable" {
@@ -883,22 +957,21 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                     ),
                 ),
                 Some(i) => {
-                    let exec = c
-                        .netns
-                        .as_ref()
-                        .and_then(|n| n.name.as_deref())
-                        .map(|n| format!("ip netns exec {} ", text::sh(n)))
-                        .unwrap_or_default();
+                    let run = |cmd: String| {
+                        text::in_named_ns(c.netns.as_ref(), &cmd).unwrap_or(cmd)
+                    };
                     (
                         format!(
-                            "{} answered ICMP {}: it cannot reach {} (no route there, or nobody answers its ARP)",
+                            "{} answered ICMP {}: it cannot reach {} (no route there, or nobody answers its {})",
                             who_answered(i, c),
                             i.name,
-                            key.dst
+                            key.dst,
+                            resolution(key.dst)
                         ),
                         format!(
-                            "check routing and neighbours where the error came from: {exec}ip route get {}; {exec}ip neigh show {}",
-                            key.dst, key.dst
+                            "check routing and neighbours where the error came from: {}; {}",
+                            run(format!("ip route get {}", key.dst)),
+                            run(format!("ip neigh show {}", key.dst))
                         ),
                     )
                 }
@@ -1006,6 +1079,7 @@ fn alert(key: FlowKey, a: &Attempt, cause: Option<&Cause>, t: i128) -> (EcsEvent
                 (None, Some(c)) => format!("{} ({})", c.display_name(), addr(key.dst, key.dport)),
                 (None, None) => addr(key.dst, key.dport),
             },
+            dst_ip: key.dst,
             why,
             hint,
         },

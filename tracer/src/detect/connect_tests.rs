@@ -34,6 +34,7 @@ fn named_ns(inode: u32, name: &str, network: Option<&str>) -> Netns {
         inode,
         name: Some(name.into()),
         network: network.map(Into::into),
+        host: false,
     }
 }
 
@@ -680,4 +681,156 @@ fn the_thresholds_are_settings() {
         ..DetectConfig::default()
     };
     assert!(alerts(&run_with(short_ttl, &evs)).is_empty());
+}
+
+/// The host's namespace (Docker names it `default`): what a rule in
+/// DOCKER-USER drops between two containers on one bridge network.
+fn host_ns() -> Netns {
+    Netns {
+        inode: 4_026_531_833,
+        name: Some("default".into()),
+        network: None,
+        host: true,
+    }
+}
+
+#[test]
+fn firewall_drop_in_the_host_between_two_containers_names_the_forward_hook_and_iptables() {
+    let mut d = drop_at(
+        ms(0),
+        host_ns(),
+        "NETFILTER_DROP",
+        "nft_do_chain+0x46f",
+        "10.0.2.3",
+    );
+    d.tracer.interface = Some(crate::event::Interface {
+        name: "veth1234".into(),
+        index: 7,
+        kind: None,
+    });
+    let mut s = syn(ms(1000), "10.0.2.3", "SYN_SENT");
+    s.destination.container = Some(container("db.1"));
+    let out = run(&[d, s]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let m = msg(a[0]);
+    assert!(
+        m.contains("a firewall rule in the host's namespace dropped the SYN it forwarded from veth1234 (NETFILTER_DROP at nft_do_chain+0x46f, FORWARD hook)"),
+        "{m}"
+    );
+    assert!(
+        m.contains("client.1 (10.0.1.2)") && m.contains("db.1 (10.0.2.3:80)"),
+        "{m}"
+    );
+    let p = payload(a[0]);
+    assert_eq!(p["cause"], "firewall");
+    let hint = p["hint"].as_str().unwrap();
+    // Runnable as is in the operator's shell: no `ip netns exec default`,
+    // which fails (Docker's `default` is no `ip netns` name).
+    assert!(!hint.contains("ip netns exec"), "{hint}");
+    assert!(
+        hint.contains("iptables -nvL DOCKER-USER --line-numbers"),
+        "{hint}"
+    );
+    assert!(hint.contains("pkts counter"), "{hint}");
+}
+
+#[test]
+fn ipv6_neighbour_discovery_giving_up_is_nobody_answers_ndp() {
+    // IPv6 frees the SYN it queued for an address nobody answers as a plain
+    // kfree_skb (NOT_SPECIFIED at neigh_invalidate), then the connect fails
+    // with EHOSTUNREACH from the client's own stack: no ICMP from elsewhere.
+    let client = named_ns(CLIENT_NS, "cf-client", None);
+    let mut d = drop_at(
+        ms(0),
+        client,
+        "NOT_SPECIFIED",
+        "neigh_invalidate+0x7e",
+        "fd00::99",
+    );
+    d.source.ip = Some(ip("fd00::1"));
+    let mut a = abort(ms(1), "fd00::99", "SYN_SENT", "EHOSTUNREACH");
+    a.source.ip = Some(ip("fd00::1"));
+    let out = run(&[d, a]);
+    let a = alerts(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let p = payload(a[0]);
+    assert_eq!(p["cause"], "no_arp", "{p}");
+    let m = msg(a[0]);
+    assert!(m.contains("[fd00::99]:80"), "{m}");
+    assert!(
+        m.contains("nobody answers neighbour discovery (NDP) for fd00::99 (NOT_SPECIFIED at neigh_invalidate+0x7e in"),
+        "{m}"
+    );
+    assert!(!m.contains("ARP"), "{m}");
+    // Other unspecified drops stay no cause.
+    let out = run(&[drop_at(
+        ms(0),
+        named_ns(CLIENT_NS, "cf-client", None),
+        "NOT_SPECIFIED",
+        "ip6_mc_input+0x15e",
+        "fd00::99",
+    )]);
+    assert!(alerts(&out).is_empty(), "{out:#?}");
+}
+
+#[test]
+fn an_incident_of_one_client_says_where_its_other_retransmitting_flow_goes() {
+    // One client, two problems within the incident window: a refused
+    // connection to 10.0.1.3 and SYNs to 10.0.2.9 nobody answers. The
+    // incident is about 10.0.1.3; the retransmitting flow is not its.
+    let mut evs = vec![reset_received(ms(0), "10.0.1.3")];
+    for i in 0..4 {
+        let mut s = syn(ms(100 + i * 1000), "10.0.2.9", "SYN_SENT");
+        s.source.port = Some(40001);
+        evs.push(s);
+    }
+    let out = run(&evs);
+    let inc: Vec<&EcsEvent> = out
+        .iter()
+        .filter(|e| e.event.action == Action::Incident)
+        .collect();
+    let about = inc
+        .iter()
+        .rev()
+        .find(|e| msg(e).starts_with("10.0.1.3:80 unreachable") && msg(e).contains("retransmit"))
+        .unwrap_or_else(|| panic!("{out:#?}"));
+    let m = msg(about);
+    assert!(
+        m.contains("1 TCP flow to 10.0.2.9 retransmits without progress"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_firewall_in_a_docker_named_namespace_is_listed_through_its_docker_handle() {
+    // `ip netns exec lb_4zd4qm3u2` fails on a Docker host: the handle is in
+    // /var/run/docker/netns, which `ip netns` does not read.
+    for (name, want) in [
+        (
+            "lb_4zd4qm3u2",
+            "nsenter --net=/var/run/docker/netns/lb_4zd4qm3u2 nft list ruleset",
+        ),
+        (
+            "e1ddbd169773",
+            "nsenter --net=/var/run/docker/netns/e1ddbd169773 nft list ruleset",
+        ),
+        ("cf-router", "ip netns exec cf-router nft list ruleset"),
+    ] {
+        let out = run(&[
+            drop_at(
+                ms(0),
+                named_ns(ROUTER_NS, name, None),
+                "NETFILTER_DROP",
+                "nft_do_chain+0x46f",
+                "10.0.2.3",
+            ),
+            syn(ms(1000), "10.0.2.3", "SYN_SENT"),
+        ]);
+        let a = alerts(&out);
+        assert_eq!(a.len(), 1, "{out:#?}");
+        let p = payload(a[0]);
+        let hint = p["hint"].as_str().unwrap();
+        assert!(hint.contains(want), "{name}: {hint}");
+    }
 }

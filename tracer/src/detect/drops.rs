@@ -20,6 +20,7 @@
 use std::net::IpAddr;
 
 use serde::Serialize;
+use smol_str::SmolStr;
 
 use super::{
     interval::{IntervalClock, PerInterval},
@@ -58,6 +59,9 @@ struct DropEntry {
     first: i128,
     last: i128,
     dst: [Option<IpAddr>; SAMPLE_IPS],
+    /// A bridge device (by identity's link kind) a drop of this key was
+    /// on: an `OTHERHOST` drop there is a promiscuous bridge's copy.
+    bridge: Option<SmolStr>,
 }
 
 pub(crate) struct Drops {
@@ -200,7 +204,18 @@ impl Drops {
             first: t,
             last: t,
             dst: [None; SAMPLE_IPS],
+            bridge: None,
         });
+        if e.bridge.is_none() {
+            if let Some(i) = ev
+                .tracer
+                .interface
+                .as_ref()
+                .filter(|i| i.kind == Some("bridge"))
+            {
+                e.bridge = Some(i.name.clone());
+            }
+        }
         e.total = e.total.saturating_add(count);
         if print {
             e.printed += 1;
@@ -269,13 +284,30 @@ impl PerInterval for Drops {
                 None => text::ns_label(netns.as_ref()),
             };
             let why = explain_drop(reason, Some(location));
-            let meaning = why.meaning_of(reason);
+            // A bridge hands a frame for another MAC up to its own stack
+            // only when it is promiscuous (br_handle_frame_finish): such an
+            // OTHERHOST drop is the copy of a frame it forwarded or flooded
+            // anyway, nothing was lost (tcpdump on a Docker bridge does it).
+            let copies = match &e.bridge {
+                Some(b) if reason == "OTHERHOST" => Some(text::sh(b).into_owned()),
+                _ => None,
+            };
+            let (meaning, check) = match &copies {
+                Some(b) => (
+                    format!(
+                        "copies of frames that bridge {b} forwarded between its ports, handed up to the host's stack because {b} is in promiscuous mode (a capture on it such as tcpdump -i {b}, or promisc set by hand): the frames themselves were delivered, nothing was lost"
+                    ),
+                    format!(
+                        "nothing to do; they stop with the capture (or ip link set {b} promisc off); --ignore-drop-reason OTHERHOST hides them while capturing"
+                    ),
+                ),
+                None => (why.meaning_of(reason).into_owned(), why.check.to_string()),
+            };
             let message = format!(
-                "{} drops in {place} ({reason} at {location}) in the last {}: {} printed, {suppressed} counted here only; {meaning} — {}",
+                "{} drops in {place} ({reason} at {location}) in the last {}: {} printed, {suppressed} counted here only; {meaning} — {check}",
                 e.total,
                 text::dur(span),
                 e.printed,
-                why.check,
             );
             let ips: Vec<IpAddr> = e.dst.iter().flatten().copied().collect();
             let payload = DropSummary {
@@ -301,21 +333,21 @@ impl PerInterval for Drops {
             line.tracer.location = Some(location.into());
             line.tracer.count = Some(suppressed);
             line.tracer.alert = RawJson::of(&payload);
-            let sym =
-                (self.incident_threshold > 0 && e.total >= self.incident_threshold).then(|| {
-                    Symptom {
-                        kind: Action::DropSummary,
-                        count: e.total,
-                        containers: container.into_iter().collect(),
-                        ips,
-                        macs: Vec::new(),
-                        facts: Facts::Drops {
-                            reason: reason.to_string(),
-                            location: location.to_string(),
-                            total: e.total,
-                            place,
-                        },
-                    }
+            let sym = (copies.is_none()
+                && self.incident_threshold > 0
+                && e.total >= self.incident_threshold)
+                .then(|| Symptom {
+                    kind: Action::DropSummary,
+                    count: e.total,
+                    containers: container.into_iter().collect(),
+                    ips,
+                    macs: Vec::new(),
+                    facts: Facts::Drops {
+                        reason: reason.to_string(),
+                        location: location.to_string(),
+                        total: e.total,
+                        place,
+                    },
                 });
             sink.lines.push((line, sym));
         }

@@ -386,8 +386,12 @@ fn alert(
             "two ports send frames from the same MAC (duplicate MAC or a bridging loop)".to_string(),
         ),
     };
+    // On a VLAN-aware bridge each VLAN has its own FDB entry for a MAC
+    // (the same MAC in two VLANs is no flap): the VLAN is part of what moved.
+    let vlan = ev.tracer.vlan.filter(|v| *v != 0);
+    let on_vlan = vlan.map(|v| format!(" VLAN {v}")).unwrap_or_default();
     let message = format!(
-        "MAC {label} flapped {count}× in {} between {} on bridge {bridge} in {where_}: {why}",
+        "MAC {label} flapped {count}× in {} between {} on bridge {bridge}{on_vlan} in {where_}: {why}",
         text::dur(duration),
         text::join_and(&port_words),
     );
@@ -397,7 +401,7 @@ fn alert(
         ip,
         owner: owner_name.clone(),
         bridge,
-        vlan: ev.tracer.vlan.filter(|v| *v != 0),
+        vlan,
         netns,
         network: netns.and_then(|n| n.network.as_deref()),
         count,
@@ -438,7 +442,10 @@ fn alert(
             owner: owner_name,
             ports: st.ports.iter().map(|p| p.name.to_string()).collect(),
             vxlan: vxlan.map(str::to_string),
-            bridge_ns: where_,
+            bridge_ns: match vlan {
+                Some(v) => format!("VLAN {v} in {where_}"),
+                None => where_,
+            },
             ns: text::NsRef::new(netns, None),
         },
     };

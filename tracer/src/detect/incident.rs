@@ -634,13 +634,23 @@ fn explain(inc: &mut Incident) {
             if n == 1 { "" } else { "s" }
         ));
     }
-    if rtx.is_some() {
+    if let Some((Facts::Retransmit { dst, dst_ip, .. }, _)) = rtx {
         let n = inc.flows.len().max(1);
-        clauses.push(format!(
-            "{n} TCP flow{} retransmit{} without progress",
-            if n == 1 { "" } else { "s" },
-            if n == 1 { "s" } else { "" }
-        ));
+        // The incident is about a failed connection to another address
+        // (one client, two problems): say where the flow goes, or it reads
+        // as the same destination's.
+        let elsewhere = match conn {
+            Some((Facts::Connect { dst_ip: c, .. }, _)) if c != dst_ip => Some(dst),
+            _ => None,
+        };
+        clauses.push(match (n, elsewhere) {
+            (1, Some(to)) => format!("1 TCP flow to {to} retransmits without progress"),
+            (n, Some(to)) => {
+                format!("{n} TCP flows retransmit without progress (one to {to})")
+            }
+            (1, None) => "1 TCP flow retransmits without progress".to_string(),
+            (n, None) => format!("{n} TCP flows retransmit without progress"),
+        });
     }
     if let Some((
         Facts::IdleFlow {
@@ -758,10 +768,34 @@ fn explain(inc: &mut Incident) {
                 None => m.to_string(),
             })
             .collect();
-        (
-            "two hosts claim the same IP".to_string(),
+        // Containers: the address is in one's settings and was added by
+        // hand (or by a process with NET_ADMIN) inside another; their own
+        // address lists say which.
+        let inside: Vec<String> = macs
+            .iter()
+            .filter_map(|(_, o)| o.as_deref())
+            .map(|o| {
+                format!(
+                    "nsenter --net=$(docker inspect -f '{{{{.NetworkSettings.SandboxKey}}}}' {}) ip -br addr",
+                    text::sh(o)
+                )
+            })
+            .collect();
+        let look = if inside.is_empty() {
+            String::new()
+        } else {
             format!(
-                "decide which of {} should own {ip} ({}); re-address or stop the other one (a static IP or a stale container on the same network)",
+                "; the addresses each container holds: {}",
+                inside.join("; ")
+            )
+        };
+        (
+            format!(
+                "{} claim the same IP",
+                text::claimants(macs.iter().map(|(_, o)| o.as_deref()))
+            ),
+            format!(
+                "decide which of {} should own {ip} ({}{look}); re-address or stop the other one (a static IP, an address added inside a container with NET_ADMIN, or a stale container on the same network)",
                 text::join_and(&words),
                 ns.cmd(&format!("ip neigh show {ip}"))
             ),

@@ -176,6 +176,9 @@ pub(crate) enum Facts {
     Connect {
         client: String,
         dst: String,
+        /// The destination's address (a retransmitting flow of the same
+        /// incident may go elsewhere).
+        dst_ip: IpAddr,
         /// The cause, one clause.
         why: String,
         hint: String,

@@ -98,6 +98,7 @@ fn overlay_ns() -> Netns {
         inode: OVERLAY_NS,
         name: Some("1-8f3e2a1b".into()),
         network: Some("backend".into()),
+        host: false,
     }
 }
 
@@ -106,6 +107,7 @@ fn plain_ns(inode: u32, name: &str) -> Netns {
         inode,
         name: Some(name.into()),
         network: None,
+        host: false,
     }
 }
 

@@ -36,6 +36,7 @@ fn overlay_ns() -> Netns {
         inode: OVERLAY_NS,
         name: Some("1-8f3e2a1b".into()),
         network: Some("backend".into()),
+        host: false,
     }
 }
 
@@ -589,6 +590,24 @@ fn ip_conflict_names_both_macs_and_owners_in_one_namespace() {
     );
     let msg = c[0].message.as_deref().unwrap();
     assert!(msg.contains("api.1") && msg.contains("rogue.1"), "{msg}");
+    // Both are known containers: said so, and the incident's hint shows
+    // how to list each one's addresses.
+    assert!(msg.contains("two containers claim the same IP"), "{msg}");
+    let inc = of(&out, "incident");
+    assert!(!inc.is_empty(), "{out:#?}");
+    let hint = payload(inc[0])["hint"].as_str().unwrap().to_string();
+    assert!(
+        hint.contains("nsenter --net=$(docker inspect -f '{{.NetworkSettings.SandboxKey}}' rogue.1) ip -br addr"),
+        "{hint}"
+    );
+
+    // One MAC nobody owns: "hosts", not "containers".
+    let mut d = det();
+    let mut anon = b.clone();
+    anon.source.container = None;
+    let (out, _) = run(&mut d, &[a.clone(), anon]);
+    let msg = of(&out, "ip_conflict")[0].message.clone().unwrap();
+    assert!(msg.contains("two hosts claim the same IP"), "{msg}");
 
     // Same two MACs, but seen in two different namespaces: no conflict.
     let mut d = det();
@@ -1485,6 +1504,7 @@ fn lb_drop(t: i128, reverse: bool) -> EcsEvent {
         inode: LB_NS,
         name: Some("lb-test".into()),
         network: None,
+        host: false,
     });
     e.network.transport = Some("tcp".into());
     let (c, s) = ((ip("10.0.0.5"), 40000), (ip("10.0.0.100"), 8080));
@@ -1652,4 +1672,100 @@ fn idle_state_is_bounded_and_evictions_counted() {
     let s = d.stats();
     assert!(s.idle_keys <= 32, "{s:?}");
     assert!(s.evictions >= 2 * 84, "{s:?}");
+}
+
+#[test]
+fn otherhost_drops_on_a_promiscuous_bridge_are_its_harmless_copies() {
+    let on = |t: i128, dev: &str, kind: Option<&'static str>| {
+        let mut e = drop_ev(t, WEB_NS, None, "OTHERHOST", "ip_rcv_core+0x22c");
+        e.tracer.interface = Some(crate::event::Interface {
+            name: dev.into(),
+            index: 9,
+            kind,
+        });
+        e
+    };
+    let cfg = DetectConfig {
+        drop_incident_threshold: 3,
+        ..DetectConfig::default()
+    };
+    let mut d = Detectors::new(cfg.clone());
+    let mut evs: Vec<EcsEvent> = (0..5)
+        .map(|i| on(ms(i * 10), "br-0123456789ab", Some("bridge")))
+        .collect();
+    evs.push(drop_ev(ms(10_000), WEB_NS, None, "NO_SOCKET", "x"));
+    let (out, _) = run(&mut d, &evs);
+    let s = of(&out, "drop_summary");
+    assert_eq!(s.len(), 1, "{out:#?}");
+    let m = s[0].message.as_deref().unwrap();
+    assert!(
+        m.contains("copies of frames that bridge br-0123456789ab forwarded"),
+        "{m}"
+    );
+    assert!(m.contains("is in promiscuous mode"), "{m}");
+    assert!(m.contains("nothing was lost"), "{m}");
+    assert!(payload(s[0])["meaning"]
+        .as_str()
+        .unwrap()
+        .contains("promiscuous mode"));
+    // Harmless copies open no incident however many there are.
+    assert!(of(&out, "incident").is_empty(), "{out:#?}");
+
+    // On an interface that is no bridge (or unknown): the general meaning.
+    let mut d = Detectors::new(cfg);
+    let mut evs: Vec<EcsEvent> = (0..5).map(|i| on(ms(i * 10), "eth0", None)).collect();
+    evs.push(drop_ev(ms(10_000), WEB_NS, None, "NO_SOCKET", "x"));
+    let (out, _) = run(&mut d, &evs);
+    let m = of(&out, "drop_summary")[0].message.clone().unwrap();
+    assert!(m.contains("addressed to another host's MAC"), "{m}");
+    assert!(!of(&out, "incident").is_empty(), "{out:#?}");
+}
+
+#[test]
+fn flap_on_a_vlan_aware_bridge_names_the_vlan_and_vlans_do_not_add_up() {
+    let in_vlan = |mut e: EcsEvent, v: u16| {
+        e.tracer.vlan = Some(v);
+        e
+    };
+    // Moves of one MAC alternating between VLAN 10 and VLAN 20 are two
+    // entries that each moved less than the threshold: no flap.
+    let mut d = det();
+    let evs = [
+        in_vlan(fdb_move(ms(0), "veth7b2", "veth9c1"), 10),
+        in_vlan(fdb_move(ms(100), "veth9c1", "veth7b2"), 20),
+        in_vlan(fdb_move(ms(200), "veth7b2", "veth9c1"), 10),
+        in_vlan(fdb_move(ms(300), "veth9c1", "veth7b2"), 20),
+    ];
+    let (out, _) = run(&mut d, &evs);
+    assert!(of(&out, "fdb_flap").is_empty(), "{out:#?}");
+
+    // Three moves in VLAN 10: a flap that says which VLAN, in its line and
+    // in its incident.
+    let mut d = det();
+    let evs = [
+        in_vlan(fdb_move(ms(0), "veth7b2", "veth9c1"), 10),
+        in_vlan(fdb_move(ms(100), "veth9c1", "veth7b2"), 10),
+        in_vlan(fdb_move(ms(200), "veth7b2", "veth9c1"), 10),
+    ];
+    let (out, _) = run(&mut d, &evs);
+    let a = of(&out, "fdb_flap");
+    assert_eq!(a.len(), 1, "{out:#?}");
+    let m = a[0].message.as_deref().unwrap();
+    assert!(m.contains("on bridge br0 VLAN 10 in"), "{m}");
+    assert_eq!(payload(a[0])["vlan"], 10);
+    let inc = of(&out, "incident");
+    assert!(!inc.is_empty(), "{out:#?}");
+    let im = inc[0].message.as_deref().unwrap();
+    assert!(im.contains("on VLAN 10 in "), "{im}");
+
+    // Untagged (VLAN 0, a bridge without VLAN filtering): no VLAN words.
+    let mut d = det();
+    let evs = [
+        fdb_move(ms(0), "veth7b2", "veth9c1"),
+        fdb_move(ms(100), "veth9c1", "veth7b2"),
+        fdb_move(ms(200), "veth7b2", "veth9c1"),
+    ];
+    let (out, _) = run(&mut d, &evs);
+    let m = of(&out, "fdb_flap")[0].message.clone().unwrap();
+    assert!(!m.contains("VLAN"), "{m}");
 }

@@ -8,9 +8,11 @@ use serde::Serialize;
 
 use crate::event::{ContainerRef, EcsEvent, Mac, Netns, Peer};
 
-/// "overlay backend", "netns 1-8f3e2a1b" or "netns 4026532281".
+/// "overlay backend", "the host's namespace", "netns 1-8f3e2a1b" or
+/// "netns 4026532281".
 pub(crate) fn ns_label(ns: Option<&Netns>) -> String {
     match ns {
+        Some(Netns { host: true, .. }) => "the host's namespace".to_string(),
         Some(Netns {
             network: Some(net), ..
         }) => format!("overlay {net}"),
@@ -20,6 +22,27 @@ pub(crate) fn ns_label(ns: Option<&Netns>) -> String {
         Some(n) => format!("netns {}", n.inode),
         None => "an unknown namespace".to_string(),
     }
+}
+
+/// `cmd` run in a namespace known by its name: as it is in the host's
+/// namespace (Docker's handle for it is `default`, no `ip netns` name);
+/// through its file for a name Docker gives (`/var/run/docker/netns`,
+/// which `ip netns exec` does not open); else `ip netns exec NAME`. None for
+/// a namespace without a name.
+pub(crate) fn in_named_ns(ns: Option<&Netns>, cmd: &str) -> Option<String> {
+    use crate::identity::names::{parse_netns_name, NetnsName};
+    let ns = ns?;
+    if ns.host {
+        return Some(cmd.to_string());
+    }
+    let name = ns.name.as_deref()?;
+    Some(match parse_netns_name(name) {
+        NetnsName::Other => format!("ip netns exec {} {cmd}", sh(name)),
+        _ => format!(
+            "nsenter --net={} {cmd}",
+            sh(&format!("/var/run/docker/netns/{name}"))
+        ),
+    })
 }
 
 /// One word of a shell command built from a name that a container, its
@@ -75,6 +98,12 @@ impl NsRef {
     /// for a named one, else through the container's sandbox, else through
     /// a process of the namespace. Names are quoted with [`sh`].
     pub(crate) fn cmd(&self, cmd: &str) -> String {
+        // The host's namespace is where an operator's shell already is
+        // (Docker names it `default` in /var/run/docker/netns, which
+        // `ip netns` does not know).
+        if self.ns.as_ref().is_some_and(|n| n.host) {
+            return cmd.to_string();
+        }
         if let Some(name) = self.name() {
             let name = sh(name);
             for tool in ["ip ", "bridge "] {
@@ -112,6 +141,25 @@ impl NsRef {
             (_, Some(c)) => format!("{}'s namespace", c.display_name()),
         }
     }
+}
+
+/// Who claims one IP, from the owners of the MACs that answer for it:
+/// "two containers" when identity knows each as a container, else "two
+/// hosts".
+pub(crate) fn claimants<'a>(owners: impl ExactSizeIterator<Item = Option<&'a str>>) -> String {
+    let n = owners.len();
+    let mut owners = owners;
+    let who = if owners.all(|o| o.is_some()) {
+        "containers"
+    } else {
+        "hosts"
+    };
+    let n = match n {
+        2 => "two".to_string(),
+        3 => "three".to_string(),
+        n => n.to_string(),
+    };
+    format!("{n} {who}")
 }
 
 /// A port is a vxlan when its peer says so: by the interface's link kind
@@ -256,6 +304,7 @@ mod tests {
                 inode: 1,
                 name: Some("ns$(id)".into()),
                 network: None,
+                host: false,
             }),
             None,
         );
@@ -270,6 +319,7 @@ mod tests {
                 inode: 1,
                 name: Some("1-abc".into()),
                 network: None,
+                host: false,
             }),
             None,
         );

@@ -305,6 +305,12 @@ pub struct Netns {
     /// Docker network whose namespace this is (overlay namespaces).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<std::sync::Arc<str>>,
+    /// The host's (initial) namespace, as identity knows it (Docker names
+    /// it `default`): messages call it "the host's namespace" and hints run
+    /// their commands there as they are. Filled by enrichment (identity
+    /// updates carry it, so a replay knows it too); not printed.
+    #[serde(skip)]
+    pub host: bool,
 }
 
 /// `tracer.interface`

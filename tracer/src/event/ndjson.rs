@@ -302,6 +302,7 @@ impl Json for Netns {
             inode,
             name,
             network,
+            host: _,
         } = self;
         out.extend_from_slice(b"{\"inode\":");
         write_uint(out, *inode);
@@ -852,6 +853,7 @@ mod tests {
                 inode: u32::MAX,
                 name: Some(Arc::from("1-abc")),
                 network: Some(Arc::from("backend")),
+                host: false,
             }),
             interface: Some(Interface {
                 name: "eth0".into(),
@@ -1014,6 +1016,7 @@ mod tests {
                     inode: 0,
                     name: f.tracer.netns.as_ref().unwrap().name.clone(),
                     network: None,
+                    host: false,
                 })
             },
         ),
@@ -1025,6 +1028,7 @@ mod tests {
                     inode: 0,
                     name: None,
                     network: f.tracer.netns.as_ref().unwrap().network.clone(),
+                    host: false,
                 })
             },
         ),
@@ -1789,6 +1793,7 @@ mod tests {
                     inode: r.int(u32::MAX as u64) as u32,
                     name: r.opt(|r| Arc::from(r.string())),
                     network: r.opt(|r| Arc::from(r.string())),
+                    host: false,
                 }),
                 interface: self.opt(|r| Interface {
                     name: r.smol(),

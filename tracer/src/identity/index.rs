@@ -1033,6 +1033,7 @@ impl IdentityIndex {
             if n.network.is_none() {
                 n.network.clone_from(&e.network);
             }
+            n.host |= e.host;
         }
         if let Some(s) = r.container {
             ev.container = self.cref(s).cloned();
@@ -1047,8 +1048,9 @@ impl IdentityIndex {
             ev.tracer.port_peer = Some(self.peer_of(p, &ev.tracer.port));
         }
         // An ARP reply's interface by its link kind: the ARP detector
-        // tells a vxlan answering for a container by it.
-        if ev.event.action == Action::ArpReply {
+        // tells a vxlan answering for a container by it; a drop's: the
+        // drop detector tells a promiscuous bridge's copies by it.
+        if matches!(ev.event.action, Action::ArpReply | Action::SkbDrop) {
             if let (Some(i), Some((_, e))) = (ev.tracer.interface.as_mut(), r.ns) {
                 if i.kind.is_none() {
                     i.kind = e.ifaces.get(i.name.as_str()).map(|f| f.kind.word());

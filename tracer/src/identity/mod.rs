@@ -20,7 +20,7 @@
 mod cgroup;
 mod docker;
 mod index;
-mod names;
+pub(crate) mod names;
 mod procfs;
 mod scan;
 mod source;

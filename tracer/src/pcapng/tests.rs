@@ -193,6 +193,7 @@ fn event(action: Action) -> EcsEvent {
         inode: 4026532291,
         name: Some("ns-web".into()),
         network: None,
+        host: false,
     });
     ev.tracer.interface = Some(Interface {
         name: "eth0".into(),
