@@ -59,9 +59,6 @@ struct DropEntry {
     first: i128,
     last: i128,
     dst: [Option<IpAddr>; SAMPLE_IPS],
-    /// A bridge device (by identity's link kind) a drop of this key was
-    /// on: an `OTHERHOST` drop there is a promiscuous bridge's copy.
-    bridge: Option<SmolStr>,
 }
 
 pub(crate) struct Drops {
@@ -70,6 +67,10 @@ pub(crate) struct Drops {
     incident_threshold: u64,
     max_keys: usize,
     table: FastMap<DropKey, DropEntry>,
+    /// The bridge an `OTHERHOST` drop of a key was on (by identity's link
+    /// kind): a promiscuous bridge's copies. Kept apart from the table:
+    /// rare, and the table's entries stay small.
+    bridges: FastMap<DropKey, SmolStr>,
     containers: Interner<ContainerRef>,
     reasons: Interner<()>,
     locations: Interner<()>,
@@ -111,6 +112,7 @@ impl Drops {
             incident_threshold: c.drop_incident_threshold,
             max_keys: c.max_keys,
             table: FastMap::default(),
+            bridges: FastMap::default(),
             containers: Interner::new(c.max_keys),
             reasons: Interner::new(c.max_keys),
             locations: Interner::new(c.max_keys),
@@ -153,6 +155,7 @@ impl Drops {
 
     /// The table key of a drop: the overflow key once a name table or the
     /// key table is full (counted in `overflow`).
+    #[inline(always)] // the per-drop path (with `add`): one body in `observe`
     fn key_of(&mut self, ev: &EcsEvent) -> DropKey {
         let container = match &ev.container {
             Some(c) => self.containers.intern_container(c),
@@ -183,6 +186,7 @@ impl Drops {
     }
 
     /// Adds `count` drops of `ev` under `key`, `print` of them printed.
+    #[inline(always)]
     fn add(&mut self, key: DropKey, ev: &EcsEvent, t: i128, count: u64, print: bool) {
         if key == OVERFLOW_KEY {
             self.overflow = self.overflow.saturating_add(count);
@@ -204,17 +208,16 @@ impl Drops {
             first: t,
             last: t,
             dst: [None; SAMPLE_IPS],
-            bridge: None,
         });
-        if e.bridge.is_none() {
-            if let Some(i) = ev
-                .tracer
-                .interface
-                .as_ref()
-                .filter(|i| i.kind == Some("bridge"))
-            {
-                e.bridge = Some(i.name.clone());
-            }
+        // Identity gives a drop's link kind only for OTHERHOST drops (the
+        // hot path stays as it was): a bridge there is a promiscuous one.
+        if let Some(i) = ev
+            .tracer
+            .interface
+            .as_ref()
+            .filter(|i| i.kind == Some("bridge"))
+        {
+            self.bridges.entry(key).or_insert_with(|| i.name.clone());
         }
         e.total = e.total.saturating_add(count);
         if print {
@@ -288,7 +291,7 @@ impl PerInterval for Drops {
             // only when it is promiscuous (br_handle_frame_finish): such an
             // OTHERHOST drop is the copy of a frame it forwarded or flooded
             // anyway, nothing was lost (tcpdump on a Docker bridge does it).
-            let copies = match &e.bridge {
+            let copies = match self.bridges.get(&k) {
                 Some(b) if reason == "OTHERHOST" => Some(text::sh(b).into_owned()),
                 _ => None,
             };
@@ -353,5 +356,6 @@ impl PerInterval for Drops {
         }
         // `clear` keeps the allocation: the next interval reuses it.
         self.table.clear();
+        self.bridges.clear();
     }
 }

@@ -1048,9 +1048,21 @@ impl IdentityIndex {
             ev.tracer.port_peer = Some(self.peer_of(p, &ev.tracer.port));
         }
         // An ARP reply's interface by its link kind: the ARP detector
-        // tells a vxlan answering for a container by it; a drop's: the
-        // drop detector tells a promiscuous bridge's copies by it.
-        if matches!(ev.event.action, Action::ArpReply | Action::SkbDrop) {
+        // tells a vxlan answering for a container by it; an OTHERHOST
+        // drop's: the drop detector tells a promiscuous bridge's copies by
+        // it (only those: drops are the hot path).
+        let wants_kind = match ev.event.action {
+            Action::ArpReply => true,
+            // First byte first: most drops' reasons (NO_SOCKET…) are
+            // told apart without a string compare.
+            Action::SkbDrop => ev
+                .tracer
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.as_bytes().first() == Some(&b'O') && r == "OTHERHOST"),
+            _ => false,
+        };
+        if wants_kind {
             if let (Some(i), Some((_, e))) = (ev.tracer.interface.as_mut(), r.ns) {
                 if i.kind.is_none() {
                     i.kind = e.ifaces.get(i.name.as_str()).map(|f| f.kind.word());
