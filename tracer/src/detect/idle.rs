@@ -44,7 +44,7 @@ use serde::Serialize;
 use smol_str::SmolStr;
 
 use super::{
-    alert_line,
+    flow_alert_line,
     table::{Bounded, Stamped},
     text::{self, FlowEnd},
     Cfg, Facts, Member, Sink, Symptom,
@@ -424,18 +424,7 @@ impl Idle {
             last_seen: format_ts(t),
             hint: HINT,
         };
-        let mut line = alert_line(t, Action::IdleFlowKilled, message, &payload);
-        line.container = ev.container.clone();
-        line.source = ev.source.clone();
-        if line.source.container.is_none() {
-            line.source.container = ev.container.clone();
-        }
-        line.destination = ev.destination.clone();
-        line.network = ev.network.clone();
-        line.tracer.netns = ev.tracer.netns.clone();
-        line.tracer.interface = ev.tracer.interface.clone();
-        line.tracer.tcp = ev.tracer.tcp.clone();
-        line.tracer.count = Some(count);
+        let line = flow_alert_line(t, Action::IdleFlowKilled, message, &payload, ev, count);
 
         let containers = super::distinct_containers(
             src_c

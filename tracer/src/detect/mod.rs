@@ -325,6 +325,32 @@ pub(crate) fn alert_line(
     e
 }
 
+/// [`alert_line`] about one TCP flow, with the flow's fields from the
+/// event `ev` that triggered it (container, endpoints, namespace,
+/// interface, socket state) and `count` in `tracer.count`.
+pub(crate) fn flow_alert_line(
+    ts: i128,
+    action: Action,
+    message: String,
+    payload: &impl Serialize,
+    ev: &EcsEvent,
+    count: u64,
+) -> EcsEvent {
+    let mut line = alert_line(ts, action, message, payload);
+    line.container = ev.container.clone();
+    line.source = ev.source.clone();
+    if line.source.container.is_none() {
+        line.source.container = ev.container.clone();
+    }
+    line.destination = ev.destination.clone();
+    line.network = ev.network.clone();
+    line.tracer.netns = ev.tracer.netns.clone();
+    line.tracer.interface = ev.tracer.interface.clone();
+    line.tracer.tcp = ev.tracer.tcp.clone();
+    line.tracer.count = Some(count);
+    line
+}
+
 /// What is known about a MAC from any event: its IP (ARP replies,
 /// neighbour updates) and its owner (any event naming the MAC's container),
 /// so every alert can name both.

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::{
-    alert_line,
+    alert_line, flow_alert_line,
     interval::{IntervalClock, PerInterval},
     table::{Bounded, Episode, FastMap, Interner, Stamped, Verdict, OVERFLOW},
     text::{self, FlowEnd},
@@ -367,18 +367,7 @@ impl Retransmit {
             last_seen: format_ts(last),
             realert,
         };
-        let mut line = alert_line(t, Action::RetransmitBurst, message, &payload);
-        line.container = ev.container.clone();
-        line.source = ev.source.clone();
-        if line.source.container.is_none() {
-            line.source.container = ev.container.clone();
-        }
-        line.destination = ev.destination.clone();
-        line.network = ev.network.clone();
-        line.tracer.netns = ev.tracer.netns.clone();
-        line.tracer.interface = ev.tracer.interface.clone();
-        line.tracer.tcp = ev.tracer.tcp.clone();
-        line.tracer.count = Some(count);
+        let line = flow_alert_line(t, Action::RetransmitBurst, message, &payload, ev, count);
 
         let containers = super::distinct_containers(src_c.into_iter().chain(dst_c));
         let sym = Symptom {
