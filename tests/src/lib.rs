@@ -501,6 +501,26 @@ impl BridgeTopo {
     }
 
     /// One ping from A to B (ARP request from A, reply from B).
+    /// B forgets its neighbours and pings A once (1 s timeout): B asks
+    /// for A's MAC afresh. The ping may fail (tests break the path on
+    /// purpose), so its outcome is ignored.
+    pub fn arp_b_for_a(&self) {
+        self.b.ip(&["neigh", "flush", "all"]);
+        let _ = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.b.name,
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                &self.ip_a,
+            ])
+            .output();
+    }
+
     pub fn ping_a_to_b(&self) {
         sh(&[
             "ip",

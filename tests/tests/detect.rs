@@ -28,20 +28,7 @@ fn vxlan_proxy_arp_flap_is_diagnosed() {
     let (br_inode, b_inode) = (topo.br_ns.inode(), topo.b.inode());
     let t = start(&[br_inode, b_inode], &[]);
     for _ in 0..5 {
-        topo.b.ip(&["neigh", "flush", "all"]);
-        let _ = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &topo.b.name,
-                "ping",
-                "-c",
-                "1",
-                "-W",
-                "1",
-                &topo.ip_a,
-            ])
-            .output();
+        topo.arp_b_for_a();
         std::thread::sleep(Duration::from_millis(200));
     }
     let flap = t.wait_for(Duration::from_secs(10), |v| {
@@ -276,20 +263,7 @@ fn hostile_vxlan_name_is_quoted_in_the_hint_and_a_veth_named_vx_is_no_vxlan() {
     let (br_inode, b_inode) = (topo.br_ns.inode(), topo.b.inode());
     let t = start(&[br_inode, b_inode], &[]);
     for _ in 0..5 {
-        topo.b.ip(&["neigh", "flush", "all"]);
-        let _ = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &topo.b.name,
-                "ping",
-                "-c",
-                "1",
-                "-W",
-                "1",
-                &topo.ip_a,
-            ])
-            .output();
+        topo.arp_b_for_a();
         std::thread::sleep(Duration::from_millis(200));
     }
     let flap = t.wait_for(Duration::from_secs(10), |v| {

@@ -7,7 +7,7 @@ use std::{
 };
 
 use serde_json::Value;
-use tracer_tests::{ecs_mac, require_root, with_action, BridgeTopo, Tracer};
+use tracer_tests::{ecs_mac, require_root, send_udp, with_action, BridgeTopo, Tracer};
 
 fn netns_args(nss: &[u64]) -> Vec<String> {
     nss.iter()
@@ -292,14 +292,7 @@ fn udp_to_closed_port_is_dropped_with_reason_no_socket() {
     let topo = BridgeTopo::new();
     let b_inode = topo.b.inode();
     let t = start(&[b_inode]);
-    let (ip_a, ip_b) = (topo.ip_a.clone(), topo.ip_b.clone());
-    let sport = topo.a.run(move || {
-        let s = UdpSocket::bind((ip_a.as_str(), 0)).unwrap();
-        for _ in 0..3 {
-            s.send_to(b"anyone?", (ip_b.as_str(), 9)).unwrap();
-        }
-        s.local_addr().unwrap().port()
-    });
+    let sport = send_udp(&topo.a, &topo.ip_a, &topo.ip_b, 9, 3, Duration::ZERO);
     let drop_ev = t.wait_for(Duration::from_secs(10), |v| {
         v["event"]["action"] == "skb_drop" && v["source"]["port"] == sport
     });

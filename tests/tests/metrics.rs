@@ -4,13 +4,13 @@
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream, UdpSocket},
+    net::{TcpListener, TcpStream},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-use tracer_tests::{require_root, BridgeTopo, Tracer};
+use tracer_tests::{require_root, send_udp, BridgeTopo, Tracer};
 
 /// A loopback port free right now.
 fn free_port() -> u16 {
@@ -66,13 +66,7 @@ fn prometheus_scrapes_drops_with_their_reason() {
         t.stderr()
     );
     // UDP to a closed port of B: NO_SOCKET drops.
-    let (ip_a, ip_b) = (topo.ip_a.clone(), topo.ip_b.clone());
-    topo.a.run(move || {
-        let s = UdpSocket::bind((ip_a.as_str(), 0)).unwrap();
-        for _ in 0..5 {
-            s.send_to(b"anyone?", (ip_b.as_str(), 9)).unwrap();
-        }
-    });
+    send_udp(&topo.a, &topo.ip_a, &topo.ip_b, 9, 5, Duration::ZERO);
 
     let dir = std::env::temp_dir().join(format!("tracer-prom-{}", topo.tag));
     let _ = std::fs::remove_dir_all(&dir);

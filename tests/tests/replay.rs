@@ -1,9 +1,9 @@
 //! Record and replay: a capture recorded during real faults replays,
 //! unprivileged, to exactly the lines the live run printed.
 
-use std::{net::UdpSocket, os::unix::fs::PermissionsExt, process::Command, time::Duration};
+use std::{os::unix::fs::PermissionsExt, process::Command, time::Duration};
 
-use tracer_tests::{require_root, tracer_bin, BridgeTopo, Tracer};
+use tracer_tests::{require_root, send_udp, tracer_bin, BridgeTopo, Tracer};
 
 fn tmp_capture(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("tracer-capture-{}-{tag}", std::process::id()));
@@ -24,28 +24,9 @@ fn live_run_replays_byte_identical_without_privileges() {
     let cap = capture.to_str().unwrap().to_string();
     let t = Tracer::start(&["--record", &cap]);
     for _ in 0..4 {
-        topo.b.ip(&["neigh", "flush", "all"]);
-        let _ = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &topo.b.name,
-                "ping",
-                "-c",
-                "1",
-                "-W",
-                "1",
-                &topo.ip_a,
-            ])
-            .output();
+        topo.arp_b_for_a();
     }
-    let (ip_a, ip_b) = (topo.ip_a.clone(), topo.ip_b.clone());
-    topo.a.run(move || {
-        let s = UdpSocket::bind((ip_a.as_str(), 0)).unwrap();
-        for _ in 0..50 {
-            s.send_to(b"x", (ip_b.as_str(), 9)).unwrap();
-        }
-    });
+    send_udp(&topo.a, &topo.ip_a, &topo.ip_b, 9, 50, Duration::ZERO);
     t.wait_for(Duration::from_secs(10), |v| {
         v["event"]["action"] == "fdb_flap"
     })

@@ -4,14 +4,13 @@
 
 use std::{
     io::Write as _,
-    net::UdpSocket,
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
 
 use serde_json::Value;
-use tracer_tests::{require_root, tracer_bin, unique_tag, BridgeTopo, Tracer};
+use tracer_tests::{require_root, send_udp, tracer_bin, unique_tag, BridgeTopo, Tracer};
 
 fn tmp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tracer-report-{}-{tag}", std::process::id()));
@@ -228,20 +227,9 @@ fn two_hosts_one_incident() {
     h2.b.ip(&["route", "add", "blackhole", &format!("{}/32", h2.ip_a)]);
     client.write_all(b"are you there?").unwrap();
     for _ in 0..4 {
-        h1.b.ip(&["neigh", "flush", "all"]);
-        let _ = Command::new("ip")
-            .args([
-                "netns", "exec", &h1.b.name, "ping", "-c", "1", "-W", "1", &h1.ip_a,
-            ])
-            .output();
+        h1.arp_b_for_a();
     }
-    let (ip_a, ip_b) = (h1.ip_a.clone(), h1.ip_b.clone());
-    h1.a.run(move || {
-        let s = UdpSocket::bind((ip_a.as_str(), 0)).unwrap();
-        for _ in 0..20 {
-            s.send_to(b"x", (ip_b.as_str(), 9)).unwrap();
-        }
-    });
+    send_udp(&h1.a, &h1.ip_a, &h1.ip_b, 9, 20, Duration::ZERO);
     let flap = r1.wait_for(Duration::from_secs(15), |v| {
         v["event"]["action"] == "fdb_flap"
     });

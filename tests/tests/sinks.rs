@@ -3,26 +3,19 @@
 
 use std::{
     io::{BufRead, BufReader},
-    net::{TcpListener, UdpSocket},
+    net::TcpListener,
     path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-use tracer_tests::{require_root, BridgeTopo, Tracer};
+use tracer_tests::{require_root, send_udp, BridgeTopo, Tracer};
 
 /// `n` UDP datagrams from A to a closed port of B: `n` skb_drop events
 /// (NO_SOCKET); returns A's source port, which names them.
 fn udp_drops(topo: &BridgeTopo, n: usize) -> u16 {
-    let (ip_a, ip_b) = (topo.ip_a.clone(), topo.ip_b.clone());
-    topo.a.run(move || {
-        let s = UdpSocket::bind((ip_a.as_str(), 0)).unwrap();
-        for _ in 0..n {
-            s.send_to(b"anyone?", (ip_b.as_str(), 9)).unwrap();
-        }
-        s.local_addr().unwrap().port()
-    })
+    send_udp(&topo.a, &topo.ip_a, &topo.ip_b, 9, n as u64, Duration::ZERO)
 }
 
 fn start(topo: &BridgeTopo, outputs: &[String]) -> Tracer {
